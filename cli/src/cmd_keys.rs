@@ -1,0 +1,118 @@
+//! `edgevote keys`: the key store.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use edgevote_shared::Role;
+use edgevote_signer::KeyStore;
+
+use crate::timearg;
+
+/// Where the key store lives.
+#[derive(Debug, Args)]
+pub struct KeysDir {
+    /// Key store directory (keyset.json + private/).
+    #[arg(long = "keys", env = "EDGEVOTE_KEYS", default_value = "edgevote-keys")]
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Generate a key of a role and add it to the key set (creates the store if needed).
+    Gen {
+        #[command(flatten)]
+        keys: KeysDir,
+        /// What the key signs: authority (tokens, manifests), edge (receipts, envelopes),
+        /// ops (bundles), log (checkpoints).
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+    },
+    /// List the keys: id, role, validity window, status.
+    Show {
+        #[command(flatten)]
+        keys: KeysDir,
+        /// Print the published key set (JWK Set JSON) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replace an active key by a new one; the old key is archived, so what it signed still
+    /// verifies.
+    Rotate {
+        #[command(flatten)]
+        keys: KeysDir,
+        /// The key to rotate out.
+        #[arg(long, conflicts_with = "role")]
+        kid: Option<String>,
+        /// Rotate the one active key of this role.
+        #[arg(long, value_parser = parse_role)]
+        role: Option<Role>,
+    },
+}
+
+pub fn parse_role(text: &str) -> Result<Role, String> {
+    text.parse::<Role>()
+        .map_err(|_| "expected one of: authority, edge, ops, log".to_owned())
+}
+
+pub fn run(command: KeysCommand) -> anyhow::Result<ExitCode> {
+    let now = timearg::now_secs();
+    match command {
+        KeysCommand::Gen { keys, role } => {
+            let store = KeyStore::open_or_create(&keys.dir)?;
+            let jwk = store.generate(role, now)?;
+            println!("generated {role} key {}", jwk.kid);
+            println!("key set: {}", store.keyset_path().display());
+        }
+        KeysCommand::Show { keys, json } => {
+            let set = KeyStore::open(&keys.dir)?.keyset()?;
+            if json {
+                println!("{}", set.to_json_pretty());
+            } else {
+                print_table(&set, now);
+            }
+        }
+        KeysCommand::Rotate { keys, kid, role } => {
+            let store = KeyStore::open(&keys.dir)?;
+            let kid = match (kid, role) {
+                (Some(kid), _) => kid,
+                (None, Some(role)) => store.active_kid(role, None)?,
+                (None, None) => anyhow::bail!("name the key to rotate with --kid or --role"),
+            };
+            let new = store
+                .rotate(&kid, now)
+                .with_context(|| format!("rotating key {kid}"))?;
+            println!("archived {kid} (valid until {})", timearg::show(now));
+            println!("new {} key {}", new.edgevote_role, new.kid);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_table(set: &edgevote_shared::KeySet, now: u64) {
+    println!(
+        "{:<44} {:<9} {:<8} {:<21} VALID UNTIL",
+        "KID", "ROLE", "STATUS", "VALID FROM"
+    );
+    let mut keys: Vec<_> = set.iter().collect();
+    keys.sort_by_key(|k| (k.edgevote_role, k.valid_from));
+    for key in keys {
+        let status = match key.valid_until {
+            None => "active",
+            Some(until) if until > now => "retiring",
+            Some(_) => "archived",
+        };
+        let until = key
+            .valid_until
+            .map(timearg::show)
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "{:<44} {:<9} {:<8} {:<21} {until}",
+            key.kid,
+            key.edgevote_role,
+            status,
+            timearg::show(key.valid_from)
+        );
+    }
+}

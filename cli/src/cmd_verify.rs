@@ -1,0 +1,105 @@
+//! `edgevote verify`: offline verification for auditors and voters.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Subcommand;
+use edgevote_shared::{Document, Receipt, VoteToken, WireError, verify};
+
+use crate::{input, timearg};
+
+#[derive(Debug, Subcommand)]
+pub enum VerifyCommand {
+    /// Verify a receipt's signature, key validity and fields against a published key set.
+    Receipt {
+        /// The receipt: inline, a file, or - for stdin.
+        receipt: String,
+        /// The published key set (an archived set verifies receipts of rotated keys).
+        #[arg(long, default_value = "edgevote-keys/keyset.json")]
+        keyset: PathBuf,
+        /// Also require the receipt to be for this election.
+        #[arg(long)]
+        election: Option<String>,
+        /// Print the result as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Verify a vote token for an election, now.
+    Token {
+        /// The token: inline, a file, or - for stdin.
+        token: String,
+        /// The published key set.
+        #[arg(long, default_value = "edgevote-keys/keyset.json")]
+        keyset: PathBuf,
+        /// The election the token must be for.
+        #[arg(long)]
+        election: String,
+        /// Print the result as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run(command: VerifyCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        VerifyCommand::Receipt {
+            receipt,
+            keyset,
+            election,
+            json,
+        } => {
+            let keys = edgevote_signer::load_keyset(&keyset)?;
+            let compact = input::jws_arg(&receipt)?;
+            let outcome = verify::<Receipt>(&compact, &keys).and_then(|v| {
+                if let Some(election) = &election {
+                    v.doc.check_election(election)?;
+                }
+                Ok(v)
+            });
+            Ok(report(outcome, json))
+        }
+        VerifyCommand::Token {
+            token,
+            keyset,
+            election,
+            json,
+        } => {
+            let keys = edgevote_signer::load_keyset(&keyset)?;
+            let compact = input::jws_arg(&token)?;
+            let outcome = verify::<VoteToken>(&compact, &keys).and_then(|v| {
+                v.doc.check_usable(&election, timearg::now_secs())?;
+                Ok(v)
+            });
+            Ok(report(outcome, json))
+        }
+    }
+}
+
+/// Prints `VALID`/`INVALID` (or JSON) and returns exit code 0 or 1.
+fn report<T: Document>(
+    outcome: Result<edgevote_shared::Verified<T>, WireError>,
+    json: bool,
+) -> ExitCode {
+    match outcome {
+        Ok(verified) => {
+            let doc = serde_json::to_value(&verified.doc).unwrap_or_default();
+            if json {
+                let out = serde_json::json!({"valid": true, "type": T::TYP, "kid": verified.kid, "claims": doc});
+                println!("{out}");
+            } else {
+                println!("VALID {} signed by {}", T::NAME, verified.kid);
+                println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            if json {
+                let out = serde_json::json!({"valid": false, "code": error.code(), "error": error.to_string()});
+                println!("{out}");
+            } else {
+                println!("INVALID {} code={} {error}", T::NAME, error.code());
+            }
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! `edgevote`: one command line for every user of the system.
+//!
+//! Subcommands today: `keys`, `election`, `token`, `receipt`, `verify`. Planned (see the README):
+//! `up`, `edge`, `collector`, `vote`, `audit`, `bundle`, `load`, `bench`.
+
+mod cmd_election;
+mod cmd_keys;
+mod cmd_receipt;
+mod cmd_token;
+mod cmd_verify;
+mod input;
+mod timearg;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Vote ingestion at the edge: exactly one counted vote per voter, signed receipts anyone can
+/// verify.
+#[derive(Debug, Parser)]
+#[command(name = "edgevote", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Generate, show and rotate signing keys (authority, edge, ops, log).
+    #[command(subcommand)]
+    Keys(cmd_keys::KeysCommand),
+    /// Create and inspect signed election manifests.
+    #[command(subcommand)]
+    Election(cmd_election::ElectionCommand),
+    /// Issue vote tokens to voters.
+    #[command(subcommand)]
+    Token(cmd_token::TokenCommand),
+    /// Issue a receipt offline, exactly as an edge would (drills and tests).
+    #[command(subcommand)]
+    Receipt(cmd_receipt::ReceiptCommand),
+    /// Verify receipts and tokens offline against a published key set.
+    #[command(subcommand)]
+    Verify(cmd_verify::VerifyCommand),
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Keys(c) => cmd_keys::run(c),
+        Command::Election(c) => cmd_election::run(c),
+        Command::Token(c) => cmd_token::run(c),
+        Command::Receipt(c) => cmd_receipt::run(c),
+        Command::Verify(c) => cmd_verify::run(c),
+    };
+    match outcome {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! The bundle manifest: describes a built edge component, signed by ops (`typ`
+//! `edgevote-bundle+jws`). Edge hosts refuse a component whose manifest does not verify or whose
+//! digest does not match.
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Digest32;
+use crate::error::WireError;
+use crate::jws::Document;
+use crate::keys::Role;
+use crate::validate::{check_id, check_label};
+
+/// Most configuration variables a bundle may declare.
+pub const MAX_CONFIG_VARS: usize = 64;
+
+/// The platform a bundle is built for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Platform {
+    /// A `wasi:http` component (wasm32-wasip2): Spin and the edgevote host.
+    WasiHttp,
+    /// A Cloudflare Worker module (wasm32-unknown-unknown + JS shim).
+    CloudflareWorker,
+}
+
+/// One configuration variable the component reads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigVar {
+    /// Variable name.
+    pub name: String,
+    /// What it configures.
+    pub description: String,
+    /// Whether the deployment must set it.
+    pub required: bool,
+    /// Whether it holds a secret (never logged or shown).
+    pub secret: bool,
+}
+
+/// The signed description of a bundle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BundleManifest {
+    /// Format version; 1.
+    pub v: u32,
+    /// Bundle name.
+    pub name: String,
+    /// Bundle version.
+    pub version: String,
+    /// Target platform.
+    pub platform: Platform,
+    /// SHA-256 of the Wasm file.
+    pub wasm_sha256: Digest32,
+    /// Size of the Wasm file in bytes.
+    pub wasm_bytes: u64,
+    /// The configuration the component reads.
+    pub config_schema: Vec<ConfigVar>,
+    /// When ops signed it, unix seconds.
+    pub created_at: u64,
+}
+
+impl Document for BundleManifest {
+    const NAME: &'static str = "bundle manifest";
+    const TYP: &'static str = "edgevote-bundle+jws";
+    const SIGNER: Role = Role::Ops;
+    const MAX_JWS_BYTES: usize = 64 * 1024;
+
+    fn validate(&self) -> Result<(), WireError> {
+        if self.v != 1 {
+            return Err(WireError::invalid(
+                "v",
+                format!("version {} unsupported", self.v),
+            ));
+        }
+        check_id("name", &self.name)?;
+        check_id("version", &self.version)?;
+        if self.config_schema.len() > MAX_CONFIG_VARS {
+            return Err(WireError::invalid(
+                "config_schema",
+                format!(
+                    "{} variables, more than {MAX_CONFIG_VARS}",
+                    self.config_schema.len()
+                ),
+            ));
+        }
+        for var in &self.config_schema {
+            check_id("config_schema.name", &var.name)?;
+            check_label("config_schema.description", &var.description)?;
+        }
+        Ok(())
+    }
+
+    fn signed_at_secs(&self) -> u64 {
+        self.created_at
+    }
+}

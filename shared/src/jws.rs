@@ -1,0 +1,200 @@
+//! JWS compact serialization (RFC 7515) with EdDSA over Ed25519 (RFC 8037), and the
+//! [`Document`] trait every signed edgevote document implements.
+//!
+//! Domain separation: the protected header carries `typ` (one value per document type, explicit
+//! typing as RFC 8725 §3.11 recommends) and the verifier demands the `typ` of the type it was
+//! asked for, so a receipt can never be accepted as a token even though both are JWS. On top of
+//! that each document type names the one key [`Role`] allowed to sign it.
+//!
+//! Verification is strict Ed25519 (`verify_strict`): non-canonical `S`, small-order keys and
+//! small-order `R` are refused.
+
+use ed25519_dalek::Signature;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::b64;
+use crate::error::WireError;
+use crate::json;
+use crate::keys::{KeySet, Role, SigningIdentity};
+
+/// Longest protected header we accept, in bytes (after base64url decoding).
+pub const MAX_HEADER_BYTES: usize = 512;
+/// The only JWS algorithm edgevote signs or accepts.
+pub const ALG: &str = "EdDSA";
+
+/// A document that travels as a JWS signed by a key of one role.
+pub trait Document: Serialize + DeserializeOwned {
+    /// Human name for errors ("receipt").
+    const NAME: &'static str;
+    /// The JWS `typ` header value for this document type.
+    const TYP: &'static str;
+    /// The role whose keys sign this document type.
+    const SIGNER: Role;
+    /// Longest compact JWS of this type, in bytes.
+    const MAX_JWS_BYTES: usize;
+
+    /// Checks the document's own field rules (bounds, identifiers, windows).
+    fn validate(&self) -> Result<(), WireError>;
+
+    /// When the document says it was signed, in unix seconds; the signing key must have been
+    /// valid then.
+    fn signed_at_secs(&self) -> u64;
+}
+
+/// The protected header edgevote writes: exactly these three members.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Header {
+    /// Always `EdDSA`.
+    pub alg: String,
+    /// The signing key's id (RFC 7638 thumbprint).
+    pub kid: String,
+    /// The document type.
+    pub typ: String,
+}
+
+/// A document whose signature verified, with the id of the key that signed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified<T> {
+    /// The document.
+    pub doc: T,
+    /// The signing key's id.
+    pub kid: String,
+}
+
+/// Signs `doc` as a compact JWS. Refuses a key of the wrong role and an invalid document, so a
+/// signer can never produce something a verifier would reject.
+pub fn sign<T: Document>(identity: &SigningIdentity, doc: &T) -> Result<String, WireError> {
+    check_role::<T>(identity.kid(), identity.role())?;
+    doc.validate()?;
+    let header = Header {
+        alg: ALG.to_owned(),
+        kid: identity.kid().to_owned(),
+        typ: T::TYP.to_owned(),
+    };
+    let mut compact = b64::encode(json::to_vec(&header));
+    compact.push('.');
+    compact.push_str(&b64::encode(json::to_vec(doc)));
+    let signature = identity.sign_raw(compact.as_bytes());
+    compact.push('.');
+    compact.push_str(&b64::encode(signature.to_bytes()));
+    json::check_len(T::NAME, compact.len(), T::MAX_JWS_BYTES)?;
+    Ok(compact)
+}
+
+/// Verifies a compact JWS of type `T` against `keys` and returns the checked document.
+///
+/// Order of checks: size, shape, header (`alg`, members, `typ`), key lookup and role, strict
+/// signature, payload parse and field rules, and finally that the key was valid when the
+/// document says it was signed.
+pub fn verify<T: Document>(compact: &str, keys: &KeySet) -> Result<Verified<T>, WireError> {
+    json::check_len(T::NAME, compact.len(), T::MAX_JWS_BYTES)?;
+    let parts = split_compact(compact)?;
+    let header = parse_header(parts.header)?;
+    if header.typ != T::TYP {
+        return Err(WireError::WrongDocumentType {
+            expected: T::TYP,
+            found: header.typ,
+        });
+    }
+    let (jwk, key) = keys
+        .get(&header.kid)
+        .ok_or_else(|| WireError::UnknownKeyId(header.kid.clone()))?;
+    check_role::<T>(&header.kid, jwk.edgevote_role)?;
+    let signature = Signature::from_bytes(&b64::decode_array::<64>("signature", parts.signature)?);
+    key.verify_strict(parts.signing_input.as_bytes(), &signature)
+        .map_err(|_| WireError::BadSignature)?;
+    let payload = b64::decode("payload", parts.payload)?;
+    let doc: T = json::parse_bounded(T::NAME, &payload, T::MAX_JWS_BYTES)?;
+    doc.validate()?;
+    let at_secs = doc.signed_at_secs();
+    if !jwk.valid_at(at_secs) {
+        return Err(WireError::KeyNotValidAtTime {
+            kid: header.kid,
+            at_secs,
+            valid_from: jwk.valid_from,
+            valid_until: jwk.valid_until,
+        });
+    }
+    Ok(Verified {
+        doc,
+        kid: header.kid,
+    })
+}
+
+/// Reads the protected header of a compact JWS without verifying anything (for tools that must
+/// say which key a document names before they can find the key set).
+pub fn peek_header(compact: &str) -> Result<Header, WireError> {
+    json::check_len(
+        "JWS",
+        compact.len(),
+        crate::envelope::MAX_ENVELOPE_JWS_BYTES,
+    )?;
+    parse_header(split_compact(compact)?.header)
+}
+
+struct CompactParts<'a> {
+    header: &'a str,
+    payload: &'a str,
+    signature: &'a str,
+    /// `header.payload`, the bytes the signature covers.
+    signing_input: &'a str,
+}
+
+fn split_compact(compact: &str) -> Result<CompactParts<'_>, WireError> {
+    let mut parts = compact.split('.');
+    let (Some(header), Some(payload), Some(signature), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(WireError::MalformedJws(
+            "expected three dot-separated parts",
+        ));
+    };
+    if header.is_empty() || payload.is_empty() || signature.is_empty() {
+        return Err(WireError::MalformedJws("empty part"));
+    }
+    Ok(CompactParts {
+        header,
+        payload,
+        signature,
+        signing_input: &compact[..header.len() + 1 + payload.len()],
+    })
+}
+
+fn parse_header(encoded: &str) -> Result<Header, WireError> {
+    json::check_len("JWS header", encoded.len(), MAX_HEADER_BYTES * 4 / 3 + 4)?;
+    let bytes = b64::decode("header", encoded)?;
+    let members: serde_json::Map<String, serde_json::Value> =
+        json::parse_bounded("JWS header", &bytes, MAX_HEADER_BYTES)?;
+    // Check alg first so that `alg: none` and friends get their own code.
+    match members.get("alg") {
+        Some(serde_json::Value::String(alg)) if alg == ALG => {}
+        Some(other) => return Err(WireError::UnsupportedAlgorithm(other.to_string())),
+        None => return Err(WireError::UnsupportedAlgorithm("(missing)".into())),
+    }
+    if let Some(extra) = members
+        .keys()
+        .find(|k| !matches!(k.as_str(), "alg" | "kid" | "typ"))
+    {
+        return Err(WireError::UnsupportedHeader(format!("member {extra:?}")));
+    }
+    serde_json::from_value(serde_json::Value::Object(members)).map_err(|e| {
+        WireError::MalformedJson {
+            what: "JWS header",
+            detail: e.to_string(),
+        }
+    })
+}
+
+fn check_role<T: Document>(kid: &str, role: Role) -> Result<(), WireError> {
+    if role != T::SIGNER {
+        return Err(WireError::KeyRoleMismatch {
+            kid: kid.to_owned(),
+            role: role.as_str(),
+            expected: T::SIGNER.as_str(),
+            typ: T::TYP,
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,160 @@
+//! The key store: a directory holding the published key set and the private keys.
+//!
+//! ```text
+//! <dir>/keyset.json          public JWK Set: every key ever used, active and archived (0644)
+//! <dir>/private/<kid>.jwk    one private key per file (0600, directory 0700)
+//! ```
+//!
+//! Rotation never deletes: the old key gets a `valid_until` and stays in `keyset.json`, so
+//! every document it signed before then keeps verifying.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use edgevote_shared::{KeySet, PublicJwk, Role, SigningIdentity};
+
+use crate::error::SignerError;
+use crate::keyfile;
+use crate::random;
+
+/// File name of the public key set inside a store.
+pub const KEYSET_FILE: &str = "keyset.json";
+const PRIVATE_DIR: &str = "private";
+
+/// A key store directory.
+#[derive(Debug, Clone)]
+pub struct KeyStore {
+    dir: PathBuf,
+}
+
+impl KeyStore {
+    /// Opens an existing store.
+    pub fn open(dir: impl Into<PathBuf>) -> Result<Self, SignerError> {
+        let dir = dir.into();
+        if !dir.join(KEYSET_FILE).is_file() {
+            return Err(SignerError::NoKeyStore(dir));
+        }
+        Ok(KeyStore { dir })
+    }
+
+    /// Opens a store, creating an empty one if `dir` has none.
+    pub fn open_or_create(dir: impl Into<PathBuf>) -> Result<Self, SignerError> {
+        let dir = dir.into();
+        let store = KeyStore { dir };
+        if !store.keyset_path().is_file() {
+            create_private_dir(&store.dir.join(PRIVATE_DIR))?;
+            store.save_keyset(&KeySet::default())?;
+        }
+        Ok(store)
+    }
+
+    /// The store's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Path of the published key set.
+    pub fn keyset_path(&self) -> PathBuf {
+        self.dir.join(KEYSET_FILE)
+    }
+
+    /// Loads and checks the key set.
+    pub fn keyset(&self) -> Result<KeySet, SignerError> {
+        load_keyset(&self.keyset_path())
+    }
+
+    /// Generates a new key of `role`, valid from `now_secs`, and adds it to the set.
+    pub fn generate(&self, role: Role, now_secs: u64) -> Result<PublicJwk, SignerError> {
+        let seed = zeroize::Zeroizing::new(random::bytes::<32>()?);
+        let identity = SigningIdentity::from_seed(&seed, role);
+        keyfile::write(&self.private_path(identity.kid()), &identity)?;
+        let jwk = identity.public_jwk(now_secs);
+        let mut set = self.keyset()?;
+        set.insert(jwk.clone())?;
+        self.save_keyset(&set)?;
+        Ok(jwk)
+    }
+
+    /// Rotates key `kid`: a new key of the same role becomes active at `now_secs` and `kid` is
+    /// archived (valid until `now_secs`). Returns the new key.
+    pub fn rotate(&self, kid: &str, now_secs: u64) -> Result<PublicJwk, SignerError> {
+        let mut set = self.keyset()?;
+        let (old, _) = set
+            .get(kid)
+            .ok_or_else(|| SignerError::UnknownKey(kid.to_owned()))?;
+        if old.valid_until.is_some() {
+            return Err(SignerError::AlreadyRetired(kid.to_owned()));
+        }
+        let role = old.edgevote_role;
+        let new = self.generate(role, now_secs)?;
+        set.insert(new.clone())?;
+        set.retire(kid, now_secs)?;
+        self.save_keyset(&set)?;
+        Ok(new)
+    }
+
+    /// The one active key of `role`, or the active key `kid` when given.
+    pub fn active_kid(&self, role: Role, kid: Option<&str>) -> Result<String, SignerError> {
+        let set = self.keyset()?;
+        let active: Vec<&PublicJwk> = set.active(role).collect();
+        match (kid, active.as_slice()) {
+            (Some(kid), _) => active
+                .iter()
+                .find(|j| j.kid == kid)
+                .map(|j| j.kid.clone())
+                .ok_or_else(|| SignerError::UnknownKey(format!("{kid} (active {role})"))),
+            (None, []) => Err(SignerError::NoActiveKey(role)),
+            (None, [one]) => Ok(one.kid.clone()),
+            (None, many) => Err(SignerError::AmbiguousActiveKey {
+                role,
+                count: many.len(),
+            }),
+        }
+    }
+
+    /// Loads the private key of the active key of `role` (or `kid`).
+    pub fn signing_identity(
+        &self,
+        role: Role,
+        kid: Option<&str>,
+    ) -> Result<SigningIdentity, SignerError> {
+        let kid = self.active_kid(role, kid)?;
+        let identity = keyfile::read(&self.private_path(&kid))?;
+        if identity.role() != role {
+            return Err(SignerError::KeyFileFormat {
+                path: self.private_path(&kid),
+                reason: format!("role {} where {role} was expected", identity.role()),
+            });
+        }
+        Ok(identity)
+    }
+
+    fn private_path(&self, kid: &str) -> PathBuf {
+        self.dir.join(PRIVATE_DIR).join(format!("{kid}.jwk"))
+    }
+
+    fn save_keyset(&self, set: &KeySet) -> Result<(), SignerError> {
+        let text = set.to_json_pretty() + "\n";
+        keyfile::write_atomic(&self.keyset_path(), text.as_bytes(), 0o644)
+    }
+}
+
+/// Loads and checks a published key set file.
+pub fn load_keyset(path: &Path) -> Result<KeySet, SignerError> {
+    let bytes = keyfile::read_bounded(path, edgevote_shared::keys::MAX_KEY_SET_BYTES as u64)?;
+    KeySet::parse(&bytes).map_err(|e| SignerError::KeyFileFormat {
+        path: path.into(),
+        reason: format!("{} ({})", e, e.code()),
+    })
+}
+
+fn create_private_dir(path: &Path) -> Result<(), SignerError> {
+    fs::create_dir_all(path).map_err(SignerError::io(path))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(path, fs::Permissions::from_mode(0o700))
+            .map_err(SignerError::io(path))?;
+    }
+    Ok(())
+}
