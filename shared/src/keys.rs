@@ -166,6 +166,13 @@ impl PublicJwk {
     }
 }
 
+/// Strict Ed25519 verification of raw bytes: refuses small-order keys and `R`, and
+/// non-canonical `S`.
+pub fn verify_message(key: &VerifyingKey, message: &[u8], signature: &[u8; 64]) -> bool {
+    key.verify_strict(message, &ed25519_dalek::Signature::from_bytes(signature))
+        .is_ok()
+}
+
 /// A JWK Set as published: the wire form of [`KeySet`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -316,6 +323,12 @@ impl SigningIdentity {
     /// The public JWK of this key, valid from `valid_from`.
     pub fn public_jwk(&self, valid_from: u64) -> PublicJwk {
         PublicJwk::new(&self.verifying_key(), self.role, valid_from)
+    }
+
+    /// Signs raw bytes (for formats other than JWS, e.g. signed notes). Prefer [`crate::sign`]
+    /// for documents: it adds the type and key id that domain-separate signatures.
+    pub fn sign_message(&self, message: &[u8]) -> [u8; 64] {
+        self.sign_raw(message).to_bytes()
     }
 
     pub(crate) fn sign_raw(&self, message: &[u8]) -> ed25519_dalek::Signature {

@@ -1,0 +1,40 @@
+//! The `edgevote` binary driven as a user would.
+
+mod round_trip;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// Runs `edgevote ARGS` in `dir` and returns its output.
+pub fn edgevote(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_edgevote"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("EDGEVOTE_KEYS")
+        .output()
+        .expect("edgevote runs")
+}
+
+/// Runs `edgevote ARGS`, asserts success and returns stdout.
+pub fn ok(dir: &Path, args: &[&str]) -> String {
+    let out = edgevote(dir, args);
+    assert!(
+        out.status.success(),
+        "edgevote {args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A directory with authority and edge keys and an open election `ref`.
+pub fn election_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    ok(dir.path(), &["keys", "gen", "--role", "authority"]);
+    ok(dir.path(), &["keys", "gen", "--role", "edge"]);
+    ok(
+        dir.path(),
+        &["election", "create", "--id", "ref", "--title", "Referendum", "--option", "yes:Yes", "--option", "no:No", "--closes", "+1h"],
+    );
+    dir
+}

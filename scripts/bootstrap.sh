@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Installs everything edgevote's build and tests need, on a machine that has only rustup:
+#   - the pinned Rust toolchain with its wasm targets (rust-toolchain.toml),
+#   - a Python virtualenv (.venv) with the third-party JOSE libraries used by the tests.
+# Idempotent: a second run only checks. Fails loudly, with the reason, when something is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '[bootstrap] %s\n' "$*" >&2; }
+die() { printf '[bootstrap] ERROR: %s\n' "$*" >&2; exit 1; }
+
+install_toolchain() {
+    command -v rustup >/dev/null || die "rustup is not installed; install it first (https://rustup.rs)"
+    local channel targets components
+    channel=$(sed -n 's/^channel *= *"\(.*\)"/\1/p' rust-toolchain.toml)
+    targets=$(sed -n 's/^targets *= *\[\(.*\)\]/\1/p' rust-toolchain.toml | tr -d '" ' | tr ',' ' ')
+    components=$(sed -n 's/^components *= *\[\(.*\)\]/\1/p' rust-toolchain.toml | tr -d '" ' | tr ',' ' ')
+    [ -n "$channel" ] || die "no channel in rust-toolchain.toml"
+    local installed_targets
+    installed_targets=$(rustup target list --installed --toolchain "$channel" 2>/dev/null || true)
+    local missing=0
+    for t in $targets; do grep -qx "$t" <<<"$installed_targets" || missing=1; done
+    if [ "$missing" = 0 ] && rustup run "$channel" cargo clippy --version >/dev/null 2>&1 \
+        && rustup run "$channel" rustfmt --version >/dev/null 2>&1; then
+        say "toolchain $channel with targets [$targets] present"
+        return
+    fi
+    say "installing toolchain $channel with targets [$targets] and components [$components]"
+    # shellcheck disable=SC2086
+    rustup toolchain install "$channel" --profile minimal \
+        $(printf -- '--component %s ' $components) $(printf -- '--target %s ' $targets) \
+        || die "could not install Rust $channel from the rustup distribution server; the wasm targets need it (check network access to the rustup server)"
+}
+
+install_python() {
+    local python=${PYTHON:-python3}
+    command -v "$python" >/dev/null || die "python3 is needed for the third-party verification tests"
+    if [ ! -x .venv/bin/python ]; then
+        say "creating .venv"
+        "$python" -m venv .venv || die "python3 -m venv failed (on Debian: apt-get install python3-venv)"
+    fi
+    if ! .venv/bin/python -m pip install -q --disable-pip-version-check -r tests/python/requirements.txt; then
+        die "pip could not install tests/python/requirements.txt from PyPI"
+    fi
+    say "python test dependencies present (.venv)"
+}
+
+case "${1:-all}" in
+    rust) install_toolchain ;;
+    python) install_python ;;
+    all) install_toolchain; install_python ;;
+    *) die "usage: scripts/bootstrap.sh [rust|python|all]" ;;
+esac

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints, wasm builds of the portable crates, every Rust test,
+# and the third-party (Python JOSE) verification tests. Exits non-zero on any failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+started=$(date +%s)
+step() { printf '\n==> %s (%ss)\n' "$*" "$(( $(date +%s) - started ))"; }
+
+step "bootstrap"
+bash scripts/bootstrap.sh all
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (all targets, warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "wasm builds of the portable crates"
+for target in wasm32-wasip2 wasm32-unknown-unknown; do
+    cargo build --locked -p edgevote-shared --target "$target"
+done
+
+step "cargo test (workspace)"
+cargo test --workspace --locked
+
+step "third-party verification (python: jwcrypto, PyJWT)"
+cargo build --locked -p edgevote
+EDGEVOTE_BIN="$PWD/target/debug/edgevote" .venv/bin/python -m pytest -q tests/python
+
+step "all tests passed"

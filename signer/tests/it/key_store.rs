@@ -1,0 +1,65 @@
+//! Key generation, rotation with archive, active key selection.
+
+use edgevote_shared::Role;
+use edgevote_signer::{KeyStore, SignerError, load_keyset};
+
+#[test]
+fn generate_writes_public_set_and_private_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = KeyStore::open_or_create(dir.path()).unwrap();
+    let jwk = store.generate(Role::Authority, 1000).unwrap();
+    let set = load_keyset(&store.keyset_path()).unwrap();
+    assert_eq!(set.len(), 1);
+    assert_eq!(set.get(&jwk.kid).unwrap().0.valid_from, 1000);
+    let identity = store.signing_identity(Role::Authority, None).unwrap();
+    assert_eq!(identity.kid(), jwk.kid);
+    let text = std::fs::read_to_string(store.keyset_path()).unwrap();
+    assert!(!text.contains("\"d\""), "public key set must not hold private keys");
+}
+
+#[test]
+fn rotation_archives_the_old_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = KeyStore::open_or_create(dir.path()).unwrap();
+    let old = store.generate(Role::Edge, 1000).unwrap();
+    let new = store.rotate(&old.kid, 2000).unwrap();
+    let set = store.keyset().unwrap();
+    assert_eq!(set.len(), 2);
+    assert_eq!(set.get(&old.kid).unwrap().0.valid_until, Some(2000));
+    assert_eq!(set.get(&new.kid).unwrap().0.valid_from, 2000);
+    assert_eq!(store.active_kid(Role::Edge, None).unwrap(), new.kid);
+    assert!(matches!(
+        store.rotate(&old.kid, 3000),
+        Err(SignerError::AlreadyRetired(_))
+    ));
+}
+
+#[test]
+fn active_key_selection_errors_are_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = KeyStore::open_or_create(dir.path()).unwrap();
+    let err = store.signing_identity(Role::Log, None).unwrap_err();
+    assert!(err.to_string().contains("no active log key"), "{err}");
+    store.generate(Role::Edge, 1).unwrap();
+    store.generate(Role::Edge, 2).unwrap();
+    let err = store.active_kid(Role::Edge, None).unwrap_err();
+    assert!(matches!(err, SignerError::AmbiguousActiveKey { count: 2, .. }), "{err}");
+}
+
+#[test]
+fn missing_store_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = KeyStore::open(dir.path().join("nope")).unwrap_err();
+    assert!(matches!(err, SignerError::NoKeyStore(_)));
+    assert!(err.to_string().contains("edgevote keys gen"), "{err}");
+}
+
+#[test]
+fn corrupt_key_set_is_refused_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = KeyStore::open_or_create(dir.path()).unwrap();
+    std::fs::write(store.keyset_path(), "{not json").unwrap();
+    let err = store.generate(Role::Ops, 1).unwrap_err();
+    assert!(err.to_string().contains("keyset.json"), "{err}");
+    assert_eq!(std::fs::read_to_string(store.keyset_path()).unwrap(), "{not json");
+}
