@@ -1,5 +1,8 @@
 //! The `edgevote` binary driven as a user would.
 
+// Test helpers panic on failure by design.
+#![allow(clippy::unwrap_used)]
+
 mod round_trip;
 
 use std::path::Path;
@@ -34,7 +37,20 @@ pub fn election_dir() -> tempfile::TempDir {
     ok(dir.path(), &["keys", "gen", "--role", "edge"]);
     ok(
         dir.path(),
-        &["election", "create", "--id", "ref", "--title", "Referendum", "--option", "yes:Yes", "--option", "no:No", "--closes", "+1h"],
+        &[
+            "election",
+            "create",
+            "--id",
+            "ref",
+            "--title",
+            "Referendum",
+            "--option",
+            "yes:Yes",
+            "--option",
+            "no:No",
+            "--closes",
+            "+1h",
+        ],
     );
     dir
 }

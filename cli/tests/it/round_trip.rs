@@ -10,7 +10,10 @@ fn issue_and_verify_round_trip() {
     let d = dir.path();
     let token = ok(d, &["token", "issue", "--voter", "v-1"]);
     let token = token.trim();
-    let receipt = ok(d, &["receipt", "issue", "--token", token, "--choice", "yes"]);
+    let receipt = ok(
+        d,
+        &["receipt", "issue", "--token", token, "--choice", "yes"],
+    );
     std::fs::write(d.join("r.jws"), &receipt).unwrap();
     let out = ok(d, &["verify", "receipt", "r.jws", "--election", "ref"]);
     assert!(out.starts_with("VALID receipt"), "{out}");
@@ -33,7 +36,17 @@ fn refusals_exit_nonzero_with_a_code() {
     let out = edgevote(d, &["verify", "token", token.trim(), "--election", "other"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("code=wrong_election"));
-    let out = edgevote(d, &["receipt", "issue", "--token", token.trim(), "--choice", "maybe"]);
+    let out = edgevote(
+        d,
+        &[
+            "receipt",
+            "issue",
+            "--token",
+            token.trim(),
+            "--choice",
+            "maybe",
+        ],
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid_choice"));
 }
@@ -42,7 +55,10 @@ fn refusals_exit_nonzero_with_a_code() {
 fn bulk_tokens_with_progress() {
     let dir = election_dir();
     let d = dir.path();
-    let out = ok(d, &["token", "issue", "--count", "2500", "--out", "tokens.txt"]);
+    let out = ok(
+        d,
+        &["token", "issue", "--count", "2500", "--out", "tokens.txt"],
+    );
     assert!(out.contains("issued 2500 tokens"), "{out}");
     let text = std::fs::read_to_string(d.join("tokens.txt")).unwrap();
     assert_eq!(text.lines().count(), 2500);
@@ -55,17 +71,40 @@ fn rotation_keeps_old_receipts_verifiable() {
     let dir = election_dir();
     let d = dir.path();
     let token = ok(d, &["token", "issue"]);
-    let before = ok(d, &["receipt", "issue", "--token", token.trim(), "--choice", "no"]);
+    let before = ok(
+        d,
+        &[
+            "receipt",
+            "issue",
+            "--token",
+            token.trim(),
+            "--choice",
+            "no",
+        ],
+    );
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let out = ok(d, &["keys", "rotate", "--role", "edge"]);
     assert!(out.contains("archived"), "{out}");
     let token2 = ok(d, &["token", "issue"]);
-    let after = ok(d, &["receipt", "issue", "--token", token2.trim(), "--choice", "yes"]);
+    let after = ok(
+        d,
+        &[
+            "receipt",
+            "issue",
+            "--token",
+            token2.trim(),
+            "--choice",
+            "yes",
+        ],
+    );
     for receipt in [before, after] {
         ok(d, &["verify", "receipt", receipt.trim()]);
     }
     let table = ok(d, &["keys", "show"]);
-    assert!(table.contains("archived") || table.contains("retiring"), "{table}");
+    assert!(
+        table.contains("archived") || table.contains("retiring"),
+        "{table}"
+    );
 }
 
 #[test]

@@ -39,14 +39,26 @@ fn unhex<const N: usize>(text: &str) -> [u8; N] {
 fn rfc8032_ed25519_vectors() {
     for (i, v) in RFC8032.iter().enumerate() {
         let identity = SigningIdentity::from_seed(&unhex::<32>(v.secret), Role::Edge);
-        assert_eq!(identity.verifying_key().to_bytes(), unhex::<32>(v.public), "vector {i} public");
+        assert_eq!(
+            identity.verifying_key().to_bytes(),
+            unhex::<32>(v.public),
+            "vector {i} public"
+        );
         let message = hex::decode(v.message).unwrap();
         let signature = identity.sign_message(&message);
         assert_eq!(signature, unhex::<64>(v.signature), "vector {i} signature");
-        assert!(verify_message(&identity.verifying_key(), &message, &signature));
+        assert!(verify_message(
+            &identity.verifying_key(),
+            &message,
+            &signature
+        ));
         let mut wrong = message.clone();
         wrong.push(0);
-        assert!(!verify_message(&identity.verifying_key(), &wrong, &signature));
+        assert!(!verify_message(
+            &identity.verifying_key(),
+            &wrong,
+            &signature
+        ));
     }
 }
 
@@ -62,8 +74,15 @@ fn rfc8037_thumbprint_and_jws() {
         thumbprint(&identity.verifying_key()),
         "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
     );
-    assert_eq!(identity.kid(), "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k");
+    assert_eq!(
+        identity.kid(),
+        "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
+    );
     let input = "eyJhbGciOiJFZERTQSJ9.RXhhbXBsZSBvZiBFZDI1NTE5IHNpZ25pbmc";
-    let expected = "hgyY0il_MGCjP0JzlnLWG1PPOt7-09PGcvMg3AIbQR6dWbhijcNR4ki4iylGjg5BhVsPt9g7sVvpAr_MuM0KAg";
-    assert_eq!(b64::encode(identity.sign_message(input.as_bytes())), expected);
+    let expected =
+        "hgyY0il_MGCjP0JzlnLWG1PPOt7-09PGcvMg3AIbQR6dWbhijcNR4ki4iylGjg5BhVsPt9g7sVvpAr_MuM0KAg";
+    assert_eq!(
+        b64::encode(identity.sign_message(input.as_bytes())),
+        expected
+    );
 }

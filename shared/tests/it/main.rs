@@ -1,5 +1,8 @@
 //! Integration tests of the wire formats: one binary, a module per area.
 
+// Test helpers panic on failure by design.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 mod kat;
 mod proptests;

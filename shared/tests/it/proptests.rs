@@ -71,7 +71,17 @@ fn manifest() -> impl Strategy<Value = ElectionManifest> {
         time(),
     )
         .prop_map(
-            |(id, title, option_ids, option_label, (opens_at, closes_at), policy, bytes, votes, created_at)| {
+            |(
+                id,
+                title,
+                option_ids,
+                option_label,
+                (opens_at, closes_at),
+                policy,
+                bytes,
+                votes,
+                created_at,
+            )| {
                 ElectionManifest {
                     v: 1,
                     id,
@@ -97,7 +107,15 @@ fn manifest() -> impl Strategy<Value = ElectionManifest> {
 }
 
 fn receipt() -> impl Strategy<Value = Receipt> {
-    (id(), digest(), id(), id(), id(), 0u64..4_000_000_000_000, proptest::option::of(digest()))
+    (
+        id(),
+        digest(),
+        id(),
+        id(),
+        id(),
+        0u64..4_000_000_000_000,
+        proptest::option::of(digest()),
+    )
         .prop_map(
             |(election, vote_id, token_id, edge, region, received_at_ms, bundle_sha256)| Receipt {
                 v: 1,
@@ -113,22 +131,29 @@ fn receipt() -> impl Strategy<Value = Receipt> {
 }
 
 fn envelope() -> impl Strategy<Value = QueueEnvelope> {
-    (id(), id(), id(), 0u64..4_000_000_000_000, vec((ballot(), any::<u64>()), 1..8)).prop_map(
-        |(batch_id, edge, region, created_at_ms, votes)| QueueEnvelope {
-            v: 1,
-            batch_id,
-            edge,
-            region,
-            created_at_ms,
-            votes: votes
-                .into_iter()
-                .map(|(ballot, received_at_ms)| EnvelopeVote {
-                    ballot,
-                    received_at_ms,
-                })
-                .collect(),
-        },
+    (
+        id(),
+        id(),
+        id(),
+        0u64..4_000_000_000_000,
+        vec((ballot(), any::<u64>()), 1..8),
     )
+        .prop_map(
+            |(batch_id, edge, region, created_at_ms, votes)| QueueEnvelope {
+                v: 1,
+                batch_id,
+                edge,
+                region,
+                created_at_ms,
+                votes: votes
+                    .into_iter()
+                    .map(|(ballot, received_at_ms)| EnvelopeVote {
+                        ballot,
+                        received_at_ms,
+                    })
+                    .collect(),
+            },
+        )
 }
 
 fn bundle() -> impl Strategy<Value = BundleManifest> {
@@ -141,8 +166,8 @@ fn bundle() -> impl Strategy<Value = BundleManifest> {
         vec((id(), label(), any::<bool>(), any::<bool>()), 0..5),
         time(),
     )
-        .prop_map(|(name, version, platform, wasm_sha256, wasm_bytes, vars, created_at)| {
-            BundleManifest {
+        .prop_map(
+            |(name, version, platform, wasm_sha256, wasm_bytes, vars, created_at)| BundleManifest {
                 v: 1,
                 name,
                 version,
@@ -159,8 +184,8 @@ fn bundle() -> impl Strategy<Value = BundleManifest> {
                     })
                     .collect(),
                 created_at,
-            }
-        })
+            },
+        )
 }
 
 /// JSON encode/decode and sign/verify round trips for a signed document type.

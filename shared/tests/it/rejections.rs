@@ -13,14 +13,19 @@ fn token_code(compact: &str) -> &'static str {
 }
 
 fn admit_code(ballot: Ballot, now: u64) -> &'static str {
-    admit(&manifest(), &keyset(), ballot, now).unwrap_err().code()
+    admit(&manifest(), &keyset(), ballot, now)
+        .unwrap_err()
+        .code()
 }
 
 #[test]
 fn tampered_payload_is_bad_signature() {
     let mut claims = token_claims("ref-2026");
     claims.sub = "someone-else".into();
-    let forged = with_payload(&token("ref-2026"), serde_json::to_vec(&claims).unwrap().as_slice());
+    let forged = with_payload(
+        &token("ref-2026"),
+        serde_json::to_vec(&claims).unwrap().as_slice(),
+    );
     assert_eq!(token_code(&forged), "bad_signature");
 }
 
@@ -30,7 +35,10 @@ fn tampered_signature_is_bad_signature() {
     let (rest, sig) = compact.rsplit_once('.').unwrap();
     let mut bytes = b64::decode("sig", sig).unwrap();
     bytes[10] ^= 1;
-    assert_eq!(token_code(&format!("{rest}.{}", b64::encode(bytes))), "bad_signature");
+    assert_eq!(
+        token_code(&format!("{rest}.{}", b64::encode(bytes))),
+        "bad_signature"
+    );
 }
 
 #[test]
@@ -39,11 +47,16 @@ fn every_single_byte_flip_is_refused() {
     for i in 0..compact.len() {
         let mut bytes = compact.clone().into_bytes();
         bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
-        let Ok(text) = String::from_utf8(bytes) else { continue };
+        let Ok(text) = String::from_utf8(bytes) else {
+            continue;
+        };
         if text == compact {
             continue;
         }
-        assert!(verify::<VoteToken>(&text, &keyset()).is_err(), "flip at {i} accepted");
+        assert!(
+            verify::<VoteToken>(&text, &keyset()).is_err(),
+            "flip at {i} accepted"
+        );
     }
 }
 
@@ -70,11 +83,17 @@ fn header_naming_another_kid_is_refused() {
 fn expired_and_not_yet_valid_tokens() {
     let claims = token_claims("ref-2026");
     assert_eq!(
-        claims.check_usable("ref-2026", claims.exp).unwrap_err().code(),
+        claims
+            .check_usable("ref-2026", claims.exp)
+            .unwrap_err()
+            .code(),
         "token_expired"
     );
     assert_eq!(
-        claims.check_usable("ref-2026", claims.nbf - 1).unwrap_err().code(),
+        claims
+            .check_usable("ref-2026", claims.nbf - 1)
+            .unwrap_err()
+            .code(),
         "token_not_yet_valid"
     );
     let mut expired = token_claims("ref-2026");
@@ -128,7 +147,12 @@ fn small_order_public_key_is_refused_in_key_sets() {
     let mut jwk = PublicJwk::new(&weak, Role::Edge, 0);
     jwk.kid = thumbprint(&weak);
     assert_eq!(KeySet::from_jwks(vec![jwk]).unwrap_err().code(), "weak_key");
-    assert_eq!(parse_public_key("k", &SMALL_ORDER_POINT).unwrap_err().code(), "weak_key");
+    assert_eq!(
+        parse_public_key("k", &SMALL_ORDER_POINT)
+            .unwrap_err()
+            .code(),
+        "weak_key"
+    );
 }
 
 #[test]
@@ -140,7 +164,10 @@ fn small_order_forgery_passes_lax_but_not_strict_verification() {
     forged[..32].copy_from_slice(&SMALL_ORDER_POINT);
     let signature = ed25519_dalek::Signature::from_bytes(&forged);
     use ed25519_dalek::Verifier;
-    assert!(weak.verify(b"any message", &signature).is_ok(), "lax verify accepts");
+    assert!(
+        weak.verify(b"any message", &signature).is_ok(),
+        "lax verify accepts"
+    );
     assert!(!verify_message(&weak, b"any message", &forged));
 }
 
@@ -162,7 +189,10 @@ fn non_canonical_s_is_refused() {
         carry = sum >> 8;
     }
     assert_eq!(carry, 0, "S + L fits in 256 bits");
-    assert_eq!(token_code(&format!("{rest}.{}", b64::encode(bytes))), "bad_signature");
+    assert_eq!(
+        token_code(&format!("{rest}.{}", b64::encode(bytes))),
+        "bad_signature"
+    );
 }
 
 #[test]
@@ -170,13 +200,26 @@ fn header_rules() {
     let payload = serde_json::to_vec(&token_claims("ref-2026")).unwrap();
     let kid = authority().kid().to_owned();
     let none = format!(r#"{{"alg":"none","kid":"{kid}","typ":"edgevote-token+jwt"}}"#);
-    assert_eq!(token_code(&raw_jws(&authority(), &none, &payload)), "unsupported_alg");
+    assert_eq!(
+        token_code(&raw_jws(&authority(), &none, &payload)),
+        "unsupported_alg"
+    );
     let hs = format!(r#"{{"alg":"HS256","kid":"{kid}","typ":"edgevote-token+jwt"}}"#);
-    assert_eq!(token_code(&raw_jws(&authority(), &hs, &payload)), "unsupported_alg");
-    let crit = format!(r#"{{"alg":"EdDSA","kid":"{kid}","typ":"edgevote-token+jwt","crit":["x"]}}"#);
-    assert_eq!(token_code(&raw_jws(&authority(), &crit, &payload)), "unsupported_header");
+    assert_eq!(
+        token_code(&raw_jws(&authority(), &hs, &payload)),
+        "unsupported_alg"
+    );
+    let crit =
+        format!(r#"{{"alg":"EdDSA","kid":"{kid}","typ":"edgevote-token+jwt","crit":["x"]}}"#);
+    assert_eq!(
+        token_code(&raw_jws(&authority(), &crit, &payload)),
+        "unsupported_header"
+    );
     let no_typ = format!(r#"{{"alg":"EdDSA","kid":"{kid}"}}"#);
-    assert_eq!(token_code(&raw_jws(&authority(), &no_typ, &payload)), "malformed_json");
+    assert_eq!(
+        token_code(&raw_jws(&authority(), &no_typ, &payload)),
+        "malformed_json"
+    );
 }
 
 #[test]
@@ -189,9 +232,18 @@ fn shape_and_size_bounds() {
     let deep = format!("{}{}", "[".repeat(50), "]".repeat(50));
     let err = Ballot::parse(deep.as_bytes(), 4096).unwrap_err();
     assert_eq!(err, WireError::TooDeep { max: 6 });
-    assert_eq!(Ballot::parse(b"{", 4096).unwrap_err().code(), "malformed_json");
-    assert_eq!(Ballot::parse(&[b' '; 5000], 4096).unwrap_err().code(), "too_large");
-    assert_eq!(Ballot::parse(&[0xff, 0xfe], 4096).unwrap_err().code(), "malformed_json");
+    assert_eq!(
+        Ballot::parse(b"{", 4096).unwrap_err().code(),
+        "malformed_json"
+    );
+    assert_eq!(
+        Ballot::parse(&[b' '; 5000], 4096).unwrap_err().code(),
+        "too_large"
+    );
+    assert_eq!(
+        Ballot::parse(&[0xff, 0xfe], 4096).unwrap_err().code(),
+        "malformed_json"
+    );
 }
 
 #[test]
@@ -200,9 +252,15 @@ fn ballot_field_rules() {
     b.nonce = b64::encode([1u8; 8]);
     assert_eq!(b.validate().unwrap_err().code(), "invalid_field");
     let json = br#"{"election":"ref-2026","token":"a.b.c","choice":"yes","nonce":"AAAAAAAAAAAAAAAAAAAAAA","extra":1}"#;
-    assert_eq!(Ballot::parse(json, 4096).unwrap_err().code(), "malformed_json");
+    assert_eq!(
+        Ballot::parse(json, 4096).unwrap_err().code(),
+        "malformed_json"
+    );
     let dup = br#"{"election":"a","election":"b","token":"a.b.c","choice":"yes","nonce":"AAAAAAAAAAAAAAAAAAAAAA"}"#;
-    assert_eq!(Ballot::parse(dup, 4096).unwrap_err().code(), "malformed_json");
+    assert_eq!(
+        Ballot::parse(dup, 4096).unwrap_err().code(),
+        "malformed_json"
+    );
     let huge = br#"{"election":"a","token":"a.b.c","choice":"yes","nonce":"AAAAAAAAAAAAAAAAAAAAAA","n":1e999999}"#;
     assert!(Ballot::parse(huge, 4096).is_err());
 }
@@ -230,13 +288,25 @@ fn key_not_valid_before_its_window() {
 fn key_set_rules() {
     let mut jwk = authority().public_jwk(0);
     jwk.kid = "not-the-thumbprint".into();
-    assert_eq!(KeySet::from_jwks(vec![jwk]).unwrap_err().code(), "invalid_field");
+    assert_eq!(
+        KeySet::from_jwks(vec![jwk]).unwrap_err().code(),
+        "invalid_field"
+    );
     let twice = vec![authority().public_jwk(0), authority().public_jwk(5)];
-    assert_eq!(KeySet::from_jwks(twice).unwrap_err().code(), "duplicate_key_id");
+    assert_eq!(
+        KeySet::from_jwks(twice).unwrap_err().code(),
+        "duplicate_key_id"
+    );
     let mut rsa = authority().public_jwk(0);
     rsa.kty = "RSA".into();
-    assert_eq!(KeySet::from_jwks(vec![rsa]).unwrap_err().code(), "invalid_field");
-    assert_eq!(KeySet::parse(br#"{"keys":[],"x":1}"#).unwrap_err().code(), "malformed_json");
+    assert_eq!(
+        KeySet::from_jwks(vec![rsa]).unwrap_err().code(),
+        "invalid_field"
+    );
+    assert_eq!(
+        KeySet::parse(br#"{"keys":[],"x":1}"#).unwrap_err().code(),
+        "malformed_json"
+    );
 }
 
 #[test]

@@ -19,7 +19,10 @@ fn token_issue_then_validate() {
 #[test]
 fn manifest_sign_then_verify() {
     let compact = sign(&authority(), &manifest()).unwrap();
-    assert_eq!(verify::<ElectionManifest>(&compact, &keyset()).unwrap().doc, manifest());
+    assert_eq!(
+        verify::<ElectionManifest>(&compact, &keyset()).unwrap().doc,
+        manifest()
+    );
 }
 
 #[test]
@@ -54,7 +57,10 @@ fn envelope_sign_then_verify() {
         }],
     };
     let compact = sign(&edge(), &envelope).unwrap();
-    assert_eq!(verify::<QueueEnvelope>(&compact, &keyset()).unwrap().doc, envelope);
+    assert_eq!(
+        verify::<QueueEnvelope>(&compact, &keyset()).unwrap().doc,
+        envelope
+    );
 }
 
 #[test]
@@ -78,7 +84,10 @@ fn bundle_sign_then_verify() {
         created_at: NOW,
     };
     let compact = sign(&ops, &bundle).unwrap();
-    assert_eq!(verify::<BundleManifest>(&compact, &keys).unwrap().doc, bundle);
+    assert_eq!(
+        verify::<BundleManifest>(&compact, &keys).unwrap().doc,
+        bundle
+    );
 }
 
 #[test]
@@ -101,7 +110,9 @@ fn archived_key_still_verifies_old_receipts_after_rotation() {
     // The old key cannot sign receipts dated after its retirement.
     let late_with_old_key = sign(&edge(), &later).unwrap();
     assert_eq!(
-        verify::<Receipt>(&late_with_old_key, &reparsed).unwrap_err().code(),
+        verify::<Receipt>(&late_with_old_key, &reparsed)
+            .unwrap_err()
+            .code(),
         "key_not_valid_at_time"
     );
 }

@@ -28,7 +28,10 @@ fn group_readable_key_file_is_refused() {
     let (_dir, path) = written_key();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
     let err = keyfile::read(&path).unwrap_err();
-    assert!(matches!(err, SignerError::KeyFilePermissions { mode: 0o644, .. }), "{err}");
+    assert!(
+        matches!(err, SignerError::KeyFilePermissions { mode: 0o644, .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("chmod 600"), "{err}");
 }
 
@@ -50,7 +53,10 @@ fn bad_key_files_are_refused() {
     for (name, content) in cases {
         std::fs::write(&path, content).unwrap();
         let err = keyfile::read(&path).unwrap_err();
-        assert!(matches!(err, SignerError::KeyFileFormat { .. }), "{name}: {err}");
+        assert!(
+            matches!(err, SignerError::KeyFileFormat { .. }),
+            "{name}: {err}"
+        );
     }
     std::fs::write(&path, vec![b' '; 10_000]).unwrap();
     assert!(keyfile::read(&path).is_err());

@@ -14,7 +14,10 @@ fn generate_writes_public_set_and_private_file() {
     let identity = store.signing_identity(Role::Authority, None).unwrap();
     assert_eq!(identity.kid(), jwk.kid);
     let text = std::fs::read_to_string(store.keyset_path()).unwrap();
-    assert!(!text.contains("\"d\""), "public key set must not hold private keys");
+    assert!(
+        !text.contains("\"d\""),
+        "public key set must not hold private keys"
+    );
 }
 
 #[test]
@@ -43,7 +46,10 @@ fn active_key_selection_errors_are_clear() {
     store.generate(Role::Edge, 1).unwrap();
     store.generate(Role::Edge, 2).unwrap();
     let err = store.active_kid(Role::Edge, None).unwrap_err();
-    assert!(matches!(err, SignerError::AmbiguousActiveKey { count: 2, .. }), "{err}");
+    assert!(
+        matches!(err, SignerError::AmbiguousActiveKey { count: 2, .. }),
+        "{err}"
+    );
 }
 
 #[test]
@@ -61,5 +67,8 @@ fn corrupt_key_set_is_refused_and_left_alone() {
     std::fs::write(store.keyset_path(), "{not json").unwrap();
     let err = store.generate(Role::Ops, 1).unwrap_err();
     assert!(err.to_string().contains("keyset.json"), "{err}");
-    assert_eq!(std::fs::read_to_string(store.keyset_path()).unwrap(), "{not json");
+    assert_eq!(
+        std::fs::read_to_string(store.keyset_path()).unwrap(),
+        "{not json"
+    );
 }
