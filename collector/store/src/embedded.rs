@@ -1,0 +1,273 @@
+//! The embedded store: one redb file per region.
+//!
+//! Tables:
+//! - `ballots`: (election, voter, vote id) → ballot JSON. A voter's ballots are adjacent, so the
+//!   counting rule reads them with one range scan;
+//! - `live`: (election, region, choice) → provisional count.
+//!
+//! `record` runs in one write transaction (fsync on commit): the ballots and the live-tally
+//! change they cause land together or not at all.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::Deserialize;
+
+use crate::counting::{self, Candidate};
+use crate::{
+    ElectionRules, LiveTally, MAX_RECORD_BATCH, MAX_SCAN_PAGE, PutOutcome, ScanPage, Store,
+    StoreError, StoredBallot,
+};
+
+type BallotKey<'a> = (&'a str, &'a str, &'a [u8]);
+const BALLOTS: TableDefinition<BallotKey<'static>, &[u8]> = TableDefinition::new("ballots");
+const LIVE: TableDefinition<(&str, &str, &str), i64> = TableDefinition::new("live");
+
+/// Configuration of an embedded store.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbeddedStoreConfig {
+    /// The redb file.
+    pub path: PathBuf,
+}
+
+/// The embedded store.
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    db: Arc<Database>,
+}
+
+impl std::fmt::Debug for EmbeddedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedStore").finish_non_exhaustive()
+    }
+}
+
+macro_rules! db {
+    ($stage:expr, $e:expr) => {
+        $e.map_err(|e| StoreError::backend($stage, redb::Error::from(e)))
+    };
+}
+
+fn decode(stage: &'static str, bytes: &[u8]) -> Result<StoredBallot, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::backend(stage, format!("corrupt ballot: {e}")))
+}
+
+fn encode(ballot: &StoredBallot) -> Vec<u8> {
+    serde_json::to_vec(ballot).expect("stored ballots always serialize")
+}
+
+/// The smallest key after every key of `voter` (vote ids are 32 bytes, so 33 bytes of 0xff sort
+/// after all of them).
+const PAST_ANY_VOTE_ID: &[u8] = &[0xff; 33];
+
+impl EmbeddedStore {
+    /// Opens (or creates) the store file.
+    pub fn open(config: &EmbeddedStoreConfig) -> Result<Self, StoreError> {
+        if let Some(dir) = config.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::backend("open", format!("{}: {e}", dir.display())))?;
+        }
+        let db = db!("open", Database::create(&config.path))?;
+        let txn = db!("open", db.begin_write())?;
+        {
+            db!("open", txn.open_table(BALLOTS))?;
+            db!("open", txn.open_table(LIVE))?;
+        }
+        db!("open", txn.commit())?;
+        Ok(EmbeddedStore { db: Arc::new(db) })
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        stage: &'static str,
+        work: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let db = Arc::clone(&self.db);
+        tokio::task::spawn_blocking(move || work(&db))
+            .await
+            .map_err(|e| StoreError::backend(stage, e))?
+    }
+
+    fn record_blocking(
+        db: &Database,
+        rules: &ElectionRules,
+        region: &str,
+        ballots: &[StoredBallot],
+    ) -> Result<Vec<PutOutcome>, StoreError> {
+        let txn = db!("record", db.begin_write())?;
+        let mut outcomes = Vec::with_capacity(ballots.len());
+        {
+            let mut table = db!("record", txn.open_table(BALLOTS))?;
+            // Each touched voter's counted ballot before this batch.
+            let mut before: BTreeMap<&str, Option<Candidate>> = BTreeMap::new();
+            for ballot in ballots {
+                if !before.contains_key(ballot.voter.as_str()) {
+                    let existing = voter_ballots_in(&table, &rules.id, &ballot.voter)?;
+                    before.insert(&ballot.voter, counting::counted(rules.policy, &existing));
+                }
+                let key = (rules.id.as_str(), ballot.voter.as_str(), &ballot.vote_id.0[..]);
+                if db!("record", table.get(key))?.is_some() {
+                    outcomes.push(PutOutcome::Duplicate);
+                    continue;
+                }
+                db!("record", table.insert(key, encode(ballot).as_slice()))?;
+                outcomes.push(PutOutcome::Stored);
+            }
+            let mut delta = BTreeMap::new();
+            for (voter, old) in &before {
+                let now = voter_ballots_in(&table, &rules.id, voter)?;
+                let new = counting::counted(rules.policy, &now);
+                counting::apply_change(&mut delta, old.as_ref(), new.as_ref());
+            }
+            let mut live = db!("record", txn.open_table(LIVE))?;
+            for (choice, change) in delta.into_iter().filter(|(_, d)| *d != 0) {
+                let key = (rules.id.as_str(), region, choice.as_str());
+                let current = db!("record", live.get(key))?.map_or(0, |v| v.value());
+                db!("record", live.insert(key, current + change))?;
+            }
+        }
+        db!("record", txn.commit())?;
+        Ok(outcomes)
+    }
+}
+
+fn voter_ballots_in(
+    table: &impl ReadableTable<BallotKey<'static>, &'static [u8]>,
+    election: &str,
+    voter: &str,
+) -> Result<Vec<StoredBallot>, StoreError> {
+    let range = db!(
+        "voter_ballots",
+        table.range((election, voter, &[][..])..(election, voter, PAST_ANY_VOTE_ID))
+    )?;
+    let mut out = Vec::new();
+    // A voter has at most max_votes_per_voter (≤ 100) ballots; bound the scan regardless.
+    for entry in range.take(10_000) {
+        let (_, value) = db!("voter_ballots", entry)?;
+        out.push(decode("voter_ballots", value.value())?);
+    }
+    Ok(out)
+}
+
+#[async_trait]
+impl Store for EmbeddedStore {
+    async fn record(
+        &self,
+        rules: &ElectionRules,
+        region: &str,
+        ballots: Vec<StoredBallot>,
+    ) -> Result<Vec<PutOutcome>, StoreError> {
+        if ballots.len() > MAX_RECORD_BATCH {
+            return Err(StoreError::Invalid {
+                stage: "record",
+                detail: format!("{} ballots, at most {MAX_RECORD_BATCH}", ballots.len()),
+            });
+        }
+        if let Some(b) = ballots.iter().find(|b| b.election != rules.id) {
+            return Err(StoreError::Invalid {
+                stage: "record",
+                detail: format!("ballot for {} in a batch for {}", b.election, rules.id),
+            });
+        }
+        let rules = rules.clone();
+        let region = region.to_owned();
+        self.blocking("record", move |db| {
+            Self::record_blocking(db, &rules, &region, &ballots)
+        })
+        .await
+    }
+
+    async fn voter_ballots(
+        &self,
+        election: &str,
+        voter: &str,
+    ) -> Result<Vec<StoredBallot>, StoreError> {
+        let (election, voter) = (election.to_owned(), voter.to_owned());
+        self.blocking("voter_ballots", move |db| {
+            let txn = db!("voter_ballots", db.begin_read())?;
+            let table = db!("voter_ballots", txn.open_table(BALLOTS))?;
+            voter_ballots_in(&table, &election, &voter)
+        })
+        .await
+    }
+
+    async fn live_tally(&self, election: &str) -> Result<LiveTally, StoreError> {
+        let election = election.to_owned();
+        self.blocking("live_tally", move |db| {
+            let txn = db!("live_tally", db.begin_read())?;
+            let table = db!("live_tally", txn.open_table(LIVE))?;
+            let mut tally = LiveTally::new();
+            let range = db!(
+                "live_tally",
+                table.range((election.as_str(), "", "")..=(election.as_str(), "\u{10ffff}", "\u{10ffff}"))
+            )?;
+            for entry in range.take(100_000) {
+                let (key, value) = db!("live_tally", entry)?;
+                let (_, region, choice) = key.value();
+                tally
+                    .entry(region.to_owned())
+                    .or_default()
+                    .insert(choice.to_owned(), value.value());
+            }
+            Ok(tally)
+        })
+        .await
+    }
+
+    async fn scan(
+        &self,
+        election: &str,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Result<ScanPage, StoreError> {
+        let limit = limit.clamp(1, MAX_SCAN_PAGE);
+        let election = election.to_owned();
+        self.blocking("scan", move |db| {
+            let txn = db!("scan", db.begin_read())?;
+            let table = db!("scan", txn.open_table(BALLOTS))?;
+            // The cursor is the last (voter, vote id) returned, as "voter/base64url(vote id)".
+            let start = match &cursor {
+                Some(c) => parse_cursor(c)?,
+                None => (String::new(), Vec::new()),
+            };
+            let range = db!(
+                "scan",
+                table.range((election.as_str(), start.0.as_str(), start.1.as_slice())..(election.as_str(), "\u{10ffff}", &[][..]))
+            )?;
+            let mut page = ScanPage::default();
+            for entry in range {
+                let (key, value) = db!("scan", entry)?;
+                let (_, voter, vote_id) = key.value();
+                if cursor.is_some() && voter == start.0 && vote_id == start.1.as_slice() {
+                    continue; // the cursor row itself was on the previous page
+                }
+                if page.ballots.len() == limit {
+                    let last = page.ballots.last().map(cursor_of);
+                    page.next = last;
+                    break;
+                }
+                page.ballots.push(decode("scan", value.value())?);
+            }
+            Ok(page)
+        })
+        .await
+    }
+}
+
+fn cursor_of(ballot: &StoredBallot) -> String {
+    format!("{}/{}", ballot.voter, ballot.vote_id.to_b64())
+}
+
+fn parse_cursor(cursor: &str) -> Result<(String, Vec<u8>), StoreError> {
+    let invalid = || StoreError::Invalid {
+        stage: "scan",
+        detail: format!("malformed cursor {cursor:?}"),
+    };
+    let (voter, id) = cursor.rsplit_once('/').ok_or_else(invalid)?;
+    let id = edgevote_shared::b64::decode("cursor", id).map_err(|_| invalid())?;
+    Ok((voter.to_owned(), id))
+}

@@ -1,0 +1,219 @@
+//! The ballot store: immutable ballots, the counting rule, live and final tallies.
+//!
+//! Model (the same for every backend, see ARCHITECTURE.md "Store design"):
+//! - a ballot is an immutable item keyed by (election, voter, vote id). A retried vote has the
+//!   same vote id, so it is the same item and is stored once ([`PutOutcome::Duplicate`]);
+//! - which ballot of a voter counts is a pure function of the voter's ballots
+//!   ([`counting::counted`]): first-vote-wins takes the earliest edge timestamp, last-vote-wins
+//!   the latest, ties by the smaller vote id. Replicas that hold the same ballots therefore agree,
+//!   whatever order they learned them in;
+//! - the live tally is provisional: each region adds the changes its own collector saw;
+//! - the final tally ([`final_tally`]) is recomputed from the ballots and is exact.
+
+pub mod counting;
+pub mod embedded;
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use edgevote_shared::{Digest32, Policy};
+use serde::{Deserialize, Serialize};
+
+/// Most ballots one `record` call takes.
+pub const MAX_RECORD_BATCH: usize = 10 * edgevote_shared::envelope::MAX_ENVELOPE_VOTES;
+/// Most ballots one scan page returns.
+pub const MAX_SCAN_PAGE: usize = 10_000;
+
+/// A ballot as stored: everything needed to count it and to audit it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoredBallot {
+    /// Election id.
+    pub election: String,
+    /// Pseudonymous voter (the token's `sub`).
+    pub voter: String,
+    /// The vote id (commitment).
+    pub vote_id: Digest32,
+    /// The chosen option.
+    pub choice: String,
+    /// The token's `jti`.
+    pub token_id: String,
+    /// The ballot nonce.
+    pub nonce: String,
+    /// Edge timestamp of acceptance, unix ms: the counting rule's input.
+    pub received_at_ms: u64,
+    /// Edge that accepted it.
+    pub edge: String,
+    /// Region of that edge.
+    pub region: String,
+    /// Envelope it arrived in.
+    pub batch_id: String,
+}
+
+/// What happened to one ballot in [`Store::record`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutOutcome {
+    /// Newly stored.
+    Stored,
+    /// Already present (a redelivery or a client retry): nothing changed.
+    Duplicate,
+}
+
+/// The election facts the store needs to apply the counting rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ElectionRules {
+    /// Election id.
+    pub id: String,
+    /// Which ballot of a voter counts.
+    pub policy: Policy,
+}
+
+/// Provisional counts: region → choice → counted voters seen by that region's collector.
+pub type LiveTally = BTreeMap<String, BTreeMap<String, i64>>;
+
+/// A page of ballots from [`Store::scan`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ScanPage {
+    /// The ballots, in the backend's order.
+    pub ballots: Vec<StoredBallot>,
+    /// Where the next page starts; `None` at the end.
+    pub next: Option<String>,
+}
+
+/// Why a store call failed. The stage names the call.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend failed (I/O, storage, network, service error).
+    #[error("store {stage} failed: {detail}")]
+    Backend {
+        /// The call that failed.
+        stage: &'static str,
+        /// The backend's message.
+        detail: String,
+    },
+    /// The backend asked us to slow down (DynamoDB throttling); retry later.
+    #[error("store {stage} throttled: {detail}")]
+    Throttled {
+        /// The call.
+        stage: &'static str,
+        /// The backend's message.
+        detail: String,
+    },
+    /// A request broke a bound or a rule.
+    #[error("store {stage} refused: {detail}")]
+    Invalid {
+        /// The call.
+        stage: &'static str,
+        /// What was wrong.
+        detail: String,
+    },
+}
+
+impl StoreError {
+    /// Shorthand for [`StoreError::Backend`].
+    pub fn backend(stage: &'static str, detail: impl std::fmt::Display) -> Self {
+        StoreError::Backend {
+            stage,
+            detail: detail.to_string(),
+        }
+    }
+}
+
+/// A ballot store.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Stores `ballots` of one election idempotently and adds to `region`'s live tally the change
+    /// in counted ballots they cause. Returns one outcome per ballot, in order. When this returns
+    /// `Ok`, every ballot is durable; on `Err` the caller retries the whole call (it is
+    /// idempotent).
+    async fn record(
+        &self,
+        rules: &ElectionRules,
+        region: &str,
+        ballots: Vec<StoredBallot>,
+    ) -> Result<Vec<PutOutcome>, StoreError>;
+
+    /// Every stored ballot of one voter.
+    async fn voter_ballots(
+        &self,
+        election: &str,
+        voter: &str,
+    ) -> Result<Vec<StoredBallot>, StoreError>;
+
+    /// The provisional live tally of an election.
+    async fn live_tally(&self, election: &str) -> Result<LiveTally, StoreError>;
+
+    /// A page of at most `limit` (≤ [`MAX_SCAN_PAGE`]) ballots of an election, starting at
+    /// `cursor` (from the previous page; `None` for the first).
+    async fn scan(
+        &self,
+        election: &str,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Result<ScanPage, StoreError>;
+}
+
+/// The exact result of an election, recomputed from its ballots.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct FinalTally {
+    /// Election id.
+    pub election: String,
+    /// Counted ballots per choice.
+    pub counts: BTreeMap<String, u64>,
+    /// Distinct voters (= counted ballots).
+    pub voters: u64,
+    /// Stored ballots, counted or not.
+    pub ballots: u64,
+}
+
+/// Recomputes the exact tally by scanning every ballot of the election. Memory grows with the
+/// number of distinct voters (one small entry each).
+pub async fn final_tally(
+    store: &dyn Store,
+    rules: &ElectionRules,
+) -> Result<FinalTally, StoreError> {
+    let mut best: std::collections::HashMap<String, counting::Candidate> = Default::default();
+    let mut ballots = 0u64;
+    let mut cursor = None;
+    loop {
+        let page = store.scan(&rules.id, cursor, MAX_SCAN_PAGE).await?;
+        for ballot in &page.ballots {
+            ballots += 1;
+            let candidate = counting::Candidate::of(ballot);
+            match best.get_mut(&ballot.voter) {
+                Some(current) if counting::beats(rules.policy, &candidate, current) => {
+                    *current = candidate
+                }
+                Some(_) => {}
+                None => {
+                    best.insert(ballot.voter.clone(), candidate);
+                }
+            }
+        }
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    let mut counts = BTreeMap::new();
+    for candidate in best.values() {
+        *counts.entry(candidate.choice.clone()).or_insert(0) += 1;
+    }
+    Ok(FinalTally {
+        election: rules.id.clone(),
+        counts,
+        voters: best.len() as u64,
+        ballots,
+    })
+}
+
+/// Sums a live tally over regions.
+pub fn live_overall(live: &LiveTally) -> BTreeMap<String, i64> {
+    let mut overall = BTreeMap::new();
+    for counts in live.values() {
+        for (choice, n) in counts {
+            *overall.entry(choice.clone()).or_insert(0) += n;
+        }
+    }
+    overall
+}
