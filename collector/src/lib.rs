@@ -1,1 +1,124 @@
-//! placeholder
+//! The regional collector: drains the region's queue, verifies each envelope's edge signature,
+//! writes ballots idempotently to the store, and deletes messages only after the store
+//! confirmed. Also serves metrics, health and results over HTTP.
+//!
+//! - [`config`]: the TOML configuration;
+//! - [`check`]: message → ballots, or a dead-letter reason;
+//! - [`service`]: the receive loops, shutdown and fault injection;
+//! - [`http`]: `/metrics`, `/healthz`, `/v1/results/...`;
+//! - [`metrics`]: the Prometheus metrics.
+
+pub mod check;
+pub mod config;
+pub mod http;
+pub mod metrics;
+pub mod service;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use edgevote_queue::Queue;
+use edgevote_queue::embedded::EmbeddedQueue;
+use edgevote_shared::{ElectionManifest, KeySet, verify};
+use edgevote_store::Store;
+use edgevote_store::embedded::EmbeddedStore;
+
+pub use check::Checker;
+pub use config::CollectorConfig;
+pub use service::Collector;
+
+/// Why a collector could not start. The variant names the stage.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration file is unreadable or invalid.
+    #[error("collector config {path}: {detail}")]
+    Config {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The key set or a manifest could not be loaded or verified.
+    #[error("collector {what} {path}: {detail}")]
+    Input {
+        /// "key set" or "election manifest".
+        what: &'static str,
+        /// The file.
+        path: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The queue backend could not be opened.
+    #[error(transparent)]
+    Queue(#[from] edgevote_queue::QueueError),
+    /// The store backend could not be opened.
+    #[error(transparent)]
+    Store(#[from] edgevote_store::StoreError),
+}
+
+/// Reads and parses a collector configuration file.
+pub fn load_config(path: &Path) -> Result<CollectorConfig, StartError> {
+    let bad = |detail: String| StartError::Config {
+        path: path.display().to_string(),
+        detail,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    CollectorConfig::parse(&text).map_err(bad)
+}
+
+fn read_input(what: &'static str, path: &Path) -> Result<String, StartError> {
+    std::fs::read_to_string(path).map_err(|e| StartError::Input {
+        what,
+        path: path.display().to_string(),
+        detail: e.to_string(),
+    })
+}
+
+/// Loads the key set and verifies the election manifests against it.
+pub fn load_checker(config: &CollectorConfig) -> Result<Checker, StartError> {
+    let keyset_text = read_input("key set", &config.keyset_path)?;
+    let keys = KeySet::parse(keyset_text.as_bytes()).map_err(|e| StartError::Input {
+        what: "key set",
+        path: config.keyset_path.display().to_string(),
+        detail: format!("{} ({})", e, e.code()),
+    })?;
+    let mut elections = Vec::new();
+    for path in &config.election_paths {
+        let text = read_input("election manifest", path)?;
+        let manifest = verify::<ElectionManifest>(text.trim(), &keys).map_err(|e| {
+            StartError::Input {
+                what: "election manifest",
+                path: path.display().to_string(),
+                detail: format!("{} ({})", e, e.code()),
+            }
+        })?;
+        elections.push(manifest.doc);
+    }
+    Ok(Checker::new(keys, elections, config.processing.verify_tokens))
+}
+
+/// Opens the configured queue.
+pub fn open_queue(config: &config::QueueBackendConfig) -> Result<Arc<dyn Queue>, StartError> {
+    match config {
+        config::QueueBackendConfig::Embedded(c) => Ok(Arc::new(EmbeddedQueue::open(c)?)),
+    }
+}
+
+/// Opens the configured store.
+pub fn open_store(config: &config::StoreBackendConfig) -> Result<Arc<dyn Store>, StartError> {
+    match config {
+        config::StoreBackendConfig::Embedded(c) => Ok(Arc::new(EmbeddedStore::open(c)?)),
+    }
+}
+
+/// Builds a collector from its configuration.
+pub fn build(config: &CollectorConfig) -> Result<Arc<Collector>, StartError> {
+    let checker = load_checker(config)?;
+    Ok(Collector::new(
+        config.region.clone(),
+        open_queue(&config.queue)?,
+        open_store(&config.store)?,
+        checker,
+        config.processing.clone(),
+    ))
+}

@@ -12,8 +12,9 @@ use crate::validate::check_id;
 
 /// Most ballots in one envelope.
 pub const MAX_ENVELOPE_VOTES: usize = 256;
-/// Longest envelope (compact JWS) in bytes: the classic SQS message limit, 256 KiB.
-pub const MAX_ENVELOPE_JWS_BYTES: usize = 256 * 1024;
+/// Longest envelope (compact JWS) in bytes: 192 KiB, safely inside the classic 256 KiB SQS
+/// message limit (edges pack by this bound; collectors refuse anything larger).
+pub const MAX_ENVELOPE_JWS_BYTES: usize = 192 * 1024;
 
 /// One accepted ballot inside an envelope.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -89,29 +89,100 @@ pub fn sign<T: Document>(identity: &SigningIdentity, doc: &T) -> Result<String, 
 /// signature, payload parse and field rules, and finally that the key was valid when the
 /// document says it was signed.
 pub fn verify<T: Document>(compact: &str, keys: &KeySet) -> Result<Verified<T>, WireError> {
+    let prepared = prepare::<T>(compact, keys)?;
+    prepared
+        .key
+        .verify_strict(prepared.signing_input.as_bytes(), &prepared.signature)
+        .map_err(|_| WireError::BadSignature)?;
+    finish(prepared)
+}
+
+/// Verifies many documents of one type with a single Ed25519 batch verification (about twice
+/// as fast per signature). When the batch fails, each document is verified on its own with
+/// strict verification, so every culprit gets its own error and no good document is refused.
+/// Keys come from a checked [`KeySet`], so none is weak.
+pub fn verify_many<T: Document>(
+    compacts: &[&str],
+    keys: &KeySet,
+) -> Vec<Result<Verified<T>, WireError>> {
+    let prepared: Vec<Result<Prepared<'_, '_>, WireError>> =
+        compacts.iter().map(|c| prepare::<T>(c, keys)).collect();
+    let ready: Vec<&Prepared<'_, '_>> = prepared.iter().filter_map(|p| p.as_ref().ok()).collect();
+    let messages: Vec<&[u8]> = ready.iter().map(|p| p.signing_input.as_bytes()).collect();
+    let signatures: Vec<Signature> = ready.iter().map(|p| p.signature).collect();
+    let verifying_keys: Vec<ed25519_dalek::VerifyingKey> = ready.iter().map(|p| *p.key).collect();
+    let batch_ok = !ready.is_empty()
+        && ed25519_dalek::verify_batch(&messages, &signatures, &verifying_keys).is_ok();
+    prepared
+        .into_iter()
+        .map(|p| {
+            let p = p?;
+            if !batch_ok {
+                p.key
+                    .verify_strict(p.signing_input.as_bytes(), &p.signature)
+                    .map_err(|_| WireError::BadSignature)?;
+            }
+            finish(p)
+        })
+        .collect()
+}
+
+/// Parses and checks a document WITHOUT verifying its signature: size, shape, `typ`, payload and
+/// field rules. Only for data whose integrity another verified signature already covers (a
+/// token inside an edge-signed envelope).
+pub fn decode_unverified<T: Document>(compact: &str) -> Result<T, WireError> {
     json::check_len(T::NAME, compact.len(), T::MAX_JWS_BYTES)?;
     let parts = split_compact(compact)?;
     let header = parse_header(parts.header)?;
-    if header.typ != T::TYP {
-        return Err(WireError::WrongDocumentType {
-            expected: T::TYP,
-            found: header.typ,
-        });
-    }
+    check_typ::<T>(header.typ)?;
+    let payload = b64::decode("payload", parts.payload)?;
+    let doc: T = json::parse_bounded(T::NAME, &payload, T::MAX_JWS_BYTES)?;
+    doc.validate()?;
+    Ok(doc)
+}
+
+/// A JWS whose header and key checked out, before the signature is verified.
+struct Prepared<'c, 'k> {
+    signing_input: &'c str,
+    payload: &'c str,
+    signature: Signature,
+    kid: String,
+    jwk: &'k crate::keys::PublicJwk,
+    key: &'k ed25519_dalek::VerifyingKey,
+}
+
+fn prepare<'c, 'k, T: Document>(
+    compact: &'c str,
+    keys: &'k KeySet,
+) -> Result<Prepared<'c, 'k>, WireError> {
+    json::check_len(T::NAME, compact.len(), T::MAX_JWS_BYTES)?;
+    let parts = split_compact(compact)?;
+    let header = parse_header(parts.header)?;
+    check_typ::<T>(header.typ)?;
     let (jwk, key) = keys
         .get(&header.kid)
         .ok_or_else(|| WireError::UnknownKeyId(header.kid.clone()))?;
     check_role::<T>(&header.kid, jwk.edgevote_role)?;
     let signature = Signature::from_bytes(&b64::decode_array::<64>("signature", parts.signature)?);
-    key.verify_strict(parts.signing_input.as_bytes(), &signature)
-        .map_err(|_| WireError::BadSignature)?;
-    let payload = b64::decode("payload", parts.payload)?;
+    Ok(Prepared {
+        signing_input: parts.signing_input,
+        payload: parts.payload,
+        signature,
+        kid: header.kid,
+        jwk,
+        key,
+    })
+}
+
+fn finish<T: Document>(prepared: Prepared<'_, '_>) -> Result<Verified<T>, WireError> {
+    let payload = b64::decode("payload", prepared.payload)?;
     let doc: T = json::parse_bounded(T::NAME, &payload, T::MAX_JWS_BYTES)?;
     doc.validate()?;
     let at_secs = doc.signed_at_secs();
+    let jwk = prepared.jwk;
     if !jwk.valid_at(at_secs) {
         return Err(WireError::KeyNotValidAtTime {
-            kid: header.kid,
+            kid: prepared.kid,
             at_secs,
             valid_from: jwk.valid_from,
             valid_until: jwk.valid_until,
@@ -119,8 +190,18 @@ pub fn verify<T: Document>(compact: &str, keys: &KeySet) -> Result<Verified<T>, 
     }
     Ok(Verified {
         doc,
-        kid: header.kid,
+        kid: prepared.kid,
     })
+}
+
+fn check_typ<T: Document>(typ: String) -> Result<(), WireError> {
+    if typ != T::TYP {
+        return Err(WireError::WrongDocumentType {
+            expected: T::TYP,
+            found: typ,
+        });
+    }
+    Ok(())
 }
 
 /// Reads the protected header of a compact JWS without verifying anything (for tools that must

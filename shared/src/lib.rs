@@ -31,7 +31,7 @@ pub use bundle::{BundleManifest, ConfigVar, Platform};
 pub use digest::Digest32;
 pub use envelope::{EnvelopeVote, QueueEnvelope};
 pub use error::WireError;
-pub use jws::{Document, Verified, sign, verify};
+pub use jws::{Document, Verified, decode_unverified, sign, verify, verify_many};
 pub use keys::{KeySet, PublicJwk, Role, SigningIdentity};
 pub use manifest::{ElectionManifest, ElectionOption, Limits, Policy};
 pub use receipt::Receipt;

@@ -1,0 +1,138 @@
+//! Turning queue messages into ballots to store, or into dead-letter reasons.
+//!
+//! A message is accepted whole or not at all: its envelope must verify against an edge key
+//! (batch verification across the messages of one receive), and every ballot inside must be for
+//! a known election, carry a well-formed token for that election, and name a valid option. The
+//! edge checked all of this already; a signed envelope that fails here means a faulty or
+//! compromised edge, and is dead-lettered rather than partly counted.
+
+use std::collections::BTreeMap;
+
+use edgevote_shared::{
+    Ballot, ElectionManifest, KeySet, QueueEnvelope, VoteToken, WireError, decode_unverified,
+    verify, verify_many,
+};
+use edgevote_store::{ElectionRules, StoredBallot};
+
+/// Why a message was refused: a stable code and detail, stored as the dead-letter reason
+/// (`code: detail`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// Stable machine-readable code (a `WireError` code or a collector code).
+    pub code: &'static str,
+    /// Human detail.
+    pub detail: String,
+}
+
+impl Rejection {
+    fn wire(e: &WireError) -> Self {
+        Rejection {
+            code: e.code(),
+            detail: e.to_string(),
+        }
+    }
+
+    /// The dead-letter reason text.
+    pub fn reason(&self) -> String {
+        format!("{}: {}", self.code, self.detail)
+    }
+}
+
+/// Ballots of one message, grouped by election.
+pub type AcceptedBallots = BTreeMap<String, Vec<StoredBallot>>;
+
+/// What the collector knows to check messages: edge and authority keys, and the elections.
+#[derive(Debug, Clone)]
+pub struct Checker {
+    keys: KeySet,
+    elections: BTreeMap<String, ElectionManifest>,
+    verify_tokens: bool,
+}
+
+impl Checker {
+    /// A checker for `elections`, verifying envelopes (and, if `verify_tokens`, every token)
+    /// against `keys`.
+    pub fn new(keys: KeySet, elections: Vec<ElectionManifest>, verify_tokens: bool) -> Self {
+        let elections = elections.into_iter().map(|m| (m.id.clone(), m)).collect();
+        Checker {
+            keys,
+            elections,
+            verify_tokens,
+        }
+    }
+
+    /// The counting rules of an election the checker knows.
+    pub fn rules(&self, election: &str) -> Option<ElectionRules> {
+        self.elections.get(election).map(|m| ElectionRules {
+            id: m.id.clone(),
+            policy: m.policy,
+        })
+    }
+
+    /// The elections the checker knows.
+    pub fn elections(&self) -> impl Iterator<Item = &ElectionManifest> {
+        self.elections.values()
+    }
+
+    /// Checks the bodies of one receive; one result per body, in order.
+    pub fn check_all(&self, bodies: &[&str]) -> Vec<Result<AcceptedBallots, Rejection>> {
+        verify_many::<QueueEnvelope>(bodies, &self.keys)
+            .into_iter()
+            .map(|verified| {
+                let envelope = verified.map_err(|e| Rejection::wire(&e))?.doc;
+                self.ballots_of(&envelope)
+            })
+            .collect()
+    }
+
+    fn ballots_of(&self, envelope: &QueueEnvelope) -> Result<AcceptedBallots, Rejection> {
+        let mut accepted = AcceptedBallots::new();
+        for vote in &envelope.votes {
+            let ballot = self.stored_ballot(envelope, &vote.ballot, vote.received_at_ms)?;
+            accepted.entry(ballot.election.clone()).or_default().push(ballot);
+        }
+        Ok(accepted)
+    }
+
+    fn stored_ballot(
+        &self,
+        envelope: &QueueEnvelope,
+        ballot: &Ballot,
+        received_at_ms: u64,
+    ) -> Result<StoredBallot, Rejection> {
+        let manifest = self.elections.get(&ballot.election).ok_or_else(|| Rejection {
+            code: "unknown_election",
+            detail: format!("election {:?} is not configured on this collector", ballot.election),
+        })?;
+        let token = if self.verify_tokens {
+            verify::<VoteToken>(&ballot.token, &self.keys).map(|v| v.doc)
+        } else {
+            decode_unverified::<VoteToken>(&ballot.token)
+        }
+        .map_err(|e| Rejection::wire(&e))?;
+        if token.aud != manifest.id {
+            return Err(Rejection::wire(&WireError::WrongElection {
+                expected: manifest.id.clone(),
+                found: token.aud,
+            }));
+        }
+        if manifest.option(&ballot.choice).is_none() {
+            return Err(Rejection {
+                code: "invalid_choice",
+                detail: format!("choice {:?} is not an option of {}", ballot.choice, manifest.id),
+            });
+        }
+        Ok(StoredBallot {
+            election: manifest.id.clone(),
+            voter: token.sub.clone(),
+            vote_id: ballot.vote_id(&token.jti),
+            choice: ballot.choice.clone(),
+            token_id: token.jti,
+            nonce: ballot.nonce.clone(),
+            received_at_ms,
+            edge: envelope.edge.clone(),
+            region: envelope.region.clone(),
+            batch_id: envelope.batch_id.clone(),
+        })
+    }
+}

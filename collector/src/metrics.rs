@@ -1,0 +1,137 @@
+//! The collector's Prometheus metrics: a fixed set of atomics rendered as text exposition
+//! format. Names follow `edgevote_collector_<noun>_<verb>_total`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Upper bounds (seconds) of the store latency histogram buckets.
+const LATENCY_BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
+
+/// Most distinct dead-letter reason labels kept (codes are a small fixed set; bound anyway).
+const MAX_REASON_LABELS: usize = 64;
+
+/// Counters and gauges of one collector.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Messages received from the queue.
+    pub messages_received: AtomicU64,
+    /// Messages deleted after their ballots were stored.
+    pub messages_deleted: AtomicU64,
+    /// Ballots newly stored.
+    pub votes_stored: AtomicU64,
+    /// Ballots already present (redelivery or client retry).
+    pub votes_duplicate: AtomicU64,
+    /// Failed store calls (the messages are retried after their visibility timeout).
+    pub store_errors: AtomicU64,
+    /// Failed queue calls.
+    pub queue_errors: AtomicU64,
+    /// Messages whose visibility was extended during a slow batch.
+    pub visibility_extensions: AtomicU64,
+    /// Age of the last processed message when processed, milliseconds.
+    pub queue_lag_ms: AtomicU64,
+    /// Queue depth: visible messages.
+    pub queue_visible: AtomicU64,
+    /// Queue depth: in-flight messages.
+    pub queue_in_flight: AtomicU64,
+    /// Messages in the dead-letter queue.
+    pub dead_letter_depth: AtomicU64,
+    /// Age of the oldest queued message, milliseconds.
+    pub queue_oldest_age_ms: AtomicU64,
+    dead_lettered: Mutex<BTreeMap<&'static str, u64>>,
+    latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
+    latency_count: AtomicU64,
+    latency_sum_us: AtomicU64,
+}
+
+impl Metrics {
+    /// Counts a message dead-lettered for `code`.
+    pub fn dead_lettered(&self, code: &'static str) {
+        let mut map = self.dead_lettered.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() < MAX_REASON_LABELS || map.contains_key(code) {
+            *map.entry(code).or_insert(0) += 1;
+        }
+    }
+
+    /// Total dead-lettered by this collector.
+    pub fn dead_lettered_total(&self) -> u64 {
+        self.dead_lettered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .sum()
+    }
+
+    /// Records one store call's latency.
+    pub fn observe_store_latency(&self, seconds: f64) {
+        for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&self.latency_buckets) {
+            if seconds <= *bound {
+                bucket.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.latency_count.fetch_add(1, Ordering::Relaxed);
+        self.latency_sum_us
+            .fetch_add((seconds * 1e6) as u64, Ordering::Relaxed);
+    }
+
+    /// Renders the Prometheus text exposition format.
+    pub fn render(&self, region: &str) -> String {
+        let mut out = String::new();
+        let label = format!("region=\"{region}\"");
+        let counters = [
+            ("edgevote_collector_messages_received_total", "Queue messages received.", &self.messages_received),
+            ("edgevote_collector_messages_deleted_total", "Queue messages deleted after their ballots were stored.", &self.messages_deleted),
+            ("edgevote_collector_votes_stored_total", "Ballots newly stored.", &self.votes_stored),
+            ("edgevote_collector_votes_duplicate_total", "Ballots already stored (redelivery or retry).", &self.votes_duplicate),
+            ("edgevote_collector_store_errors_total", "Failed store calls.", &self.store_errors),
+            ("edgevote_collector_queue_errors_total", "Failed queue calls.", &self.queue_errors),
+            ("edgevote_collector_visibility_extensions_total", "Visibility extensions for slow batches.", &self.visibility_extensions),
+        ];
+        for (name, help, value) in counters {
+            metric(&mut out, name, help, "counter", &label, value.load(Ordering::Relaxed) as f64);
+        }
+        let _ = writeln!(out, "# HELP edgevote_collector_messages_dead_lettered_total Messages moved to the dead-letter queue, by reason.");
+        let _ = writeln!(out, "# TYPE edgevote_collector_messages_dead_lettered_total counter");
+        for (code, n) in self.dead_lettered.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            let _ = writeln!(out, "edgevote_collector_messages_dead_lettered_total{{{label},reason=\"{code}\"}} {n}");
+        }
+        let ms_gauges = [
+            ("edgevote_collector_queue_lag_seconds", "Age of the last processed message when it was processed.", &self.queue_lag_ms),
+            ("edgevote_collector_queue_oldest_age_seconds", "Age of the oldest message in the queue.", &self.queue_oldest_age_ms),
+        ];
+        for (name, help, value) in ms_gauges {
+            metric(&mut out, name, help, "gauge", &label, value.load(Ordering::Relaxed) as f64 / 1000.0);
+        }
+        let gauges = [
+            ("edgevote_collector_queue_visible_messages", "Messages waiting in the queue.", &self.queue_visible),
+            ("edgevote_collector_queue_in_flight_messages", "Messages received and not yet deleted.", &self.queue_in_flight),
+            ("edgevote_collector_dead_letter_messages", "Messages in the dead-letter queue.", &self.dead_letter_depth),
+        ];
+        for (name, help, value) in gauges {
+            metric(&mut out, name, help, "gauge", &label, value.load(Ordering::Relaxed) as f64);
+        }
+        self.render_latency(&mut out, &label);
+        out
+    }
+
+    fn render_latency(&self, out: &mut String, label: &str) {
+        let name = "edgevote_collector_store_latency_seconds";
+        let _ = writeln!(out, "# HELP {name} Latency of store record calls.");
+        let _ = writeln!(out, "# TYPE {name} histogram");
+        for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&self.latency_buckets) {
+            let _ = writeln!(out, "{name}_bucket{{{label},le=\"{bound}\"}} {}", bucket.load(Ordering::Relaxed));
+        }
+        let count = self.latency_count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{{label},le=\"+Inf\"}} {count}");
+        let sum = self.latency_sum_us.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum{{{label}}} {sum}");
+        let _ = writeln!(out, "{name}_count{{{label}}} {count}");
+    }
+}
+
+fn metric(out: &mut String, name: &str, help: &str, kind: &str, label: &str, value: f64) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+    let _ = writeln!(out, "{name}{{{label}}} {value}");
+}

@@ -1,0 +1,299 @@
+//! The running collector: receive loops, the store write, the delete, shutdown.
+//!
+//! The order per batch is what makes it lose nothing and count nothing twice:
+//! 1. receive up to 10 messages (they become invisible for the visibility timeout);
+//! 2. check them ([`crate::check`]); refused messages go to the dead-letter queue with a reason;
+//! 3. write the accepted ballots ([`Store::record`], idempotent), extending the messages'
+//!    visibility while the write is slow;
+//! 4. only then delete the messages.
+//!
+//! A crash anywhere before 4 leaves the messages in the queue; they come back after the
+//! visibility timeout and their ballots come out as duplicates.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use edgevote_queue::{Queue, Received, now_ms};
+use edgevote_store::{PutOutcome, Store, StoredBallot};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+
+use crate::check::Checker;
+use crate::config::ProcessingConfig;
+use crate::metrics::Metrics;
+
+/// Pause after a failed queue or store call before the loop tries again.
+const ERROR_BACKOFF: Duration = Duration::from_millis(200);
+
+/// Injected faults, for crash tests. Each counter, while above zero, triggers its fault once
+/// per batch and counts down.
+#[derive(Debug, Default)]
+pub struct Faults {
+    /// Abandon the batch after the store write and before the delete (as if the process died).
+    pub crash_after_store: AtomicU32,
+}
+
+impl Faults {
+    fn take(counter: &AtomicU32) -> bool {
+        counter
+            .try_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    }
+}
+
+/// Everything the loops share.
+pub struct Collector {
+    /// This collector's region.
+    pub region: String,
+    /// The queue it drains.
+    pub queue: Arc<dyn Queue>,
+    /// The store it writes.
+    pub store: Arc<dyn Store>,
+    /// Message checks.
+    pub checker: Arc<Checker>,
+    /// Settings.
+    pub processing: ProcessingConfig,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Injected faults (none in production).
+    pub faults: Arc<Faults>,
+    in_flight: Arc<Semaphore>,
+}
+
+impl std::fmt::Debug for Collector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Collector")
+            .field("region", &self.region)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Collector {
+    /// Assembles a collector.
+    pub fn new(
+        region: String,
+        queue: Arc<dyn Queue>,
+        store: Arc<dyn Store>,
+        checker: Checker,
+        processing: ProcessingConfig,
+    ) -> Arc<Self> {
+        Arc::new(Collector {
+            region,
+            queue,
+            store,
+            checker: Arc::new(checker),
+            in_flight: Arc::new(Semaphore::new(processing.max_in_flight_messages)),
+            processing,
+            metrics: Arc::new(Metrics::default()),
+            faults: Arc::new(Faults::default()),
+        })
+    }
+
+    /// Runs the receive loops and the stats poller until `shutdown` resolves, then lets every
+    /// batch in progress finish (store write and delete) before returning.
+    pub async fn run(self: Arc<Self>, shutdown: impl Future<Output = ()>) {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        for _ in 0..self.processing.receivers {
+            tasks.spawn(Arc::clone(&self).receive_loop(stop_rx.clone()));
+        }
+        tasks.spawn(Arc::clone(&self).stats_loop(stop_rx));
+        tracing::info!(region = %self.region, receivers = self.processing.receivers, "collector started");
+        shutdown.await;
+        tracing::info!(region = %self.region, "collector stopping; finishing batches in progress");
+        let _ = stop_tx.send(true);
+        while let Some(joined) = tasks.join_next().await {
+            if let Err(e) = joined {
+                tracing::error!(error = %e, "collector task failed");
+            }
+        }
+        tracing::info!(region = %self.region, "collector stopped");
+    }
+
+    async fn receive_loop(self: Arc<Self>, stop: watch::Receiver<bool>) {
+        let batch = self.processing.receive_batch_messages;
+        while !*stop.borrow() {
+            let Ok(permit) = Arc::clone(&self.in_flight)
+                .acquire_many_owned(batch as u32)
+                .await
+            else {
+                return;
+            };
+            let received = self
+                .queue
+                .receive(batch, self.processing.wait(), self.processing.visibility())
+                .await;
+            match received {
+                Ok(messages) if messages.is_empty() => {}
+                Ok(messages) => self.process(messages).await,
+                Err(e) => {
+                    self.metrics.queue_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(stage = "receive", error = %e, "queue receive failed");
+                    tokio::time::sleep(ERROR_BACKOFF).await;
+                }
+            }
+            drop(permit);
+        }
+    }
+
+    /// Processes one received batch: check, dead-letter refusals, store, delete.
+    pub async fn process(&self, messages: Vec<Received>) {
+        let m = &self.metrics;
+        m.messages_received
+            .fetch_add(messages.len() as u64, Ordering::Relaxed);
+        let bodies: Vec<&str> = messages.iter().map(|msg| msg.body.as_str()).collect();
+        let verdicts = self.checker.check_all(&bodies);
+        let mut accepted: BTreeMap<String, Vec<StoredBallot>> = BTreeMap::new();
+        let mut handles = Vec::new();
+        for (message, verdict) in messages.iter().zip(verdicts) {
+            match verdict {
+                Ok(ballots) => {
+                    for (election, mut list) in ballots {
+                        accepted.entry(election).or_default().append(&mut list);
+                    }
+                    handles.push(message.handle.clone());
+                }
+                Err(rejection) => self.dead_letter(message, &rejection).await,
+            }
+        }
+        if handles.is_empty() {
+            return;
+        }
+        if !self.store_with_extension(accepted, &handles).await {
+            return; // messages come back after their visibility timeout
+        }
+        if Faults::take(&self.faults.crash_after_store) {
+            tracing::warn!("fault injected: batch abandoned after store write, before delete");
+            return;
+        }
+        self.delete(handles, &messages).await;
+    }
+
+    async fn dead_letter(&self, message: &Received, rejection: &crate::check::Rejection) {
+        tracing::warn!(message = %message.id, reason = rejection.code, detail = %rejection.detail, "message dead-lettered");
+        match self.queue.dead_letter(message, &rejection.reason()).await {
+            Ok(()) => self.metrics.dead_lettered(rejection.code),
+            Err(e) => {
+                self.metrics.queue_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(stage = "dead_letter", error = %e, "could not dead-letter; it will be retried");
+            }
+        }
+    }
+
+    /// Writes the ballots while a side task keeps the messages invisible. True on success.
+    async fn store_with_extension(
+        &self,
+        accepted: BTreeMap<String, Vec<StoredBallot>>,
+        handles: &[String],
+    ) -> bool {
+        let extender = self.spawn_visibility_extender(handles.to_vec());
+        let mut ok = true;
+        for (election, ballots) in accepted {
+            if !self.record(&election, ballots).await {
+                ok = false;
+                break;
+            }
+        }
+        extender.abort();
+        ok
+    }
+
+    async fn record(&self, election: &str, ballots: Vec<StoredBallot>) -> bool {
+        let Some(rules) = self.checker.rules(election) else {
+            // The checker refuses unknown elections before this point.
+            tracing::error!(election, "no rules for an accepted election");
+            return false;
+        };
+        let started = Instant::now();
+        let outcome = self.store.record(&rules, &self.region, ballots).await;
+        self.metrics
+            .observe_store_latency(started.elapsed().as_secs_f64());
+        match outcome {
+            Ok(outcomes) => {
+                let stored = outcomes.iter().filter(|o| **o == PutOutcome::Stored).count() as u64;
+                let m = &self.metrics;
+                m.votes_stored.fetch_add(stored, Ordering::Relaxed);
+                m.votes_duplicate
+                    .fetch_add(outcomes.len() as u64 - stored, Ordering::Relaxed);
+                true
+            }
+            Err(e) => {
+                self.metrics.store_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(stage = "record", election, error = %e, "store write failed; messages will be redelivered");
+                tokio::time::sleep(ERROR_BACKOFF).await;
+                false
+            }
+        }
+    }
+
+    fn spawn_visibility_extender(&self, handles: Vec<String>) -> tokio::task::JoinHandle<()> {
+        let queue = Arc::clone(&self.queue);
+        let metrics = Arc::clone(&self.metrics);
+        let visibility = self.processing.visibility();
+        tokio::spawn(async move {
+            // Bounded: a batch that needs more than 100 extensions is stuck; let it time out.
+            for _ in 0..100 {
+                tokio::time::sleep(visibility / 2).await;
+                match queue.change_visibility(handles.clone(), visibility).await {
+                    Ok(()) => {
+                        metrics
+                            .visibility_extensions
+                            .fetch_add(handles.len() as u64, Ordering::Relaxed);
+                    }
+                    Err(e) => tracing::warn!(stage = "change_visibility", error = %e, "could not extend visibility"),
+                }
+            }
+        })
+    }
+
+    async fn delete(&self, handles: Vec<String>, messages: &[Received]) {
+        let count = handles.len() as u64;
+        match self.queue.delete_batch(handles).await {
+            Ok(()) => {
+                self.metrics
+                    .messages_deleted
+                    .fetch_add(count, Ordering::Relaxed);
+                if let Some(oldest) = messages.iter().map(|m| m.sent_at_ms).min() {
+                    self.metrics
+                        .queue_lag_ms
+                        .store(now_ms().saturating_sub(oldest), Ordering::Relaxed);
+                }
+            }
+            Err(e) => {
+                // The ballots are stored; the redelivered messages will come out as duplicates.
+                self.metrics.queue_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(stage = "delete", error = %e, "delete failed; messages will be redelivered as duplicates");
+            }
+        }
+    }
+
+    async fn stats_loop(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let interval = Duration::from_secs(self.processing.stats_interval_secs);
+        while !*stop.borrow() {
+            self.refresh_queue_stats().await;
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = stop.changed() => {}
+            }
+        }
+    }
+
+    /// Polls the queue depths into the metrics.
+    pub async fn refresh_queue_stats(&self) {
+        match self.queue.stats().await {
+            Ok(stats) => {
+                let m = &self.metrics;
+                m.queue_visible.store(stats.visible, Ordering::Relaxed);
+                m.queue_in_flight.store(stats.in_flight, Ordering::Relaxed);
+                m.dead_letter_depth
+                    .store(stats.dead_letters, Ordering::Relaxed);
+                m.queue_oldest_age_ms
+                    .store(stats.oldest_age_ms, Ordering::Relaxed);
+            }
+            Err(e) => tracing::warn!(stage = "stats", error = %e, "queue stats failed"),
+        }
+    }
+}

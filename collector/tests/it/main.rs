@@ -1,0 +1,10 @@
+//! Collector integration tests: one suite of behaviours ([`suite`]) run against every backend
+//! pair, plus the pieces that do not depend on the backend.
+
+// Test helpers panic on failure by design.
+#![allow(clippy::unwrap_used)]
+
+mod embedded;
+mod fixture;
+mod http;
+mod suite;
