@@ -1,8 +1,9 @@
 //! `edgevote`: one command line for every user of the system.
 //!
-//! Subcommands today: `keys`, `election`, `token`, `receipt`, `verify`. Planned (see the README):
-//! `up`, `edge`, `collector`, `vote`, `audit`, `bundle`, `load`, `bench`.
+//! Subcommands today: `keys`, `election`, `token`, `receipt`, `verify`, `collector`. Planned (see
+//! the README): `up`, `edge`, `vote`, `audit`, `bundle`, `load`, `bench`.
 
+mod cmd_collector;
 mod cmd_election;
 mod cmd_keys;
 mod cmd_receipt;
@@ -41,6 +42,9 @@ enum Command {
     /// Verify receipts and tokens offline against a published key set.
     #[command(subcommand)]
     Verify(cmd_verify::VerifyCommand),
+    /// Run a regional collector, or recompute an election's final tally from its store.
+    #[command(subcommand)]
+    Collector(cmd_collector::CollectorCommand),
 }
 
 fn main() -> ExitCode {
@@ -58,6 +62,7 @@ fn main() -> ExitCode {
         Command::Token(c) => cmd_token::run(c),
         Command::Receipt(c) => cmd_receipt::run(c),
         Command::Verify(c) => cmd_verify::run(c),
+        Command::Collector(c) => cmd_collector::run(c),
     };
     match outcome {
         Ok(code) => code,

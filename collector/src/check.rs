@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use edgevote_shared::{
     Ballot, ElectionManifest, KeySet, QueueEnvelope, VoteToken, WireError, decode_unverified,
-    verify, verify_many,
+    verify_many,
 };
 use edgevote_store::{ElectionRules, StoredBallot};
 
@@ -86,30 +86,57 @@ impl Checker {
     }
 
     fn ballots_of(&self, envelope: &QueueEnvelope) -> Result<AcceptedBallots, Rejection> {
+        let tokens = self.tokens_of(envelope);
         let mut accepted = AcceptedBallots::new();
-        for vote in &envelope.votes {
-            let ballot = self.stored_ballot(envelope, &vote.ballot, vote.received_at_ms)?;
-            accepted.entry(ballot.election.clone()).or_default().push(ballot);
+        for (vote, token) in envelope.votes.iter().zip(tokens) {
+            let token = token.map_err(|e| Rejection::wire(&e))?;
+            let ballot = self.stored_ballot(envelope, &vote.ballot, token, vote.received_at_ms)?;
+            accepted
+                .entry(ballot.election.clone())
+                .or_default()
+                .push(ballot);
         }
         Ok(accepted)
+    }
+
+    /// The envelope's tokens: batch-verified when `verify_tokens`, else only decoded (the
+    /// envelope's verified edge signature covers them).
+    fn tokens_of(&self, envelope: &QueueEnvelope) -> Vec<Result<VoteToken, WireError>> {
+        if !self.verify_tokens {
+            return envelope
+                .votes
+                .iter()
+                .map(|v| decode_unverified::<VoteToken>(&v.ballot.token))
+                .collect();
+        }
+        let compacts: Vec<&str> = envelope
+            .votes
+            .iter()
+            .map(|v| v.ballot.token.as_str())
+            .collect();
+        verify_many::<VoteToken>(&compacts, &self.keys)
+            .into_iter()
+            .map(|r| r.map(|v| v.doc))
+            .collect()
     }
 
     fn stored_ballot(
         &self,
         envelope: &QueueEnvelope,
         ballot: &Ballot,
+        token: VoteToken,
         received_at_ms: u64,
     ) -> Result<StoredBallot, Rejection> {
-        let manifest = self.elections.get(&ballot.election).ok_or_else(|| Rejection {
-            code: "unknown_election",
-            detail: format!("election {:?} is not configured on this collector", ballot.election),
-        })?;
-        let token = if self.verify_tokens {
-            verify::<VoteToken>(&ballot.token, &self.keys).map(|v| v.doc)
-        } else {
-            decode_unverified::<VoteToken>(&ballot.token)
-        }
-        .map_err(|e| Rejection::wire(&e))?;
+        let manifest = self
+            .elections
+            .get(&ballot.election)
+            .ok_or_else(|| Rejection {
+                code: "unknown_election",
+                detail: format!(
+                    "election {:?} is not configured on this collector",
+                    ballot.election
+                ),
+            })?;
         if token.aud != manifest.id {
             return Err(Rejection::wire(&WireError::WrongElection {
                 expected: manifest.id.clone(),
@@ -119,7 +146,10 @@ impl Checker {
         if manifest.option(&ballot.choice).is_none() {
             return Err(Rejection {
                 code: "invalid_choice",
-                detail: format!("choice {:?} is not an option of {}", ballot.choice, manifest.id),
+                detail: format!(
+                    "choice {:?} is not an option of {}",
+                    ballot.choice, manifest.id
+                ),
             });
         }
         Ok(StoredBallot {

@@ -86,7 +86,10 @@ impl ProcessingConfig {
     /// Checks bounds; returns a message naming the bad key.
     pub fn validate(&self) -> Result<(), String> {
         let checks = [
-            (self.receivers >= 1 && self.receivers <= 256, "receivers must be 1..=256"),
+            (
+                self.receivers >= 1 && self.receivers <= 256,
+                "receivers must be 1..=256",
+            ),
             (
                 (1..=edgevote_queue::MAX_BATCH).contains(&self.receive_batch_messages),
                 "receive_batch_messages must be 1..=10",
@@ -100,7 +103,10 @@ impl ProcessingConfig {
                 self.max_in_flight_messages >= self.receive_batch_messages,
                 "max_in_flight_messages must be at least receive_batch_messages",
             ),
-            (self.stats_interval_secs >= 1, "stats_interval_secs must be at least 1"),
+            (
+                self.stats_interval_secs >= 1,
+                "stats_interval_secs must be at least 1",
+            ),
         ];
         match checks.iter().find(|(ok, _)| !ok) {
             Some((_, message)) => Err((*message).to_owned()),
@@ -125,6 +131,8 @@ impl ProcessingConfig {
 pub enum QueueBackendConfig {
     /// The embedded durable queue.
     Embedded(EmbeddedQueueConfig),
+    /// Amazon SQS (or an SQS-API server at `endpoint_url`).
+    Sqs(edgevote_aws::SqsQueueConfig),
 }
 
 /// Which store backend.
@@ -133,6 +141,8 @@ pub enum QueueBackendConfig {
 pub enum StoreBackendConfig {
     /// The embedded store.
     Embedded(EmbeddedStoreConfig),
+    /// Amazon DynamoDB (or a DynamoDB-API server at `endpoint_url`).
+    Dynamodb(edgevote_aws::DynamoStoreConfig),
 }
 
 impl CollectorConfig {

@@ -46,7 +46,11 @@ async fn metrics(State(c): State<Arc<Collector>>) -> Response {
 async fn healthz(State(c): State<Arc<Collector>>) -> Response {
     match c.queue.stats().await {
         Ok(_) => (StatusCode::OK, "ok\n").into_response(),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("queue unreachable: {e}\n")).into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("queue unreachable: {e}\n"),
+        )
+            .into_response(),
     }
 }
 
@@ -69,7 +73,11 @@ async fn live_results(State(c): State<Arc<Collector>>, Path(election): Path<Stri
             }))
             .into_response()
         }
-        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", e.to_string()),
+        Err(e) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            e.to_string(),
+        ),
     }
 }
 
@@ -79,6 +87,10 @@ async fn final_results(State(c): State<Arc<Collector>>, Path(election): Path<Str
     };
     match edgevote_store::final_tally(c.store.as_ref(), &rules).await {
         Ok(tally) => axum::Json(tally).into_response(),
-        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", e.to_string()),
+        Err(e) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            e.to_string(),
+        ),
     }
 }

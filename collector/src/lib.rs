@@ -85,39 +85,48 @@ pub fn load_checker(config: &CollectorConfig) -> Result<Checker, StartError> {
     let mut elections = Vec::new();
     for path in &config.election_paths {
         let text = read_input("election manifest", path)?;
-        let manifest = verify::<ElectionManifest>(text.trim(), &keys).map_err(|e| {
-            StartError::Input {
+        let manifest =
+            verify::<ElectionManifest>(text.trim(), &keys).map_err(|e| StartError::Input {
                 what: "election manifest",
                 path: path.display().to_string(),
                 detail: format!("{} ({})", e, e.code()),
-            }
-        })?;
+            })?;
         elections.push(manifest.doc);
     }
-    Ok(Checker::new(keys, elections, config.processing.verify_tokens))
+    Ok(Checker::new(
+        keys,
+        elections,
+        config.processing.verify_tokens,
+    ))
 }
 
 /// Opens the configured queue.
-pub fn open_queue(config: &config::QueueBackendConfig) -> Result<Arc<dyn Queue>, StartError> {
+pub async fn open_queue(config: &config::QueueBackendConfig) -> Result<Arc<dyn Queue>, StartError> {
     match config {
         config::QueueBackendConfig::Embedded(c) => Ok(Arc::new(EmbeddedQueue::open(c)?)),
+        config::QueueBackendConfig::Sqs(c) => {
+            Ok(Arc::new(edgevote_aws::SqsQueue::connect(c).await))
+        }
     }
 }
 
 /// Opens the configured store.
-pub fn open_store(config: &config::StoreBackendConfig) -> Result<Arc<dyn Store>, StartError> {
+pub async fn open_store(config: &config::StoreBackendConfig) -> Result<Arc<dyn Store>, StartError> {
     match config {
         config::StoreBackendConfig::Embedded(c) => Ok(Arc::new(EmbeddedStore::open(c)?)),
+        config::StoreBackendConfig::Dynamodb(c) => {
+            Ok(Arc::new(edgevote_aws::DynamoStore::connect(c).await))
+        }
     }
 }
 
 /// Builds a collector from its configuration.
-pub fn build(config: &CollectorConfig) -> Result<Arc<Collector>, StartError> {
+pub async fn build(config: &CollectorConfig) -> Result<Arc<Collector>, StartError> {
     let checker = load_checker(config)?;
     Ok(Collector::new(
         config.region.clone(),
-        open_queue(&config.queue)?,
-        open_store(&config.store)?,
+        open_queue(&config.queue).await?,
+        open_store(&config.store).await?,
         checker,
         config.processing.clone(),
     ))

@@ -80,36 +80,119 @@ impl Metrics {
         let mut out = String::new();
         let label = format!("region=\"{region}\"");
         let counters = [
-            ("edgevote_collector_messages_received_total", "Queue messages received.", &self.messages_received),
-            ("edgevote_collector_messages_deleted_total", "Queue messages deleted after their ballots were stored.", &self.messages_deleted),
-            ("edgevote_collector_votes_stored_total", "Ballots newly stored.", &self.votes_stored),
-            ("edgevote_collector_votes_duplicate_total", "Ballots already stored (redelivery or retry).", &self.votes_duplicate),
-            ("edgevote_collector_store_errors_total", "Failed store calls.", &self.store_errors),
-            ("edgevote_collector_queue_errors_total", "Failed queue calls.", &self.queue_errors),
-            ("edgevote_collector_visibility_extensions_total", "Visibility extensions for slow batches.", &self.visibility_extensions),
+            (
+                "edgevote_collector_messages_received_total",
+                "Queue messages received.",
+                &self.messages_received,
+            ),
+            (
+                "edgevote_collector_messages_deleted_total",
+                "Queue messages deleted after their ballots were stored.",
+                &self.messages_deleted,
+            ),
+            (
+                "edgevote_collector_votes_stored_total",
+                "Ballots newly stored.",
+                &self.votes_stored,
+            ),
+            (
+                "edgevote_collector_votes_duplicate_total",
+                "Ballots already stored (redelivery or retry).",
+                &self.votes_duplicate,
+            ),
+            (
+                "edgevote_collector_store_errors_total",
+                "Failed store calls.",
+                &self.store_errors,
+            ),
+            (
+                "edgevote_collector_queue_errors_total",
+                "Failed queue calls.",
+                &self.queue_errors,
+            ),
+            (
+                "edgevote_collector_visibility_extensions_total",
+                "Visibility extensions for slow batches.",
+                &self.visibility_extensions,
+            ),
         ];
         for (name, help, value) in counters {
-            metric(&mut out, name, help, "counter", &label, value.load(Ordering::Relaxed) as f64);
+            metric(
+                &mut out,
+                name,
+                help,
+                "counter",
+                &label,
+                value.load(Ordering::Relaxed) as f64,
+            );
         }
-        let _ = writeln!(out, "# HELP edgevote_collector_messages_dead_lettered_total Messages moved to the dead-letter queue, by reason.");
-        let _ = writeln!(out, "# TYPE edgevote_collector_messages_dead_lettered_total counter");
-        for (code, n) in self.dead_lettered.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-            let _ = writeln!(out, "edgevote_collector_messages_dead_lettered_total{{{label},reason=\"{code}\"}} {n}");
+        let _ = writeln!(
+            out,
+            "# HELP edgevote_collector_messages_dead_lettered_total Messages moved to the dead-letter queue, by reason."
+        );
+        let _ = writeln!(
+            out,
+            "# TYPE edgevote_collector_messages_dead_lettered_total counter"
+        );
+        for (code, n) in self
+            .dead_lettered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "edgevote_collector_messages_dead_lettered_total{{{label},reason=\"{code}\"}} {n}"
+            );
         }
         let ms_gauges = [
-            ("edgevote_collector_queue_lag_seconds", "Age of the last processed message when it was processed.", &self.queue_lag_ms),
-            ("edgevote_collector_queue_oldest_age_seconds", "Age of the oldest message in the queue.", &self.queue_oldest_age_ms),
+            (
+                "edgevote_collector_queue_lag_seconds",
+                "Age of the last processed message when it was processed.",
+                &self.queue_lag_ms,
+            ),
+            (
+                "edgevote_collector_queue_oldest_age_seconds",
+                "Age of the oldest message in the queue.",
+                &self.queue_oldest_age_ms,
+            ),
         ];
         for (name, help, value) in ms_gauges {
-            metric(&mut out, name, help, "gauge", &label, value.load(Ordering::Relaxed) as f64 / 1000.0);
+            metric(
+                &mut out,
+                name,
+                help,
+                "gauge",
+                &label,
+                value.load(Ordering::Relaxed) as f64 / 1000.0,
+            );
         }
         let gauges = [
-            ("edgevote_collector_queue_visible_messages", "Messages waiting in the queue.", &self.queue_visible),
-            ("edgevote_collector_queue_in_flight_messages", "Messages received and not yet deleted.", &self.queue_in_flight),
-            ("edgevote_collector_dead_letter_messages", "Messages in the dead-letter queue.", &self.dead_letter_depth),
+            (
+                "edgevote_collector_queue_visible_messages",
+                "Messages waiting in the queue.",
+                &self.queue_visible,
+            ),
+            (
+                "edgevote_collector_queue_in_flight_messages",
+                "Messages received and not yet deleted.",
+                &self.queue_in_flight,
+            ),
+            (
+                "edgevote_collector_dead_letter_messages",
+                "Messages in the dead-letter queue.",
+                &self.dead_letter_depth,
+            ),
         ];
         for (name, help, value) in gauges {
-            metric(&mut out, name, help, "gauge", &label, value.load(Ordering::Relaxed) as f64);
+            metric(
+                &mut out,
+                name,
+                help,
+                "gauge",
+                &label,
+                value.load(Ordering::Relaxed) as f64,
+            );
         }
         self.render_latency(&mut out, &label);
         out
@@ -120,7 +203,11 @@ impl Metrics {
         let _ = writeln!(out, "# HELP {name} Latency of store record calls.");
         let _ = writeln!(out, "# TYPE {name} histogram");
         for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&self.latency_buckets) {
-            let _ = writeln!(out, "{name}_bucket{{{label},le=\"{bound}\"}} {}", bucket.load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{label},le=\"{bound}\"}} {}",
+                bucket.load(Ordering::Relaxed)
+            );
         }
         let count = self.latency_count.load(Ordering::Relaxed);
         let _ = writeln!(out, "{name}_bucket{{{label},le=\"+Inf\"}} {count}");

@@ -213,7 +213,10 @@ impl Collector {
             .observe_store_latency(started.elapsed().as_secs_f64());
         match outcome {
             Ok(outcomes) => {
-                let stored = outcomes.iter().filter(|o| **o == PutOutcome::Stored).count() as u64;
+                let stored = outcomes
+                    .iter()
+                    .filter(|o| **o == PutOutcome::Stored)
+                    .count() as u64;
                 let m = &self.metrics;
                 m.votes_stored.fetch_add(stored, Ordering::Relaxed);
                 m.votes_duplicate
@@ -243,7 +246,9 @@ impl Collector {
                             .visibility_extensions
                             .fetch_add(handles.len() as u64, Ordering::Relaxed);
                     }
-                    Err(e) => tracing::warn!(stage = "change_visibility", error = %e, "could not extend visibility"),
+                    Err(e) => {
+                        tracing::warn!(stage = "change_visibility", error = %e, "could not extend visibility")
+                    }
                 }
             }
         })

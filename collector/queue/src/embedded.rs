@@ -21,8 +21,8 @@ use serde::Deserialize;
 use tokio::sync::Notify;
 
 use crate::{
-    DeadLetter, Queue, QueueError, QueueStats, Received, bounded_reason, check_receive,
-    check_send, now_ms,
+    DeadLetter, Queue, QueueError, QueueStats, Received, bounded_reason, check_receive, check_send,
+    now_ms,
 };
 
 const MESSAGES: TableDefinition<u64, &[u8]> = TableDefinition::new("messages");
@@ -89,7 +89,10 @@ impl Header {
 
     fn decode(record: &[u8]) -> Result<(Header, &[u8]), QueueError> {
         if record.len() < HEADER_BYTES {
-            return Err(QueueError::backend("decode", "message record shorter than its header"));
+            return Err(QueueError::backend(
+                "decode",
+                "message record shorter than its header",
+            ));
         }
         let u64_at = |i: usize| u64::from_be_bytes(record[i..i + 8].try_into().unwrap_or_default());
         let u32_at = |i: usize| u32::from_be_bytes(record[i..i + 4].try_into().unwrap_or_default());
@@ -164,7 +167,8 @@ impl EmbeddedQueue {
         max_receives: u32,
     ) -> Result<Vec<Received>, QueueError> {
         let now = now_ms();
-        let hidden_until = now.saturating_add(u64::try_from(visibility.as_millis()).unwrap_or(u64::MAX));
+        let hidden_until =
+            now.saturating_add(u64::try_from(visibility.as_millis()).unwrap_or(u64::MAX));
         let txn = db!("receive", db.begin_write())?;
         let mut out = Vec::new();
         {
@@ -191,12 +195,19 @@ impl EmbeddedQueue {
                     let letter = encode_dead(&header, "max_receives_exceeded", body);
                     db!("receive", dead.insert(seq, letter.as_slice()))?;
                     db!("receive", messages.remove(seq))?;
-                    tracing::warn!(seq, receive_count = header.receive_count, "queue message dead-lettered after max receives");
+                    tracing::warn!(
+                        seq,
+                        receive_count = header.receive_count,
+                        "queue message dead-lettered after max receives"
+                    );
                     continue;
                 }
                 header.generation = header.generation.wrapping_add(1);
                 header.visible_at_ms = hidden_until;
-                db!("receive", messages.insert(seq, header.encode(body).as_slice()))?;
+                db!(
+                    "receive",
+                    messages.insert(seq, header.encode(body).as_slice())
+                )?;
                 db!("receive", ready.insert((hidden_until, seq), ()))?;
                 out.push(Received {
                     id: seq.to_string(),
@@ -275,9 +286,19 @@ fn encode_dead(header: &Header, reason: &str, body: &[u8]) -> Vec<u8> {
 
 fn decode_dead(seq: u64, record: &[u8]) -> Result<DeadLetter, QueueError> {
     let corrupt = || QueueError::backend("dead_letters", "corrupt dead-letter record");
-    let count = u32::from_be_bytes(record.get(0..4).ok_or_else(corrupt)?.try_into().map_err(|_| corrupt())?);
+    let count = u32::from_be_bytes(
+        record
+            .get(0..4)
+            .ok_or_else(corrupt)?
+            .try_into()
+            .map_err(|_| corrupt())?,
+    );
     let len = usize::from(u16::from_be_bytes(
-        record.get(4..6).ok_or_else(corrupt)?.try_into().map_err(|_| corrupt())?,
+        record
+            .get(4..6)
+            .ok_or_else(corrupt)?
+            .try_into()
+            .map_err(|_| corrupt())?,
     ));
     let reason = record.get(6..6 + len).ok_or_else(corrupt)?;
     let body = record.get(6 + len..).ok_or_else(corrupt)?;
@@ -291,9 +312,8 @@ fn decode_dead(seq: u64, record: &[u8]) -> Result<DeadLetter, QueueError> {
 
 fn create_parent(path: &Path) -> Result<(), QueueError> {
     match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => {
-            std::fs::create_dir_all(dir).map_err(|e| QueueError::backend("open", format!("{}: {e}", dir.display())))
-        }
+        Some(dir) if !dir.as_os_str().is_empty() => std::fs::create_dir_all(dir)
+            .map_err(|e| QueueError::backend("open", format!("{}: {e}", dir.display()))),
         _ => Ok(()),
     }
 }
@@ -323,7 +343,10 @@ impl Queue for EmbeddedQueue {
                             receive_count: 0,
                             generation: 0,
                         };
-                        db!("send", messages.insert(seq, header.encode(body.as_bytes()).as_slice()))?;
+                        db!(
+                            "send",
+                            messages.insert(seq, header.encode(body.as_bytes()).as_slice())
+                        )?;
                         db!("send", ready.insert((now, seq), ()))?;
                         ids.push(seq.to_string());
                         seq += 1;
@@ -350,7 +373,9 @@ impl Queue for EmbeddedQueue {
         loop {
             let notified = self.notify.notified();
             let batch = self
-                .blocking("receive", move |db| Self::try_receive(db, max, visibility, max_receives))
+                .blocking("receive", move |db| {
+                    Self::try_receive(db, max, visibility, max_receives)
+                })
                 .await?;
             let now = tokio::time::Instant::now();
             if !batch.is_empty() || now >= deadline {
@@ -389,11 +414,19 @@ impl Queue for EmbeddedQueue {
         }
         self.blocking("change_visibility", move |db| {
             let visible_at = now_ms().saturating_add(millis(visibility));
-            Self::update_handles(db, "change_visibility", &handles, |seq, mut header, body, t| {
-                header.visible_at_ms = visible_at;
-                db!("change_visibility", t.messages.insert(seq, header.encode(body).as_slice()))?;
-                db!("change_visibility", t.ready.insert((visible_at, seq), ())).map(drop)
-            })
+            Self::update_handles(
+                db,
+                "change_visibility",
+                &handles,
+                |seq, mut header, body, t| {
+                    header.visible_at_ms = visible_at;
+                    db!(
+                        "change_visibility",
+                        t.messages.insert(seq, header.encode(body).as_slice())
+                    )?;
+                    db!("change_visibility", t.ready.insert((visible_at, seq), ())).map(drop)
+                },
+            )
         })
         .await?;
         self.notify.notify_waiters();

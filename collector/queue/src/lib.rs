@@ -143,10 +143,16 @@ pub fn check_send(bodies: &[String]) -> Result<(), QueueError> {
             detail: format!("{} messages, expected 1..={MAX_BATCH}", bodies.len()),
         });
     }
-    if let Some(body) = bodies.iter().find(|b| b.len() > MAX_BODY_BYTES || b.is_empty()) {
+    if let Some(body) = bodies
+        .iter()
+        .find(|b| b.len() > MAX_BODY_BYTES || b.is_empty())
+    {
         return Err(QueueError::Invalid {
             stage: "send",
-            detail: format!("body of {} bytes, expected 1..={MAX_BODY_BYTES}", body.len()),
+            detail: format!(
+                "body of {} bytes, expected 1..={MAX_BODY_BYTES}",
+                body.len()
+            ),
         });
     }
     Ok(())
@@ -159,7 +165,9 @@ pub fn check_receive(max: usize, wait: Duration, visibility: Duration) -> Result
     } else if wait > MAX_WAIT {
         Some(format!("wait {wait:?} longer than {MAX_WAIT:?}"))
     } else if visibility > MAX_VISIBILITY {
-        Some(format!("visibility {visibility:?} longer than {MAX_VISIBILITY:?}"))
+        Some(format!(
+            "visibility {visibility:?} longer than {MAX_VISIBILITY:?}"
+        ))
     } else {
         None
     };

@@ -53,7 +53,8 @@ macro_rules! db {
 }
 
 fn decode(stage: &'static str, bytes: &[u8]) -> Result<StoredBallot, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::backend(stage, format!("corrupt ballot: {e}")))
+    serde_json::from_slice(bytes)
+        .map_err(|e| StoreError::backend(stage, format!("corrupt ballot: {e}")))
 }
 
 fn encode(ballot: &StoredBallot) -> Vec<u8> {
@@ -109,7 +110,11 @@ impl EmbeddedStore {
                     let existing = voter_ballots_in(&table, &rules.id, &ballot.voter)?;
                     before.insert(&ballot.voter, counting::counted(rules.policy, &existing));
                 }
-                let key = (rules.id.as_str(), ballot.voter.as_str(), &ballot.vote_id.0[..]);
+                let key = (
+                    rules.id.as_str(),
+                    ballot.voter.as_str(),
+                    &ballot.vote_id.0[..],
+                );
                 if db!("record", table.get(key))?.is_some() {
                     outcomes.push(PutOutcome::Duplicate);
                     continue;
@@ -203,7 +208,9 @@ impl Store for EmbeddedStore {
             let mut tally = LiveTally::new();
             let range = db!(
                 "live_tally",
-                table.range((election.as_str(), "", "")..=(election.as_str(), "\u{10ffff}", "\u{10ffff}"))
+                table.range(
+                    (election.as_str(), "", "")..=(election.as_str(), "\u{10ffff}", "\u{10ffff}")
+                )
             )?;
             for entry in range.take(100_000) {
                 let (key, value) = db!("live_tally", entry)?;
@@ -236,7 +243,10 @@ impl Store for EmbeddedStore {
             };
             let range = db!(
                 "scan",
-                table.range((election.as_str(), start.0.as_str(), start.1.as_slice())..(election.as_str(), "\u{10ffff}", &[][..]))
+                table.range(
+                    (election.as_str(), start.0.as_str(), start.1.as_slice())
+                        ..(election.as_str(), "\u{10ffff}", &[][..])
+                )
             )?;
             let mut page = ScanPage::default();
             for entry in range {

@@ -48,30 +48,51 @@ async fn queue_survives_reopen_and_redelivers_unacknowledged_messages() {
         max_receives: 2,
     };
     let queue = EmbeddedQueue::open(&config).unwrap();
-    queue.send_batch(vec!["a".into(), "b".into()]).await.unwrap();
+    queue
+        .send_batch(vec!["a".into(), "b".into()])
+        .await
+        .unwrap();
     let got = queue
-        .receive(10, std::time::Duration::ZERO, std::time::Duration::from_millis(100))
+        .receive(
+            10,
+            std::time::Duration::ZERO,
+            std::time::Duration::from_millis(100),
+        )
         .await
         .unwrap();
     assert_eq!(got.len(), 2);
-    queue.delete_batch(vec![got[0].handle.clone()]).await.unwrap();
+    queue
+        .delete_batch(vec![got[0].handle.clone()])
+        .await
+        .unwrap();
     drop(queue);
     // "Crash": reopen; the undeleted message comes back after its visibility timeout.
     let queue = EmbeddedQueue::open(&config).unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(150)).await;
     let again = queue
-        .receive(10, std::time::Duration::from_secs(1), std::time::Duration::from_millis(50))
+        .receive(
+            10,
+            std::time::Duration::from_secs(1),
+            std::time::Duration::from_millis(50),
+        )
         .await
         .unwrap();
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].body, "b");
     assert_eq!(again[0].receive_count, 2);
     // A stale handle (from the first receive) deletes nothing.
-    queue.delete_batch(vec![got[1].handle.clone()]).await.unwrap();
+    queue
+        .delete_batch(vec![got[1].handle.clone()])
+        .await
+        .unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(80)).await;
     // Third receive exceeds max_receives = 2: the message moves to the dead-letter queue.
     let third = queue
-        .receive(10, std::time::Duration::from_millis(200), std::time::Duration::from_secs(5))
+        .receive(
+            10,
+            std::time::Duration::from_millis(200),
+            std::time::Duration::from_secs(5),
+        )
         .await
         .unwrap();
     assert!(third.is_empty());
@@ -91,8 +112,17 @@ async fn queue_refuses_out_of_bound_requests() {
     .unwrap();
     assert!(queue.send_batch(vec![]).await.is_err());
     assert!(queue.send_batch(vec!["x".into(); 11]).await.is_err());
-    assert!(queue.send_batch(vec!["x".repeat(300 * 1024)]).await.is_err());
-    assert_eq!(queue.stats().await.unwrap().visible, 0, "refused sends change nothing");
+    assert!(
+        queue
+            .send_batch(vec!["x".repeat(300 * 1024)])
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        queue.stats().await.unwrap().visible,
+        0,
+        "refused sends change nothing"
+    );
     let zero = std::time::Duration::ZERO;
     assert!(queue.receive(0, zero, zero).await.is_err());
     assert!(queue.receive(11, zero, zero).await.is_err());

@@ -90,7 +90,11 @@ pub fn ballot(election: &str, voter: &str, choice: &str, nonce_byte: u8) -> Ball
 }
 
 /// A signed envelope of `(ballot, received_at_ms)` pairs.
-pub fn envelope_signed_by(signer: &SigningIdentity, batch: &str, votes: Vec<(Ballot, u64)>) -> String {
+pub fn envelope_signed_by(
+    signer: &SigningIdentity,
+    batch: &str,
+    votes: Vec<(Ballot, u64)>,
+) -> String {
     let envelope = QueueEnvelope {
         v: 1,
         batch_id: batch.into(),

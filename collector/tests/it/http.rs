@@ -15,7 +15,10 @@ async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
     let mut response = String::new();
     stream.read_to_string(&mut response).await.unwrap();
     let status = response[9..12].parse().unwrap();
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
     (status, body)
 }
 
@@ -35,7 +38,13 @@ async fn metrics_health_and_results() {
         })
         .unwrap(),
     );
-    let body = fixture::envelope("h.1", vec![(fixture::ballot(fixture::FIRST, "v1", "yes", 1), fixture::now_ms())]);
+    let body = fixture::envelope(
+        "h.1",
+        vec![(
+            fixture::ballot(fixture::FIRST, "v1", "yes", 1),
+            fixture::now_ms(),
+        )],
+    );
     edgevote_queue::Queue::send_batch(queue.as_ref(), vec![body, "junk".into()])
         .await
         .unwrap();

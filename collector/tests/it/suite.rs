@@ -5,8 +5,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use edgevote_queue::Queue;
-use edgevote_store::{ElectionRules, Store, final_tally, live_overall};
 use edgevote_shared::Policy;
+use edgevote_store::{ElectionRules, Store, final_tally, live_overall};
 
 use crate::fixture::*;
 
@@ -54,7 +54,10 @@ pub async fn two_ballots_of_one_voter_follow_the_policy(
         let early = ballot(election, "v2", "yes", 1);
         bodies.push(envelope(&format!("{election}.a"), vec![(late, t + 5000)]));
         bodies.push(envelope(&format!("{election}.b"), vec![(early, t)]));
-        bodies.push(envelope(&format!("{election}.c"), vec![(ballot(election, "v3", "blank", 1), t)]));
+        bodies.push(envelope(
+            &format!("{election}.c"),
+            vec![(ballot(election, "v3", "blank", 1), t)],
+        ));
     }
     queue.send_batch(bodies).await.unwrap();
     let c = collector(queue, Arc::clone(&store));
@@ -71,7 +74,11 @@ pub async fn two_ballots_of_one_voter_follow_the_policy(
     for (election, expected) in [(FIRST, &first), (LAST, &last)] {
         let live = live_overall(&store.live_tally(election).await.unwrap());
         for (choice, n) in &expected.counts {
-            assert_eq!(live.get(choice).copied().unwrap_or(0), *n as i64, "{election} {choice}");
+            assert_eq!(
+                live.get(choice).copied().unwrap_or(0),
+                *n as i64,
+                "{election} {choice}"
+            );
         }
         assert_eq!(live.values().sum::<i64>(), expected.voters as i64);
     }
@@ -84,12 +91,22 @@ pub async fn crash_after_store_before_delete_counts_once(
     store: Arc<dyn Store>,
 ) {
     let t = now_ms();
-    let body = envelope("crash.1", vec![(ballot(FIRST, "v4", "yes", 1), t), (ballot(FIRST, "v5", "no", 1), t)]);
+    let body = envelope(
+        "crash.1",
+        vec![
+            (ballot(FIRST, "v4", "yes", 1), t),
+            (ballot(FIRST, "v5", "no", 1), t),
+        ],
+    );
     queue.send_batch(vec![body]).await.unwrap();
     let c = collector(queue, Arc::clone(&store));
     c.faults.crash_after_store.store(1, Ordering::SeqCst);
     drain(&c, DRAIN).await;
-    assert_eq!(c.faults.crash_after_store.load(Ordering::SeqCst), 0, "fault fired");
+    assert_eq!(
+        c.faults.crash_after_store.load(Ordering::SeqCst),
+        0,
+        "fault fired"
+    );
     let result = tally(store.as_ref(), FIRST, Policy::FirstVoteWins).await;
     assert_eq!((result.voters, result.ballots), (2, 2));
     assert_eq!(c.metrics.votes_stored.load(Ordering::Relaxed), 2);
@@ -103,7 +120,11 @@ pub async fn crash_after_store_before_delete_counts_once(
 pub async fn poison_messages_are_dead_lettered(queue: Arc<dyn Queue>, store: Arc<dyn Store>) {
     let t = now_ms();
     let good = envelope("good.1", vec![(ballot(FIRST, "v6", "yes", 1), t)]);
-    let forged = envelope_signed_by(&rogue_edge(), "forged.1", vec![(ballot(FIRST, "v7", "no", 1), t)]);
+    let forged = envelope_signed_by(
+        &rogue_edge(),
+        "forged.1",
+        vec![(ballot(FIRST, "v7", "no", 1), t)],
+    );
     let (head, rest) = good.split_once('.').unwrap();
     let tampered = {
         let (payload, sig) = rest.split_once('.').unwrap();
@@ -137,6 +158,10 @@ pub async fn poison_messages_are_dead_lettered(queue: Arc<dyn Queue>, store: Arc
         );
     }
     let result = tally(store.as_ref(), FIRST, Policy::FirstVoteWins).await;
-    assert_eq!((result.voters, result.ballots), (1, 1), "only the good ballot counts");
+    assert_eq!(
+        (result.voters, result.ballots),
+        (1, 1),
+        "only the good ballot counts"
+    );
     assert_eq!(c.metrics.dead_lettered_total(), cases.len() as u64);
 }

@@ -1,0 +1,19 @@
+//! edgevote's AWS backends, behind the same traits as the embedded ones:
+//! - [`sqs::SqsQueue`] implements `edgevote_queue::Queue` over Amazon SQS (with a dead-letter
+//!   queue and a redrive policy, [`sqs::create_queue_pair`]);
+//! - [`dynamo::DynamoStore`] implements `edgevote_store::Store` over one DynamoDB table (a Global
+//!   Table in production). Its logic runs over the small [`dynamo::DynamoApi`] trait, so the
+//!   latency-simulating [`dynamo::SimDynamo`] can be benchmarked with the same code as
+//!   [`dynamo::SdkDynamo`].
+//!
+//! Errors are the trait crates' `QueueError` and `StoreError`, whose stage names the call.
+//! With the `test-server` feature, `moto::MotoServer` runs a local moto server for tests.
+
+pub mod client;
+pub mod dynamo;
+#[cfg(feature = "test-server")]
+pub mod moto;
+pub mod sqs;
+
+pub use dynamo::{DynamoApi, DynamoStore, DynamoStoreConfig, SdkDynamo, SimCosts, SimDynamo};
+pub use sqs::{SqsQueue, SqsQueueConfig, create_queue_pair};

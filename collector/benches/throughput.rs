@@ -1,0 +1,183 @@
+//! Collector throughput benchmark (run: `cargo bench -p edgevote-collector`).
+//!
+//! Prints, for the embedded queue + store: votes/s (wall clock) and votes per CPU-second
+//! (= votes/s per core), with and without re-verifying every token at the collector. The
+//! target is ≥ 50k votes/s per core. Figures only: this never fails on speed.
+
+// A benchmark binary: panicking on a broken setup is the right outcome.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use edgevote_collector::config::ProcessingConfig;
+use edgevote_collector::{Checker, Collector};
+use edgevote_queue::Queue;
+use edgevote_queue::embedded::{EmbeddedQueue, EmbeddedQueueConfig};
+use edgevote_shared::{
+    Ballot, ElectionManifest, ElectionOption, EnvelopeVote, KeySet, Limits, Policy, QueueEnvelope,
+    Role, SigningIdentity, VoteToken, b64, sign,
+};
+use edgevote_store::embedded::{EmbeddedStore, EmbeddedStoreConfig};
+
+const ENVELOPES: usize = 240;
+const VOTES_PER_ENVELOPE: usize = 150;
+
+fn now_secs() -> u64 {
+    edgevote_queue::now_ms() / 1000
+}
+
+fn manifest() -> ElectionManifest {
+    ElectionManifest {
+        v: 1,
+        id: "bench".into(),
+        title: "Bench".into(),
+        options: (0..4)
+            .map(|i| ElectionOption {
+                id: format!("o{i}"),
+                label: format!("Option {i}"),
+            })
+            .collect(),
+        opens_at: now_secs() - 60,
+        closes_at: now_secs() + 3600,
+        policy: Policy::FirstVoteWins,
+        limits: Limits::default(),
+        created_at: now_secs() - 60,
+    }
+}
+
+/// Signed envelopes of distinct voters (5% of them vote twice, in a later envelope).
+fn envelopes(authority: &SigningIdentity, edge: &SigningIdentity) -> Vec<String> {
+    let now = now_secs();
+    let mut out = Vec::with_capacity(ENVELOPES);
+    for e in 0..ENVELOPES {
+        let votes = (0..VOTES_PER_ENVELOPE)
+            .map(|i| {
+                let n = e * VOTES_PER_ENVELOPE + i;
+                // Every 20th vote is a second ballot of an earlier voter.
+                let voter = if n % 20 == 19 {
+                    n.saturating_sub(VOTES_PER_ENVELOPE)
+                } else {
+                    n
+                };
+                let token = VoteToken {
+                    jti: format!("t{voter}"),
+                    sub: format!("voter-{voter}"),
+                    aud: "bench".into(),
+                    iat: now - 10,
+                    nbf: now - 10,
+                    exp: now + 3600,
+                };
+                EnvelopeVote {
+                    ballot: Ballot {
+                        election: "bench".into(),
+                        token: sign(authority, &token).unwrap(),
+                        choice: format!("o{}", n % 4),
+                        nonce: b64::encode((n as u128).to_le_bytes()),
+                    },
+                    received_at_ms: edgevote_queue::now_ms() + n as u64,
+                }
+            })
+            .collect();
+        let envelope = QueueEnvelope {
+            v: 1,
+            batch_id: format!("bench.{e}"),
+            edge: "edge-bench".into(),
+            region: "r1".into(),
+            created_at_ms: edgevote_queue::now_ms(),
+            votes,
+        };
+        out.push(sign(edge, &envelope).unwrap());
+    }
+    out
+}
+
+/// CPU seconds used by this process so far (user + system), from /proc.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(") ")
+        .map(|(_, rest)| rest.split(' ').collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+async fn embedded_run(bodies: &[String], keys: &KeySet, verify_tokens: bool) -> (f64, f64) {
+    let dir = tempfile::tempdir().unwrap();
+    let queue = Arc::new(
+        EmbeddedQueue::open(&EmbeddedQueueConfig {
+            path: dir.path().join("q.redb"),
+            max_receives: 5,
+        })
+        .unwrap(),
+    );
+    for chunk in bodies.chunks(10) {
+        queue.send_batch(chunk.to_vec()).await.unwrap();
+    }
+    let store = Arc::new(
+        EmbeddedStore::open(&EmbeddedStoreConfig {
+            path: dir.path().join("s.redb"),
+        })
+        .unwrap(),
+    );
+    let processing = ProcessingConfig {
+        receivers: 4,
+        wait_time_secs: 0,
+        verify_tokens,
+        ..ProcessingConfig::default()
+    };
+    let checker = Checker::new(keys.clone(), vec![manifest()], verify_tokens);
+    let collector = Collector::new("r1".into(), queue.clone(), store, checker, processing);
+    let votes = (bodies.len() * VOTES_PER_ENVELOPE) as f64;
+    let (cpu0, t0) = (cpu_seconds(), Instant::now());
+    let watched = queue.clone();
+    Arc::clone(&collector)
+        .run(async move {
+            // Bounded: give up after 10 minutes.
+            for _ in 0..60_000 {
+                let stats = watched.stats().await.unwrap();
+                if stats.visible == 0 && stats.in_flight == 0 {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+    let (wall, cpu) = (t0.elapsed().as_secs_f64(), cpu_seconds() - cpu0);
+    let stored = collector
+        .metrics
+        .votes_stored
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(stored as f64, votes, "every vote stored");
+    (votes / wall, votes / cpu.max(1e-9))
+}
+
+fn main() {
+    let authority = SigningIdentity::from_seed(&[1; 32], Role::Authority);
+    let edge = SigningIdentity::from_seed(&[2; 32], Role::Edge);
+    let keys = KeySet::from_jwks(vec![authority.public_jwk(0), edge.public_jwk(0)]).unwrap();
+    eprintln!("preparing {ENVELOPES} envelopes x {VOTES_PER_ENVELOPE} votes ...");
+    let bodies = envelopes(&authority, &edge);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    println!(
+        "collector throughput, embedded queue + store, {} votes per run",
+        ENVELOPES * VOTES_PER_ENVELOPE
+    );
+    for verify_tokens in [false, true] {
+        let (wall, per_core) = runtime.block_on(embedded_run(&bodies, &keys, verify_tokens));
+        println!(
+            "  verify_tokens={verify_tokens:<5}  {wall:>9.0} votes/s wall   {per_core:>9.0} votes/s per core   target 50000/core: {:.2}x",
+            per_core / 50_000.0
+        );
+    }
+}
