@@ -158,6 +158,58 @@ async fn embedded_run(bodies: &[String], keys: &KeySet, verify_tokens: bool) -> 
     (votes / wall, votes / cpu.max(1e-9))
 }
 
+/// Ballots for the DynamoDB stand-in: `n` voters, every 20th with a second ballot.
+fn stored_ballots(n: usize) -> Vec<edgevote_store::StoredBallot> {
+    (0..n)
+        .map(|i| {
+            let voter = if i % 20 == 19 { i - 1 } else { i };
+            edgevote_store::StoredBallot {
+                election: "bench".into(),
+                voter: format!("voter-{voter:09}"),
+                vote_id: edgevote_shared::Digest32::of(&(i as u64).to_le_bytes()),
+                choice: format!("o{}", i % 4),
+                token_id: format!("t{voter}"),
+                nonce: b64::encode((i as u128).to_le_bytes()),
+                received_at_ms: 1_800_000_000_000 + i as u64,
+                edge: "edge-bench".into(),
+                region: "r1".into(),
+                batch_id: format!("bench.{}", i / 150),
+            }
+        })
+        .collect()
+}
+
+/// Votes/s and WCU per vote of the DynamoDB store over a stand-in adding `latency` per request,
+/// with `concurrency` requests in flight per record call and `calls` record calls at once (the
+/// collector's receive loops).
+async fn dynamo_run(latency: Duration, concurrency: usize, calls: usize) -> (f64, f64, f64) {
+    use edgevote_aws::{DynamoStore, SimDynamo};
+    use edgevote_store::Store;
+    let sim = SimDynamo::new(latency);
+    let costs = sim.costs();
+    let store = Arc::new(DynamoStore::new(sim, concurrency));
+    let rules = edgevote_store::ElectionRules {
+        id: "bench".into(),
+        policy: Policy::FirstVoteWins,
+    };
+    let ballots = stored_ballots(calls * 1500);
+    let t0 = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for chunk in ballots.chunks(1500) {
+        let (store, rules, chunk) = (Arc::clone(&store), rules.clone(), chunk.to_vec());
+        tasks.spawn(async move { store.record(&rules, "r1", chunk).await.unwrap() });
+    }
+    while tasks.join_next().await.is_some() {}
+    let wall = t0.elapsed().as_secs_f64();
+    let snapshot = costs.snapshot();
+    let votes = ballots.len() as f64;
+    (
+        votes / wall,
+        snapshot.write_units as f64 / votes,
+        snapshot.read_units / votes,
+    )
+}
+
 fn main() {
     let authority = SigningIdentity::from_seed(&[1; 32], Role::Authority);
     let edge = SigningIdentity::from_seed(&[2; 32], Role::Edge);
@@ -179,5 +231,26 @@ fn main() {
             "  verify_tokens={verify_tokens:<5}  {wall:>9.0} votes/s wall   {per_core:>9.0} votes/s per core   target 50000/core: {:.2}x",
             per_core / 50_000.0
         );
+    }
+    println!(
+        "DynamoDB store over a stand-in adding 5 ms per request (4 record calls of 1500 ballots at once)"
+    );
+    let mut needed = None;
+    for concurrency in [16, 32, 48, 64, 80, 96, 128] {
+        let (rate, wcu, rcu) =
+            runtime.block_on(dynamo_run(Duration::from_millis(5), concurrency, 4));
+        let in_flight = concurrency * 4;
+        println!(
+            "  {in_flight:>4} requests in flight  {rate:>8.0} votes/s   {wcu:.3} WCU/vote   {rcu:.2} RCU/vote"
+        );
+        if needed.is_none() && rate >= 20_000.0 {
+            needed = Some(in_flight);
+        }
+    }
+    match needed {
+        Some(n) => println!(
+            "  => about {n} concurrent requests sustain 20k votes/s (target WCU/vote <= 1.05)"
+        ),
+        None => println!("  => 20k votes/s not reached at 512 concurrent requests"),
     }
 }

@@ -123,3 +123,37 @@ fn key_set_json_round_trips() {
     let parsed = edgevote_shared::KeySet::parse(keys.to_json_pretty().as_bytes()).unwrap();
     assert_eq!(parsed, keys);
 }
+
+#[test]
+fn batch_verification_finds_the_culprit_and_keeps_the_rest() {
+    let good: Vec<String> = (0..5)
+        .map(|i| {
+            let mut claims = token_claims("ref-2026");
+            claims.jti = format!("t{i}");
+            sign(&authority(), &claims).unwrap()
+        })
+        .collect();
+    let all_good: Vec<&str> = good.iter().map(String::as_str).collect();
+    assert!(
+        edgevote_shared::verify_many::<VoteToken>(&all_good, &keyset())
+            .iter()
+            .all(Result::is_ok)
+    );
+    let forged = crate::common::with_payload(
+        &good[2],
+        br#"{"jti":"x","sub":"y","aud":"ref-2026","iat":1,"nbf":1,"exp":2}"#,
+    );
+    let mixed = [
+        good[0].as_str(),
+        good[1].as_str(),
+        forged.as_str(),
+        "junk",
+        good[4].as_str(),
+    ];
+    let results = edgevote_shared::verify_many::<VoteToken>(&mixed, &keyset());
+    let codes: Vec<&str> = results
+        .iter()
+        .map(|r| r.as_ref().map_or_else(|e| e.code(), |_| "ok"))
+        .collect();
+    assert_eq!(codes, ["ok", "ok", "bad_signature", "malformed_jws", "ok"]);
+}
