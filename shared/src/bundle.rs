@@ -66,12 +66,7 @@ impl Document for BundleManifest {
     const MAX_JWS_BYTES: usize = 64 * 1024;
 
     fn validate(&self) -> Result<(), WireError> {
-        if self.v != 1 {
-            return Err(WireError::invalid(
-                "v",
-                format!("version {} unsupported", self.v),
-            ));
-        }
+        crate::validate::check_version(self.v)?;
         check_id("name", &self.name)?;
         check_id("version", &self.version)?;
         if self.config_schema.len() > MAX_CONFIG_VARS {

@@ -51,12 +51,7 @@ impl Document for QueueEnvelope {
     const MAX_JWS_BYTES: usize = MAX_ENVELOPE_JWS_BYTES;
 
     fn validate(&self) -> Result<(), WireError> {
-        if self.v != 1 {
-            return Err(WireError::invalid(
-                "v",
-                format!("version {} unsupported", self.v),
-            ));
-        }
+        crate::validate::check_version(self.v)?;
         check_id("batch_id", &self.batch_id)?;
         check_id("edge", &self.edge)?;
         check_id("region", &self.region)?;

@@ -107,12 +107,7 @@ impl Document for ElectionManifest {
     const MAX_JWS_BYTES: usize = 64 * 1024;
 
     fn validate(&self) -> Result<(), WireError> {
-        if self.v != 1 {
-            return Err(WireError::invalid(
-                "v",
-                format!("version {} unsupported", self.v),
-            ));
-        }
+        crate::validate::check_version(self.v)?;
         check_id("id", &self.id)?;
         check_label("title", &self.title)?;
         if self.options.is_empty() || self.options.len() > MAX_OPTIONS {

@@ -55,12 +55,7 @@ impl Document for Receipt {
     const MAX_JWS_BYTES: usize = MAX_RECEIPT_BYTES;
 
     fn validate(&self) -> Result<(), WireError> {
-        if self.v != 1 {
-            return Err(WireError::invalid(
-                "v",
-                format!("version {} unsupported", self.v),
-            ));
-        }
+        crate::validate::check_version(self.v)?;
         check_id("election", &self.election)?;
         check_id("token_id", &self.token_id)?;
         check_id("edge", &self.edge)?;

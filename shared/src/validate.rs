@@ -43,6 +43,14 @@ pub fn check_label(field: &'static str, value: &str) -> Result<(), WireError> {
     Ok(())
 }
 
+/// Requires format version 1, the only one this build reads.
+pub fn check_version(v: u32) -> Result<(), WireError> {
+    if v != 1 {
+        return Err(WireError::invalid("v", format!("version {v} unsupported")));
+    }
+    Ok(())
+}
+
 /// Requires `start < end`.
 pub fn check_window(field: &'static str, start: u64, end: u64) -> Result<(), WireError> {
     if start >= end {
