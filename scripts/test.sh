@@ -18,7 +18,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "wasm builds of the portable crates"
 for target in wasm32-wasip2 wasm32-unknown-unknown; do
-    cargo build --locked -p edgevote-shared --target "$target"
+    cargo build --locked -p edgevote-shared -p edgevote-edge-core --target "$target"
 done
 
 step "cargo test (workspace)"
