@@ -38,6 +38,31 @@ impl Rejection {
     }
 }
 
+/// Most envelopes one queue message may carry.
+pub const MAX_ENVELOPES_PER_MESSAGE: usize = 256;
+
+/// Splits a message body into its envelopes (one per line), bounded.
+fn split_body(body: &str) -> Result<Vec<&str>, Rejection> {
+    let lines: Vec<&str> = body
+        .lines()
+        .filter(|l| !l.is_empty())
+        .take(MAX_ENVELOPES_PER_MESSAGE + 1)
+        .collect();
+    if lines.len() > MAX_ENVELOPES_PER_MESSAGE {
+        return Err(Rejection {
+            code: "too_many_envelopes",
+            detail: format!("more than {MAX_ENVELOPES_PER_MESSAGE} envelopes in one message"),
+        });
+    }
+    if lines.is_empty() {
+        return Err(Rejection {
+            code: "malformed_jws",
+            detail: "empty message".into(),
+        });
+    }
+    Ok(lines)
+}
+
 /// Ballots of one message, grouped by election.
 pub type AcceptedBallots = BTreeMap<String, Vec<StoredBallot>>;
 
@@ -74,13 +99,28 @@ impl Checker {
         self.elections.values()
     }
 
-    /// Checks the bodies of one receive; one result per body, in order.
+    /// Checks the bodies of one receive; one result per body, in order. A body holds one or
+    /// more envelopes, one per line (the edge host packs concurrent votes' envelopes into one
+    /// message); all envelopes of all bodies are verified in one batch.
     pub fn check_all(&self, bodies: &[&str]) -> Vec<Result<AcceptedBallots, Rejection>> {
-        verify_many::<QueueEnvelope>(bodies, &self.keys)
+        let split: Vec<Result<Vec<&str>, Rejection>> =
+            bodies.iter().map(|b| split_body(b)).collect();
+        let all: Vec<&str> = split.iter().flatten().flatten().copied().collect();
+        let mut verified = verify_many::<QueueEnvelope>(&all, &self.keys).into_iter();
+        split
             .into_iter()
-            .map(|verified| {
-                let envelope = verified.map_err(|e| Rejection::wire(&e))?.doc;
-                self.ballots_of(&envelope)
+            .map(|lines| {
+                let lines = lines?;
+                // Take this body's results even if an earlier one fails, to stay aligned.
+                let results: Vec<_> = verified.by_ref().take(lines.len()).collect();
+                let mut accepted = AcceptedBallots::new();
+                for result in results {
+                    let envelope = result.map_err(|e| Rejection::wire(&e))?.doc;
+                    for (election, mut ballots) in self.ballots_of(&envelope)? {
+                        accepted.entry(election).or_default().append(&mut ballots);
+                    }
+                }
+                Ok(accepted)
             })
             .collect()
     }

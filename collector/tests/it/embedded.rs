@@ -38,6 +38,7 @@ embedded_suite!(
     two_ballots_of_one_voter_follow_the_policy,
     crash_after_store_before_delete_counts_once,
     poison_messages_are_dead_lettered,
+    packed_envelopes_count_whole_or_not_at_all,
 );
 
 #[tokio::test]

@@ -165,3 +165,42 @@ pub async fn poison_messages_are_dead_lettered(queue: Arc<dyn Queue>, store: Arc
     );
     assert_eq!(c.metrics.dead_lettered_total(), cases.len() as u64);
 }
+
+/// A message packing several envelopes (one per line, as the edge host's group commit does) is
+/// counted whole; one forged envelope among them dead-letters the whole message.
+pub async fn packed_envelopes_count_whole_or_not_at_all(
+    queue: Arc<dyn Queue>,
+    store: Arc<dyn Store>,
+) {
+    let t = now_ms();
+    let packed = [
+        envelope("p.1", vec![(ballot(FIRST, "p1", "yes", 1), t)]),
+        envelope("p.2", vec![(ballot(FIRST, "p2", "no", 1), t)]),
+        envelope("p.3", vec![(ballot(FIRST, "p3", "yes", 1), t)]),
+    ]
+    .join("\n");
+    let poisoned = [
+        envelope("q.1", vec![(ballot(FIRST, "q1", "yes", 1), t)]),
+        envelope_signed_by(
+            &rogue_edge(),
+            "q.2",
+            vec![(ballot(FIRST, "q2", "yes", 1), t)],
+        ),
+    ]
+    .join("\n");
+    queue.send_batch(vec![packed, poisoned]).await.unwrap();
+    let c = collector(Arc::clone(&queue), Arc::clone(&store));
+    drain(&c, DRAIN).await;
+    let result = tally(store.as_ref(), FIRST, Policy::FirstVoteWins).await;
+    assert_eq!(
+        (result.voters, result.counts.get("yes").copied()),
+        (3, Some(2))
+    );
+    let letters = queue.peek_dead_letters(10).await.unwrap();
+    assert_eq!(letters.len(), 1);
+    assert!(
+        letters[0].reason.starts_with("unknown_key_id"),
+        "{}",
+        letters[0].reason
+    );
+}
