@@ -12,13 +12,19 @@ bash scripts/bootstrap.sh all
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
+cargo fmt --manifest-path edge/spin/Cargo.toml -- --check
 
 step "cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "the edge component (wasm32-wasip2) and its lints"
+bash scripts/build-wasm.sh spin
+CARGO_TARGET_DIR="$PWD/target" cargo clippy --locked --manifest-path edge/spin/Cargo.toml \
+    --target wasm32-wasip2 -- -D warnings
+
 step "wasm builds of the portable crates"
 for target in wasm32-wasip2 wasm32-unknown-unknown; do
-    cargo build --locked -p edgevote-shared -p edgevote-edge-core --target "$target"
+    cargo build --locked -p edgevote-shared -p edgevote-edge-core -p edgevote-edge-sqs --target "$target"
 done
 
 step "cargo test (workspace)"

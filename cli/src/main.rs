@@ -3,7 +3,9 @@
 //! Subcommands today: `keys`, `election`, `token`, `receipt`, `verify`, `collector`. Planned (see
 //! the README): `up`, `edge`, `vote`, `audit`, `bundle`, `load`, `bench`.
 
+mod cmd_bundle;
 mod cmd_collector;
+mod cmd_edge;
 mod cmd_election;
 mod cmd_keys;
 mod cmd_receipt;
@@ -42,6 +44,12 @@ enum Command {
     /// Verify receipts and tokens offline against a published key set.
     #[command(subcommand)]
     Verify(cmd_verify::VerifyCommand),
+    /// Run the wasmtime edge host serving the signed edge component.
+    #[command(subcommand)]
+    Edge(cmd_edge::EdgeCommand),
+    /// Sign and verify edge bundles (component + signed manifest).
+    #[command(subcommand)]
+    Bundle(cmd_bundle::BundleCommand),
     /// Run a regional collector, or recompute an election's final tally from its store.
     #[command(subcommand)]
     Collector(cmd_collector::CollectorCommand),
@@ -63,6 +71,8 @@ fn main() -> ExitCode {
         Command::Receipt(c) => cmd_receipt::run(c),
         Command::Verify(c) => cmd_verify::run(c),
         Command::Collector(c) => cmd_collector::run(c),
+        Command::Bundle(c) => cmd_bundle::run(c),
+        Command::Edge(c) => cmd_edge::run(c),
     };
     match outcome {
         Ok(code) => code,

@@ -18,8 +18,6 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use edgevote_queue::embedded::EmbeddedQueueConfig;
-use edgevote_store::embedded::EmbeddedStoreConfig;
 use serde::Deserialize;
 
 /// The whole collector configuration.
@@ -125,25 +123,7 @@ impl ProcessingConfig {
     }
 }
 
-/// Which queue backend.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(tag = "backend", rename_all = "snake_case")]
-pub enum QueueBackendConfig {
-    /// The embedded durable queue.
-    Embedded(EmbeddedQueueConfig),
-    /// Amazon SQS (or an SQS-API server at `endpoint_url`).
-    Sqs(edgevote_aws::SqsQueueConfig),
-}
-
-/// Which store backend.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(tag = "backend", rename_all = "snake_case")]
-pub enum StoreBackendConfig {
-    /// The embedded store.
-    Embedded(EmbeddedStoreConfig),
-    /// Amazon DynamoDB (or a DynamoDB-API server at `endpoint_url`).
-    Dynamodb(edgevote_aws::DynamoStoreConfig),
-}
+pub use edgevote_aws::backends::{QueueBackendConfig, StoreBackendConfig};
 
 impl CollectorConfig {
     /// Parses TOML text and checks bounds.

@@ -18,10 +18,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use edgevote_queue::Queue;
-use edgevote_queue::embedded::EmbeddedQueue;
 use edgevote_shared::{ElectionManifest, KeySet, verify};
 use edgevote_store::Store;
-use edgevote_store::embedded::EmbeddedStore;
 
 pub use check::Checker;
 pub use config::CollectorConfig;
@@ -102,22 +100,12 @@ pub fn load_checker(config: &CollectorConfig) -> Result<Checker, StartError> {
 
 /// Opens the configured queue.
 pub async fn open_queue(config: &config::QueueBackendConfig) -> Result<Arc<dyn Queue>, StartError> {
-    match config {
-        config::QueueBackendConfig::Embedded(c) => Ok(Arc::new(EmbeddedQueue::open(c)?)),
-        config::QueueBackendConfig::Sqs(c) => {
-            Ok(Arc::new(edgevote_aws::SqsQueue::connect(c).await))
-        }
-    }
+    Ok(edgevote_aws::backends::open_queue(config).await?)
 }
 
 /// Opens the configured store.
 pub async fn open_store(config: &config::StoreBackendConfig) -> Result<Arc<dyn Store>, StartError> {
-    match config {
-        config::StoreBackendConfig::Embedded(c) => Ok(Arc::new(EmbeddedStore::open(c)?)),
-        config::StoreBackendConfig::Dynamodb(c) => {
-            Ok(Arc::new(edgevote_aws::DynamoStore::connect(c).await))
-        }
-    }
+    Ok(edgevote_aws::backends::open_store(config).await?)
 }
 
 /// Builds a collector from its configuration.

@@ -59,6 +59,28 @@ pub struct BundleManifest {
     pub created_at: u64,
 }
 
+impl BundleManifest {
+    /// Checks that `wasm` is the component this manifest describes (size and SHA-256).
+    pub fn check_wasm(&self, wasm: &[u8]) -> Result<(), WireError> {
+        if wasm.len() as u64 != self.wasm_bytes {
+            return Err(WireError::BundleMismatch(format!(
+                "component is {} bytes, the manifest says {}",
+                wasm.len(),
+                self.wasm_bytes
+            )));
+        }
+        let digest = Digest32::of(wasm);
+        if digest != self.wasm_sha256 {
+            return Err(WireError::BundleMismatch(format!(
+                "component sha256 {} differs from the signed {}",
+                digest.to_hex(),
+                self.wasm_sha256.to_hex()
+            )));
+        }
+        Ok(())
+    }
+}
+
 impl Document for BundleManifest {
     const NAME: &'static str = "bundle manifest";
     const TYP: &'static str = "edgevote-bundle+jws";

@@ -116,6 +116,9 @@ pub enum WireError {
         /// Checking time, unix seconds.
         now: u64,
     },
+    /// A bundle's Wasm does not match its signed manifest.
+    #[error("bundle mismatch: {0}")]
+    BundleMismatch(String),
     /// The document belongs to another election.
     #[error("document is for election {found:?}, not {expected:?}")]
     WrongElection {
@@ -148,6 +151,7 @@ impl WireError {
             WireError::TokenExpired { .. } => "token_expired",
             WireError::TokenNotYetValid { .. } => "token_not_yet_valid",
             WireError::WrongElection { .. } => "wrong_election",
+            WireError::BundleMismatch(_) => "bundle_mismatch",
         }
     }
 
@@ -179,4 +183,5 @@ pub const ALL_CODES: &[&str] = &[
     "token_expired",
     "token_not_yet_valid",
     "wrong_election",
+    "bundle_mismatch",
 ];

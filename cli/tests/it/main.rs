@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod collector;
+mod edge;
 mod round_trip;
 
 use std::path::Path;

@@ -9,6 +9,7 @@
 //! Errors are the trait crates' `QueueError` and `StoreError`, whose stage names the call.
 //! With the `test-server` feature, `moto::MotoServer` runs a local moto server for tests.
 
+pub mod backends;
 pub mod client;
 pub mod dynamo;
 #[cfg(feature = "test-server")]

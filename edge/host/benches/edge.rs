@@ -1,0 +1,318 @@
+//! Edge benchmark (run: `cargo bench -p edgevote-edge-host`). Prints:
+//! 1. the core vote handler natively vs the same handler inside the real component in the host
+//!    (votes/s on one core, sequential; ratio, target >= 0.7x);
+//! 2. the host's requests/s over HTTP on loopback with the real component (2 shared cores,
+//!    client in the same process).
+//! A queue that accepts instantly stands in for the regional queue, so the figures are the
+//! edge's own cost. Figures only: nothing here fails on speed.
+
+// A benchmark binary: panicking on a broken setup is the right outcome.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use edgevote_edge_core::{Edge, Outcome, Request, ServedElection};
+use edgevote_edge_host::config::HostConfig;
+use edgevote_queue::{DeadLetter, Queue, QueueError, QueueStats, Received};
+use edgevote_shared::{
+    BundleManifest, Digest32, ElectionManifest, ElectionOption, Limits, Platform, Policy, Role,
+    VoteToken, b64, sign,
+};
+use edgevote_signer::KeyStore;
+use http_body_util::{BodyExt, Full};
+
+const VOTES: usize = 2000;
+
+/// Accepts every send at once (the edge's own cost is what is measured).
+struct InstantQueue;
+
+#[async_trait]
+impl Queue for InstantQueue {
+    async fn send_batch(&self, bodies: Vec<String>) -> Result<Vec<String>, QueueError> {
+        Ok(bodies.iter().map(|_| "m".to_owned()).collect())
+    }
+    async fn receive(
+        &self,
+        _: usize,
+        _: Duration,
+        _: Duration,
+    ) -> Result<Vec<Received>, QueueError> {
+        Ok(vec![])
+    }
+    async fn delete_batch(&self, _: Vec<String>) -> Result<(), QueueError> {
+        Ok(())
+    }
+    async fn change_visibility(&self, _: Vec<String>, _: Duration) -> Result<(), QueueError> {
+        Ok(())
+    }
+    async fn dead_letter(&self, _: &Received, _: &str) -> Result<(), QueueError> {
+        Ok(())
+    }
+    async fn peek_dead_letters(&self, _: usize) -> Result<Vec<DeadLetter>, QueueError> {
+        Ok(vec![])
+    }
+    async fn stats(&self) -> Result<QueueStats, QueueError> {
+        Ok(QueueStats::default())
+    }
+}
+
+struct Setup {
+    dir: tempfile::TempDir,
+    store: KeyStore,
+    manifest: ElectionManifest,
+    signed_manifest: String,
+    bodies: Vec<Vec<u8>>,
+}
+
+fn now() -> u64 {
+    edgevote_queue::now_ms() / 1000
+}
+
+fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let store = KeyStore::open_or_create(dir.path().join("keys")).unwrap();
+    for role in [Role::Authority, Role::Edge, Role::Ops] {
+        store.generate(role, now() - 60).unwrap();
+    }
+    let authority = store.signing_identity(Role::Authority, None).unwrap();
+    let manifest = ElectionManifest {
+        v: 1,
+        id: "bench".into(),
+        title: "Bench".into(),
+        options: vec![ElectionOption {
+            id: "yes".into(),
+            label: "Yes".into(),
+        }],
+        opens_at: now() - 60,
+        closes_at: now() + 3600,
+        policy: Policy::FirstVoteWins,
+        limits: Limits::default(),
+        created_at: now() - 60,
+    };
+    let signed_manifest = sign(&authority, &manifest).unwrap();
+    std::fs::write(dir.path().join("election.jws"), &signed_manifest).unwrap();
+    let wasm_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target/wasm32-wasip2/release/edgevote_edge_spin.wasm");
+    let wasm =
+        std::fs::read(&wasm_path).expect("build the component first: scripts/build-wasm.sh spin");
+    let bundle = BundleManifest {
+        v: 1,
+        name: "edge".into(),
+        version: "1".into(),
+        platform: Platform::WasiHttp,
+        wasm_sha256: Digest32::of(&wasm),
+        wasm_bytes: wasm.len() as u64,
+        config_schema: vec![],
+        created_at: now() - 30,
+    };
+    let ops = store.signing_identity(Role::Ops, None).unwrap();
+    std::fs::write(dir.path().join("bundle.jws"), sign(&ops, &bundle).unwrap()).unwrap();
+    let bodies = (0..VOTES)
+        .map(|i| {
+            let token = VoteToken {
+                jti: format!("t{i}"),
+                sub: format!("v{i}"),
+                aud: "bench".into(),
+                iat: now() - 30,
+                nbf: now() - 30,
+                exp: now() + 3600,
+            };
+            serde_json::json!({
+                "election": "bench",
+                "token": sign(&authority, &token).unwrap(),
+                "choice": "yes",
+                "nonce": b64::encode((i as u128).to_le_bytes()),
+            })
+            .to_string()
+            .into_bytes()
+        })
+        .collect();
+    Setup {
+        dir,
+        store,
+        manifest,
+        signed_manifest,
+        bodies,
+    }
+}
+
+/// The native path: admission, envelope sealing and receipt signing, one vote after another.
+fn native_votes_per_sec(s: &Setup) -> f64 {
+    let signer = s.store.signing_identity(Role::Edge, None).unwrap();
+    let edge = Edge::new(
+        vec![ServedElection {
+            manifest: s.manifest.clone(),
+            signed: s.signed_manifest.clone(),
+        }],
+        s.store.keyset().unwrap(),
+        signer,
+        "edge-b",
+        "r1",
+        None,
+    );
+    let started = Instant::now();
+    for body in &s.bodies {
+        let request = Request {
+            method: "POST",
+            path: "/v1/elections/bench/votes",
+            content_type: Some("application/json"),
+            body,
+        };
+        let Outcome::Enqueue(accepted) = edge.handle(request, edgevote_queue::now_ms()) else {
+            panic!("refused")
+        };
+        let envelope = edge
+            .seal(
+                "edge-b.1",
+                vec![accepted.vote.clone()],
+                edgevote_queue::now_ms(),
+            )
+            .unwrap();
+        std::hint::black_box(envelope);
+        assert_eq!(edge.receipt_response(&accepted).status, 202);
+    }
+    VOTES as f64 / started.elapsed().as_secs_f64()
+}
+
+fn host_config(s: &Setup) -> HostConfig {
+    let edge_kid = s.store.active_kid(Role::Edge, None).unwrap();
+    let d = s.dir.path().display();
+    let wasm = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target/wasm32-wasip2/release/edgevote_edge_spin.wasm");
+    HostConfig::parse(&format!(
+        r#"edge_id = "edge-b"
+region = "r1"
+component_path = "{}"
+bundle_manifest_path = "{d}/bundle.jws"
+keyset_path = "{d}/keys/keyset.json"
+election_paths = ["{d}/election.jws"]
+edge_key_path = "{d}/keys/private/{edge_kid}.jwk"
+max_concurrent_requests = 256
+[group_commit]
+max_wait_ms = 0
+[queue]
+backend = "embedded"
+path = "{d}/unused.redb"
+"#,
+        wasm.display()
+    ))
+    .unwrap()
+}
+
+fn vote_request(
+    body: &[u8],
+) -> hyper::Request<http_body_util::combinators::BoxBody<Bytes, wasmtime_wasi_http::Error>> {
+    hyper::Request::builder()
+        .method("POST")
+        .uri("http://edge/v1/elections/bench/votes")
+        .header("content-type", "application/json")
+        .body(
+            Full::new(Bytes::from(body.to_vec()))
+                .map_err(|never| match never {})
+                .boxed(),
+        )
+        .unwrap()
+}
+
+/// The same work inside the real component, through the host runtime (no network), one vote
+/// after another on a single-threaded runtime.
+fn component_votes_per_sec(s: &Setup) -> f64 {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let (host, _background) =
+            edgevote_edge_host::start_with_queue(&host_config(s), Arc::new(InstantQueue))
+                .await
+                .unwrap();
+        // Warm up the pool and the component.
+        for body in s.bodies.iter().take(20) {
+            host.runtime.handle(vote_request(body)).await.unwrap();
+        }
+        let started = Instant::now();
+        for body in &s.bodies {
+            let response = host.runtime.handle(vote_request(body)).await.unwrap();
+            assert_eq!(response.status(), 202);
+            std::hint::black_box(response.into_body().collect().await.unwrap());
+        }
+        VOTES as f64 / started.elapsed().as_secs_f64()
+    })
+}
+
+/// Requests/s over HTTP on loopback, `clients` concurrent keep-alive connections.
+fn http_requests_per_sec(s: &Setup, clients: usize) -> f64 {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let (host, _background) =
+            edgevote_edge_host::start_with_queue(&host_config(s), Arc::new(InstantQueue))
+                .await
+                .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(edgevote_edge_host::server::serve(
+            listener,
+            host,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        let bodies = Arc::new(s.bodies.clone());
+        let started = Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        for c in 0..clients {
+            let bodies = Arc::clone(&bodies);
+            tasks.spawn(async move {
+                let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+                let (mut sender, connection) =
+                    hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                        .await
+                        .unwrap();
+                tokio::spawn(connection);
+                for body in bodies.iter().skip(c).step_by(clients) {
+                    let request = hyper::Request::builder()
+                        .method("POST")
+                        .uri("/v1/elections/bench/votes")
+                        .header("host", "edge")
+                        .header("content-type", "application/json")
+                        .body(Full::new(Bytes::from(body.clone())))
+                        .unwrap();
+                    let response = sender.send_request(request).await.unwrap();
+                    assert_eq!(response.status(), 202);
+                    response.into_body().collect().await.unwrap();
+                }
+            });
+        }
+        while tasks.join_next().await.is_some() {}
+        let rate = VOTES as f64 / started.elapsed().as_secs_f64();
+        let _ = stop.send(());
+        let _ = server.await;
+        rate
+    })
+}
+
+fn main() {
+    let s = setup();
+    let native = native_votes_per_sec(&s);
+    let component = component_votes_per_sec(&s);
+    println!("edge vote handler, one core, {VOTES} votes (admission + envelope + receipt):");
+    println!("  native:                 {native:>8.0} votes/s");
+    println!(
+        "  inside the component:   {component:>8.0} votes/s   ratio {:.2}x (target >= 0.70x)",
+        component / native
+    );
+    for clients in [16, 64] {
+        let rate = http_requests_per_sec(&s, clients);
+        println!(
+            "host over HTTP (loopback, 2 shared cores, {clients} client connections): {rate:>8.0} votes/s"
+        );
+    }
+}

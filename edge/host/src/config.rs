@@ -1,0 +1,151 @@
+//! The edge host's configuration file (TOML). Unknown keys are refused.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use edgevote_aws::backends::QueueBackendConfig;
+use serde::Deserialize;
+
+/// The whole edge host configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostConfig {
+    /// Address to serve HTTP on (`127.0.0.1:0` picks a free port).
+    #[serde(default = "default_listen_addr")]
+    pub listen_addr: String,
+    /// This edge's id (in receipts and envelopes).
+    pub edge_id: String,
+    /// This edge's region.
+    pub region: String,
+    /// The edge component (wasm32-wasip2, exports `wasi:http/incoming-handler`).
+    pub component_path: PathBuf,
+    /// The component's signed bundle manifest; the host refuses a component it does not verify.
+    pub bundle_manifest_path: PathBuf,
+    /// Published key set: ops keys verify the bundle, authority keys the manifests and tokens.
+    pub keyset_path: PathBuf,
+    /// Signed election manifests served by this edge.
+    pub election_paths: Vec<PathBuf>,
+    /// This edge's private key file (mode 0600).
+    pub edge_key_path: PathBuf,
+    /// Most requests handled at once (and component instances in the pool).
+    #[serde(default = "default_max_concurrent_requests")]
+    pub max_concurrent_requests: u32,
+    /// Group commit of accepted votes into queue messages.
+    #[serde(default)]
+    pub group_commit: GroupCommitConfig,
+    /// Spill log for when the queue is unreachable.
+    #[serde(default)]
+    pub spill: SpillConfig,
+    /// Let the component's SQS calls go out to real endpoints instead of the host's queue
+    /// (the component then behaves exactly as on Spin). Needs `forward_queues`.
+    #[serde(default)]
+    pub forward_outbound: bool,
+    /// `region=queue_url` pairs the component sends to when `forward_outbound` is set.
+    #[serde(default)]
+    pub forward_queues: Vec<String>,
+    /// The regional queue the host commits to (when not forwarding).
+    pub queue: QueueBackendConfig,
+}
+
+fn default_listen_addr() -> String {
+    "127.0.0.1:8080".into()
+}
+
+fn default_max_concurrent_requests() -> u32 {
+    256
+}
+
+/// Group commit: concurrent votes' envelopes are packed into one queue message, and every voter
+/// gets the receipt only after that message is durably accepted.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GroupCommitConfig {
+    /// Most envelopes in one queue message.
+    pub max_envelopes: usize,
+    /// Most bytes in one queue message.
+    pub max_message_bytes: usize,
+    /// Longest wait for more votes once one is pending, milliseconds.
+    pub max_wait_ms: u64,
+    /// Most votes waiting for a commit (beyond it, requests wait).
+    pub queue_capacity: usize,
+}
+
+impl Default for GroupCommitConfig {
+    fn default() -> Self {
+        GroupCommitConfig {
+            max_envelopes: 128,
+            max_message_bytes: 192 * 1024,
+            max_wait_ms: 2,
+            queue_capacity: 4096,
+        }
+    }
+}
+
+impl GroupCommitConfig {
+    /// The wait bound.
+    pub fn max_wait(&self) -> Duration {
+        Duration::from_millis(self.max_wait_ms)
+    }
+}
+
+/// Spill log: when the queue refuses a commit, the votes are fsync'd here, acknowledged, and
+/// forwarded when the queue is back (also after a restart).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpillConfig {
+    /// Whether the election's policy allows acknowledging votes held in the local spill log.
+    pub enabled: bool,
+    /// The spill log file (an embedded durable queue).
+    pub path: PathBuf,
+}
+
+impl Default for SpillConfig {
+    fn default() -> Self {
+        SpillConfig {
+            enabled: false,
+            path: PathBuf::from("edge-spill.redb"),
+        }
+    }
+}
+
+impl HostConfig {
+    /// Parses TOML text and checks bounds.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let config: HostConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+        let gc = &config.group_commit;
+        let checks = [
+            (
+                config.max_concurrent_requests >= 1 && config.max_concurrent_requests <= 10_000,
+                "max_concurrent_requests must be 1..=10000",
+            ),
+            (
+                gc.max_envelopes >= 1 && gc.max_envelopes <= 256,
+                "group_commit.max_envelopes must be 1..=256",
+            ),
+            (
+                gc.max_message_bytes >= 4096
+                    && gc.max_message_bytes <= edgevote_queue::MAX_BODY_BYTES,
+                "group_commit.max_message_bytes must be 4096..=262144",
+            ),
+            (
+                gc.max_wait_ms <= 1000,
+                "group_commit.max_wait_ms must be at most 1000",
+            ),
+            (
+                gc.queue_capacity >= 1 && gc.queue_capacity <= 1_000_000,
+                "group_commit.queue_capacity must be 1..=1000000",
+            ),
+            (
+                !config.forward_outbound || !config.forward_queues.is_empty(),
+                "forward_outbound needs forward_queues",
+            ),
+        ];
+        if let Some((_, message)) = checks.iter().find(|(ok, _)| !ok) {
+            return Err((*message).to_owned());
+        }
+        edgevote_shared::validate::check_id("edge_id", &config.edge_id)
+            .map_err(|e| e.to_string())?;
+        edgevote_shared::validate::check_id("region", &config.region).map_err(|e| e.to_string())?;
+        Ok(config)
+    }
+}

@@ -1,0 +1,11 @@
+//! The edge host running the REAL built component (edge/spin, wasm32-wasip2): votes in over
+//! HTTP, receipts out, envelopes in the queue; refusals; group commit; spill; bundle checks.
+
+// Test helpers panic on failure by design.
+#![allow(clippy::unwrap_used)]
+
+mod bundle;
+mod fixture;
+mod http;
+mod spin_sqs;
+mod votes;

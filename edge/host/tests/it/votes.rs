@@ -1,0 +1,272 @@
+//! Votes through the real component in the host.
+
+use std::sync::atomic::Ordering;
+
+use edgevote_shared::{QueueEnvelope, Receipt, verify};
+
+use crate::fixture::{Deployment, Running, now_secs};
+use crate::http::{ballot, request, vote};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vote_gets_receipt_and_its_envelope_is_in_the_queue() {
+    let d = Deployment::new();
+    let edge = Running::start(&d, false).await;
+    let token = d.token("open", "v1", now_secs() + 3600);
+    let reply = vote(edge.addr, "open", &ballot("open", &token, "yes", 1)).await;
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    let receipt = verify::<Receipt>(reply.json()["receipt"].as_str().unwrap(), &d.keyset())
+        .unwrap()
+        .doc;
+    assert_eq!(
+        (receipt.edge.as_str(), receipt.region.as_str()),
+        ("edge-t1", "r1")
+    );
+    assert_eq!(receipt.bundle_sha256, Some(edge.host.bundle.wasm_sha256));
+    let envelopes = edge.queue.envelopes().await;
+    assert_eq!(envelopes.len(), 1);
+    let envelope = verify::<QueueEnvelope>(&envelopes[0], &d.keyset())
+        .unwrap()
+        .doc;
+    let token_id = receipt.token_id.clone();
+    assert_eq!(envelope.votes[0].ballot.vote_id(&token_id), receipt.vote_id);
+    edge.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_refusal_over_http_enqueues_nothing() {
+    let d = Deployment::new();
+    let edge = Running::start(&d, false).await;
+    let token = d.token("open", "v2", now_secs() + 3600);
+    let stranger =
+        edgevote_shared::SigningIdentity::from_seed(&[9; 32], edgevote_shared::Role::Authority);
+    let forged = edgevote_shared::sign(
+        &stranger,
+        &edgevote_shared::VoteToken {
+            jti: "f".into(),
+            sub: "v2".into(),
+            aud: "open".into(),
+            iat: now_secs() - 5,
+            nbf: now_secs() - 5,
+            exp: now_secs() + 100,
+        },
+    )
+    .unwrap();
+    let cases: Vec<(&str, crate::http::Reply, u16, &str)> = vec![
+        (
+            "bad JSON",
+            vote(edge.addr, "open", b"{nope").await,
+            400,
+            "malformed_json",
+        ),
+        (
+            "oversized body",
+            vote(edge.addr, "open", &vec![b' '; 8000]).await,
+            413,
+            "too_large",
+        ),
+        (
+            "wrong content type",
+            request(
+                edge.addr,
+                "POST",
+                "/v1/elections/open/votes",
+                Some("text/plain"),
+                &ballot("open", &token, "yes", 1),
+            )
+            .await,
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            "unknown election",
+            vote(edge.addr, "nope", &ballot("nope", &token, "yes", 1)).await,
+            404,
+            "unknown_election",
+        ),
+        (
+            "closed election",
+            vote(
+                edge.addr,
+                "closed",
+                &ballot(
+                    "closed",
+                    &d.token("closed", "v2", now_secs() + 60),
+                    "yes",
+                    1,
+                ),
+            )
+            .await,
+            403,
+            "election_closed",
+        ),
+        (
+            "invalid choice",
+            vote(edge.addr, "open", &ballot("open", &token, "maybe", 1)).await,
+            422,
+            "invalid_choice",
+        ),
+        (
+            "forged token",
+            vote(edge.addr, "open", &ballot("open", &forged, "yes", 1)).await,
+            401,
+            "unknown_key_id",
+        ),
+        (
+            "expired token",
+            vote(
+                edge.addr,
+                "open",
+                &ballot("open", &d.token("open", "v3", now_secs() - 1), "yes", 1),
+            )
+            .await,
+            403,
+            "token_expired",
+        ),
+        (
+            "token for another election",
+            vote(
+                edge.addr,
+                "open",
+                &ballot("open", &d.token("other", "v2", now_secs() + 60), "yes", 1),
+            )
+            .await,
+            403,
+            "wrong_election",
+        ),
+        (
+            "wrong method",
+            request(edge.addr, "DELETE", "/v1/elections/open/votes", None, b"").await,
+            405,
+            "method_not_allowed",
+        ),
+    ];
+    for (name, reply, status, code) in cases {
+        assert_eq!(reply.status, status, "{name}: {}", reply.body);
+        assert_eq!(reply.json()["error"], code, "{name}");
+    }
+    assert!(edge.queue.envelopes().await.is_empty(), "nothing enqueued");
+    assert_eq!(
+        edge.host
+            .metrics
+            .envelopes_committed
+            .load(Ordering::Relaxed),
+        0
+    );
+    edge.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_votes_share_queue_messages() {
+    let d = Deployment::new();
+    let edge = Running::start(&d, false).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..40u8 {
+        let token = d.token("open", &format!("g{i}"), now_secs() + 3600);
+        let addr = edge.addr;
+        tasks.spawn(async move { vote(addr, "open", &ballot("open", &token, "no", i)).await });
+    }
+    let mut receipts = 0;
+    while let Some(reply) = tasks.join_next().await {
+        let reply = reply.unwrap();
+        assert_eq!(reply.status, 202, "{}", reply.body);
+        receipts += 1;
+    }
+    assert_eq!(receipts, 40);
+    let commits = edge.host.metrics.group_commits.load(Ordering::Relaxed);
+    assert_eq!(
+        edge.host
+            .metrics
+            .envelopes_committed
+            .load(Ordering::Relaxed),
+        40
+    );
+    assert!(
+        commits < 40,
+        "group commit packed votes: {commits} messages for 40 votes"
+    );
+    assert_eq!(edge.queue.envelopes().await.len(), 40);
+    edge.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_down_without_spill_is_503_and_no_receipt() {
+    let d = Deployment::new();
+    let edge = Running::start(&d, false).await;
+    edge.queue.down.store(true, Ordering::SeqCst);
+    let token = d.token("open", "v5", now_secs() + 3600);
+    let reply = vote(edge.addr, "open", &ballot("open", &token, "yes", 1)).await;
+    assert_eq!(reply.status, 503, "{}", reply.body);
+    assert!(reply.header("retry-after").is_some(), "Retry-After present");
+    assert!(reply.json().get("receipt").is_none());
+    edge.queue.down.store(false, Ordering::SeqCst);
+    assert!(edge.queue.envelopes().await.is_empty());
+    edge.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_down_with_spill_acknowledges_then_forwards() {
+    let d = Deployment::new();
+    let edge = Running::start(&d, true).await;
+    edge.queue.down.store(true, Ordering::SeqCst);
+    for i in 0..3u8 {
+        let token = d.token("open", &format!("s{i}"), now_secs() + 3600);
+        let reply = vote(edge.addr, "open", &ballot("open", &token, "yes", i)).await;
+        assert_eq!(reply.status, 202, "{}", reply.body);
+    }
+    assert_eq!(
+        edge.host.metrics.envelopes_spilled.load(Ordering::Relaxed),
+        3
+    );
+    edge.queue.down.store(false, Ordering::SeqCst);
+    // The forwarder retries every 500 ms; wait (bounded) for it.
+    for _ in 0..50 {
+        if edge
+            .host
+            .metrics
+            .envelopes_forwarded
+            .load(Ordering::Relaxed)
+            == 3
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        edge.host
+            .metrics
+            .envelopes_forwarded
+            .load(Ordering::Relaxed),
+        3
+    );
+    assert_eq!(edge.queue.envelopes().await.len(), 3);
+    edge.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_metrics_and_health() {
+    let d = Deployment::new();
+    let edge = Running::start(&d, false).await;
+    let keys = request(edge.addr, "GET", "/v1/keys", None, b"").await;
+    assert_eq!(keys.status, 200);
+    assert_eq!(
+        edgevote_shared::KeySet::parse(keys.body.as_bytes()).unwrap(),
+        d.keyset()
+    );
+    let manifest = request(edge.addr, "GET", "/v1/elections/open", None, b"").await;
+    assert_eq!(manifest.json()["manifest"]["id"], "open");
+    assert_eq!(
+        request(edge.addr, "GET", "/healthz", None, b"")
+            .await
+            .status,
+        200
+    );
+    let metrics = request(edge.addr, "GET", "/metrics", None, b"").await;
+    assert!(
+        metrics
+            .body
+            .contains("edgevote_edge_requests_total{edge=\"edge-t1\",region=\"r1\",class=\"2xx\"}"),
+        "{}",
+        metrics.body
+    );
+    edge.shutdown().await;
+}

@@ -1,0 +1,120 @@
+//! The component's configuration, read once per instance from environment variables (Spin
+//! component `environment`, or the edge host's per-bundle environment):
+//!
+//! | variable | content |
+//! |---|---|
+//! | `EDGEVOTE_KEYSET` | the published JWK Set (authority keys verify tokens and manifests) |
+//! | `EDGEVOTE_ELECTIONS` | signed election manifests (compact JWS), one per line |
+//! | `EDGEVOTE_EDGE_KEY` | this edge's private key: the JWK file `edgevote keys gen --role edge` wrote |
+//! | `EDGEVOTE_EDGE_ID` | edge id written into receipts and envelopes |
+//! | `EDGEVOTE_REGION` | region written into receipts and envelopes |
+//! | `EDGEVOTE_QUEUES` | `region=queue_url` pairs, comma-separated, tried in order |
+//! | `EDGEVOTE_BUNDLE_SHA256` | optional: base64url SHA-256 of this bundle, named in receipts |
+//! | `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN` | SQS credentials (secrets) |
+
+use std::sync::OnceLock;
+
+use edgevote_edge_core::{Edge, ServedElection};
+use edgevote_edge_sqs::{AwsCredentials, QueueTarget};
+use edgevote_shared::{Digest32, ElectionManifest, KeySet, Role, SigningIdentity, b64, verify};
+use serde::Deserialize;
+
+/// Everything a request needs, built once per instance.
+pub struct EdgeConfig {
+    /// The core handler.
+    pub edge: Edge,
+    /// Edge id (for batch ids).
+    pub edge_id: String,
+    /// Queues in the order they are tried.
+    pub queues: Vec<QueueTarget>,
+    /// SQS credentials.
+    pub credentials: AwsCredentials,
+}
+
+/// The edge of this instance, or why the configuration is unusable.
+pub fn edge() -> Result<&'static EdgeConfig, String> {
+    static CONFIG: OnceLock<Result<EdgeConfig, String>> = OnceLock::new();
+    CONFIG.get_or_init(load).as_ref().map_err(Clone::clone)
+}
+
+fn var(name: &str) -> Result<String, String> {
+    std::env::var(name).map_err(|_| format!("environment variable {name} is not set"))
+}
+
+fn load() -> Result<EdgeConfig, String> {
+    let keys = KeySet::parse(var("EDGEVOTE_KEYSET")?.as_bytes())
+        .map_err(|e| format!("EDGEVOTE_KEYSET: {e} ({})", e.code()))?;
+    let elections = var("EDGEVOTE_ELECTIONS")?
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|signed| {
+            let signed = signed.trim().to_owned();
+            verify::<ElectionManifest>(&signed, &keys)
+                .map(|v| ServedElection {
+                    manifest: v.doc,
+                    signed,
+                })
+                .map_err(|e| format!("EDGEVOTE_ELECTIONS: {e} ({})", e.code()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let signer = edge_key(&var("EDGEVOTE_EDGE_KEY")?)?;
+    let edge_id = var("EDGEVOTE_EDGE_ID")?;
+    let region = var("EDGEVOTE_REGION")?;
+    let bundle = match std::env::var("EDGEVOTE_BUNDLE_SHA256") {
+        Ok(text) => Some(Digest32(
+            b64::decode_array::<32>("EDGEVOTE_BUNDLE_SHA256", &text).map_err(|e| e.to_string())?,
+        )),
+        Err(_) => None,
+    };
+    Ok(EdgeConfig {
+        edge: Edge::new(elections, keys, signer, &edge_id, &region, bundle),
+        edge_id,
+        queues: queues(&var("EDGEVOTE_QUEUES")?)?,
+        credentials: AwsCredentials {
+            access_key_id: var("AWS_ACCESS_KEY_ID")?,
+            secret_access_key: var("AWS_SECRET_ACCESS_KEY")?,
+            session_token: std::env::var("AWS_SESSION_TOKEN").ok(),
+        },
+    })
+}
+
+#[derive(Deserialize)]
+struct PrivateJwk {
+    d: String,
+    edgevote_role: Role,
+}
+
+fn edge_key(text: &str) -> Result<SigningIdentity, String> {
+    let jwk: PrivateJwk = serde_json::from_str(text)
+        .map_err(|e| format!("EDGEVOTE_EDGE_KEY is not a private JWK: {e}"))?;
+    if jwk.edgevote_role != Role::Edge {
+        return Err(format!(
+            "EDGEVOTE_EDGE_KEY has role {}, not edge",
+            jwk.edgevote_role
+        ));
+    }
+    let seed =
+        b64::decode_array::<32>("d", &jwk.d).map_err(|e| format!("EDGEVOTE_EDGE_KEY: {e}"))?;
+    Ok(SigningIdentity::from_seed(&seed, Role::Edge))
+}
+
+fn queues(text: &str) -> Result<Vec<QueueTarget>, String> {
+    let queues: Vec<QueueTarget> = text
+        .split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(|pair| {
+            let (region, url) = pair
+                .trim()
+                .split_once('=')
+                .ok_or_else(|| format!("EDGEVOTE_QUEUES: {pair:?} is not region=queue_url"))?;
+            Ok(QueueTarget {
+                queue_url: url.to_owned(),
+                region: region.to_owned(),
+            })
+        })
+        .collect::<Result<_, String>>()?;
+    if queues.is_empty() {
+        return Err("EDGEVOTE_QUEUES names no queue".into());
+    }
+    Ok(queues)
+}

@@ -1,0 +1,156 @@
+//! edgevote's edge as a Spin HTTP component. It exports the standard
+//! `wasi:http/incoming-handler`, so the same binary runs on Spin, on `wasmtime serve`, and in
+//! `edgevote edge` (whose host takes the outbound SQS call into its group-commit queue).
+//!
+//! All vote logic is in `edgevote-edge-core`; this adapter reads the configuration from
+//! environment variables (see `config`), converts requests and responses, and sends accepted
+//! votes to SQS with a SigV4-signed `SendMessage`, trying each configured queue in order. The
+//! receipt is returned only after a queue said yes; otherwise the answer is 503 with
+//! `Retry-After` and no receipt.
+
+mod config;
+
+use edgevote_edge_core::{Outcome, Request as CoreRequest, Response as CoreResponse};
+use spin_sdk::http::{IncomingRequest, Method, Request, Response};
+use spin_sdk::http_component;
+
+/// Seconds a client should wait before retrying when no queue accepted the vote.
+const RETRY_AFTER_SECS: u32 = 2;
+
+#[http_component]
+async fn handle(request: IncomingRequest) -> Response {
+    let response = match config::edge() {
+        Ok(config) => serve(config, request).await,
+        Err(detail) => CoreResponse::error(500, "edge_misconfigured", detail),
+    };
+    to_spin(response)
+}
+
+async fn serve(config: &config::EdgeConfig, request: IncomingRequest) -> CoreResponse {
+    let method = method_name(&request.method());
+    let path = request.path_with_query().unwrap_or_default();
+    let path = path.split('?').next().unwrap_or_default().to_owned();
+    let content_type = request
+        .headers()
+        .get(&"content-type".to_owned())
+        .first()
+        .map(|v| String::from_utf8_lossy(v).into_owned());
+    let body = match read_body(request, config.edge.max_body_bytes() + 1).await {
+        Ok(body) => body,
+        Err(detail) => return CoreResponse::error(400, "unreadable_body", detail),
+    };
+    let core_request = CoreRequest {
+        method: &method,
+        path: &path,
+        content_type: content_type.as_deref(),
+        body: &body,
+    };
+    match config.edge.handle(core_request, now_ms()) {
+        Outcome::Respond(response) => response,
+        Outcome::Enqueue(accepted) => enqueue(config, &accepted).await,
+    }
+}
+
+/// Seals the vote and offers it to each queue in turn; the receipt only after a yes.
+async fn enqueue(
+    config: &config::EdgeConfig,
+    accepted: &edgevote_edge_core::Accepted,
+) -> CoreResponse {
+    let now = now_ms();
+    let batch_id = format!(
+        "{}.{}",
+        config.edge_id,
+        &accepted.admitted.vote_id.to_b64()[..22]
+    );
+    let envelope = match config
+        .edge
+        .seal(&batch_id, vec![accepted.vote.clone()], now)
+    {
+        Ok(envelope) => envelope,
+        Err(e) => return CoreResponse::error(500, "envelope_sealing_failed", e),
+    };
+    let mut failures = Vec::new();
+    for target in &config.queues {
+        match send(config, target, &envelope).await {
+            Ok(()) => return config.edge.receipt_response(accepted),
+            Err(detail) => failures.push(format!("{}: {detail}", target.region)),
+        }
+    }
+    CoreResponse::unavailable(RETRY_AFTER_SECS, failures.join("; "))
+}
+
+async fn send(
+    config: &config::EdgeConfig,
+    target: &edgevote_edge_sqs::QueueTarget,
+    envelope: &str,
+) -> Result<(), String> {
+    let signed = edgevote_edge_sqs::send_message(
+        target,
+        &config.credentials,
+        envelope,
+        std::time::SystemTime::now(),
+    )
+    .map_err(|e| e.to_string())?;
+    let mut builder = Request::builder();
+    builder.method(Method::Post).uri(signed.url.as_str());
+    for (name, value) in &signed.headers {
+        if name != "host" {
+            builder.header(name.as_str(), value.as_str());
+        }
+    }
+    let request = builder.body(signed.body).build();
+    let response: Response = spin_sdk::http::send(request)
+        .await
+        .map_err(|e| e.to_string())?;
+    edgevote_edge_sqs::read_answer(*response.status(), response.body())
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
+async fn read_body(request: IncomingRequest, limit: usize) -> Result<Vec<u8>, String> {
+    use futures::StreamExt;
+    let mut stream = request.into_body_stream();
+    let mut body = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| e.to_string())?;
+        let room = limit.saturating_sub(body.len());
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() >= limit {
+            break; // one byte over the limit is enough for the core to refuse it
+        }
+    }
+    Ok(body)
+}
+
+fn method_name(method: &Method) -> String {
+    match method {
+        Method::Get => "GET".into(),
+        Method::Post => "POST".into(),
+        Method::Put => "PUT".into(),
+        Method::Delete => "DELETE".into(),
+        Method::Patch => "PATCH".into(),
+        Method::Head => "HEAD".into(),
+        Method::Options => "OPTIONS".into(),
+        Method::Connect => "CONNECT".into(),
+        Method::Trace => "TRACE".into(),
+        Method::Other(other) => other.to_uppercase(),
+    }
+}
+
+fn to_spin(response: CoreResponse) -> Response {
+    let mut builder = Response::builder();
+    builder
+        .status(response.status)
+        .header("content-type", response.content_type);
+    for (name, value) in &response.headers {
+        builder.header(*name, value.as_str());
+    }
+    builder.body(response.body).build()
+}
+
+fn now_ms() -> u64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+}
