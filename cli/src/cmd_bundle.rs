@@ -36,7 +36,7 @@ pub enum BundleCommand {
         name: String,
         /// Bundle version.
         #[arg(long, default_value = env!("CARGO_PKG_VERSION"))]
-        version: String,
+        bundle_version: String,
         /// Target platform.
         #[arg(long, value_enum, default_value = "wasi-http")]
         platform: PlatformArg,
@@ -64,7 +64,7 @@ pub fn run(command: BundleCommand) -> anyhow::Result<ExitCode> {
             keys,
             wasm,
             name,
-            version,
+            bundle_version,
             platform,
             out,
         } => {
@@ -72,7 +72,7 @@ pub fn run(command: BundleCommand) -> anyhow::Result<ExitCode> {
             let manifest = BundleManifest {
                 v: 1,
                 name,
-                version,
+                version: bundle_version,
                 platform: match platform {
                     PlatformArg::WasiHttp => Platform::WasiHttp,
                     PlatformArg::CloudflareWorker => Platform::CloudflareWorker,

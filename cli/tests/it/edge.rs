@@ -101,13 +101,14 @@ fn start(d: &Path) -> (Child, String) {
         .args(["edge", "run"])
         .current_dir(d)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(d.join("edge.stderr")).unwrap())
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    stdout.read_line(&mut line).unwrap();
+    // Keep draining stdout so the host's later output never hits a closed pipe.
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
     let addr = line
         .split("http://")
         .nth(1)
@@ -244,7 +245,9 @@ fn kill_9_during_load_loses_no_acknowledged_vote() {
         .args(["-INT", &child.id().to_string()])
         .status()
         .unwrap();
-    assert!(child.wait().unwrap().success());
+    let exit = child.wait().unwrap();
+    let stderr = std::fs::read_to_string(d.join("edge.stderr")).unwrap_or_default();
+    assert!(exit.success(), "restarted edge exited {exit:?}: {stderr}");
     eprintln!(
         "kill -9 test: {} receipts before the kill, all {} found durable",
         receipts.len(),
