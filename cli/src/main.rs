@@ -8,8 +8,10 @@ mod cmd_collector;
 mod cmd_edge;
 mod cmd_election;
 mod cmd_keys;
+mod cmd_load;
 mod cmd_receipt;
 mod cmd_token;
+mod cmd_up;
 mod cmd_verify;
 mod input;
 mod timearg;
@@ -44,6 +46,12 @@ enum Command {
     /// Verify receipts and tokens offline against a published key set.
     #[command(subcommand)]
     Verify(cmd_verify::VerifyCommand),
+    /// Run the whole system on this machine: N regions of edge + queue + collector + store.
+    Up(cmd_up::UpArgs),
+    /// Cast one vote through a running local stack and print the verified receipt.
+    Vote(cmd_load::VoteArgs),
+    /// Vote as many voters through a running local stack, then reconcile receipts and tallies.
+    Load(cmd_load::LoadArgs),
     /// Run the wasmtime edge host serving the signed edge component.
     #[command(subcommand)]
     Edge(cmd_edge::EdgeCommand),
@@ -73,6 +81,9 @@ fn main() -> ExitCode {
         Command::Collector(c) => cmd_collector::run(c),
         Command::Bundle(c) => cmd_bundle::run(c),
         Command::Edge(c) => cmd_edge::run(c),
+        Command::Up(a) => cmd_up::run(a),
+        Command::Vote(a) => cmd_load::vote(a),
+        Command::Load(a) => cmd_load::load(a),
     };
     match outcome {
         Ok(code) => code,

@@ -21,6 +21,10 @@ pub fn router(collector: Arc<Collector>) -> Router {
         .route("/healthz", get(healthz))
         .route("/v1/results/{election}", get(live_results))
         .route("/v1/results/{election}/final", get(final_results))
+        .route(
+            "/v1/elections/{election}/voters/{voter}/ballots",
+            get(voter_ballots),
+        )
         .with_state(collector)
 }
 
@@ -87,6 +91,36 @@ async fn final_results(State(c): State<Arc<Collector>>, Path(election): Path<Str
     };
     match edgevote_store::final_tally(c.store.as_ref(), &rules).await {
         Ok(tally) => axum::Json(tally).into_response(),
+        Err(e) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            e.to_string(),
+        ),
+    }
+}
+
+/// A voter's stored ballots (vote ids and edge timestamps, never choices) and which one counts:
+/// how a voter (or the load generator) checks that a receipt's vote was stored and counted.
+async fn voter_ballots(
+    State(c): State<Arc<Collector>>,
+    Path((election, voter)): Path<(String, String)>,
+) -> Response {
+    let Some(rules) = c.checker.rules(&election) else {
+        return error(StatusCode::NOT_FOUND, "unknown_election", election);
+    };
+    match c.store.voter_ballots(&election, &voter).await {
+        Ok(ballots) => {
+            let counted =
+                edgevote_store::counting::counted(rules.policy, &ballots).map(|b| b.vote_id);
+            let list: Vec<_> = ballots
+                .iter()
+                .map(|b| json!({"vote_id": b.vote_id, "received_at_ms": b.received_at_ms, "region": b.region}))
+                .collect();
+            axum::Json(
+                json!({"election": election, "voter": voter, "ballots": list, "counted": counted}),
+            )
+            .into_response()
+        }
         Err(e) => error(
             StatusCode::SERVICE_UNAVAILABLE,
             "store_unavailable",

@@ -25,6 +25,11 @@ use crate::{
 type BallotKey<'a> = (&'a str, &'a str, &'a [u8]);
 const BALLOTS: TableDefinition<BallotKey<'static>, &[u8]> = TableDefinition::new("ballots");
 const LIVE: TableDefinition<(&str, &str, &str), i64> = TableDefinition::new("live");
+/// Replication log: sequence → ballot JSON, for ballots written by this region's collector
+/// (replicated ballots are not re-logged, as Global Tables replicate each region's own writes).
+const CHANGES: TableDefinition<u64, &[u8]> = TableDefinition::new("changes");
+/// Replication cursors: source region → last applied sequence of its change log.
+const CURSORS: TableDefinition<&str, u64> = TableDefinition::new("cursors");
 
 /// Configuration of an embedded store.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -77,6 +82,8 @@ impl EmbeddedStore {
         {
             db!("open", txn.open_table(BALLOTS))?;
             db!("open", txn.open_table(LIVE))?;
+            db!("open", txn.open_table(CHANGES))?;
+            db!("open", txn.open_table(CURSORS))?;
         }
         db!("open", txn.commit())?;
         Ok(EmbeddedStore { db: Arc::new(db) })
@@ -119,7 +126,9 @@ impl EmbeddedStore {
                     outcomes.push(PutOutcome::Duplicate);
                     continue;
                 }
-                db!("record", table.insert(key, encode(ballot).as_slice()))?;
+                let encoded = encode(ballot);
+                db!("record", table.insert(key, encoded.as_slice()))?;
+                append_change(&txn, &encoded)?;
                 outcomes.push(PutOutcome::Stored);
             }
             let mut delta = BTreeMap::new();
@@ -137,6 +146,99 @@ impl EmbeddedStore {
         }
         db!("record", txn.commit())?;
         Ok(outcomes)
+    }
+}
+
+fn append_change(txn: &redb::WriteTransaction, encoded: &[u8]) -> Result<(), StoreError> {
+    let mut changes = db!("record", txn.open_table(CHANGES))?;
+    let next = db!("record", changes.last())?.map_or(0, |(k, _)| k.value() + 1);
+    db!("record", changes.insert(next, encoded)).map(drop)
+}
+
+/// A page of this store's change log, for replication to other regions.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ChangePage {
+    /// Ballots written here, in write order.
+    pub ballots: Vec<StoredBallot>,
+    /// The sequence number after the last one returned (pass it back as `after`).
+    pub next: u64,
+}
+
+impl EmbeddedStore {
+    /// Up to `limit` ballots from the change log starting at sequence `from`.
+    pub async fn changes_since(&self, from: u64, limit: usize) -> Result<ChangePage, StoreError> {
+        let limit = limit.clamp(1, MAX_SCAN_PAGE);
+        self.blocking("changes", move |db| {
+            let txn = db!("changes", db.begin_read())?;
+            let changes = db!("changes", txn.open_table(CHANGES))?;
+            let mut page = ChangePage {
+                ballots: Vec::new(),
+                next: from,
+            };
+            for entry in db!("changes", changes.range(from..))?.take(limit) {
+                let (seq, value) = db!("changes", entry)?;
+                page.ballots.push(decode("changes", value.value())?);
+                page.next = seq.value() + 1;
+            }
+            Ok(page)
+        })
+        .await
+    }
+
+    /// Applies ballots replicated from `source` and records `next` as that source's cursor, in
+    /// one transaction. Ballots are immutable, so an item already present is left as it is
+    /// (last-writer-wins between identical items changes nothing). Returns how many were new.
+    pub async fn apply_replica(
+        &self,
+        source: &str,
+        ballots: Vec<StoredBallot>,
+        next: u64,
+    ) -> Result<usize, StoreError> {
+        let source = source.to_owned();
+        self.blocking("replicate", move |db| {
+            let txn = db!("replicate", db.begin_write())?;
+            let mut added = 0;
+            {
+                let mut table = db!("replicate", txn.open_table(BALLOTS))?;
+                for ballot in &ballots {
+                    let key = (
+                        ballot.election.as_str(),
+                        ballot.voter.as_str(),
+                        &ballot.vote_id.0[..],
+                    );
+                    if db!("replicate", table.get(key))?.is_none() {
+                        db!("replicate", table.insert(key, encode(ballot).as_slice()))?;
+                        added += 1;
+                    }
+                }
+                let mut cursors = db!("replicate", txn.open_table(CURSORS))?;
+                db!("replicate", cursors.insert(source.as_str(), next))?;
+            }
+            db!("replicate", txn.commit())?;
+            Ok(added)
+        })
+        .await
+    }
+
+    /// The replication cursor of `source` (0 before the first apply).
+    pub async fn cursor(&self, source: &str) -> Result<u64, StoreError> {
+        let source = source.to_owned();
+        self.blocking("cursor", move |db| {
+            let txn = db!("cursor", db.begin_read())?;
+            let cursors = db!("cursor", txn.open_table(CURSORS))?;
+            Ok(db!("cursor", cursors.get(source.as_str()))?.map_or(0, |v| v.value()))
+        })
+        .await
+    }
+
+    /// Length of this store's change log.
+    pub async fn change_count(&self) -> Result<u64, StoreError> {
+        self.blocking("changes", |db| {
+            let txn = db!("changes", db.begin_read())?;
+            let changes = db!("changes", txn.open_table(CHANGES))?;
+            Ok(db!("changes", changes.last())?.map_or(0, |(k, _)| k.value() + 1))
+        })
+        .await
     }
 }
 

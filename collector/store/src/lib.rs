@@ -12,6 +12,7 @@
 
 pub mod counting;
 pub mod embedded;
+pub mod replication;
 
 use std::collections::BTreeMap;
 

@@ -129,3 +129,86 @@ async fn queue_refuses_out_of_bound_requests() {
     assert!(queue.receive(11, zero, zero).await.is_err());
     assert!(queue.delete_batch(vec!["garbage".into()]).await.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regions_replicate_and_converge_on_one_final_tally() {
+    use edgevote_store::replication::{Replica, converged, ship_once};
+    use edgevote_store::{ElectionRules, PutOutcome, final_tally};
+    let dir = tempfile::tempdir().unwrap();
+    let replicas: Vec<Replica> = ["a", "b", "c"]
+        .iter()
+        .map(|r| Replica {
+            region: (*r).into(),
+            store: Arc::new(
+                EmbeddedStore::open(&EmbeddedStoreConfig {
+                    path: dir.path().join(format!("{r}.redb")),
+                })
+                .unwrap(),
+            ),
+        })
+        .collect();
+    let rules = ElectionRules {
+        id: crate::fixture::FIRST.into(),
+        policy: edgevote_shared::Policy::FirstVoteWins,
+    };
+    // One voter votes in two regions at once (a cross-region race); another votes in one.
+    let ballot = |voter: &str, choice: &str, ts: u64, region: &str| edgevote_store::StoredBallot {
+        election: rules.id.clone(),
+        voter: voter.into(),
+        vote_id: edgevote_shared::Digest32::of(format!("{voter}{choice}{ts}").as_bytes()),
+        choice: choice.into(),
+        token_id: format!("t-{voter}"),
+        nonce: "n".into(),
+        received_at_ms: ts,
+        edge: format!("edge-{region}"),
+        region: region.into(),
+        batch_id: "b".into(),
+    };
+    let a = replicas[0]
+        .store
+        .record(&rules, "a", vec![ballot("v1", "yes", 200, "a")])
+        .await
+        .unwrap();
+    let b = replicas[1]
+        .store
+        .record(
+            &rules,
+            "b",
+            vec![ballot("v1", "no", 100, "b"), ballot("v2", "no", 50, "b")],
+        )
+        .await
+        .unwrap();
+    assert_eq!((a, b.len()), (vec![PutOutcome::Stored], 2));
+    assert!(!converged(&replicas).await.unwrap());
+    for from in &replicas {
+        for to in replicas.iter().filter(|r| r.region != from.region) {
+            ship_once(from, to, std::time::Duration::ZERO)
+                .await
+                .unwrap();
+        }
+    }
+    assert!(converged(&replicas).await.unwrap());
+    for replica in &replicas {
+        let tally = final_tally(replica.store.as_ref(), &rules).await.unwrap();
+        assert_eq!(
+            (tally.voters, tally.ballots),
+            (2, 3),
+            "region {}",
+            replica.region
+        );
+        // v1's earliest ballot (no, in b) counts everywhere; v2 votes no.
+        assert_eq!(
+            tally.counts.get("no"),
+            Some(&2),
+            "region {}",
+            replica.region
+        );
+    }
+    // Shipping again changes nothing (idempotent).
+    assert_eq!(
+        ship_once(&replicas[0], &replicas[1], std::time::Duration::ZERO)
+            .await
+            .unwrap(),
+        0
+    );
+}

@@ -1,0 +1,571 @@
+//! `edgevote vote` and `edgevote load`: voters against a running local stack (`edgevote up`).
+//!
+//! `load` issues tokens, votes through the regions' HTTP edges at a target rate (some voters
+//! vote twice, some in two regions at once, some retry the same ballot), keeps every receipt,
+//! and ends with throughput, acknowledgement latency and a reconciliation against every
+//! region's exact final tally.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bytes::Bytes;
+use clap::Args;
+use edgevote_shared::{ElectionManifest, KeySet, Receipt, Role, b64, verify};
+use edgevote_signer::KeyStore;
+use edgevote_signer::issue::{TokenWindow, issue_token};
+use edgevote_store::counting::{self, Candidate};
+use http_body_util::{BodyExt, Full};
+use tokio::sync::Mutex;
+
+use crate::cmd_up::{StackInfo, read_stack};
+use crate::{cmd_token, timearg};
+
+/// Attempts per vote when an edge answers 503 or the connection fails (a retrying client).
+const MAX_ATTEMPTS: u32 = 5;
+/// Longest wait for the regions to settle after the load.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(120);
+
+#[derive(Debug, Args)]
+pub struct VoteArgs {
+    /// Data directory of a running `edgevote up`.
+    #[arg(long = "up", default_value = "edgevote-data/up")]
+    pub data_dir: PathBuf,
+    /// Region to vote in (default: the first).
+    #[arg(long)]
+    pub region: Option<String>,
+    /// The voter's token; by default one is issued from the stack's authority key.
+    #[arg(long)]
+    pub token: Option<String>,
+    /// The chosen option.
+    #[arg(long)]
+    pub choice: String,
+}
+
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// Data directory of a running `edgevote up`.
+    #[arg(long = "up", default_value = "edgevote-data/up")]
+    pub data_dir: PathBuf,
+    /// Distinct voters.
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub voters: u64,
+    /// Target votes per second over all regions.
+    #[arg(long, default_value_t = 1000)]
+    pub rate: u32,
+    /// Concurrent client connections.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub concurrency: u16,
+    /// Percent of voters who vote a second time, in the same region, later.
+    #[arg(long, default_value_t = 5)]
+    pub double_vote_pct: u8,
+    /// Percent of voters who vote in two regions at the same moment.
+    #[arg(long, default_value_t = 3)]
+    pub cross_region_pct: u8,
+    /// Percent of votes sent twice (a client retry of the same ballot).
+    #[arg(long, default_value_t = 3)]
+    pub retry_pct: u8,
+    /// Where to keep the receipts (one file each).
+    #[arg(long)]
+    pub receipts_dir: Option<PathBuf>,
+}
+
+/// One HTTP vote to send.
+#[derive(Debug, Clone)]
+struct Job {
+    region: usize,
+    voter: String,
+    choice: String,
+    body: Bytes,
+}
+
+/// A receipt kept by the load generator.
+#[derive(Debug, Clone)]
+struct Kept {
+    voter: String,
+    choice: String,
+    receipt: Receipt,
+    compact: String,
+}
+
+struct Tally {
+    latencies_us: Vec<u64>,
+    kept: Vec<Kept>,
+    refused: BTreeMap<u16, u64>,
+    failed: u64,
+}
+
+pub fn vote(args: VoteArgs) -> anyhow::Result<ExitCode> {
+    let stack = read_stack(&args.data_dir)?;
+    let (keys, manifest, store) = stack_inputs(&stack)?;
+    let region = match &args.region {
+        Some(name) => stack
+            .regions
+            .iter()
+            .find(|r| &r.name == name)
+            .with_context(|| format!("no region {name} in the stack"))?,
+        None => stack.regions.first().context("the stack has no region")?,
+    };
+    let token = match args.token {
+        Some(token) => token,
+        None => {
+            let authority = store.signing_identity(Role::Authority, None)?;
+            issue_token(
+                &authority,
+                &manifest,
+                None,
+                TokenWindow::for_election(&manifest, timearg::now_secs()),
+            )?
+        }
+    };
+    let nonce = b64::encode(edgevote_signer::random::bytes::<16>()?);
+    let body = serde_json::json!({"election": manifest.id, "token": token, "choice": args.choice, "nonce": nonce}).to_string();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (status, text) =
+        runtime.block_on(post_once(&region.edge_url, &manifest.id, Bytes::from(body)))?;
+    println!("{} answered HTTP {status}", region.edge_url);
+    if status != 202 {
+        println!("{text}");
+        return Ok(ExitCode::from(1));
+    }
+    let value: serde_json::Value = serde_json::from_str(&text)?;
+    let compact = value["receipt"]
+        .as_str()
+        .context("no receipt in the answer")?;
+    let receipt = verify::<Receipt>(compact, &keys)
+        .map_err(|e| anyhow::anyhow!("receipt does not verify ({}): {e}", e.code()))?
+        .doc;
+    println!(
+        "receipt (verified, signed by edge {} in {}):\n{compact}",
+        receipt.edge, receipt.region
+    );
+    println!(
+        "vote id {} — check it later with the audit log",
+        receipt.vote_id
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn stack_inputs(stack: &StackInfo) -> anyhow::Result<(KeySet, ElectionManifest, KeyStore)> {
+    let store = KeyStore::open(&stack.keys_dir)?;
+    let keys = store.keyset()?;
+    let manifest = crate::cmd_election::load_manifest(&stack.election_path, &keys)?;
+    Ok((keys, manifest, store))
+}
+
+async fn post_once(base: &str, election: &str, body: Bytes) -> anyhow::Result<(u16, String)> {
+    let authority = base.trim_start_matches("http://");
+    let stream = tokio::net::TcpStream::connect(authority).await?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    let (status, text) = send(&mut sender, authority, election, body).await?;
+    Ok((status, text))
+}
+
+async fn send(
+    sender: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    authority: &str,
+    election: &str,
+    body: Bytes,
+) -> anyhow::Result<(u16, String)> {
+    let request = hyper::Request::builder()
+        .method("POST")
+        .uri(format!("/v1/elections/{election}/votes"))
+        .header("host", authority)
+        .header("content-type", "application/json")
+        .body(Full::new(body))?;
+    sender.ready().await?;
+    let response = sender.send_request(request).await?;
+    let status = response.status().as_u16();
+    let bytes = response.into_body().collect().await?.to_bytes();
+    Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
+}
+
+pub fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run_load(args))
+}
+
+async fn run_load(args: LoadArgs) -> anyhow::Result<ExitCode> {
+    let stack = read_stack(&args.data_dir)?;
+    let (keys, manifest, store) = stack_inputs(&stack)?;
+    println!("issuing {} tokens for {} ...", args.voters, manifest.id);
+    let waves = plan(&args, &stack, &manifest, &store)?;
+    let total: usize = waves.iter().map(Vec::len).sum();
+    println!(
+        "sending {total} votes from {} voters to {} regions at up to {}/s",
+        args.voters,
+        stack.regions.len(),
+        args.rate
+    );
+    let started = Instant::now();
+    let tally = execute(&args, &stack, &manifest.id, waves, total).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let tally = Arc::try_unwrap(tally)
+        .map_err(|_| anyhow::anyhow!("workers still running"))?
+        .into_inner();
+    report(&tally, elapsed);
+    let receipts_dir = args
+        .receipts_dir
+        .clone()
+        .unwrap_or_else(|| args.data_dir.join("receipts"));
+    keep_receipts(&receipts_dir, &tally.kept)?;
+    let ok = reconcile(&stack, &manifest, &keys, &tally.kept).await?;
+    Ok(if ok && tally.failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// The votes to send, in waves: first ballots (with cross-region twins in the same wave), then
+/// second ballots and retries.
+fn plan(
+    args: &LoadArgs,
+    stack: &StackInfo,
+    manifest: &ElectionManifest,
+    store: &KeyStore,
+) -> anyhow::Result<Vec<Vec<Job>>> {
+    let authority = store.signing_identity(Role::Authority, None)?;
+    let window = TokenWindow::for_election(manifest, timearg::now_secs());
+    let regions = stack.regions.len();
+    let choices: Vec<&str> = manifest.options.iter().map(|o| o.id.as_str()).collect();
+    let bar = cmd_token::progress_bar(args.voters);
+    // Voter refs unique to this run, so its reconciliation is exact whatever else was cast.
+    let run = b64::encode(edgevote_signer::random::bytes::<6>()?);
+    let mut first = Vec::new();
+    let mut second = Vec::new();
+    for i in 0..args.voters {
+        let voter = format!("load-{run}-{i}");
+        let token = issue_token(&authority, manifest, Some(&voter), window)?;
+        let region = (i as usize) % regions;
+        let job = |region: usize, choice: &str, nonce: u64| {
+            let nonce = b64::encode([nonce.to_le_bytes(), i.to_le_bytes()].concat());
+            let body = serde_json::json!({"election": manifest.id, "token": token, "choice": choice, "nonce": nonce});
+            Job {
+                region,
+                voter: voter.clone(),
+                choice: choice.to_owned(),
+                body: Bytes::from(body.to_string()),
+            }
+        };
+        let pick = (i as usize / regions) % choices.len();
+        let (choice, other) = (choices[pick], choices[(pick + 1) % choices.len()]);
+        let primary = job(region, choice, 1);
+        first.push(primary.clone());
+        let pct = (i % 100) as u8;
+        if pct < args.cross_region_pct && regions > 1 {
+            first.push(job((region + 1) % regions, other, 2));
+        } else if pct < args.cross_region_pct + args.double_vote_pct {
+            second.push(job(region, other, 3));
+        }
+        if (i * 7 % 100) < u64::from(args.retry_pct) {
+            second.push(primary);
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    Ok(vec![first, second])
+}
+
+async fn execute(
+    args: &LoadArgs,
+    stack: &StackInfo,
+    election: &str,
+    waves: Vec<Vec<Job>>,
+    total: usize,
+) -> Arc<Mutex<Tally>> {
+    let tally = Arc::new(Mutex::new(Tally {
+        latencies_us: Vec::with_capacity(total),
+        kept: Vec::new(),
+        refused: BTreeMap::new(),
+        failed: 0,
+    }));
+    let bar = Arc::new(cmd_token::progress_bar(total as u64));
+    let urls: Arc<Vec<String>> = Arc::new(
+        stack
+            .regions
+            .iter()
+            .map(|r| r.edge_url.trim_start_matches("http://").to_owned())
+            .collect(),
+    );
+    let per_tick = (args.rate / 100).max(1) as usize;
+    for wave in waves {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Job>(4096);
+        let rx = Arc::new(Mutex::new(rx));
+        let mut workers = tokio::task::JoinSet::new();
+        for _ in 0..args.concurrency {
+            let (rx, tally, bar, urls, election) = (
+                Arc::clone(&rx),
+                Arc::clone(&tally),
+                Arc::clone(&bar),
+                Arc::clone(&urls),
+                election.to_owned(),
+            );
+            workers.spawn(async move { worker(rx, tally, bar, urls, election).await });
+        }
+        // Pace: `per_tick` votes every 10 ms.
+        let mut ticker = tokio::time::interval(Duration::from_millis(10));
+        for chunk in wave.chunks(per_tick) {
+            ticker.tick().await;
+            for job in chunk {
+                if tx.send(job.clone()).await.is_err() {
+                    break;
+                }
+            }
+        }
+        drop(tx);
+        while workers.join_next().await.is_some() {}
+    }
+    bar.finish_and_clear();
+    tally
+}
+
+async fn worker(
+    rx: Arc<Mutex<tokio::sync::mpsc::Receiver<Job>>>,
+    tally: Arc<Mutex<Tally>>,
+    bar: Arc<indicatif::ProgressBar>,
+    urls: Arc<Vec<String>>,
+    election: String,
+) {
+    let mut senders: HashMap<usize, hyper::client::conn::http1::SendRequest<Full<Bytes>>> =
+        HashMap::new();
+    loop {
+        let Some(job) = rx.lock().await.recv().await else {
+            return;
+        };
+        let started = Instant::now();
+        let mut outcome = None;
+        for attempt in 0..MAX_ATTEMPTS {
+            match attempt_vote(&mut senders, &urls, &election, &job).await {
+                Ok((202, text)) => {
+                    outcome = Some(Ok(text));
+                    break;
+                }
+                Ok((503, _)) | Err(_) => {
+                    senders.remove(&job.region);
+                    tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+                }
+                Ok((status, _)) => {
+                    outcome = Some(Err(status));
+                    break;
+                }
+            }
+        }
+        let mut t = tally.lock().await;
+        match outcome {
+            Some(Ok(text)) => {
+                t.latencies_us.push(started.elapsed().as_micros() as u64);
+                if let Some(kept) = parse_receipt(&job, &text) {
+                    t.kept.push(kept);
+                }
+            }
+            Some(Err(status)) => *t.refused.entry(status).or_insert(0) += 1,
+            None => t.failed += 1,
+        }
+        bar.inc(1);
+    }
+}
+
+async fn attempt_vote(
+    senders: &mut HashMap<usize, hyper::client::conn::http1::SendRequest<Full<Bytes>>>,
+    urls: &[String],
+    election: &str,
+    job: &Job,
+) -> anyhow::Result<(u16, String)> {
+    let authority = &urls[job.region];
+    if !senders.contains_key(&job.region) {
+        let stream = tokio::net::TcpStream::connect(authority.as_str()).await?;
+        let (sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+        tokio::spawn(connection);
+        senders.insert(job.region, sender);
+    }
+    let sender = senders.get_mut(&job.region).context("sender present")?;
+    send(sender, authority, election, job.body.clone()).await
+}
+
+fn parse_receipt(job: &Job, text: &str) -> Option<Kept> {
+    let value: serde_json::Value = serde_json::from_str(text).ok()?;
+    let compact = value["receipt"].as_str()?.to_owned();
+    let receipt: Receipt = edgevote_shared::decode_unverified(&compact).ok()?;
+    Some(Kept {
+        voter: job.voter.clone(),
+        choice: job.choice.clone(),
+        receipt,
+        compact,
+    })
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let index = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[index] as f64 / 1000.0
+}
+
+fn report(tally: &Tally, elapsed: f64) {
+    let mut latencies = tally.latencies_us.clone();
+    latencies.sort_unstable();
+    println!(
+        "done in {elapsed:.1}s: {} acknowledged ({:.0} votes/s), ack latency p50 {:.1} ms, p99 {:.1} ms",
+        latencies.len(),
+        latencies.len() as f64 / elapsed.max(1e-9),
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99)
+    );
+    if !tally.refused.is_empty() {
+        println!("refused: {:?}", tally.refused);
+    }
+    if tally.failed > 0 {
+        println!("FAILED after {MAX_ATTEMPTS} attempts: {}", tally.failed);
+    }
+}
+
+fn keep_receipts(dir: &Path, kept: &[Kept]) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    for k in kept {
+        std::fs::write(
+            dir.join(format!("{}.jws", k.receipt.vote_id)),
+            format!("{}\n", k.compact),
+        )?;
+    }
+    println!("kept {} receipts in {}", kept.len(), dir.display());
+    Ok(())
+}
+
+/// What the receipts say the final result must be, by the election's counting rule.
+fn expected(manifest: &ElectionManifest, kept: &[Kept]) -> (BTreeMap<String, u64>, usize, usize) {
+    let mut best: HashMap<&str, Candidate> = HashMap::new();
+    let mut vote_ids = BTreeSet::new();
+    for k in kept {
+        vote_ids.insert(k.receipt.vote_id);
+        let candidate = Candidate {
+            received_at_ms: k.receipt.received_at_ms,
+            vote_id: k.receipt.vote_id,
+            choice: k.choice.clone(),
+        };
+        match best.get(k.voter.as_str()) {
+            Some(current) if !counting::beats(manifest.policy, &candidate, current) => {}
+            _ => {
+                best.insert(&k.voter, candidate);
+            }
+        }
+    }
+    let mut counts = BTreeMap::new();
+    for candidate in best.values() {
+        *counts.entry(candidate.choice.clone()).or_insert(0) += 1;
+    }
+    (counts, best.len(), vote_ids.len())
+}
+
+async fn reconcile(
+    stack: &StackInfo,
+    manifest: &ElectionManifest,
+    keys: &KeySet,
+    kept: &[Kept],
+) -> anyhow::Result<bool> {
+    let invalid = kept
+        .iter()
+        .filter(|k| verify::<Receipt>(&k.compact, keys).is_err())
+        .count();
+    let (counts, voters, ballots) = expected(manifest, kept);
+    let mut by_voter: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+    for k in kept {
+        by_voter
+            .entry(&k.voter)
+            .or_default()
+            .insert(k.receipt.vote_id.to_b64());
+    }
+    let choice_of: HashMap<String, &str> = kept
+        .iter()
+        .map(|k| (k.receipt.vote_id.to_b64(), k.choice.as_str()))
+        .collect();
+    println!(
+        "reconciling: {ballots} distinct receipts, {voters} voters, {invalid} invalid receipts; waiting for every region to settle ..."
+    );
+    let deadline = Instant::now() + SETTLE_TIMEOUT;
+    let mut all_ok = invalid == 0;
+    for region in &stack.regions {
+        let (stored, region_counts) = loop {
+            let (stored, region_counts) =
+                region_view(&region.collector_url, &manifest.id, &by_voter, &choice_of).await?;
+            if (stored == ballots && region_counts.values().sum::<u64>() == voters as u64)
+                || Instant::now() >= deadline
+            {
+                break (stored, region_counts);
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        };
+        let counted: u64 = region_counts.values().sum();
+        let ok = stored == ballots && counted == voters as u64 && region_counts == counts;
+        all_ok &= ok;
+        println!(
+            "  {:<16} receipts stored {stored}/{ballots}  counted voters {counted}/{voters}  tally {:?}  {}",
+            region.name,
+            region_counts,
+            if ok { "OK" } else { "MISMATCH" }
+        );
+    }
+    println!(
+        "expected tally by the {} rule: {counts:?}",
+        manifest.policy.as_str()
+    );
+    println!(
+        "reconciliation: {}",
+        if all_ok {
+            "receipts issued = ballots stored, counted voters = distinct voters, same tally in every region"
+        } else {
+            "FAILED"
+        }
+    );
+    Ok(all_ok)
+}
+
+/// How one region sees this run: receipts found stored, and the tally of its counted ballots.
+async fn region_view(
+    collector_url: &str,
+    election: &str,
+    by_voter: &BTreeMap<&str, BTreeSet<String>>,
+    choice_of: &HashMap<String, &str>,
+) -> anyhow::Result<(usize, BTreeMap<String, u64>)> {
+    let authority = collector_url.trim_start_matches("http://");
+    let stream = tokio::net::TcpStream::connect(authority).await?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    let mut stored = 0;
+    let mut counts = BTreeMap::new();
+    for (voter, receipts) in by_voter {
+        let request = hyper::Request::builder()
+            .uri(format!("/v1/elections/{election}/voters/{voter}/ballots"))
+            .header("host", authority)
+            .body(Full::new(Bytes::new()))?;
+        sender.ready().await?;
+        let response = sender.send_request(request).await?;
+        let value: serde_json::Value =
+            serde_json::from_slice(&response.into_body().collect().await?.to_bytes())?;
+        let ids: BTreeSet<String> = value["ballots"]
+            .as_array()
+            .map(|list| {
+                list.iter()
+                    .filter_map(|b| b["vote_id"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        stored += receipts.intersection(&ids).count();
+        if let Some(choice) = value["counted"].as_str().and_then(|id| choice_of.get(id)) {
+            *counts.entry((*choice).to_owned()).or_insert(0) += 1;
+        }
+    }
+    Ok((stored, counts))
+}
