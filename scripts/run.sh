@@ -1,22 +1,34 @@
 #!/usr/bin/env bash
-# The main job on embedded defaults. Today: the offline round trip every later part builds on
-# (keys, a signed election, 10,000 vote tokens, a receipt, its verification). Once `edgevote up`
-# lands, this runs the whole local multi-region stack instead.
+# The main job on embedded defaults: `edgevote up`, the whole system on this machine (3 regions,
+# each with the real Wasm edge component in our wasmtime host, an embedded queue, a collector and
+# an embedded store; the stores replicate like DynamoDB Global Tables). Once it is up, a short
+# load of demo voters runs through it and prints the reconciled tally; the live table then keeps
+# updating until Ctrl-C, which stops everything cleanly. State stays in edgevote-data/up.
+#
+#   scripts/run.sh                      # up + 1000 demo voters
+#   EDGEVOTE_DEMO_VOTERS=0 scripts/run.sh   # up only
+#   scripts/run.sh --regions 5          # extra arguments go to `edgevote up`
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh rust
-cargo build --release --locked -p edgevote
-bin="$PWD/target/release/edgevote"
-work=${EDGEVOTE_DEMO_DIR:-$PWD/edgevote-data/demo}
-rm -rf "$work" && mkdir -p "$work" && cd "$work"
-echo "== working in $work"
-"$bin" keys gen --role authority
-"$bin" keys gen --role edge
-"$bin" keys show
-"$bin" election create --id demo-2026 --title "Demo referendum" \
-    --option yes:Yes --option no:No --closes +2h --policy first-vote-wins
-"$bin" token issue --count 10000 --out tokens.txt
-token=$(head -n 1 tokens.txt)
-"$bin" receipt issue --token "$token" --choice yes --edge-id edge-local --region local --out receipt.jws
-"$bin" verify receipt receipt.jws --election demo-2026
-echo "== done: keys in $work/edgevote-keys, receipt in $work/receipt.jws"
+bash scripts/build-wasm.sh spin
+cargo build --locked -p edgevote
+bin="$PWD/target/debug/edgevote"
+data=${EDGEVOTE_DATA_DIR:-$PWD/edgevote-data/up}
+voters=${EDGEVOTE_DEMO_VOTERS:-1000}
+
+rm -f "$data/stack.json"
+"$bin" up --data-dir "$data" "$@" &
+up_pid=$!
+trap 'kill -INT $up_pid 2>/dev/null || true' INT TERM
+for _ in $(seq 1 600); do
+    [ -f "$data/stack.json" ] && break
+    kill -0 "$up_pid" 2>/dev/null || { wait "$up_pid"; exit $?; }
+    sleep 0.1
+done
+if [ "$voters" -gt 0 ]; then
+    echo "== demo: $voters voters (some vote twice, some in two regions at once, some retry)"
+    "$bin" load --up "$data" --voters "$voters" --rate 1000 || echo "== demo load reported a problem (see above)"
+    echo "== the stack keeps running; Ctrl-C stops it"
+fi
+wait "$up_pid"

@@ -15,8 +15,13 @@ fn root() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// Where the built component is.
+pub fn component_path() -> std::path::PathBuf {
+    root().join("target/wasm32-wasip2/release/edgevote_edge_spin.wasm")
+}
+
 /// Builds the component (once per test binary) and returns its path.
-fn component() -> std::path::PathBuf {
+pub fn component() -> std::path::PathBuf {
     static BUILT: Mutex<bool> = Mutex::new(false);
     let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
     if !*built {

@@ -6,6 +6,7 @@
 mod collector;
 mod edge;
 mod round_trip;
+mod up;
 
 use std::path::Path;
 use std::process::{Command, Output};
