@@ -132,6 +132,8 @@ async fn fill(
     while batch.len() < config.max_envelopes {
         let next = match rx.try_recv() {
             Ok(next) => next,
+            // No waiting configured: do not even arm a timer (its 1 ms tick would be the wait).
+            Err(_) if config.max_wait_ms == 0 => break,
             Err(_) => match tokio::time::timeout_at(deadline, rx.recv()).await {
                 Ok(Some(next)) => next,
                 _ => break,

@@ -24,6 +24,8 @@ use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, 
 use crate::commit::{Committer, Durable};
 use crate::metrics::Metrics;
 
+/// Requests one instance serves before it is retired (bounds any slow leak in the guest).
+const MAX_REQUESTS_PER_INSTANCE: u32 = 10_000;
 /// Guest linear memory cap per instance.
 const MAX_MEMORY_BYTES: usize = 64 << 20;
 /// Largest outbound request body the host reads from the component (one envelope).
@@ -153,6 +155,16 @@ pub struct EdgeRuntime {
     hooks: EdgeHooks,
     permits: Arc<Semaphore>,
     metrics: Arc<Metrics>,
+    /// Instances that finished a request cleanly, ready for the next one. Reusing them keeps
+    /// the component's parsed configuration (keys, manifests) across requests.
+    warm: Arc<std::sync::Mutex<Vec<Warm>>>,
+}
+
+/// An instantiated component with its store.
+struct Warm {
+    store: Store<HostState>,
+    proxy: wasmtime_wasi_http::p2::bindings::Proxy,
+    served: u32,
 }
 
 impl EdgeRuntime {
@@ -188,6 +200,7 @@ impl EdgeRuntime {
             hooks: EdgeHooks { committer, forward },
             permits: Arc::new(Semaphore::new(instances as usize)),
             metrics,
+            warm: Arc::default(),
         })
     }
 
@@ -207,7 +220,26 @@ impl EdgeRuntime {
         )
     }
 
-    /// Runs one request through a fresh instance of the component.
+    /// A warm instance, or a new one.
+    async fn instance(&self) -> anyhow::Result<Warm> {
+        let reused = self.warm.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        if let Some(warm) = reused {
+            return Ok(warm);
+        }
+        let mut store = self.new_store();
+        let proxy = self.pre.instantiate_async(&mut store).await?;
+        self.metrics
+            .instances_created
+            .fetch_add(1, Ordering::Relaxed);
+        Ok(Warm {
+            store,
+            proxy,
+            served: 0,
+        })
+    }
+
+    /// Runs one request through the component: a warm instance if one is free (instances that
+    /// trapped or served their quota are dropped, never reused).
     pub async fn handle<B>(
         &self,
         request: hyper::Request<B>,
@@ -216,25 +248,27 @@ impl EdgeRuntime {
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
-        // The permit lives as long as the instance (the task), not just until the headers.
+        // The permit lives as long as the instance is busy (the task), not just until the headers.
         let permit = Arc::clone(&self.permits).acquire_owned().await?;
-        let mut store = self.new_store();
+        let mut warm = self.instance().await?;
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let incoming = store
+        let incoming = warm
+            .store
             .data_mut()
             .http()
             .new_incoming_request(Scheme::Http, request)?;
-        let outparam = store.data_mut().http().new_response_outparam(tx)?;
-        let pre = self.pre.clone();
-        self.metrics
-            .instances_created
-            .fetch_add(1, Ordering::Relaxed);
+        let outparam = warm.store.data_mut().http().new_response_outparam(tx)?;
+        let pool = Arc::clone(&self.warm);
         let task = tokio::spawn(async move {
-            let proxy = pre.instantiate_async(&mut store).await?;
-            let outcome = proxy
+            let outcome = warm
+                .proxy
                 .wasi_http_incoming_handler()
-                .call_handle(&mut store, incoming, outparam)
+                .call_handle(&mut warm.store, incoming, outparam)
                 .await;
+            warm.served += 1;
+            if outcome.is_ok() && warm.served < MAX_REQUESTS_PER_INSTANCE {
+                pool.lock().unwrap_or_else(|p| p.into_inner()).push(warm);
+            }
             drop(permit);
             outcome
         });

@@ -1,0 +1,421 @@
+//! The worker's configuration, read from its environment bindings (`[vars]` and secrets in
+//! `wrangler.toml`, `text` bindings under workerd):
+//!
+//! | variable | content |
+//! |---|---|
+//! | `EDGEVOTE_KEYSET` | the published JWK Set (authority keys verify tokens and manifests) |
+//! | `EDGEVOTE_ELECTIONS` | signed election manifests (compact JWS), one per line |
+//! | `EDGEVOTE_EDGE_KEY` (secret) | this edge's private key: the JWK file `edgevote keys gen --role edge` wrote |
+//! | `EDGEVOTE_EDGE_ID` | edge id written into receipts and envelopes (at most 41 characters) |
+//! | `EDGEVOTE_REGION` | region written into receipts and envelopes |
+//! | `EDGEVOTE_QUEUES` | `region=queue_url` pairs, comma-separated, tried in order |
+//! | `EDGEVOTE_BUNDLE_SHA256` | optional: base64url SHA-256 of this bundle, named in receipts |
+//! | `EDGEVOTE_QUEUE_TIMEOUT_MS` | optional: how long one SQS call may take before the next queue is tried (default 3000) |
+//! | `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` (secrets) | SQS credentials |
+//! | `AWS_SESSION_TOKEN` (secret) | optional: session token of temporary credentials |
+//!
+//! Parsing is pure (a lookup function in, a [`Config`] or a [`ConfigError`] naming the variable
+//! out), so it is tested on the host.
+
+use std::collections::BTreeSet;
+
+use edgevote_edge_core::{Edge, ServedElection};
+use edgevote_edge_sqs::{AwsCredentials, QueueTarget, endpoint_of};
+use edgevote_shared::validate::check_id;
+use edgevote_shared::{Digest32, ElectionManifest, KeySet, Role, SigningIdentity, b64, verify};
+use serde::Deserialize;
+use zeroize::Zeroizing;
+
+/// Characters of the vote id that go into a batch id (`{edge_id}.{22 chars}`); 22 base64url
+/// characters are 132 bits, unique per vote.
+pub const BATCH_VOTE_ID_CHARS: usize = 22;
+/// Longest edge id: a batch id (`{edge_id}.{22 chars}`) must stay an id of at most 64 characters.
+pub const MAX_EDGE_ID_LEN: usize = 64 - 1 - BATCH_VOTE_ID_CHARS;
+/// Default for `EDGEVOTE_QUEUE_TIMEOUT_MS`.
+pub const DEFAULT_QUEUE_TIMEOUT_MS: u32 = 3000;
+/// Bounds of `EDGEVOTE_QUEUE_TIMEOUT_MS`.
+const QUEUE_TIMEOUT_RANGE_MS: std::ops::RangeInclusive<u32> = 100..=30_000;
+/// Longest private JWK we parse.
+const MAX_EDGE_KEY_BYTES: usize = 4096;
+
+/// Everything a request needs, built once per isolate.
+#[derive(Debug)]
+pub struct Config {
+    /// The core handler (elections, key set, signing identity).
+    pub edge: Edge,
+    /// Edge id (prefix of batch ids).
+    pub edge_id: String,
+    /// Queues, in the order they are tried.
+    pub queues: Vec<QueueTarget>,
+    /// SQS credentials.
+    pub credentials: AwsCredentials,
+    /// Time one SQS call may take.
+    pub queue_timeout_ms: u32,
+}
+
+/// A missing or invalid variable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The variable.
+    pub var: &'static str,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.var, self.reason)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn bad(var: &'static str, reason: impl std::fmt::Display) -> ConfigError {
+    ConfigError {
+        var,
+        reason: reason.to_string(),
+    }
+}
+
+impl Config {
+    /// Reads and checks every variable through `lookup` (`None`: not set).
+    pub fn load(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let required = |var: &'static str| -> Result<String, ConfigError> {
+            match lookup(var) {
+                Some(value) if !value.trim().is_empty() => Ok(value),
+                Some(_) => Err(bad(var, "is empty")),
+                None => Err(bad(var, "is not set")),
+            }
+        };
+        let optional = |var: &'static str| lookup(var).filter(|v| !v.trim().is_empty());
+
+        let keys = KeySet::parse(required("EDGEVOTE_KEYSET")?.as_bytes())
+            .map_err(|e| bad("EDGEVOTE_KEYSET", format!("{e} ({})", e.code())))?;
+        let elections = elections(&required("EDGEVOTE_ELECTIONS")?, &keys)?;
+        let signer = edge_key(&required("EDGEVOTE_EDGE_KEY")?, &keys)?;
+        let edge_id = required("EDGEVOTE_EDGE_ID")?.trim().to_owned();
+        check_id("edge id", &edge_id).map_err(|e| bad("EDGEVOTE_EDGE_ID", e))?;
+        if edge_id.len() > MAX_EDGE_ID_LEN {
+            return Err(bad(
+                "EDGEVOTE_EDGE_ID",
+                format!(
+                    "{} characters, at most {MAX_EDGE_ID_LEN} (batch ids are `{{edge_id}}.{{22 characters of the vote id}}`)",
+                    edge_id.len()
+                ),
+            ));
+        }
+        let region = required("EDGEVOTE_REGION")?.trim().to_owned();
+        check_id("region", &region).map_err(|e| bad("EDGEVOTE_REGION", e))?;
+        let queues = queues(&required("EDGEVOTE_QUEUES")?)?;
+        let credentials = AwsCredentials {
+            access_key_id: required("AWS_ACCESS_KEY_ID")?.trim().to_owned(),
+            secret_access_key: required("AWS_SECRET_ACCESS_KEY")?.trim().to_owned(),
+            session_token: optional("AWS_SESSION_TOKEN").map(|t| t.trim().to_owned()),
+        };
+        let bundle_sha256 = match optional("EDGEVOTE_BUNDLE_SHA256") {
+            Some(text) => Some(Digest32(
+                b64::decode_array::<32>("EDGEVOTE_BUNDLE_SHA256", text.trim())
+                    .map_err(|e| bad("EDGEVOTE_BUNDLE_SHA256", e))?,
+            )),
+            None => None,
+        };
+        let queue_timeout_ms = match optional("EDGEVOTE_QUEUE_TIMEOUT_MS") {
+            Some(text) => text
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|ms| QUEUE_TIMEOUT_RANGE_MS.contains(ms))
+                .ok_or_else(|| {
+                    bad(
+                        "EDGEVOTE_QUEUE_TIMEOUT_MS",
+                        format!(
+                            "{text:?} is not a number of milliseconds in {}..={}",
+                            QUEUE_TIMEOUT_RANGE_MS.start(),
+                            QUEUE_TIMEOUT_RANGE_MS.end()
+                        ),
+                    )
+                })?,
+            None => DEFAULT_QUEUE_TIMEOUT_MS,
+        };
+        Ok(Config {
+            edge: Edge::new(elections, keys, signer, &edge_id, &region, bundle_sha256),
+            edge_id,
+            queues,
+            credentials,
+            queue_timeout_ms,
+        })
+    }
+
+    /// The batch id of an envelope holding the single vote `vote_id`.
+    pub fn batch_id(&self, vote_id: &Digest32) -> String {
+        let vote_id = vote_id.to_b64();
+        format!("{}.{}", self.edge_id, &vote_id[..BATCH_VOTE_ID_CHARS])
+    }
+}
+
+fn elections(text: &str, keys: &KeySet) -> Result<Vec<ServedElection>, ConfigError> {
+    const VAR: &str = "EDGEVOTE_ELECTIONS";
+    let mut seen = BTreeSet::new();
+    let mut served = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        let signed = line.trim();
+        if signed.is_empty() {
+            continue;
+        }
+        let manifest = verify::<ElectionManifest>(signed, keys)
+            .map_err(|e| bad(VAR, format!("line {}: {e} ({})", index + 1, e.code())))?
+            .doc;
+        if !seen.insert(manifest.id.clone()) {
+            return Err(bad(
+                VAR,
+                format!(
+                    "line {}: election {:?} listed twice",
+                    index + 1,
+                    manifest.id
+                ),
+            ));
+        }
+        served.push(ServedElection {
+            manifest,
+            signed: signed.to_owned(),
+        });
+    }
+    if served.is_empty() {
+        return Err(bad(VAR, "holds no signed manifest"));
+    }
+    Ok(served)
+}
+
+/// The private JWK `edgevote keys gen --role edge` writes (`private/<kid>.jwk`). Only `d` and
+/// `edgevote_role` are needed; `x` and `kid`, when present, must match `d`.
+#[derive(Deserialize)]
+struct PrivateJwk {
+    d: String,
+    edgevote_role: Role,
+    #[serde(default)]
+    x: Option<String>,
+    #[serde(default)]
+    kid: Option<String>,
+}
+
+fn edge_key(text: &str, keys: &KeySet) -> Result<SigningIdentity, ConfigError> {
+    const VAR: &str = "EDGEVOTE_EDGE_KEY";
+    if text.len() > MAX_EDGE_KEY_BYTES {
+        return Err(bad(
+            VAR,
+            format!("{} bytes, more than {MAX_EDGE_KEY_BYTES}", text.len()),
+        ));
+    }
+    let mut jwk: PrivateJwk = serde_json::from_str(text.trim()).map_err(|e| {
+        bad(
+            VAR,
+            format!("not a private JWK (`d`, `edgevote_role`): {e}"),
+        )
+    })?;
+    if jwk.edgevote_role != Role::Edge {
+        return Err(bad(
+            VAR,
+            format!("a key of role {}, not edge", jwk.edgevote_role),
+        ));
+    }
+    let d = Zeroizing::new(std::mem::take(&mut jwk.d));
+    let seed = Zeroizing::new(b64::decode_array::<32>("d", &d).map_err(|e| bad(VAR, e))?);
+    let identity = SigningIdentity::from_seed(&seed, Role::Edge);
+    let public = identity.public_jwk(0);
+    if jwk.x.as_ref().is_some_and(|x| *x != public.x)
+        || jwk.kid.as_ref().is_some_and(|kid| *kid != public.kid)
+    {
+        return Err(bad(VAR, "`d` does not match `x`/`kid`"));
+    }
+    match keys.get(identity.kid()) {
+        Some((published, _)) if published.edgevote_role == Role::Edge => Ok(identity),
+        Some((published, _)) => Err(bad(
+            VAR,
+            format!(
+                "key {} has role {} in EDGEVOTE_KEYSET, not edge",
+                identity.kid(),
+                published.edgevote_role
+            ),
+        )),
+        None => Err(bad(
+            VAR,
+            format!(
+                "key {} is not in EDGEVOTE_KEYSET, so its receipts would not verify",
+                identity.kid()
+            ),
+        )),
+    }
+}
+
+fn queues(text: &str) -> Result<Vec<QueueTarget>, ConfigError> {
+    const VAR: &str = "EDGEVOTE_QUEUES";
+    let mut queues = Vec::new();
+    for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let Some((region, url)) = pair.split_once('=') else {
+            return Err(bad(VAR, format!("{pair:?} is not region=queue_url")));
+        };
+        let (region, url) = (region.trim(), url.trim());
+        check_id("region", region).map_err(|e| bad(VAR, format!("{pair:?}: {e}")))?;
+        endpoint_of(url).map_err(|e| bad(VAR, e))?;
+        queues.push(QueueTarget {
+            queue_url: url.to_owned(),
+            region: region.to_owned(),
+        });
+    }
+    if queues.is_empty() {
+        return Err(bad(VAR, "names no queue"));
+    }
+    Ok(queues)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::collections::HashMap;
+
+    use edgevote_shared::{ElectionOption, Limits, Policy, sign};
+
+    use super::*;
+
+    fn authority() -> SigningIdentity {
+        SigningIdentity::from_seed(&[1; 32], Role::Authority)
+    }
+
+    fn edge_identity() -> SigningIdentity {
+        SigningIdentity::from_seed(&[2; 32], Role::Edge)
+    }
+
+    fn vars() -> HashMap<&'static str, String> {
+        let keys = KeySet::from_jwks(vec![
+            authority().public_jwk(0),
+            edge_identity().public_jwk(0),
+        ])
+        .unwrap();
+        let manifest = ElectionManifest {
+            v: 1,
+            id: "ref-2026".into(),
+            title: "T".into(),
+            options: vec![ElectionOption {
+                id: "yes".into(),
+                label: "Yes".into(),
+            }],
+            opens_at: 0,
+            closes_at: 4_000_000_000,
+            policy: Policy::FirstVoteWins,
+            limits: Limits::default(),
+            created_at: 0,
+        };
+        let public = edge_identity().public_jwk(0);
+        let private = serde_json::json!({
+            "kty": "OKP", "crv": "Ed25519", "x": public.x, "kid": public.kid, "alg": "EdDSA",
+            "use": "sig", "edgevote_role": "edge", "d": b64::encode([2u8; 32]),
+        });
+        HashMap::from([
+            ("EDGEVOTE_KEYSET", keys.to_json_pretty()),
+            (
+                "EDGEVOTE_ELECTIONS",
+                format!("{}\n", sign(&authority(), &manifest).unwrap()),
+            ),
+            ("EDGEVOTE_EDGE_KEY", private.to_string()),
+            ("EDGEVOTE_EDGE_ID", "cf-edge-1".into()),
+            ("EDGEVOTE_REGION", "eu-west-1".into()),
+            (
+                "EDGEVOTE_QUEUES",
+                "eu-west-1=https://sqs.eu-west-1.amazonaws.com/1/votes, eu-central-1=http://127.0.0.1:9/1/votes".into(),
+            ),
+            ("AWS_ACCESS_KEY_ID", "AKID".into()),
+            ("AWS_SECRET_ACCESS_KEY", "secret".into()),
+        ])
+    }
+
+    fn load(vars: &HashMap<&'static str, String>) -> Result<Config, ConfigError> {
+        Config::load(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn a_complete_configuration_loads() {
+        let config = load(&vars()).unwrap();
+        assert_eq!(config.queues.len(), 2);
+        assert_eq!(config.queues[1].region, "eu-central-1");
+        assert_eq!(config.credentials.session_token, None);
+        assert_eq!(config.queue_timeout_ms, DEFAULT_QUEUE_TIMEOUT_MS);
+        assert_eq!(config.edge.max_body_bytes(), 4096);
+        let batch = config.batch_id(&Digest32([7; 32]));
+        assert_eq!(batch.len(), "cf-edge-1.".len() + BATCH_VOTE_ID_CHARS);
+        check_id("batch", &batch).unwrap();
+    }
+
+    #[test]
+    fn every_problem_names_its_variable() {
+        let long_id = "e".repeat(MAX_EDGE_ID_LEN + 1);
+        let cases: Vec<(&'static str, Option<&str>)> = vec![
+            ("EDGEVOTE_KEYSET", None),
+            ("EDGEVOTE_KEYSET", Some("{\"keys\": 1}")),
+            ("EDGEVOTE_ELECTIONS", Some("\n\n")),
+            ("EDGEVOTE_ELECTIONS", Some("a.b.c")),
+            ("EDGEVOTE_EDGE_KEY", None),
+            (
+                "EDGEVOTE_EDGE_KEY",
+                Some("{\"d\": \"AAAA\", \"edgevote_role\": \"edge\"}"),
+            ),
+            ("EDGEVOTE_EDGE_ID", Some("has space")),
+            ("EDGEVOTE_EDGE_ID", Some(&long_id)),
+            ("EDGEVOTE_REGION", Some("")),
+            ("EDGEVOTE_QUEUES", Some("no-equals-sign")),
+            ("EDGEVOTE_QUEUES", Some("r1=ftp://x/y")),
+            ("EDGEVOTE_QUEUES", Some(" , ")),
+            ("AWS_ACCESS_KEY_ID", None),
+            ("AWS_SECRET_ACCESS_KEY", None),
+            ("EDGEVOTE_BUNDLE_SHA256", Some("xyz")),
+            ("EDGEVOTE_QUEUE_TIMEOUT_MS", Some("5")),
+        ];
+        for (var, value) in cases {
+            let mut vars = vars();
+            match value {
+                Some(value) => vars.insert(var, value.to_owned()),
+                None => vars.remove(var),
+            };
+            let err = load(&vars).unwrap_err();
+            assert_eq!(err.var, var, "{var}={value:?}: {err}");
+            assert!(err.to_string().starts_with(var), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_edge_key_must_be_an_edge_key_of_the_key_set() {
+        let mut with_authority_key = vars();
+        let authority_private = serde_json::json!({
+            "d": b64::encode([1u8; 32]), "edgevote_role": "authority",
+        });
+        with_authority_key.insert("EDGEVOTE_EDGE_KEY", authority_private.to_string());
+        let err = load(&with_authority_key).unwrap_err();
+        assert!(err.reason.contains("not edge"), "{err}");
+
+        let mut unpublished = vars();
+        let other = serde_json::json!({"d": b64::encode([3u8; 32]), "edgevote_role": "edge"});
+        unpublished.insert("EDGEVOTE_EDGE_KEY", other.to_string());
+        let err = load(&unpublished).unwrap_err();
+        assert!(err.reason.contains("not in EDGEVOTE_KEYSET"), "{err}");
+
+        let mut mismatched = vars();
+        let wrong_x = serde_json::json!({
+            "d": b64::encode([2u8; 32]), "edgevote_role": "edge",
+            "x": SigningIdentity::from_seed(&[3; 32], Role::Edge).public_jwk(0).x,
+        });
+        mismatched.insert("EDGEVOTE_EDGE_KEY", wrong_x.to_string());
+        let err = load(&mismatched).unwrap_err();
+        assert!(err.reason.contains("does not match"), "{err}");
+    }
+
+    #[test]
+    fn optional_variables() {
+        let mut vars = vars();
+        vars.insert("AWS_SESSION_TOKEN", "tok".into());
+        vars.insert("EDGEVOTE_BUNDLE_SHA256", b64::encode([5u8; 32]));
+        vars.insert("EDGEVOTE_QUEUE_TIMEOUT_MS", "1500".into());
+        let config = load(&vars).unwrap();
+        assert_eq!(config.credentials.session_token.as_deref(), Some("tok"));
+        assert_eq!(config.queue_timeout_ms, 1500);
+    }
+}

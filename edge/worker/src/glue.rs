@@ -1,0 +1,199 @@
+//! The Workers side: the `fetch` event, the configuration cache, the bounded body read, and the
+//! SQS calls over `fetch`.
+
+use std::cell::OnceCell;
+use std::rc::Rc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use edgevote_edge_core::{Accepted, Outcome, Request as CoreRequest, Response as CoreResponse};
+use edgevote_edge_sqs::{QueueTarget, read_answer, send_message};
+use futures_util::StreamExt;
+use futures_util::future::{Either, select};
+use worker::{
+    AbortController, Context, Delay, Env, Fetch, Headers, Method, Request, RequestInit, Response,
+    console_error, console_warn, event, js_sys,
+};
+
+use crate::config::Config;
+use crate::{RETRY_AFTER_SECS, SendFailure, unavailable_detail};
+
+thread_local! {
+    /// The configuration of this isolate, once it loaded. A failure is not cached: it is
+    /// reported on every request (and retried, which costs nothing next to a broken edge).
+    static CONFIG: OnceCell<Rc<Config>> = const { OnceCell::new() };
+}
+
+#[event(fetch)]
+async fn fetch(request: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
+    let response = match config(&env) {
+        Ok(config) => serve(&config, request).await,
+        Err(e) => {
+            console_error!("edgevote: edge misconfigured: {e}");
+            CoreResponse::error(500, "edge_misconfigured", e)
+        }
+    };
+    to_worker(response)
+}
+
+fn config(env: &Env) -> Result<Rc<Config>, crate::config::ConfigError> {
+    if let Some(config) = CONFIG.with(|cell| cell.get().cloned()) {
+        return Ok(config);
+    }
+    let config = Rc::new(Config::load(|name| {
+        env.var(name).ok().map(|value| value.to_string())
+    })?);
+    CONFIG.with(|cell| {
+        let _ = cell.set(Rc::clone(&config));
+    });
+    Ok(config)
+}
+
+async fn serve(config: &Config, mut request: Request) -> CoreResponse {
+    // The raw method: worker::Method maps methods it does not know to GET.
+    let method = request.inner().method().to_ascii_uppercase();
+    let path = match request.url() {
+        Ok(url) => url.path().to_owned(),
+        Err(e) => return CoreResponse::error(400, "bad_request", e),
+    };
+    let content_type = request.headers().get("content-type").ok().flatten();
+    let body = match read_body(&mut request, config.edge.max_body_bytes() + 1).await {
+        Ok(body) => body,
+        Err(detail) => return CoreResponse::error(400, "unreadable_body", detail),
+    };
+    let now = now_ms();
+    let core_request = CoreRequest {
+        method: &method,
+        path: &path,
+        content_type: content_type.as_deref(),
+        body: &body,
+    };
+    match config.edge.handle(core_request, now) {
+        Outcome::Respond(response) => response,
+        Outcome::Enqueue(accepted) => enqueue(config, &accepted, now).await,
+    }
+}
+
+/// Reads at most `limit` bytes of the body: one byte over the largest ballot is enough for the
+/// core to refuse it, and the rest is never buffered.
+async fn read_body(request: &mut Request, limit: usize) -> Result<Vec<u8>, String> {
+    if request.inner().body().is_none() {
+        return Ok(Vec::new());
+    }
+    let mut stream = request.stream().map_err(|e| e.to_string())?;
+    let mut body = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| e.to_string())?;
+        let room = limit.saturating_sub(body.len());
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() >= limit {
+            break;
+        }
+    }
+    Ok(body)
+}
+
+/// Seals the vote into its own envelope and offers it to each queue in turn; the receipt only
+/// after a queue took it.
+async fn enqueue(config: &Config, accepted: &Accepted, now: u64) -> CoreResponse {
+    let batch_id = config.batch_id(&accepted.admitted.vote_id);
+    let envelope = match config
+        .edge
+        .seal(&batch_id, vec![accepted.vote.clone()], now)
+    {
+        Ok(envelope) => envelope,
+        Err(e) => return CoreResponse::error(500, "envelope_sealing_failed", e),
+    };
+    let mut failures = Vec::new();
+    for target in &config.queues {
+        match send(config, target, &envelope).await {
+            Ok(_message_id) => return config.edge.receipt_response(accepted),
+            Err(failure) => {
+                console_warn!(
+                    "edgevote: queue {} ({}) did not take batch {batch_id}: {failure}",
+                    target.region,
+                    target.queue_url
+                );
+                failures.push((target.region.clone(), failure));
+            }
+        }
+    }
+    console_error!("edgevote: no queue took batch {batch_id}; answering 503");
+    CoreResponse::unavailable(RETRY_AFTER_SECS, unavailable_detail(&failures))
+}
+
+/// One signed `SendMessage` over `fetch`, aborted after the queue timeout.
+async fn send(
+    config: &Config,
+    target: &QueueTarget,
+    envelope: &str,
+) -> Result<String, SendFailure> {
+    let signing_time = UNIX_EPOCH + Duration::from_millis(now_ms());
+    let signed = send_message(target, &config.credentials, envelope, signing_time)
+        .map_err(|e| SendFailure::Request(e.to_string()))?;
+    let request = build_request(&signed).map_err(|e| SendFailure::Request(e.to_string()))?;
+    let controller = AbortController::default();
+    let signal = controller.signal();
+    let fetch = Fetch::Request(request);
+    let call = async {
+        let mut response = fetch
+            .send_with_signal(&signal)
+            .await
+            .map_err(|e| SendFailure::Unreachable(e.to_string()))?;
+        let status = response.status_code();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| SendFailure::Unreachable(e.to_string()))?;
+        read_answer(status, &body).map_err(|e| SendFailure::Refused {
+            status,
+            detail: e.to_string(),
+        })
+    };
+    let timeout = Delay::from(Duration::from_millis(config.queue_timeout_ms.into()));
+    match select(Box::pin(call), timeout).await {
+        Either::Left((result, _)) => result,
+        Either::Right(((), _)) => {
+            controller.abort();
+            Err(SendFailure::Timeout(config.queue_timeout_ms))
+        }
+    }
+}
+
+fn build_request(signed: &edgevote_edge_sqs::SignedRequest) -> worker::Result<Request> {
+    let headers = Headers::new();
+    for (name, value) in &signed.headers {
+        // The runtime sets Host from the URL (the same authority that was signed).
+        if !name.eq_ignore_ascii_case("host") {
+            headers.set(name, value)?;
+        }
+    }
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post)
+        .with_headers(headers)
+        .with_body(Some(
+            js_sys::Uint8Array::from(signed.body.as_slice()).into(),
+        ));
+    Request::new_with_init(&signed.url, &init)
+}
+
+fn to_worker(response: CoreResponse) -> worker::Result<Response> {
+    let headers = Headers::new();
+    headers.set("content-type", response.content_type)?;
+    for (name, value) in &response.headers {
+        headers.set(name, value)?;
+    }
+    Ok(Response::from_bytes(response.body)?
+        .with_status(response.status)
+        .with_headers(headers))
+}
+
+/// Unix milliseconds from JS `Date.now()` (on Workers it advances between I/O, not within
+/// pure computation, which is all a timestamp needs).
+fn now_ms() -> u64 {
+    let ms = js_sys::Date::now();
+    if ms.is_finite() && ms > 0.0 {
+        ms as u64
+    } else {
+        0
+    }
+}

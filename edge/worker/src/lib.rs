@@ -1,0 +1,106 @@
+//! edgevote's edge as a Cloudflare Worker (workers-rs, `wasm32-unknown-unknown`).
+//!
+//! All vote logic is in `edgevote-edge-core`; this adapter reads the configuration from the
+//! worker's environment (see [`config`]), converts requests and responses, and sends each
+//! accepted vote to SQS as a one-vote signed envelope with a SigV4-signed `SendMessage`
+//! (`edgevote-edge-sqs`) over the Workers `fetch`, trying the configured queues in order. The
+//! receipt is signed and returned only after a queue said yes; when none did, the answer is 503
+//! with `Retry-After` and no receipt.
+//!
+//! The configuration is parsed and the manifests verified on the first request of an isolate
+//! and kept for the isolate's life (Cloudflare starts a new isolate when the variables change).
+//! `SystemTime::now()` panics on `wasm32-unknown-unknown`, so every time comes from JS
+//! `Date.now()`.
+
+pub mod config;
+
+#[cfg(target_arch = "wasm32")]
+mod glue;
+
+/// Seconds a client should wait before retrying when no queue accepted the vote.
+pub const RETRY_AFTER_SECS: u32 = 2;
+
+/// Why one queue did not take the envelope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendFailure {
+    /// The request could not be built (bad URL, signing error).
+    Request(String),
+    /// No answer: connection refused, reset, DNS, ...
+    Unreachable(String),
+    /// No answer within the queue timeout.
+    Timeout(u32),
+    /// SQS answered, but not with a message id.
+    Refused {
+        /// HTTP status.
+        status: u16,
+        /// What SQS said (logged, not sent to the client).
+        detail: String,
+    },
+}
+
+impl SendFailure {
+    /// The short form sent to clients: no queue URLs, account ids or SQS messages.
+    pub fn public(&self) -> String {
+        match self {
+            SendFailure::Request(_) => "request could not be built".into(),
+            SendFailure::Unreachable(_) => "unreachable".into(),
+            SendFailure::Timeout(ms) => format!("no answer within {ms} ms"),
+            SendFailure::Refused { status, .. } => format!("refused (HTTP {status})"),
+        }
+    }
+}
+
+impl std::fmt::Display for SendFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SendFailure::Request(detail) => write!(f, "request could not be built: {detail}"),
+            SendFailure::Unreachable(detail) => write!(f, "unreachable: {detail}"),
+            SendFailure::Timeout(ms) => write!(f, "no answer within {ms} ms"),
+            SendFailure::Refused { status, detail } => {
+                write!(f, "refused (HTTP {status}): {detail}")
+            }
+        }
+    }
+}
+
+/// The detail of the 503 answer when every queue failed: region and kind of each failure.
+pub fn unavailable_detail(failures: &[(String, SendFailure)]) -> String {
+    let tried: Vec<String> = failures
+        .iter()
+        .map(|(region, failure)| format!("{region}: {}", failure.public()))
+        .collect();
+    format!(
+        "no queue accepted the vote ({}); retry later with the same nonce",
+        tried.join("; ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_public_detail_leaves_out_what_sqs_said() {
+        let failures = vec![
+            (
+                "eu-west-1".to_owned(),
+                SendFailure::Refused {
+                    status: 400,
+                    detail: "https://sqs.eu-west-1.amazonaws.com/123456789012/votes".into(),
+                },
+            ),
+            (
+                "eu-central-1".to_owned(),
+                SendFailure::Unreachable("connection refused 10.0.0.1".into()),
+            ),
+            ("us-east-1".to_owned(), SendFailure::Timeout(3000)),
+        ];
+        let detail = unavailable_detail(&failures);
+        assert_eq!(
+            detail,
+            "no queue accepted the vote (eu-west-1: refused (HTTP 400); eu-central-1: unreachable; \
+             us-east-1: no answer within 3000 ms); retry later with the same nonce"
+        );
+        assert!(failures[0].1.to_string().contains("123456789012"));
+    }
+}

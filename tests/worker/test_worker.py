@@ -1,0 +1,545 @@
+"""The Cloudflare Worker edge (edge/worker) end to end, under workerd, against SQS on moto.
+
+The edgevote CLI makes the keys, the elections and the tokens. One workerd process runs the
+built bundle (edge/worker/build/, from `bash scripts/worker.sh`) as four workers, each on its
+own 127.0.0.1 port and each configured through its environment bindings exactly as on
+Cloudflare:
+
+- `edge`: one queue, moto's SQS queue in eu-west-1;
+- `down`: one queue on a closed port (no queue can take a vote);
+- `failover`: the closed port first, then moto's queue in eu-central-1;
+- `misconfigured`: EDGEVOTE_QUEUES missing.
+
+Every refusal is checked for its status and code and for leaving both queues empty.
+
+A missing tool or bundle (workerd, moto_server, the build, the CLI) fails the tests with the
+command that provides it; nothing is skipped.
+"""
+
+import base64
+import contextlib
+import http.client
+import json
+import os
+import pathlib
+import secrets
+import shutil
+import socket
+import subprocess
+import time
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+CACHE = pathlib.Path(os.environ.get("EDGEVOTE_CACHE", pathlib.Path.home() / ".cache" / "edgevote"))
+WORKERD = pathlib.Path(
+    os.environ.get("EDGEVOTE_WORKERD", CACHE / "npm" / "node_modules" / ".bin" / "workerd")
+)
+MOTO = pathlib.Path(os.environ.get("EDGEVOTE_MOTO_SERVER", REPO / ".venv" / "bin" / "moto_server"))
+BIN = pathlib.Path(os.environ.get("EDGEVOTE_BIN", REPO / "target" / "debug" / "edgevote"))
+BUILD = REPO / "edge" / "worker" / "build"
+BUNDLE = ("index.js", "index_bg.wasm")
+# Sources whose change makes the bundle stale.
+SOURCES = [REPO / p for p in ("edge/worker/src", "edge/core/src", "edge/sqs/src", "shared/src")] + [
+    REPO / "edge" / "worker" / "Cargo.toml",
+    REPO / "edge" / "worker" / "Cargo.lock",
+]
+
+ELECTION = "ref-2026"
+OTHER_ELECTION = "other-2026"
+EDGE_ID = "cf-test-1"
+REGION = "eu-west-1"
+FAILOVER_REGION = "eu-central-1"
+ACCOUNT = "123456789012"
+AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "AKIDEDGEVOTETEST",
+    "AWS_SECRET_ACCESS_KEY": "edgevote-test-secret",
+    "AWS_DEFAULT_REGION": REGION,
+}
+READY_TIMEOUT = 60
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+
+
+def b64e(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def b64d(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def jws_parts(compact: str):
+    header, payload, signature = compact.split(".")
+    return json.loads(b64d(header)), json.loads(b64d(payload)), b64d(signature)
+
+
+def sign_jws(seed: bytes, kid: str, typ: str, claims: dict) -> str:
+    """A compact EdDSA JWS made with `cryptography`, the way edgevote's own signer makes one."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.from_private_bytes(seed)
+    header = b64e(json.dumps({"alg": "EdDSA", "kid": kid, "typ": typ}).encode())
+    payload = b64e(json.dumps(claims).encode())
+    signature = key.sign(f"{header}.{payload}".encode())
+    return f"{header}.{payload}.{b64e(signature)}"
+
+
+def verify_ed25519(x: str, compact: str) -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    header, payload, signature = compact.rsplit(".", 2)
+    Ed25519PublicKey.from_public_bytes(b64d(x)).verify(b64d(signature), f"{header}.{payload}".encode())
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def capnp_text(value: str) -> str:
+    """A Cap'n Proto text literal."""
+    out = []
+    for ch in value:
+        if ch == "\\":
+            out.append("\\\\")
+        elif ch == '"':
+            out.append('\\"')
+        elif ch == "\n":
+            out.append("\\n")
+        elif 0x20 <= ord(ch) < 0x7F:
+            out.append(ch)
+        else:
+            out.extend(f"\\x{b:02x}" for b in ch.encode())
+    return '"' + "".join(out) + '"'
+
+
+def log_tail(path: pathlib.Path, lines: int = 60) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError as e:
+        return f"(no log: {e})"
+
+
+class Http:
+    """A tiny HTTP client: status, headers (lower-case names) and JSON body of one request."""
+
+    def __init__(self, port: int):
+        self.port = port
+
+    def request(self, method, path, body=None, content_type="application/json", timeout=30):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        headers = {}
+        if content_type is not None:
+            headers["Content-Type"] = content_type
+        try:
+            conn.request(method, path, body=body, headers=headers)
+            response = conn.getresponse()
+            raw = response.read()
+            headers = {k.lower(): v for k, v in response.getheaders()}
+        finally:
+            conn.close()
+        try:
+            data = json.loads(raw) if raw else None
+        except ValueError:
+            data = raw
+        return response.status, headers, data
+
+    def vote(self, ballot, election=ELECTION, content_type="application/json"):
+        body = ballot if isinstance(ballot, bytes) else json.dumps(ballot).encode()
+        return self.request("POST", f"/v1/elections/{election}/votes", body, content_type)
+
+
+def run(*args, cwd=None, env=None):
+    out = subprocess.run(
+        [str(a) for a in args], cwd=cwd, env=env, capture_output=True, text=True, check=False
+    )
+    assert out.returncode == 0, f"{' '.join(map(str, args))} failed ({out.returncode}):\n{out.stdout}\n{out.stderr}"
+    return out.stdout.strip()
+
+
+# ---------------------------------------------------------------------------------------------
+# fixtures
+
+
+@pytest.fixture(scope="module")
+def cli():
+    if not BIN.is_file():
+        run("cargo", "build", "--locked", "-p", "edgevote", cwd=REPO)
+    assert BIN.is_file(), f"the edgevote CLI is missing at {BIN} (cargo build -p edgevote)"
+    return BIN
+
+
+@pytest.fixture(scope="module")
+def bundle():
+    for name in BUNDLE:
+        assert (BUILD / name).is_file(), (
+            f"the worker bundle is missing ({BUILD / name}): run `bash scripts/worker.sh`"
+        )
+    built = min((BUILD / name).stat().st_mtime for name in BUNDLE)
+    stale = [
+        str(f.relative_to(REPO))
+        for root in SOURCES
+        for f in ([root] if root.is_file() else root.rglob("*.rs"))
+        if f.stat().st_mtime > built
+    ]
+    assert not stale, (
+        f"the worker bundle is older than {stale[:5]}: rebuild it with `bash scripts/worker.sh build`"
+    )
+    return BUILD
+
+
+@pytest.fixture(scope="module")
+def world(cli, tmp_path_factory):
+    """Keys, two elections and tokens, made by the edgevote CLI."""
+    d = tmp_path_factory.mktemp("world")
+    keys = d / "keys"
+    run(cli, "keys", "gen", "--keys", keys, "--role", "authority")
+    run(cli, "keys", "gen", "--keys", keys, "--role", "edge")
+    for election, out in ((ELECTION, "election.jws"), (OTHER_ELECTION, "other.jws")):
+        run(cli, "election", "create", "--keys", keys, "--id", election, "--title", "Worker test",
+            "--option", "yes:Yes", "--option", "no:No", "--opens", "now", "--closes", "+1h",
+            "--out", d / out)
+    keyset = json.loads((keys / "keyset.json").read_text())
+    by_role = {k["edgevote_role"]: k for k in keyset["keys"]}
+    private = {
+        role: json.loads((keys / "private" / f"{k['kid']}.jwk").read_text())
+        for role, k in by_role.items()
+    }
+
+    def token(voter, election_file="election.jws"):
+        return run(cli, "token", "issue", "--keys", keys, "--election", d / election_file,
+                   "--voter", voter)
+
+    # A second, unrelated authority: its tokens name a key the edge does not know.
+    stranger = d / "stranger"
+    run(cli, "keys", "gen", "--keys", stranger, "--role", "authority")
+    run(cli, "election", "create", "--keys", stranger, "--id", ELECTION, "--title", "Stranger",
+        "--option", "yes", "--closes", "+1h", "--out", d / "stranger.jws")
+    stranger_token = run(cli, "token", "issue", "--keys", stranger, "--election",
+                         d / "stranger.jws", "--voter", "voter-stranger")
+
+    return {
+        "dir": d,
+        "keys": keys,
+        "keyset_path": keys / "keyset.json",
+        "keyset": keyset,
+        "keyset_text": (keys / "keyset.json").read_text(),
+        "elections": [(d / "election.jws").read_text().strip(), (d / "other.jws").read_text().strip()],
+        "authority": by_role["authority"],
+        "edge": by_role["edge"],
+        "authority_seed": b64d(private["authority"]["d"]),
+        "edge_key_text": (keys / "private" / f"{by_role['edge']['kid']}.jwk").read_text(),
+        "token": token,
+        "stranger_token": stranger_token,
+    }
+
+
+@pytest.fixture(scope="module")
+def moto(tmp_path_factory):
+    """A moto server on 127.0.0.1 with an SQS queue in REGION and one in FAILOVER_REGION."""
+    assert MOTO.is_file(), (
+        f"moto_server is missing at {MOTO}: run `scripts/bootstrap.sh python` (or set EDGEVOTE_MOTO_SERVER)"
+    )
+    import boto3
+
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    port = free_port()
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [str(MOTO), "-H", "127.0.0.1", "-p", str(port)],
+            stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **AWS_ENV},
+        )
+    try:
+        endpoint = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + READY_TIMEOUT
+        while True:
+            assert proc.poll() is None, f"moto_server exited ({proc.returncode}):\n{log_tail(log)}"
+            with contextlib.suppress(OSError):
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            assert time.monotonic() < deadline, f"moto_server did not listen on {port}:\n{log_tail(log)}"
+            time.sleep(0.1)
+        queues = {}
+        for region in (REGION, FAILOVER_REGION):
+            sqs = boto3.client(
+                "sqs", endpoint_url=endpoint, region_name=region,
+                aws_access_key_id=AWS_ENV["AWS_ACCESS_KEY_ID"],
+                aws_secret_access_key=AWS_ENV["AWS_SECRET_ACCESS_KEY"],
+            )
+            url = sqs.create_queue(QueueName="edgevote-votes")["QueueUrl"]
+            assert url.startswith(endpoint), url
+            queues[region] = (sqs, url)
+        yield {"endpoint": endpoint, "queues": queues, "queue_url": queues[REGION][1], "log": log}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def drain(moto, region=REGION):
+    """Every message now in the region's queue (received and deleted)."""
+    sqs, url = moto["queues"][region]
+    bodies = []
+    while True:
+        answer = sqs.receive_message(
+            QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0, VisibilityTimeout=30
+        )
+        messages = answer.get("Messages", [])
+        if not messages:
+            return bodies
+        for m in messages:
+            bodies.append(m["Body"])
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+
+
+def drain_all(moto):
+    return [body for region in moto["queues"] for body in drain(moto, region)]
+
+
+@pytest.fixture(scope="module")
+def workers(bundle, world, moto, tmp_path_factory):
+    """One workerd process serving the bundle as four differently configured workers."""
+    assert WORKERD.exists(), f"workerd is missing at {WORKERD}: run `bash scripts/worker.sh tools`"
+    d = tmp_path_factory.mktemp("workerd")
+    for name in BUNDLE:
+        shutil.copy(bundle / name, d / name)
+    closed = f"http://127.0.0.1:{free_port()}/{ACCOUNT}/edgevote-votes"
+    base = {
+        "EDGEVOTE_KEYSET": world["keyset_text"],
+        "EDGEVOTE_ELECTIONS": "\n".join(world["elections"]) + "\n",
+        "EDGEVOTE_EDGE_KEY": world["edge_key_text"],
+        "EDGEVOTE_EDGE_ID": EDGE_ID,
+        "EDGEVOTE_REGION": REGION,
+        "EDGEVOTE_QUEUE_TIMEOUT_MS": "5000",
+        "AWS_ACCESS_KEY_ID": AWS_ENV["AWS_ACCESS_KEY_ID"],
+        "AWS_SECRET_ACCESS_KEY": AWS_ENV["AWS_SECRET_ACCESS_KEY"],
+    }
+    variants = {
+        "edge": {**base, "EDGEVOTE_QUEUES": f"{REGION}={moto['queue_url']}"},
+        "down": {**base, "EDGEVOTE_QUEUES": f"{REGION}={closed}"},
+        "failover": {
+            **base,
+            "EDGEVOTE_QUEUES": f"{REGION}={closed}, {FAILOVER_REGION}={moto['queues'][FAILOVER_REGION][1]}",
+        },
+        "misconfigured": base,
+    }
+    ports = {name: free_port() for name in variants}
+    config = d / "config.capnp"
+    config.write_text(workerd_config(variants, ports))
+    log = d / "workerd.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [str(WORKERD), "serve", str(config), "--verbose"],
+            cwd=d, stdout=out, stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT
+        for name, port in ports.items():
+            while True:
+                assert proc.poll() is None, f"workerd exited ({proc.returncode}):\n{log_tail(log)}"
+                try:
+                    status, _, _ = Http(port).request("GET", "/healthz", timeout=5)
+                    break
+                except OSError:
+                    pass
+                assert time.monotonic() < deadline, f"workerd ({name}) did not answer on {port}:\n{log_tail(log)}"
+                time.sleep(0.2)
+        yield {name: Http(port) for name, port in ports.items()} | {"log": log}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def workerd_config(variants: dict, ports: dict) -> str:
+    services = []
+    sockets = []
+    workers = []
+    for name, env in variants.items():
+        bindings = ",\n      ".join(f"(name = {capnp_text(k)}, text = {capnp_text(v)})" for k, v in env.items())
+        workers.append(f"""
+const {name}Worker :Workerd.Worker = (
+  modules = [
+    (name = "index.js", esModule = embed "index.js"),
+    (name = "index_bg.wasm", wasm = embed "index_bg.wasm"),
+  ],
+  compatibilityDate = "2025-09-01",
+  bindings = [
+      {bindings}
+  ],
+  globalOutbound = "internet",
+);
+""")
+        services.append(f'(name = "{name}", worker = .{name}Worker)')
+        sockets.append(f'(name = "{name}", address = "127.0.0.1:{ports[name]}", http = (), service = "{name}")')
+    return f"""using Workerd = import "/workerd/workerd.capnp";
+
+const config :Workerd.Config = (
+  services = [
+    {", ".join(services)},
+    # Outbound fetch may reach the local network (moto on 127.0.0.1).
+    (name = "internet", network = (allow = ["public", "private", "local"])),
+  ],
+  sockets = [
+    {", ".join(sockets)},
+  ],
+);
+""" + "".join(workers)
+
+
+# ---------------------------------------------------------------------------------------------
+# ballots
+
+
+def ballot(world, voter=None, choice="yes", token=None, election=ELECTION, nonce=None):
+    return {
+        "election": election,
+        "token": token if token is not None else world["token"](voter or f"voter-{secrets.token_hex(4)}"),
+        "choice": choice,
+        "nonce": nonce or b64e(secrets.token_bytes(16)),
+    }
+
+
+def assert_refused(answer, status, code):
+    got_status, headers, body = answer
+    assert (got_status, isinstance(body, dict) and body.get("error")) == (status, code), answer
+    assert headers.get("content-type", "").startswith("application/json"), headers
+    assert "receipt" not in body, body
+
+
+# ---------------------------------------------------------------------------------------------
+# tests
+
+
+def test_reads(workers, world):
+    status, _, body = workers["edge"].request("GET", "/healthz")
+    assert (status, body) == (200, {"status": "ok"})
+    status, headers, body = workers["edge"].request("GET", "/v1/keys")
+    assert status == 200 and headers["content-type"] == "application/jwk-set+json"
+    assert {k["kid"] for k in body["keys"]} == {k["kid"] for k in world["keyset"]["keys"]}
+    status, _, body = workers["edge"].request("GET", f"/v1/elections/{ELECTION}")
+    assert status == 200 and body["signed"] == world["elections"][0], body
+    assert_refused(workers["edge"].request("GET", "/nowhere"), 404, "not_found")
+    assert_refused(workers["edge"].request("DELETE", f"/v1/elections/{ELECTION}/votes"), 405,
+                   "method_not_allowed")
+
+
+def test_valid_vote_is_enqueued_then_receipted(workers, world, moto):
+    drain_all(moto)
+    sent = ballot(world, voter="voter-ok")
+    status, headers, body = workers["edge"].vote(sent)
+    assert status == 202, (status, body, log_tail(workers["log"]))
+    assert body["election"] == ELECTION
+    receipt = body["receipt"]
+
+    # The receipt verifies with the CLI against the published key set.
+    verified = json.loads(run(BIN, "verify", "receipt", receipt, "--keyset", world["keyset_path"],
+                              "--election", ELECTION, "--json"))
+    assert verified["valid"] is True and verified["kid"] == world["edge"]["kid"], verified
+    claims = verified["claims"]
+    assert (claims["vote_id"], claims["edge"], claims["region"]) == (body["vote_id"], EDGE_ID, REGION)
+
+    # The queue holds exactly one message: the vote's envelope, signed by the edge key.
+    messages = drain(moto)
+    assert len(messages) == 1, messages
+    envelope = messages[0]
+    header, payload, _ = jws_parts(envelope)
+    assert header == {"alg": "EdDSA", "kid": world["edge"]["kid"], "typ": "edgevote-envelope+jws"}
+    verify_ed25519(world["edge"]["x"], envelope)
+    assert payload["v"] == 1
+    assert payload["batch_id"] == f"{EDGE_ID}.{body['vote_id'][:22]}"
+    assert (payload["edge"], payload["region"]) == (EDGE_ID, REGION)
+    assert len(payload["votes"]) == 1
+    assert payload["votes"][0]["ballot"] == sent
+    assert payload["votes"][0]["received_at_ms"] == claims["received_at_ms"]
+    assert abs(payload["created_at_ms"] / 1000 - time.time()) < 300
+
+    # A retry (same nonce) is the same vote: same vote id, enqueued again (the collector dedups).
+    status, _, again = workers["edge"].vote(sent)
+    assert status == 202 and again["vote_id"] == body["vote_id"], again
+    assert len(drain(moto)) == 1
+
+
+def test_failover_to_the_next_queue(workers, world, moto):
+    drain_all(moto)
+    status, _, body = workers["failover"].vote(ballot(world, voter="voter-failover"))
+    assert status == 202, (status, body, log_tail(workers["log"]))
+    run(BIN, "verify", "receipt", body["receipt"], "--keyset", world["keyset_path"])
+    assert drain(moto, REGION) == []
+    messages = drain(moto, FAILOVER_REGION)
+    assert len(messages) == 1, messages
+    _, envelope, _ = jws_parts(messages[0])
+    assert envelope["batch_id"] == f"{EDGE_ID}.{body['vote_id'][:22]}"
+
+
+def expired_token(world):
+    """A token signed by the authority, valid for one second from the key's first second."""
+    start = world["authority"]["valid_from"]
+    claims = {"jti": "expired-1", "sub": "voter-expired", "aud": ELECTION,
+              "iat": start, "nbf": start, "exp": start + 1}
+    while time.time() < start + 2:
+        time.sleep(0.1)
+    return sign_jws(world["authority_seed"], world["authority"]["kid"], "edgevote-token+jwt", claims)
+
+
+def forged_token(world):
+    """A valid token's claims, under the authority's kid, signed by another key."""
+    _, claims, _ = jws_parts(world["token"]("voter-forged"))
+    return sign_jws(secrets.token_bytes(32), world["authority"]["kid"], "edgevote-token+jwt", claims)
+
+
+REJECTIONS = {
+    # name: (the request's arguments, made from the world; status; code)
+    "malformed_json": (lambda w: {"body": b'{"election": "ref-2026", '}, 400, "malformed_json"),
+    "too_large": (lambda w: {"body": json.dumps(ballot(w) | {"pad": "x" * 8192}).encode()}, 413, "too_large"),
+    "wrong_content_type": (lambda w: {"body": json.dumps(ballot(w)).encode(), "content_type": "text/plain"}, 415, "unsupported_media_type"),
+    "no_content_type": (lambda w: {"body": json.dumps(ballot(w)).encode(), "content_type": None}, 415, "unsupported_media_type"),
+    "unknown_election": (lambda w: {"body": json.dumps(ballot(w, election="nope-2026")).encode(), "election": "nope-2026"}, 404, "unknown_election"),
+    "invalid_choice": (lambda w: {"body": json.dumps(ballot(w, choice="maybe")).encode()}, 422, "invalid_choice"),
+    "forged_token": (lambda w: {"body": json.dumps(ballot(w, token=forged_token(w))).encode()}, 401, "bad_signature"),
+    "unknown_signer": (lambda w: {"body": json.dumps(ballot(w, token=w["stranger_token"])).encode()}, 401, "unknown_key_id"),
+    "expired_token": (lambda w: {"body": json.dumps(ballot(w, token=expired_token(w))).encode()}, 403, "token_expired"),
+    "token_for_another_election": (lambda w: {"body": json.dumps(ballot(w, token=w["token"]("voter-other", "other.jws"))).encode()}, 403, "wrong_election"),
+    "ballot_for_another_election": (lambda w: {"body": json.dumps(ballot(w, election=OTHER_ELECTION)).encode()}, 403, "wrong_election"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REJECTIONS))
+def test_rejection_enqueues_nothing(case, workers, world, moto):
+    drain_all(moto)
+    make, status, code = REJECTIONS[case]
+    args = make(world)
+    answer = workers["edge"].vote(
+        args["body"], election=args.get("election", ELECTION),
+        content_type=args.get("content_type", "application/json"),
+    )
+    assert_refused(answer, status, code)
+    assert drain_all(moto) == [], f"{case}: a refused ballot reached a queue"
+
+
+def test_no_queue_reachable_is_503_without_receipt(workers, world, moto):
+    drain_all(moto)
+    status, headers, body = workers["down"].vote(ballot(world, voter="voter-down"))
+    assert status == 503, (status, body)
+    assert headers.get("retry-after") == "2", headers
+    assert body["error"] == "queue_unavailable" and "receipt" not in body, body
+    assert REGION in body["detail"] and "unreachable" in body["detail"], body
+    assert "127.0.0.1" not in body["detail"], "the public detail names no queue address"
+    assert drain_all(moto) == []
+
+
+def test_missing_variable_is_500_naming_it(workers):
+    for path in ("/healthz", f"/v1/elections/{ELECTION}/votes"):
+        status, _, body = workers["misconfigured"].request("POST" if "votes" in path else "GET", path, b"{}")
+        assert status == 500 and body["error"] == "edge_misconfigured", body
+        assert body["detail"].startswith("EDGEVOTE_QUEUES"), body
