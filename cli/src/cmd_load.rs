@@ -382,14 +382,16 @@ async fn attempt_vote(
     job: &Job,
 ) -> anyhow::Result<(u16, String)> {
     let authority = &urls[job.region];
-    if !senders.contains_key(&job.region) {
-        let stream = tokio::net::TcpStream::connect(authority.as_str()).await?;
-        let (sender, connection) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
-        tokio::spawn(connection);
-        senders.insert(job.region, sender);
-    }
-    let sender = senders.get_mut(&job.region).context("sender present")?;
+    let sender = match senders.entry(job.region) {
+        std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+        std::collections::hash_map::Entry::Vacant(entry) => {
+            let stream = tokio::net::TcpStream::connect(authority.as_str()).await?;
+            let (sender, connection) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+            tokio::spawn(connection);
+            entry.insert(sender)
+        }
+    };
     send(sender, authority, election, job.body.clone()).await
 }
 

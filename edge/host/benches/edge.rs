@@ -1,8 +1,9 @@
 //! Edge benchmark (run: `cargo bench -p edgevote-edge-host`). Prints:
 //! 1. the core vote handler natively vs the same handler inside the real component in the host
-//!    (votes/s on one core, sequential; ratio, target >= 0.7x);
+//!    (votes/s on one core; ratio, target >= 0.7x);
 //! 2. the host's requests/s over HTTP on loopback with the real component (2 shared cores,
 //!    client in the same process).
+//!
 //! A queue that accepts instantly stands in for the regional queue, so the figures are the
 //! edge's own cost. Figures only: nothing here fails on speed.
 

@@ -32,7 +32,7 @@ async fn serve(config: &config::EdgeConfig, request: IncomingRequest) -> CoreRes
     let path = path.split('?').next().unwrap_or_default().to_owned();
     let content_type = request
         .headers()
-        .get(&"content-type".to_owned())
+        .get("content-type")
         .first()
         .map(|v| String::from_utf8_lossy(v).into_owned());
     let body = match read_body(request, config.edge.max_body_bytes() + 1).await {

@@ -169,10 +169,10 @@ pub fn send_message(
 
 /// Reads a `SendMessage` answer: the message id on 200, else the error SQS gave.
 pub fn read_answer(status: u16, body: &[u8]) -> Result<String, SqsRequestError> {
-    if status == 200 {
-        if let Ok(answer) = serde_json::from_slice::<SendMessageAnswer>(body) {
-            return Ok(answer.message_id);
-        }
+    if status == 200
+        && let Ok(answer) = serde_json::from_slice::<SendMessageAnswer>(body)
+    {
+        return Ok(answer.message_id);
     }
     let detail = String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned();
     Err(SqsRequestError::Refused { status, detail })
