@@ -15,6 +15,9 @@ use edgevote_shared::{
 };
 use serde_json::json;
 
+/// Characters of the vote id in a single-vote batch id (132 bits: unique in practice).
+pub const SINGLE_BATCH_VOTE_ID_CHARS: usize = 22;
+
 /// The vote route's prefix and suffix: `/v1/elections/{election}/votes`.
 const ELECTIONS_PREFIX: &str = "/v1/elections/";
 
@@ -219,6 +222,30 @@ impl Edge {
             ),
             Err(e) => Response::error(500, "receipt_signing_failed", e),
         }
+    }
+
+    /// The batch id of an envelope holding only `accepted`: `{edge id}.{22 chars of vote id}`
+    /// (the edge id is cut so the whole stays a valid id of at most 64 characters).
+    pub fn single_batch_id(&self, accepted: &Accepted) -> String {
+        let vote_id = accepted.admitted.vote_id.to_b64();
+        let edge: String = self
+            .edge_id
+            .chars()
+            .take(64 - 1 - SINGLE_BATCH_VOTE_ID_CHARS)
+            .collect();
+        format!("{edge}.{}", &vote_id[..SINGLE_BATCH_VOTE_ID_CHARS])
+    }
+
+    /// Seals one accepted vote into its own envelope (what an edge without group commit sends);
+    /// returns the batch id and the envelope.
+    pub fn seal_single(
+        &self,
+        accepted: &Accepted,
+        now_ms: u64,
+    ) -> Result<(String, String), WireError> {
+        let batch_id = self.single_batch_id(accepted);
+        let envelope = self.seal(&batch_id, vec![accepted.vote.clone()], now_ms)?;
+        Ok((batch_id, envelope))
     }
 
     /// Seals accepted votes into one signed queue envelope.

@@ -23,8 +23,6 @@ use serde::Deserialize;
 pub struct EdgeConfig {
     /// The core handler.
     pub edge: Edge,
-    /// Edge id (for batch ids).
-    pub edge_id: String,
     /// Queues in the order they are tried.
     pub queues: Vec<QueueTarget>,
     /// SQS credentials.
@@ -68,7 +66,6 @@ fn load() -> Result<EdgeConfig, String> {
     };
     Ok(EdgeConfig {
         edge: Edge::new(elections, keys, signer, &edge_id, &region, bundle),
-        edge_id,
         queues: queues(&var("EDGEVOTE_QUEUES")?)?,
         credentials: AwsCredentials {
             access_key_id: var("AWS_ACCESS_KEY_ID")?,

@@ -56,17 +56,8 @@ async fn enqueue(
     config: &config::EdgeConfig,
     accepted: &edgevote_edge_core::Accepted,
 ) -> CoreResponse {
-    let now = now_ms();
-    let batch_id = format!(
-        "{}.{}",
-        config.edge_id,
-        &accepted.admitted.vote_id.to_b64()[..22]
-    );
-    let envelope = match config
-        .edge
-        .seal(&batch_id, vec![accepted.vote.clone()], now)
-    {
-        Ok(envelope) => envelope,
+    let (_batch_id, envelope) = match config.edge.seal_single(accepted, now_ms()) {
+        Ok(sealed) => sealed,
         Err(e) => return CoreResponse::error(500, "envelope_sealing_failed", e),
     };
     let mut failures = Vec::new();

@@ -26,9 +26,7 @@ use edgevote_shared::{Digest32, ElectionManifest, KeySet, Role, SigningIdentity,
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
-/// Characters of the vote id that go into a batch id (`{edge_id}.{22 chars}`); 22 base64url
-/// characters are 132 bits, unique per vote.
-pub const BATCH_VOTE_ID_CHARS: usize = 22;
+use edgevote_edge_core::SINGLE_BATCH_VOTE_ID_CHARS as BATCH_VOTE_ID_CHARS;
 /// Longest edge id: a batch id (`{edge_id}.{22 chars}`) must stay an id of at most 64 characters.
 pub const MAX_EDGE_ID_LEN: usize = 64 - 1 - BATCH_VOTE_ID_CHARS;
 /// Default for `EDGEVOTE_QUEUE_TIMEOUT_MS`.
@@ -144,12 +142,6 @@ impl Config {
             credentials,
             queue_timeout_ms,
         })
-    }
-
-    /// The batch id of an envelope holding the single vote `vote_id`.
-    pub fn batch_id(&self, vote_id: &Digest32) -> String {
-        let vote_id = vote_id.to_b64();
-        format!("{}.{}", self.edge_id, &vote_id[..BATCH_VOTE_ID_CHARS])
     }
 }
 
@@ -341,9 +333,6 @@ mod tests {
         assert_eq!(config.credentials.session_token, None);
         assert_eq!(config.queue_timeout_ms, DEFAULT_QUEUE_TIMEOUT_MS);
         assert_eq!(config.edge.max_body_bytes(), 4096);
-        let batch = config.batch_id(&Digest32([7; 32]));
-        assert_eq!(batch.len(), "cf-edge-1.".len() + BATCH_VOTE_ID_CHARS);
-        check_id("batch", &batch).unwrap();
     }
 
     #[test]

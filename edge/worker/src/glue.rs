@@ -95,12 +95,8 @@ async fn read_body(request: &mut Request, limit: usize) -> Result<Vec<u8>, Strin
 /// Seals the vote into its own envelope and offers it to each queue in turn; the receipt only
 /// after a queue took it.
 async fn enqueue(config: &Config, accepted: &Accepted, now: u64) -> CoreResponse {
-    let batch_id = config.batch_id(&accepted.admitted.vote_id);
-    let envelope = match config
-        .edge
-        .seal(&batch_id, vec![accepted.vote.clone()], now)
-    {
-        Ok(envelope) => envelope,
+    let (batch_id, envelope) = match config.edge.seal_single(accepted, now) {
+        Ok(sealed) => sealed,
         Err(e) => return CoreResponse::error(500, "envelope_sealing_failed", e),
     };
     let mut failures = Vec::new();
