@@ -3,6 +3,7 @@
 //! Subcommands today: `keys`, `election`, `token`, `receipt`, `verify`, `collector`. Planned (see
 //! the README): `up`, `edge`, `vote`, `audit`, `bundle`, `load`, `bench`.
 
+mod cmd_audit;
 mod cmd_bundle;
 mod cmd_collector;
 mod cmd_edge;
@@ -52,6 +53,9 @@ enum Command {
     Vote(cmd_load::VoteArgs),
     /// Vote as many voters through a running local stack, then reconcile receipts and tallies.
     Load(cmd_load::LoadArgs),
+    /// Publish an election's audit log (Merkle logs, signed checkpoints and tally) and verify it.
+    #[command(subcommand)]
+    Audit(cmd_audit::AuditCommand),
     /// Run the wasmtime edge host serving the signed edge component.
     #[command(subcommand)]
     Edge(cmd_edge::EdgeCommand),
@@ -82,6 +86,7 @@ fn main() -> ExitCode {
         Command::Bundle(c) => cmd_bundle::run(c),
         Command::Edge(c) => cmd_edge::run(c),
         Command::Up(a) => cmd_up::run(a),
+        Command::Audit(c) => cmd_audit::run(c),
         Command::Vote(a) => cmd_load::vote(a),
         Command::Load(a) => cmd_load::load(a),
     };

@@ -3,7 +3,7 @@
 //! value has exactly one encoding.
 
 use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 
 use crate::error::WireError;
 
@@ -25,4 +25,16 @@ pub fn decode_array<const N: usize>(field: &'static str, text: &str) -> Result<[
     bytes
         .try_into()
         .map_err(|v: Vec<u8>| WireError::invalid(field, format!("{} bytes, expected {N}", v.len())))
+}
+
+/// Encodes bytes as standard padded base64 (signed notes and checkpoints use it).
+pub fn encode_std(bytes: impl AsRef<[u8]>) -> String {
+    STANDARD.encode(bytes)
+}
+
+/// Decodes standard padded base64, strictly.
+pub fn decode_std(field: &'static str, text: &str) -> Result<Vec<u8>, WireError> {
+    STANDARD
+        .decode(text)
+        .map_err(|_| WireError::MalformedBase64(field))
 }

@@ -14,6 +14,7 @@ pub mod admission;
 pub mod b64;
 pub mod ballot;
 pub mod bundle;
+pub mod checkpoint;
 pub mod digest;
 pub mod envelope;
 pub mod error;
@@ -21,7 +22,9 @@ pub mod json;
 pub mod jws;
 pub mod keys;
 pub mod manifest;
+pub mod merkle;
 pub mod receipt;
+pub mod tally;
 pub mod token;
 pub mod validate;
 

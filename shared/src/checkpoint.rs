@@ -1,0 +1,177 @@
+//! Log checkpoints in the C2SP `tlog-checkpoint` format, signed as C2SP signed notes with an
+//! Ed25519 key: any Go `sumdb/note` or C2SP-compatible tool verifies them.
+//!
+//! ```text
+//! <origin>
+//! <tree size>
+//! <base64 root hash>
+//!
+//! — <key name> <base64(4-byte key hash ‖ 64-byte signature)>
+//! ```
+
+use ed25519_dalek::VerifyingKey;
+use sha2::{Digest, Sha256};
+
+use crate::b64;
+use crate::error::WireError;
+use crate::keys::{SigningIdentity, verify_message};
+use crate::merkle::Hash;
+
+/// Longest signed checkpoint accepted, in bytes.
+pub const MAX_NOTE_BYTES: usize = 8 * 1024;
+/// The signature line prefix: an em dash and a space.
+const SIGNATURE_PREFIX: &str = "\u{2014} ";
+
+/// A log checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// The log's origin line (also the signing key's name).
+    pub origin: String,
+    /// Number of leaves.
+    pub size: u64,
+    /// RFC 6962 root hash.
+    pub root: Hash,
+}
+
+/// The C2SP key hash of an Ed25519 key: the first 4 bytes of `SHA-256(name ‖ "\n" ‖ 0x01 ‖ key)`.
+pub fn key_hash(name: &str, key: &VerifyingKey) -> [u8; 4] {
+    let mut h = Sha256::new();
+    h.update(name.as_bytes());
+    h.update(b"\n");
+    h.update([1u8]);
+    h.update(key.as_bytes());
+    let digest: [u8; 32] = h.finalize().into();
+    [digest[0], digest[1], digest[2], digest[3]]
+}
+
+/// The C2SP verifier key string `name+hash+base64(0x01 ‖ key)`.
+pub fn verifier_key(name: &str, key: &VerifyingKey) -> String {
+    let hash: String = key_hash(name, key)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let mut encoded = vec![1u8];
+    encoded.extend_from_slice(key.as_bytes());
+    format!("{name}+{hash}+{}", b64::encode_std(encoded))
+}
+
+fn check_origin(origin: &str) -> Result<(), WireError> {
+    if origin.is_empty()
+        || origin.len() > 200
+        || origin
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '+')
+    {
+        return Err(WireError::invalid(
+            "origin",
+            "1..=200 printable characters without spaces or '+'",
+        ));
+    }
+    Ok(())
+}
+
+impl Checkpoint {
+    /// The note body (what is signed).
+    pub fn body(&self) -> String {
+        format!(
+            "{}\n{}\n{}\n",
+            self.origin,
+            self.size,
+            b64::encode_std(self.root)
+        )
+    }
+
+    /// The signed note, signed with `identity` under the key name `origin`.
+    pub fn sign(&self, identity: &SigningIdentity) -> Result<String, WireError> {
+        check_origin(&self.origin)?;
+        let body = self.body();
+        let mut signature = key_hash(&self.origin, &identity.verifying_key()).to_vec();
+        signature.extend_from_slice(&identity.sign_message(body.as_bytes()));
+        Ok(format!(
+            "{body}\n{SIGNATURE_PREFIX}{} {}\n",
+            self.origin,
+            b64::encode_std(signature)
+        ))
+    }
+
+    /// Parses a signed checkpoint and verifies its signature by `key` (named by the origin).
+    pub fn verify(note: &str, key: &VerifyingKey) -> Result<Checkpoint, WireError> {
+        crate::json::check_len("checkpoint", note.len(), MAX_NOTE_BYTES)?;
+        let (body, signatures) = note
+            .split_once("\n\n")
+            .ok_or(WireError::MalformedJws("checkpoint has no signature block"))?;
+        let body = format!("{body}\n");
+        let mut lines = body.lines();
+        let (Some(origin), Some(size), Some(root)) = (lines.next(), lines.next(), lines.next())
+        else {
+            return Err(WireError::invalid(
+                "checkpoint",
+                "needs origin, size and root lines",
+            ));
+        };
+        check_origin(origin)?;
+        let size: u64 = size
+            .parse()
+            .map_err(|_| WireError::invalid("checkpoint", "tree size is not a decimal number"))?;
+        let root: Hash = b64::decode_std("root", root)?
+            .try_into()
+            .map_err(|_| WireError::invalid("root", "not 32 bytes"))?;
+        let wanted = key_hash(origin, key);
+        let verified = signatures
+            .lines()
+            .filter_map(|line| line.strip_prefix(SIGNATURE_PREFIX))
+            .any(|line| {
+                let Some((name, sig)) = line.split_once(' ') else {
+                    return false;
+                };
+                let Ok(raw) = b64::decode_std("signature", sig) else {
+                    return false;
+                };
+                name == origin
+                    && raw.len() == 68
+                    && raw[..4] == wanted
+                    && <[u8; 64]>::try_from(&raw[4..])
+                        .is_ok_and(|s| verify_message(key, body.as_bytes(), &s))
+            });
+        if !verified {
+            return Err(WireError::BadSignature);
+        }
+        Ok(Checkpoint {
+            origin: origin.to_owned(),
+            size,
+            root,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::Role;
+
+    #[test]
+    fn sign_then_verify_and_tamper() {
+        let log = SigningIdentity::from_seed(&[4; 32], Role::Log);
+        let checkpoint = Checkpoint {
+            origin: "edgevote.example/e1/receipts".into(),
+            size: 3,
+            root: [9; 32],
+        };
+        let note = checkpoint.sign(&log).unwrap();
+        assert!(note.contains("\n\n\u{2014} edgevote.example/e1/receipts "));
+        assert_eq!(
+            Checkpoint::verify(&note, &log.verifying_key()).unwrap(),
+            checkpoint
+        );
+        let tampered = note.replacen("\n3\n", "\n4\n", 1);
+        assert_eq!(
+            Checkpoint::verify(&tampered, &log.verifying_key())
+                .unwrap_err()
+                .code(),
+            "bad_signature"
+        );
+        let other = SigningIdentity::from_seed(&[5; 32], Role::Log);
+        assert!(Checkpoint::verify(&note, &other.verifying_key()).is_err());
+        assert!(verifier_key("n", &log.verifying_key()).starts_with("n+"));
+    }
+}

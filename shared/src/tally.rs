@@ -1,0 +1,66 @@
+//! The published tally: the exact result of an election, signed by the log key together with
+//! the two log heads it was computed from (`typ` `edgevote-tally+jws`).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Digest32;
+use crate::error::WireError;
+use crate::jws::Document;
+use crate::keys::Role;
+use crate::validate::check_id;
+
+/// The signed result of an election.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishedTally {
+    /// Format version; 1.
+    pub v: u32,
+    /// Election id.
+    pub election: String,
+    /// Counted voters per choice.
+    pub counts: BTreeMap<String, u64>,
+    /// Distinct voters counted.
+    pub voters: u64,
+    /// Ballots stored (counted or superseded): the size of the receipts log.
+    pub ballots: u64,
+    /// Root of the receipts log (every stored vote id).
+    pub receipts_root: Digest32,
+    /// Root of the choices log (the counted choices).
+    pub choices_root: Digest32,
+    /// When the log key signed it, unix seconds.
+    pub created_at: u64,
+}
+
+impl Document for PublishedTally {
+    const NAME: &'static str = "published tally";
+    const TYP: &'static str = "edgevote-tally+jws";
+    const SIGNER: Role = Role::Log;
+    const MAX_JWS_BYTES: usize = 64 * 1024;
+
+    fn validate(&self) -> Result<(), WireError> {
+        crate::validate::check_version(self.v)?;
+        check_id("election", &self.election)?;
+        if self.counts.len() > crate::manifest::MAX_OPTIONS {
+            return Err(WireError::invalid(
+                "counts",
+                "more choices than an election has",
+            ));
+        }
+        for choice in self.counts.keys() {
+            check_id("counts", choice)?;
+        }
+        if self.counts.values().sum::<u64>() != self.voters {
+            return Err(WireError::invalid(
+                "counts",
+                "counts do not add up to voters",
+            ));
+        }
+        Ok(())
+    }
+
+    fn signed_at_secs(&self) -> u64 {
+        self.created_at
+    }
+}
