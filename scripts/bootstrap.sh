@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything edgevote's build and tests need, on a machine that has only rustup:
 #   - the pinned Rust toolchain with its wasm targets (rust-toolchain.toml),
-#   - a Python virtualenv (.venv) with the third-party JOSE libraries used by the tests.
+#   - a Python virtualenv (.venv) with the third-party JOSE libraries and moto used by the tests,
+#   - Debian's chromium, for the results page test.
 # Idempotent: a second run only checks. Fails loudly, with the reason, when something is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,9 +46,25 @@ install_python() {
     say "python test dependencies present (.venv)"
 }
 
+install_browser() {
+    # Headless Chromium renders the results page in the end-to-end test (Debian's package).
+    if command -v chromium >/dev/null; then
+        say "chromium present ($(chromium --version 2>/dev/null | head -n 1))"
+        return
+    fi
+    command -v apt-get >/dev/null || die "chromium is needed for the results page test; install Debian's chromium package"
+    say "installing chromium (Debian package) for the results page test"
+    local sudo=""
+    [ "$(id -u)" = 0 ] || sudo="sudo"
+    $sudo apt-get update -q >/dev/null || die "apt-get update failed"
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q chromium >/dev/null \
+        || die "apt-get install chromium failed"
+}
+
 case "${1:-all}" in
     rust) install_toolchain ;;
     python) install_python ;;
-    all) install_toolchain; install_python ;;
-    *) die "usage: scripts/bootstrap.sh [rust|python|all]" ;;
+    browser) install_browser ;;
+    all) install_toolchain; install_python; install_browser ;;
+    *) die "usage: scripts/bootstrap.sh [rust|python|browser|all]" ;;
 esac

@@ -59,6 +59,20 @@ fn up_then_load_reconciles_in_every_region() {
     );
     assert_eq!(report.matches("  OK").count(), 3, "{report}");
 
+    // The results page, rendered by headless Chromium, shows the final tally.
+    let stack: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(data.join("stack.json")).unwrap()).unwrap();
+    let collector = stack["regions"][1]["collector_url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let page = render_page(dir.path(), &format!("{collector}/results/demo-2026"));
+    assert!(page.contains("2000 voters counted"), "results page: {page}");
+    assert!(
+        page.contains("<td>yes</td>") && page.contains("<td>no</td>"),
+        "results page: {page}"
+    );
+
     // Every kept receipt verifies offline against the published key set.
     let keyset = data.join("keys/keyset.json");
     let receipts: Vec<_> = std::fs::read_dir(data.join("receipts"))
@@ -94,4 +108,31 @@ fn up_then_load_reconciles_in_every_region() {
         "up exited {exit:?}: {}",
         std::fs::read_to_string(dir.path().join("up.stderr")).unwrap_or_default()
     );
+}
+
+/// The DOM of `url` after its scripts ran, from headless Chromium (installed by
+/// scripts/bootstrap.sh).
+fn render_page(dir: &std::path::Path, url: &str) -> String {
+    let chromium = std::env::var("EDGEVOTE_CHROMIUM").unwrap_or_else(|_| "chromium".into());
+    let profile = dir.join("chromium-profile");
+    let out = Command::new(&chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            &format!("--user-data-dir={}", profile.display()),
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+            url,
+        ])
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("{chromium} not runnable ({e}); run scripts/bootstrap.sh browser")
+        });
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
