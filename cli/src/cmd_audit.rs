@@ -47,6 +47,15 @@ pub enum AuditCommand {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Serve a published audit log over HTTP (read-only, the published files only).
+    Serve {
+        /// The published folder.
+        #[arg(long)]
+        log: PathBuf,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8088")]
+        listen: String,
+    },
     /// Verify a published audit log, and optionally a folder of receipts against it.
     Verify {
         /// The published folder.
@@ -72,7 +81,76 @@ pub fn run(command: AuditCommand) -> anyhow::Result<ExitCode> {
             runtime.block_on(publish(&data_dir, region, before_close, &out))
         }
         AuditCommand::Verify { log, receipts } => verify_folder(&log, receipts.as_deref()),
+        AuditCommand::Serve { log, listen } => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(serve(log, listen))
+        }
     }
+}
+
+/// The files of a published log, with their content types.
+const PUBLISHED: [(&str, &str); 8] = [
+    ("receipts.log", "text/plain; charset=utf-8"),
+    ("receipts.checkpoint", "text/plain; charset=utf-8"),
+    ("choices.log", "text/plain; charset=utf-8"),
+    ("choices.checkpoint", "text/plain; charset=utf-8"),
+    ("tally.jws", "application/jose"),
+    ("keyset.json", "application/jwk-set+json"),
+    ("log.vkey", "text/plain; charset=utf-8"),
+    ("index.txt", "text/plain; charset=utf-8"),
+];
+
+/// Serves `/audit/<file>` for the published files until Ctrl-C.
+async fn serve(folder: PathBuf, listen: String) -> anyhow::Result<ExitCode> {
+    use axum::extract::Path as UrlPath;
+    use axum::http::{StatusCode, header};
+    use axum::response::IntoResponse;
+    anyhow::ensure!(
+        folder.join("tally.jws").is_file(),
+        "{} holds no published log (run edgevote audit publish)",
+        folder.display()
+    );
+    let root = std::sync::Arc::new(folder);
+    let app = axum::Router::new().route(
+        "/audit/{file}",
+        axum::routing::get(move |UrlPath(file): UrlPath<String>| {
+            let root = std::sync::Arc::clone(&root);
+            async move {
+                let Some((name, content_type)) = PUBLISHED.iter().find(|(n, _)| *n == file) else {
+                    return (StatusCode::NOT_FOUND, "not a published file\n").into_response();
+                };
+                let body = if *name == "index.txt" {
+                    PUBLISHED
+                        .iter()
+                        .map(|(n, _)| format!("{n}\n"))
+                        .collect::<String>()
+                } else {
+                    match std::fs::read_to_string(root.join(name)) {
+                        Ok(text) => text,
+                        Err(_) => {
+                            return (StatusCode::NOT_FOUND, "not published\n").into_response();
+                        }
+                    }
+                };
+                ([(header::CONTENT_TYPE, *content_type)], body).into_response()
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
+    println!(
+        "serving the audit log on http://{}/audit/index.txt",
+        listener.local_addr()?
+    );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn origin(election: &str, log: &str) -> String {

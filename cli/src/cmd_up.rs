@@ -225,7 +225,7 @@ fn ensure_election(
             })
             .collect(),
         opens_at: now,
-        closes_at: now + args.open_for.as_secs().max(60),
+        closes_at: now + args.open_for.as_secs().max(10),
         policy: match args.policy {
             crate::cmd_election::PolicyArg::FirstVoteWins => Policy::FirstVoteWins,
             crate::cmd_election::PolicyArg::LastVoteWins => Policy::LastVoteWins,

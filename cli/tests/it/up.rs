@@ -13,6 +13,7 @@ fn up_then_load_reconciles_in_every_region() {
     let data_arg = data.to_str().unwrap().to_owned();
     crate::edge::component();
     let component = crate::edge::component_path();
+    let started = std::time::Instant::now();
     let mut up = Command::new(env!("CARGO_BIN_EXE_edgevote"))
         .args([
             "up",
@@ -22,6 +23,8 @@ fn up_then_load_reconciles_in_every_region() {
             component.to_str().unwrap(),
             "--refresh-secs",
             "30",
+            "--open-for",
+            "45s",
         ])
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(dir.path().join("up.stderr")).unwrap())
@@ -98,16 +101,104 @@ fn up_then_load_reconciles_in_every_region() {
         );
     }
 
+    // Let the election close (it was created open for 45 s), then stop the stack cleanly.
+    std::thread::sleep(std::time::Duration::from_secs(47).saturating_sub(started.elapsed()));
     Command::new("kill")
         .args(["-INT", &up.id().to_string()])
         .status()
         .unwrap();
     let exit = up.wait().unwrap();
+    let stderr = std::fs::read_to_string(dir.path().join("up.stderr")).unwrap_or_default();
+    assert!(exit.success(), "up exited {exit:?}: {stderr}");
+    check_audit(dir.path(), &data);
+}
+
+/// The audit log, published from every region after the close, is the same everywhere, every
+/// receipt is included, it is served over HTTP, and tampering is caught.
+fn check_audit(dir: &std::path::Path, data: &std::path::Path) {
+    let data_arg = data.to_str().unwrap();
+    let mut choices = Vec::new();
+    for region in ["eu-west-1", "us-east-1", "ap-southeast-1"] {
+        let out = dir.join(format!("audit-{region}"));
+        let out_arg = out.to_str().unwrap();
+        let published = edgevote(
+            dir,
+            &[
+                "audit", "publish", "--up", data_arg, "--region", region, "--out", out_arg,
+            ],
+        );
+        assert!(
+            published.status.success(),
+            "{}",
+            String::from_utf8_lossy(&published.stderr)
+        );
+        choices.push(std::fs::read_to_string(out.join("choices.log")).unwrap());
+        let receipts = data.join("receipts");
+        let verified = edgevote(
+            dir,
+            &[
+                "audit",
+                "verify",
+                "--log",
+                out_arg,
+                "--receipts",
+                receipts.to_str().unwrap(),
+            ],
+        );
+        let text = String::from_utf8_lossy(&verified.stdout).into_owned();
+        assert!(verified.status.success(), "{text}");
+        assert!(text.contains("matches the signed tally"), "{text}");
+        assert!(text.contains(" 0 not included, 0 invalid"), "{text}");
+    }
     assert!(
-        exit.success(),
-        "up exited {exit:?}: {}",
-        std::fs::read_to_string(dir.path().join("up.stderr")).unwrap_or_default()
+        choices.iter().all(|c| c == &choices[0]),
+        "every region publishes the same log"
     );
+    let out = dir.join("audit-us-east-1");
+    assert!(
+        served_checkpoint(&out)
+            .ends_with(&std::fs::read_to_string(out.join("receipts.checkpoint")).unwrap())
+    );
+    let log = std::fs::read_to_string(out.join("choices.log")).unwrap();
+    std::fs::write(out.join("choices.log"), log.replacen("no\n", "yes\n", 1)).unwrap();
+    let verified = edgevote(dir, &["audit", "verify", "--log", out.to_str().unwrap()]);
+    assert!(!verified.status.success(), "a tampered log was accepted");
+}
+
+/// `edgevote audit serve` answers GET /audit/receipts.checkpoint.
+fn served_checkpoint(folder: &std::path::Path) -> String {
+    let mut server = Command::new(env!("CARGO_BIN_EXE_edgevote"))
+        .args([
+            "audit",
+            "serve",
+            "--log",
+            folder.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .unwrap()
+        .to_owned();
+    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+    let request =
+        b"GET /audit/receipts.checkpoint HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
+    std::io::Write::write_all(&mut stream, request).unwrap();
+    let mut served = String::new();
+    std::io::Read::read_to_string(&mut stream, &mut served).unwrap();
+    server.kill().unwrap();
+    server.wait().unwrap();
+    assert!(served.starts_with("HTTP/1.1 200"), "{served}");
+    served
 }
 
 /// The DOM of `url` after its scripts ran, from headless Chromium (installed by
