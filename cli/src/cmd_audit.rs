@@ -61,7 +61,8 @@ pub enum AuditCommand {
         /// The published folder.
         #[arg(long)]
         log: PathBuf,
-        /// Receipts to check for inclusion (one compact JWS per file).
+        /// Receipts to check for inclusion: one receipt file, or a folder of them (one compact
+        /// JWS per file).
         #[arg(long)]
         receipts: Option<PathBuf>,
     },
@@ -381,11 +382,15 @@ fn verify_folder(folder: &Path, receipts: Option<&Path>) -> anyhow::Result<ExitC
 
 /// Verifies every receipt in `dir` and its inclusion proof; prints a summary.
 fn check_receipts(dir: &Path, keys: &KeySet, election: &str, log: &Log) -> anyhow::Result<bool> {
-    let files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("reading {}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file())
-        .collect();
+    let files: Vec<PathBuf> = if dir.is_file() {
+        vec![dir.to_owned()]
+    } else {
+        std::fs::read_dir(dir)
+            .with_context(|| format!("reading {}", dir.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file())
+            .collect()
+    };
     let index: HashMap<&str, usize> = log
         .entries
         .iter()
