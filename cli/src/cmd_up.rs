@@ -301,6 +301,11 @@ async fn start_region(
             enabled: true,
             path: dir.join("spill.redb"),
         },
+        // Every local voter comes from 127.0.0.1: per-IP limits would only throttle the demo.
+        rate_limit: edgevote_edge_host::limit::RateLimitConfig {
+            enabled: false,
+            ..Default::default()
+        },
         forward_outbound: false,
         forward_queues: Vec::new(),
         queue: edgevote_aws::backends::QueueBackendConfig::Embedded(EmbeddedQueueConfig {

@@ -36,6 +36,9 @@ pub struct HostConfig {
     /// Spill log for when the queue is unreachable.
     #[serde(default)]
     pub spill: SpillConfig,
+    /// Per-IP and per-token rate limits (429 with Retry-After).
+    #[serde(default)]
+    pub rate_limit: crate::limit::RateLimitConfig,
     /// Let the component's SQS calls go out to real endpoints instead of the host's queue
     /// (the component then behaves exactly as on Spin). Needs `forward_queues`.
     #[serde(default)]

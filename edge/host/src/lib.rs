@@ -14,6 +14,7 @@
 
 pub mod commit;
 pub mod config;
+pub mod limit;
 pub mod metrics;
 pub mod runtime;
 pub mod server;
@@ -80,6 +81,8 @@ pub struct EdgeHost {
     pub region: String,
     /// The verified bundle manifest.
     pub bundle: BundleManifest,
+    /// Per-IP and per-token rate limits.
+    pub limiter: limit::RateLimiter,
 }
 
 impl std::fmt::Debug for EdgeHost {
@@ -263,6 +266,7 @@ pub async fn start_with_queue(
         edge_id: config.edge_id.clone(),
         region: config.region.clone(),
         bundle,
+        limiter: limit::RateLimiter::new(&config.rate_limit),
     };
     Ok((Arc::new(host), Background { stop, forwarder }))
 }

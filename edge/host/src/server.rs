@@ -35,8 +35,65 @@ fn text(
     response
 }
 
+/// Largest request body the host buffers to read a vote's token (ballots are at most 16 KiB).
+const MAX_BUFFERED_BODY: usize = 64 * 1024;
+
+fn rate_limited(retry_after_secs: u64, what: &str) -> hyper::Response<HyperOutgoingBody> {
+    let body =
+        format!("{{\"error\":\"rate_limited\",\"detail\":\"too many requests for this {what}\"}}");
+    let mut response = text(429, "application/json", body);
+    if let Ok(value) = hyper::header::HeaderValue::from_str(&retry_after_secs.max(1).to_string()) {
+        response
+            .headers_mut()
+            .insert(hyper::header::RETRY_AFTER, value);
+    }
+    response
+}
+
+/// The token id of a vote body, if it has a well-formed token (the component checks the rest).
+fn token_id(body: &[u8]) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let token = value.get("token")?.as_str()?;
+    edgevote_shared::decode_unverified::<edgevote_shared::VoteToken>(token)
+        .ok()
+        .map(|t| t.jti)
+}
+
+/// Applies the rate limits, then runs the request through the component.
+async fn to_component(
+    host: &EdgeHost,
+    peer: std::net::IpAddr,
+    request: hyper::Request<hyper::body::Incoming>,
+) -> anyhow::Result<hyper::Response<HyperOutgoingBody>> {
+    if let Err(retry) = host.limiter.admit_ip(peer) {
+        return Ok(rate_limited(retry, "client address"));
+    }
+    let (parts, body) = request.into_parts();
+    let body = match http_body_util::Limited::new(body, MAX_BUFFERED_BODY)
+        .collect()
+        .await
+    {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => {
+            let detail = "{\"error\":\"too_large\",\"detail\":\"request body too large\"}";
+            return Ok(text(413, "application/json", detail.into()));
+        }
+    };
+    if parts.method == hyper::Method::POST
+        && let Some(jti) = token_id(&body)
+        && let Err(retry) = host.limiter.admit_token(&jti)
+    {
+        return Ok(rate_limited(retry, "vote token"));
+    }
+    let body = Full::new(body).map_err(|never| -> wasmtime_wasi_http::Error { match never {} });
+    host.runtime
+        .handle(hyper::Request::from_parts(parts, body))
+        .await
+}
+
 async fn route(
     host: Arc<EdgeHost>,
+    peer: std::net::IpAddr,
     request: hyper::Request<hyper::body::Incoming>,
 ) -> Result<hyper::Response<HyperOutgoingBody>, std::convert::Infallible> {
     let response = match (request.method(), request.uri().path()) {
@@ -46,7 +103,7 @@ async fn route(
         (&hyper::Method::GET, "/healthz") => {
             text(200, "application/json", "{\"status\":\"ok\"}".into())
         }
-        _ => match host.runtime.handle(request).await {
+        _ => match to_component(&host, peer, request).await {
             Ok(response) => response,
             Err(e) => {
                 host.metrics
@@ -77,7 +134,7 @@ pub async fn serve(
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let (stream, _) = match accepted {
+                let (stream, peer) = match accepted {
                     Ok(pair) => pair,
                     Err(e) => {
                         tracing::warn!(error = %e, "accept failed");
@@ -85,7 +142,8 @@ pub async fn serve(
                     }
                 };
                 let host = Arc::clone(&host);
-                let service = service_fn(move |request| route(Arc::clone(&host), request));
+                let ip = peer.ip();
+                let service = service_fn(move |request| route(Arc::clone(&host), ip, request));
                 let connection = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service);
                 let connection = graceful.watch(connection);

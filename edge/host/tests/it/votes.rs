@@ -270,3 +270,53 @@ async fn reads_metrics_and_health() {
     );
     edge.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_answer_429_with_retry_after() {
+    let d = Deployment::new();
+    let mut config = d.config(false);
+    config.rate_limit.per_token_burst = 2;
+    config.rate_limit.per_token_per_min = 1;
+    let queue = crate::fixture::SwitchableQueue::open(&d.path("queue.redb"));
+    let (host, _background) = edgevote_edge_host::start_with_queue(&config, queue)
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(edgevote_edge_host::server::serve(
+        listener,
+        host,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    // Per token: two votes pass (a retry, a re-vote), the third is refused before any Wasm runs.
+    let token = d.token("open", "busy", now_secs() + 3600);
+    for nonce in 1..=2 {
+        assert_eq!(
+            vote(addr, "open", &ballot("open", &token, "yes", nonce))
+                .await
+                .status,
+            202
+        );
+    }
+    let refused = vote(addr, "open", &ballot("open", &token, "yes", 3)).await;
+    assert_eq!(refused.status, 429, "{}", refused.body);
+    assert_eq!(refused.json()["error"], "rate_limited");
+    assert!(
+        refused
+            .header("retry-after")
+            .is_some_and(|s| s.parse::<u64>().unwrap() >= 1)
+    );
+    // Per address: past the burst, 429 as well.
+    let mut limited = 0;
+    for _ in 0..250 {
+        if request(addr, "GET", "/v1/keys", None, b"").await.status == 429 {
+            limited += 1;
+        }
+    }
+    assert!(limited > 0, "per-IP limit never applied");
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}
