@@ -5,6 +5,7 @@
 
 mod collector;
 mod edge;
+mod rotation;
 mod round_trip;
 mod up;
 

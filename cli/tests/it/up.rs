@@ -11,38 +11,8 @@ fn up_then_load_reconciles_in_every_region() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("stack");
     let data_arg = data.to_str().unwrap().to_owned();
-    crate::edge::component();
-    let component = crate::edge::component_path();
     let started = std::time::Instant::now();
-    let mut up = Command::new(env!("CARGO_BIN_EXE_edgevote"))
-        .args([
-            "up",
-            "--data-dir",
-            &data_arg,
-            "--component",
-            component.to_str().unwrap(),
-            "--refresh-secs",
-            "30",
-            "--open-for",
-            "45s",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(dir.path().join("up.stderr")).unwrap())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(up.stdout.take().unwrap());
-    let mut banner = String::new();
-    // The banner ends with the Ctrl-C line (bounded: the banner is a dozen lines).
-    for _ in 0..20 {
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        banner.push_str(&line);
-        if line.contains("Ctrl-C") || line.is_empty() {
-            break;
-        }
-    }
-    assert_eq!(banner.matches(" edge http://").count(), 3, "{banner}");
-    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+    let mut up = start_up(dir.path(), &data, &["--open-for", "45s"]);
 
     let load = edgevote(
         dir.path(),
@@ -226,4 +196,55 @@ fn render_page(dir: &std::path::Path, url: &str) -> String {
             panic!("{chromium} not runnable ({e}); run scripts/bootstrap.sh browser")
         });
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Starts `edgevote up` on `data` and waits for its banner (3 regions listening).
+pub fn start_up(
+    dir: &std::path::Path,
+    data: &std::path::Path,
+    extra: &[&str],
+) -> std::process::Child {
+    crate::edge::component();
+    let component = crate::edge::component_path();
+    let mut args = vec![
+        "up",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--component",
+        component.to_str().unwrap(),
+        "--refresh-secs",
+        "30",
+    ];
+    args.extend_from_slice(extra);
+    let mut up = Command::new(env!("CARGO_BIN_EXE_edgevote"))
+        .args(&args)
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(dir.join("up.stderr")).unwrap())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(up.stdout.take().unwrap());
+    let mut banner = String::new();
+    // The banner ends with the Ctrl-C line (bounded: the banner is a dozen lines).
+    for _ in 0..20 {
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        banner.push_str(&line);
+        if line.contains("Ctrl-C") || line.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(banner.matches(" edge http://").count(), 3, "{banner}");
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+    up
+}
+
+/// Stops `edgevote up` with Ctrl-C and checks it exits cleanly.
+pub fn stop_up(dir: &std::path::Path, mut up: std::process::Child) {
+    Command::new("kill")
+        .args(["-INT", &up.id().to_string()])
+        .status()
+        .unwrap();
+    let exit = up.wait().unwrap();
+    let stderr = std::fs::read_to_string(dir.join("up.stderr")).unwrap_or_default();
+    assert!(exit.success(), "up exited {exit:?}: {stderr}");
 }
