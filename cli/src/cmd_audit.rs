@@ -147,9 +147,7 @@ async fn serve(folder: PathBuf, listen: String) -> anyhow::Result<ExitCode> {
         listener.local_addr()?
     );
     axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
+        .with_graceful_shutdown(interrupted)
         .await?;
     Ok(ExitCode::SUCCESS)
 }

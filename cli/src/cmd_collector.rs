@@ -42,6 +42,7 @@ pub fn run(command: CollectorCommand) -> anyhow::Result<ExitCode> {
 async fn run_collector(path: PathBuf) -> anyhow::Result<ExitCode> {
     let config = edgevote_collector::load_config(&path)?;
     let collector = edgevote_collector::build(&config).await?;
+    let interrupted = crate::signal::interrupt()?;
     let listener = tokio::net::TcpListener::bind(&config.listen_addr)
         .await
         .with_context(|| format!("binding {}", config.listen_addr))?;
@@ -58,11 +59,7 @@ async fn run_collector(path: PathBuf) -> anyhow::Result<ExitCode> {
             let _ = http_stopped.await;
         },
     ));
-    collector
-        .run(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await;
+    collector.run(interrupted).await;
     let _ = stop_http.send(());
     server.await?.context("HTTP server")?;
     println!("collector stopped cleanly");

@@ -29,6 +29,7 @@ pub fn run(command: EdgeCommand) -> anyhow::Result<ExitCode> {
 async fn run_host(path: PathBuf) -> anyhow::Result<ExitCode> {
     let config = edgevote_edge_host::load_config(&path)?;
     let (host, background) = edgevote_edge_host::start(&config).await?;
+    let interrupted = crate::signal::interrupt()?;
     let listener = tokio::net::TcpListener::bind(&config.listen_addr)
         .await
         .with_context(|| format!("binding {}", config.listen_addr))?;
@@ -39,10 +40,7 @@ async fn run_host(path: PathBuf) -> anyhow::Result<ExitCode> {
         host.bundle.wasm_sha256.to_hex(),
         listener.local_addr()?
     );
-    edgevote_edge_host::server::serve(listener, Arc::clone(&host), async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
-    .await?;
+    edgevote_edge_host::server::serve(listener, Arc::clone(&host), interrupted).await?;
     background.stop().await;
     println!("edge stopped cleanly");
     Ok(ExitCode::SUCCESS)

@@ -121,6 +121,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
+    let interrupted = crate::signal::interrupt()?;
     let dir = &args.data_dir;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let store = ensure_keys(dir)?;
@@ -174,7 +175,7 @@ async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         Duration::from_millis(args.replication_delay_ms),
         stop_rx.clone(),
     ));
-    live_table_until_stopped(&regions, &manifest.id, &args).await;
+    live_table_until_stopped(&regions, &manifest.id, &args, interrupted).await;
     println!("\nstopping: finishing in-flight votes and batches ...");
     let _ = stop_tx.send(true);
     while let Some(joined) = servers.join_next().await {
@@ -404,14 +405,18 @@ fn print_banner(stack: &StackInfo, manifest: &ElectionManifest, dir: &Path) {
     println!("Ctrl-C stops everything cleanly.");
 }
 
-async fn live_table_until_stopped(regions: &[Region], election: &str, args: &UpArgs) {
+async fn live_table_until_stopped(
+    regions: &[Region],
+    election: &str,
+    args: &UpArgs,
+    interrupted: impl std::future::Future<Output = ()>,
+) {
     let deadline = args.stop_after.map(|d| tokio::time::Instant::now() + *d);
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
+    tokio::pin!(interrupted);
     loop {
         let sleep = tokio::time::sleep(Duration::from_secs(args.refresh_secs.max(1)));
         tokio::select! {
-            _ = &mut ctrl_c => return,
+            _ = &mut interrupted => return,
             _ = sleep => {}
         }
         if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {

@@ -15,6 +15,7 @@ mod cmd_token;
 mod cmd_up;
 mod cmd_verify;
 mod input;
+mod signal;
 mod timearg;
 
 use std::process::ExitCode;
