@@ -139,6 +139,7 @@ async fn serve(folder: PathBuf, listen: String) -> anyhow::Result<ExitCode> {
             }
         }),
     );
+    let interrupted = crate::signal::interrupt()?;
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
