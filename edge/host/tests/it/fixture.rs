@@ -274,7 +274,11 @@ pub struct Running {
 
 impl Running {
     pub async fn start(deployment: &Deployment, spill: bool) -> Self {
-        let config = deployment.config(spill);
+        Self::start_with(deployment, deployment.config(spill)).await
+    }
+
+    /// A host with an edited configuration.
+    pub async fn start_with(deployment: &Deployment, config: HostConfig) -> Self {
         let queue = SwitchableQueue::open(&deployment.path("queue.redb"));
         let (host, background) = edgevote_edge_host::start_with_queue(&config, queue.clone())
             .await

@@ -280,20 +280,8 @@ async fn rate_limits_answer_429_with_retry_after() {
     // A small per-address budget, so the test does not depend on how fast requests go out.
     config.rate_limit.per_ip_per_sec = 1;
     config.rate_limit.per_ip_burst = 10;
-    let queue = crate::fixture::SwitchableQueue::open(&d.path("queue.redb"));
-    let (host, _background) = edgevote_edge_host::start_with_queue(&config, queue)
-        .await
-        .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(edgevote_edge_host::server::serve(
-        listener,
-        host,
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    let edge = Running::start_with(&d, config).await;
+    let addr = edge.addr;
     // Per token: two votes pass (a retry, a re-vote), the third is refused before any Wasm runs.
     let token = d.token("open", "busy", now_secs() + 3600);
     for nonce in 1..=2 {
@@ -320,6 +308,5 @@ async fn rate_limits_answer_429_with_retry_after() {
         }
     }
     assert!(limited > 0, "per-IP limit never applied");
-    let _ = stop.send(());
-    server.await.unwrap().unwrap();
+    edge.shutdown().await;
 }
