@@ -247,19 +247,13 @@ async fn read_log_entries(
     rules: &ElectionRules,
 ) -> anyhow::Result<(Vec<String>, Vec<String>)> {
     let mut vote_ids = Vec::new();
-    let mut best: HashMap<String, counting::Candidate> = HashMap::new();
+    let mut counted = counting::CountedBallots::default();
     let mut cursor = None;
     loop {
         let page = store.scan(&rules.id, cursor, MAX_SCAN_PAGE).await?;
         for ballot in &page.ballots {
             vote_ids.push(ballot.vote_id.to_b64());
-            let candidate = counting::Candidate::of(ballot);
-            match best.get(&ballot.voter) {
-                Some(current) if !counting::beats(rules.policy, &candidate, current) => {}
-                _ => {
-                    best.insert(ballot.voter.clone(), candidate);
-                }
-            }
+            counted.offer(rules.policy, &ballot.voter, counting::Candidate::of(ballot));
         }
         anyhow::ensure!(
             vote_ids.len() <= MAX_LOG_ENTRIES,
@@ -271,7 +265,7 @@ async fn read_log_entries(
         }
     }
     vote_ids.sort_unstable();
-    let mut choices: Vec<String> = best.into_values().map(|c| c.choice).collect();
+    let mut choices: Vec<String> = counted.into_counted().map(|c| c.choice).collect();
     choices.sort_unstable();
     Ok((vote_ids, choices))
 }

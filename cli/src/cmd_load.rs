@@ -447,7 +447,7 @@ fn keep_receipts(dir: &Path, kept: &[Kept]) -> anyhow::Result<()> {
 
 /// What the receipts say the final result must be, by the election's counting rule.
 fn expected(manifest: &ElectionManifest, kept: &[Kept]) -> (BTreeMap<String, u64>, usize, usize) {
-    let mut best: HashMap<&str, Candidate> = HashMap::new();
+    let mut counted = counting::CountedBallots::default();
     let mut vote_ids = BTreeSet::new();
     for k in kept {
         vote_ids.insert(k.receipt.vote_id);
@@ -456,18 +456,9 @@ fn expected(manifest: &ElectionManifest, kept: &[Kept]) -> (BTreeMap<String, u64
             vote_id: k.receipt.vote_id,
             choice: k.choice.clone(),
         };
-        match best.get(k.voter.as_str()) {
-            Some(current) if !counting::beats(manifest.policy, &candidate, current) => {}
-            _ => {
-                best.insert(&k.voter, candidate);
-            }
-        }
+        counted.offer(manifest.policy, &k.voter, candidate);
     }
-    let mut counts = BTreeMap::new();
-    for candidate in best.values() {
-        *counts.entry(candidate.choice.clone()).or_insert(0) += 1;
-    }
-    (counts, best.len(), vote_ids.len())
+    (counted.counts(), counted.voters() as usize, vote_ids.len())
 }
 
 async fn reconcile(

@@ -1,7 +1,7 @@
 //! The counting rule: which of a voter's ballots counts. Pure and deterministic, so every
 //! replica holding the same ballots picks the same one.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use edgevote_shared::{Digest32, Policy};
 
@@ -50,6 +50,45 @@ pub fn counted<'a>(
         .into_iter()
         .map(Candidate::of)
         .reduce(|best, c| if beats(policy, &c, &best) { c } else { best })
+}
+
+/// The counted ballot of every voter, built one ballot at a time (final tallies, the audit log,
+/// the load generator's expectations). Memory: one small entry per voter.
+#[derive(Debug, Default)]
+pub struct CountedBallots {
+    best: HashMap<String, Candidate>,
+}
+
+impl CountedBallots {
+    /// Considers `candidate` as `voter`'s counted ballot under `policy`.
+    pub fn offer(&mut self, policy: Policy, voter: &str, candidate: Candidate) {
+        match self.best.get_mut(voter) {
+            Some(current) if beats(policy, &candidate, current) => *current = candidate,
+            Some(_) => {}
+            None => {
+                self.best.insert(voter.to_owned(), candidate);
+            }
+        }
+    }
+
+    /// Distinct voters seen.
+    pub fn voters(&self) -> u64 {
+        self.best.len() as u64
+    }
+
+    /// Counted ballots per choice.
+    pub fn counts(&self) -> BTreeMap<String, u64> {
+        let mut counts = BTreeMap::new();
+        for candidate in self.best.values() {
+            *counts.entry(candidate.choice.clone()).or_insert(0) += 1;
+        }
+        counts
+    }
+
+    /// The counted ballot of each voter, in no particular order.
+    pub fn into_counted(self) -> impl Iterator<Item = Candidate> {
+        self.best.into_values()
+    }
 }
 
 /// Adds to `delta` the change of one voter's counted choice from `before` to `after`.

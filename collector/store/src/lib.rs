@@ -173,39 +173,50 @@ pub async fn final_tally(
     store: &dyn Store,
     rules: &ElectionRules,
 ) -> Result<FinalTally, StoreError> {
-    let mut best: std::collections::HashMap<String, counting::Candidate> = Default::default();
+    let mut counted = counting::CountedBallots::default();
     let mut ballots = 0u64;
     let mut cursor = None;
     loop {
         let page = store.scan(&rules.id, cursor, MAX_SCAN_PAGE).await?;
         for ballot in &page.ballots {
             ballots += 1;
-            let candidate = counting::Candidate::of(ballot);
-            match best.get_mut(&ballot.voter) {
-                Some(current) if counting::beats(rules.policy, &candidate, current) => {
-                    *current = candidate
-                }
-                Some(_) => {}
-                None => {
-                    best.insert(ballot.voter.clone(), candidate);
-                }
-            }
+            counted.offer(rules.policy, &ballot.voter, counting::Candidate::of(ballot));
         }
         match page.next {
             Some(next) => cursor = Some(next),
             None => break,
         }
     }
-    let mut counts = BTreeMap::new();
-    for candidate in best.values() {
-        *counts.entry(candidate.choice.clone()).or_insert(0) += 1;
-    }
     Ok(FinalTally {
         election: rules.id.clone(),
-        counts,
-        voters: best.len() as u64,
+        counts: counted.counts(),
+        voters: counted.voters(),
         ballots,
     })
+}
+
+/// Checks the bounds every backend's `record` enforces: batch size, and one election per batch.
+pub fn check_record_batch(
+    rules: &ElectionRules,
+    ballots: &[StoredBallot],
+) -> Result<(), StoreError> {
+    let invalid = |detail: String| StoreError::Invalid {
+        stage: "record",
+        detail,
+    };
+    if ballots.len() > MAX_RECORD_BATCH {
+        return Err(invalid(format!(
+            "{} ballots, at most {MAX_RECORD_BATCH}",
+            ballots.len()
+        )));
+    }
+    if let Some(b) = ballots.iter().find(|b| b.election != rules.id) {
+        return Err(invalid(format!(
+            "ballot for {} in a batch for {}",
+            b.election, rules.id
+        )));
+    }
+    Ok(())
 }
 
 /// Sums a live tally over regions.
