@@ -18,8 +18,7 @@ use serde::Deserialize;
 
 use crate::counting::{self, Candidate};
 use crate::{
-    ElectionRules, LiveTally, MAX_RECORD_BATCH, MAX_SCAN_PAGE, PutOutcome, ScanPage, Store,
-    StoreError, StoredBallot,
+    ElectionRules, LiveTally, MAX_SCAN_PAGE, PutOutcome, ScanPage, Store, StoreError, StoredBallot,
 };
 
 type BallotKey<'a> = (&'a str, &'a str, &'a [u8]);
@@ -110,12 +109,17 @@ impl EmbeddedStore {
         let mut outcomes = Vec::with_capacity(ballots.len());
         {
             let mut table = db!("record", txn.open_table(BALLOTS))?;
-            // Each touched voter's counted ballot before this batch.
-            let mut before: BTreeMap<&str, Option<Candidate>> = BTreeMap::new();
+            let mut changes = db!("record", txn.open_table(CHANGES))?;
+            let mut next_change = db!("record", changes.last())?.map_or(0, |(k, _)| k.value() + 1);
+            // Each touched voter's counted ballot before this batch, and after it: the rule is a
+            // total order, so "after" is "before" improved by the newly stored ballots.
+            let mut counted: BTreeMap<&str, (Option<Candidate>, Option<Candidate>)> =
+                BTreeMap::new();
             for ballot in ballots {
-                if !before.contains_key(ballot.voter.as_str()) {
+                if !counted.contains_key(ballot.voter.as_str()) {
                     let existing = voter_ballots_in(&table, &rules.id, &ballot.voter)?;
-                    before.insert(&ballot.voter, counting::counted(rules.policy, &existing));
+                    let before = counting::counted(rules.policy, &existing);
+                    counted.insert(&ballot.voter, (before.clone(), before));
                 }
                 let key = (
                     rules.id.as_str(),
@@ -128,13 +132,20 @@ impl EmbeddedStore {
                 }
                 let encoded = encode(ballot);
                 db!("record", table.insert(key, encoded.as_slice()))?;
-                append_change(&txn, &encoded)?;
+                db!("record", changes.insert(next_change, encoded.as_slice()))?;
+                next_change += 1;
                 outcomes.push(PutOutcome::Stored);
+                let candidate = Candidate::of(ballot);
+                if let Some((_, after)) = counted.get_mut(ballot.voter.as_str())
+                    && after
+                        .as_ref()
+                        .is_none_or(|a| counting::beats(rules.policy, &candidate, a))
+                {
+                    *after = Some(candidate);
+                }
             }
             let mut delta = BTreeMap::new();
-            for (voter, old) in &before {
-                let now = voter_ballots_in(&table, &rules.id, voter)?;
-                let new = counting::counted(rules.policy, &now);
+            for (old, new) in counted.values() {
                 counting::apply_change(&mut delta, old.as_ref(), new.as_ref());
             }
             let mut live = db!("record", txn.open_table(LIVE))?;
@@ -147,12 +158,6 @@ impl EmbeddedStore {
         db!("record", txn.commit())?;
         Ok(outcomes)
     }
-}
-
-fn append_change(txn: &redb::WriteTransaction, encoded: &[u8]) -> Result<(), StoreError> {
-    let mut changes = db!("record", txn.open_table(CHANGES))?;
-    let next = db!("record", changes.last())?.map_or(0, |(k, _)| k.value() + 1);
-    db!("record", changes.insert(next, encoded)).map(drop)
 }
 
 /// A page of this store's change log, for replication to other regions.
@@ -268,18 +273,7 @@ impl Store for EmbeddedStore {
         region: &str,
         ballots: Vec<StoredBallot>,
     ) -> Result<Vec<PutOutcome>, StoreError> {
-        if ballots.len() > MAX_RECORD_BATCH {
-            return Err(StoreError::Invalid {
-                stage: "record",
-                detail: format!("{} ballots, at most {MAX_RECORD_BATCH}", ballots.len()),
-            });
-        }
-        if let Some(b) = ballots.iter().find(|b| b.election != rules.id) {
-            return Err(StoreError::Invalid {
-                stage: "record",
-                detail: format!("ballot for {} in a batch for {}", b.election, rules.id),
-            });
-        }
+        crate::check_record_batch(rules, &ballots)?;
         let rules = rules.clone();
         let region = region.to_owned();
         self.blocking("record", move |db| {

@@ -6,8 +6,7 @@ use async_trait::async_trait;
 use edgevote_shared::Policy;
 use edgevote_store::counting;
 use edgevote_store::{
-    ElectionRules, LiveTally, MAX_RECORD_BATCH, MAX_SCAN_PAGE, PutOutcome, ScanPage, Store,
-    StoreError, StoredBallot,
+    ElectionRules, LiveTally, MAX_SCAN_PAGE, PutOutcome, ScanPage, Store, StoreError, StoredBallot,
 };
 use futures_util::{StreamExt, TryStreamExt, stream};
 
@@ -134,22 +133,11 @@ fn check_batch(
         stage: "record",
         detail,
     };
-    if ballots.len() > MAX_RECORD_BATCH {
-        return Err(invalid(format!(
-            "{} ballots, at most {MAX_RECORD_BATCH}",
-            ballots.len()
-        )));
-    }
+    edgevote_store::check_record_batch(rules, ballots)?;
     if !key_safe(&rules.id) || region.is_empty() {
         return Err(invalid(format!(
             "election {:?} or region {region:?} unusable in keys",
             rules.id
-        )));
-    }
-    if let Some(b) = ballots.iter().find(|b| b.election != rules.id) {
-        return Err(invalid(format!(
-            "ballot for {} in a batch for {}",
-            b.election, rules.id
         )));
     }
     if let Some(b) = ballots.iter().find(|b| !key_safe(&b.voter)) {
