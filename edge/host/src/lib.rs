@@ -154,17 +154,13 @@ pub fn verify_bundle(
 fn component_env(
     config: &HostConfig,
     keyset_text: String,
+    keys: &KeySet,
     bundle: &BundleManifest,
 ) -> Result<Vec<(String, String)>, StartError> {
-    let keys = KeySet::parse(keyset_text.as_bytes()).map_err(|e| StartError::Input {
-        what: "key set",
-        path: config.keyset_path.display().to_string(),
-        detail: format!("{e} ({})", e.code()),
-    })?;
     let mut manifests = Vec::new();
     for path in &config.election_paths {
         let text = read("election manifest", path)?;
-        verify::<ElectionManifest>(text.trim(), &keys).map_err(|e| StartError::Input {
+        verify::<ElectionManifest>(text.trim(), keys).map_err(|e| StartError::Input {
             what: "election manifest",
             path: path.display().to_string(),
             detail: format!("{e} ({})", e.code()),
@@ -232,7 +228,7 @@ pub async fn start_with_queue(
     })?;
     let signed = read("bundle manifest", &config.bundle_manifest_path)?;
     let bundle = verify_bundle(&component, &config.component_path, &signed, &keys)?;
-    let env = component_env(config, keyset_text, &bundle)?;
+    let env = component_env(config, keyset_text, &keys, &bundle)?;
     let metrics = Arc::new(Metrics::default());
     let spill = open_spill(config)?;
     let (committer, _commit_task) = Committer::start(
