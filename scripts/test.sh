@@ -30,6 +30,10 @@ done
 step "cargo test (workspace)"
 cargo test --workspace --locked
 
+step "deterministic simulation: 500 seeds of 3 regions under faults and forged messages, and the canary"
+cargo run --locked -q -p edgevote-sim -- --seeds 500
+cargo run --locked -q -p edgevote-sim -- --canary --seeds 20 | tail -n 1
+
 step "third-party verification (python: jwcrypto, PyJWT)"
 cargo build --locked -p edgevote
 EDGEVOTE_BIN="$PWD/target/debug/edgevote" .venv/bin/python -m pytest -q tests/python

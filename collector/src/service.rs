@@ -44,6 +44,16 @@ impl Faults {
     }
 }
 
+/// How a batch ended, for the receive loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchOutcome {
+    /// Stored and deleted, dead-lettered, or abandoned by an injected fault.
+    Done,
+    /// The store write failed; the messages come back after their visibility timeout and the
+    /// loop should back off before receiving again.
+    Retry,
+}
+
 /// Everything the loops share.
 pub struct Collector {
     /// This collector's region.
@@ -128,7 +138,11 @@ impl Collector {
                 .await;
             match received {
                 Ok(messages) if messages.is_empty() => {}
-                Ok(messages) => self.process(messages).await,
+                Ok(messages) => {
+                    if self.process(messages).await == BatchOutcome::Retry {
+                        tokio::time::sleep(ERROR_BACKOFF).await;
+                    }
+                }
                 Err(e) => {
                     self.metrics.queue_errors.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(stage = "receive", error = %e, "queue receive failed");
@@ -139,8 +153,9 @@ impl Collector {
         }
     }
 
-    /// Processes one received batch: check, dead-letter refusals, store, delete.
-    pub async fn process(&self, messages: Vec<Received>) {
+    /// Processes one received batch: check, dead-letter refusals, store, delete. Never sleeps:
+    /// on [`BatchOutcome::Retry`] the caller backs off before its next receive.
+    pub async fn process(&self, messages: Vec<Received>) -> BatchOutcome {
         let m = &self.metrics;
         m.messages_received
             .fetch_add(messages.len() as u64, Ordering::Relaxed);
@@ -160,16 +175,17 @@ impl Collector {
             }
         }
         if handles.is_empty() {
-            return;
+            return BatchOutcome::Done;
         }
         if !self.store_with_extension(accepted, &handles).await {
-            return; // messages come back after their visibility timeout
+            return BatchOutcome::Retry; // messages come back after their visibility timeout
         }
         if Faults::take(&self.faults.crash_after_store) {
             tracing::warn!("fault injected: batch abandoned after store write, before delete");
-            return;
+            return BatchOutcome::Done;
         }
         self.delete(handles, &messages).await;
+        BatchOutcome::Done
     }
 
     async fn dead_letter(&self, message: &Received, rejection: &crate::check::Rejection) {
@@ -226,7 +242,6 @@ impl Collector {
             Err(e) => {
                 self.metrics.store_errors.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(stage = "record", election, error = %e, "store write failed; messages will be redelivered");
-                tokio::time::sleep(ERROR_BACKOFF).await;
                 false
             }
         }

@@ -41,6 +41,16 @@ pub fn beats(policy: Policy, a: &Candidate, b: &Candidate) -> bool {
     a.vote_id < b.vote_id
 }
 
+/// True when `incoming` should replace `existing`, two stored copies of the same vote (same
+/// voter and vote id, accepted twice because a client retried through another edge). The
+/// earliest acceptance wins, then the smaller edge and batch id: a total order, so keeping the
+/// least copy is a merge every replica applies in any order and ends on the same item.
+pub fn replaces_copy(incoming: &StoredBallot, existing: &StoredBallot) -> bool {
+    debug_assert_eq!(incoming.vote_id, existing.vote_id);
+    let key = |b: &StoredBallot| (b.received_at_ms, b.edge.clone(), b.batch_id.clone());
+    key(incoming) < key(existing)
+}
+
 /// The counted ballot among `ballots` (all of one voter), if any.
 pub fn counted<'a>(
     policy: Policy,

@@ -76,7 +76,16 @@ impl EmbeddedStore {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StoreError::backend("open", format!("{}: {e}", dir.display())))?;
         }
-        let db = db!("open", Database::create(&config.path))?;
+        Self::init(db!("open", Database::create(&config.path))?)
+    }
+
+    /// A store held in memory only (simulations and tests; nothing survives the process).
+    pub fn in_memory() -> Result<Self, StoreError> {
+        let backend = redb::backends::InMemoryBackend::new();
+        Self::init(db!("open", Database::builder().create_with_backend(backend))?)
+    }
+
+    fn init(db: Database) -> Result<Self, StoreError> {
         let txn = db!("open", db.begin_write())?;
         {
             db!("open", txn.open_table(BALLOTS))?;
@@ -115,6 +124,7 @@ impl EmbeddedStore {
             // total order, so "after" is "before" improved by the newly stored ballots.
             let mut counted: BTreeMap<&str, (Option<Candidate>, Option<Candidate>)> =
                 BTreeMap::new();
+            let mut rescan: Vec<&str> = Vec::new();
             for ballot in ballots {
                 if !counted.contains_key(ballot.voter.as_str()) {
                     let existing = voter_ballots_in(&table, &rules.id, &ballot.voter)?;
@@ -126,8 +136,21 @@ impl EmbeddedStore {
                     ballot.voter.as_str(),
                     &ballot.vote_id.0[..],
                 );
-                if db!("record", table.get(key))?.is_some() {
+                let existing = db!("record", table.get(key))?
+                    .map(|v| decode("record", v.value()))
+                    .transpose()?;
+                if let Some(existing) = existing {
                     outcomes.push(PutOutcome::Duplicate);
+                    if !counting::replaces_copy(ballot, &existing) {
+                        continue;
+                    }
+                    // A copy of this vote accepted earlier elsewhere (a retry through another
+                    // edge): keep the earliest copy, as every replica will.
+                    let encoded = encode(ballot);
+                    db!("record", table.insert(key, encoded.as_slice()))?;
+                    db!("record", changes.insert(next_change, encoded.as_slice()))?;
+                    next_change += 1;
+                    rescan.push(ballot.voter.as_str());
                     continue;
                 }
                 let encoded = encode(ballot);
@@ -142,6 +165,14 @@ impl EmbeddedStore {
                         .is_none_or(|a| counting::beats(rules.policy, &candidate, a))
                 {
                     *after = Some(candidate);
+                }
+            }
+            // A replaced copy moved a candidate's timestamp, which the incremental update above
+            // does not follow: recount those voters from their ballots.
+            for voter in rescan {
+                let ballots = voter_ballots_in(&table, &rules.id, voter)?;
+                if let Some((_, after)) = counted.get_mut(voter) {
+                    *after = counting::counted(rules.policy, &ballots);
                 }
             }
             let mut delta = BTreeMap::new();
@@ -191,8 +222,9 @@ impl EmbeddedStore {
     }
 
     /// Applies ballots replicated from `source` and records `next` as that source's cursor, in
-    /// one transaction. Ballots are immutable, so an item already present is left as it is
-    /// (last-writer-wins between identical items changes nothing). Returns how many were new.
+    /// one transaction. Two copies of one vote (the same vote accepted twice, by different edges,
+    /// after a retry) are merged by [`counting::replaces_copy`]: the earliest copy stays, so
+    /// replicas converge whatever order copies arrive in. Returns how many votes were new.
     pub async fn apply_replica(
         &self,
         source: &str,
@@ -211,10 +243,15 @@ impl EmbeddedStore {
                         ballot.voter.as_str(),
                         &ballot.vote_id.0[..],
                     );
-                    if db!("replicate", table.get(key))?.is_none() {
-                        db!("replicate", table.insert(key, encode(ballot).as_slice()))?;
-                        added += 1;
+                    let existing = db!("replicate", table.get(key))?
+                        .map(|v| decode("replicate", v.value()))
+                        .transpose()?;
+                    match existing {
+                        None => added += 1,
+                        Some(existing) if counting::replaces_copy(ballot, &existing) => {}
+                        Some(_) => continue,
                     }
+                    db!("replicate", table.insert(key, encode(ballot).as_slice()))?;
                 }
                 let mut cursors = db!("replicate", txn.open_table(CURSORS))?;
                 db!("replicate", cursors.insert(source.as_str(), next))?;

@@ -1,0 +1,949 @@
+//! One simulated run: 3 regions (edge, queue, collector, store), replication links, voters,
+//! an attacker, and faults, all driven step by step from one seed.
+//!
+//! Each step is one atomic action chosen by the seeded generator: a voter submits a ballot to
+//! an edge; an edge group-commits its buffered votes to its queue and answers; a collector
+//! receives a batch and processes it (the real `Collector::process`); a replication link ships
+//! a round; time passes; a fault starts; an attacker writes to a queue. Concurrency is the
+//! interleaving of these steps, so every interleaving a seed produces replays exactly.
+//!
+//! After the chaos phase every fault heals and the world runs until quiescent: every voter
+//! holds a receipt for each ballot, every queue is empty and every link has shipped everything.
+//! Then [`crate::check`] tests the invariants.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use edgevote_collector::config::ProcessingConfig;
+use edgevote_collector::{Checker, Collector};
+use edgevote_edge_core::{Accepted, Edge, Outcome, Request, ServedElection};
+use edgevote_queue::Queue;
+use edgevote_shared::{
+    Ballot, Digest32, ElectionManifest, ElectionOption, EnvelopeVote, KeySet, Limits, Policy,
+    QueueEnvelope, Role, SigningIdentity, VoteToken, b64, sign,
+};
+use edgevote_store::{ElectionRules, Store};
+
+use crate::check::{self, Violation, ViolationKind};
+use crate::queue::{QueueFaults, SimQueue};
+use crate::rng::{Clock, Rng};
+use crate::store::{Design, FaultyStore, Regions, StoreFaults};
+
+/// The election every run votes in.
+pub const ELECTION: &str = "sim-election";
+/// Virtual time at the start of every run (unix ms).
+const START_MS: u64 = 1_900_000_000_000;
+/// The collector's visibility timeout, in virtual seconds.
+const VISIBILITY_SECS: u64 = 2;
+/// Most votes an edge packs into one queue message.
+const GROUP_COMMIT_MAX: usize = 16;
+/// Options of the election.
+const OPTIONS: [&str; 3] = ["yes", "no", "blank"];
+
+/// Settings of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SimConfig {
+    /// Regions (each: one edge, one queue, one collector, one store).
+    pub regions: usize,
+    /// Voters.
+    pub voters: usize,
+    /// Steps of the chaos phase.
+    pub chaos_steps: usize,
+    /// Chance per step, per mille, that a fault starts.
+    pub fault_per_mille: u32,
+    /// Chance per step, per mille, that the attacker writes a forged message.
+    pub attack_per_mille: u32,
+    /// Most rounds of the healing phase before the run is declared stuck.
+    pub max_heal_rounds: usize,
+    /// Which store design.
+    pub design: Design,
+    /// Keep every event of the run as text (for `--seed N --trace`).
+    pub keep_trace: bool,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            regions: 3,
+            voters: 36,
+            chaos_steps: 500,
+            fault_per_mille: 60,
+            attack_per_mille: 15,
+            max_heal_rounds: 200,
+            design: Design::Real,
+            keep_trace: false,
+        }
+    }
+}
+
+/// What a run did and found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    /// The seed.
+    pub seed: u64,
+    /// Counting policy drawn for this run.
+    pub last_vote_wins: bool,
+    /// Steps taken (chaos and healing).
+    pub steps: u64,
+    /// Ballots voters meant to cast.
+    pub ballots: u64,
+    /// Submissions to edges (first tries, retries, resubmissions).
+    pub submissions: u64,
+    /// Receipts voters hold.
+    pub receipts: u64,
+    /// Receipts checked against stores (receipts × regions).
+    pub votes_checked: u64,
+    /// Queue messages sent by edges.
+    pub messages_sent: u64,
+    /// Deliveries to collectors.
+    pub deliveries: u64,
+    /// Deliveries of messages delivered before.
+    pub redeliveries: u64,
+    /// Forged messages the attacker wrote.
+    pub forged: u64,
+    /// Messages dead-lettered.
+    pub dead_lettered: u64,
+    /// Faults injected, by kind.
+    pub faults: BTreeMap<&'static str, u64>,
+    /// Invariant violations.
+    pub violations: Vec<Violation>,
+    /// Digest of every event, in order: equal digests mean identical runs.
+    pub trace_digest: u64,
+    /// The events, when `keep_trace` was set.
+    pub trace: Vec<String>,
+}
+
+/// Runs one seed to completion and checks it.
+pub fn run_seed(config: &SimConfig, seed: u64) -> Report {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("a current-thread runtime always builds");
+    runtime.block_on(async {
+        let mut world = World::new(*config, seed);
+        world.run().await;
+        world.finish().await
+    })
+}
+
+/// A voter's ballot and where it stands.
+struct Planned {
+    sub: String,
+    body: Vec<u8>,
+    home: usize,
+    ready_at_ms: u64,
+    state: PlanState,
+    /// Will send the same ballot once more after its receipt (a client that did not see it).
+    resubmit: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PlanState {
+    Waiting,
+    AtEdge,
+    Done,
+    Refused,
+}
+
+struct EdgeNode {
+    edge: Edge,
+    skew_ms: i64,
+    buffer: Vec<(usize, Accepted)>,
+    next_batch: u64,
+    crash_before_enqueue: bool,
+    crash_after_enqueue: bool,
+}
+
+/// A fault in effect until a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    LinkPartition(usize, usize),
+    ReplicationDelay(usize, usize),
+    StorePartition(usize),
+    QueueDown(usize),
+    DuplicateDelivery(usize),
+    LostDeletes(usize),
+    CollectorDown(usize),
+}
+
+/// Everything in a run.
+pub(crate) struct World {
+    config: SimConfig,
+    seed: u64,
+    rng: Rng,
+    clock: Clock,
+    step: u64,
+    pub(crate) names: Vec<String>,
+    pub(crate) rules: ElectionRules,
+    pub(crate) keys: KeySet,
+    edges: Vec<EdgeNode>,
+    pub(crate) queues: Vec<Arc<SimQueue>>,
+    stores: Vec<Arc<FaultyStore>>,
+    collectors: Vec<Arc<Collector>>,
+    pub(crate) regions: Regions,
+    plans: Vec<Planned>,
+    /// Every copy of a vote that reached a queue: (voter, vote id) → (earliest edge time, choice).
+    pub(crate) enqueued: BTreeMap<(String, Digest32), (u64, String)>,
+    /// Receipts voters hold (compact JWS) with the voter's pseudonym.
+    pub(crate) receipts: Vec<(String, String)>,
+    /// Bodies the attacker wrote.
+    pub(crate) forged: BTreeSet<String>,
+    active: Vec<(Fault, u64)>,
+    pending_crash_before_store: Vec<bool>,
+    faults_injected: BTreeMap<&'static str, u64>,
+    pub(crate) violations: Vec<Violation>,
+    submissions: u64,
+    ghosts: u64,
+    trace_digest: u64,
+    trace: Vec<String>,
+    authority: SigningIdentity,
+    rogue: SigningIdentity,
+}
+
+fn region_name(i: usize) -> String {
+    format!("r{i}")
+}
+
+fn manifest(policy: Policy) -> ElectionManifest {
+    let start = START_MS / 1000;
+    ElectionManifest {
+        v: 1,
+        id: ELECTION.into(),
+        title: "Simulated election".into(),
+        options: OPTIONS
+            .iter()
+            .map(|o| ElectionOption {
+                id: (*o).into(),
+                label: (*o).into(),
+            })
+            .collect(),
+        opens_at: start - 3600,
+        closes_at: start + 7 * 86_400,
+        policy,
+        limits: Limits::default(),
+        created_at: start - 7200,
+    }
+}
+
+fn token(authority: &SigningIdentity, sub: &str, election: &str) -> String {
+    let now = START_MS / 1000;
+    let token = VoteToken {
+        jti: format!("jti-{sub}"),
+        sub: sub.into(),
+        aud: election.into(),
+        iat: now - 600,
+        nbf: now - 600,
+        exp: now + 7 * 86_400,
+    };
+    sign(authority, &token).expect("test tokens sign")
+}
+
+impl World {
+    fn new(config: SimConfig, seed: u64) -> Self {
+        let mut rng = Rng::new(seed);
+        let clock = Clock::starting_at(START_MS);
+        let policy = if rng.chance(500) {
+            Policy::LastVoteWins
+        } else {
+            Policy::FirstVoteWins
+        };
+        let manifest = manifest(policy);
+        let authority = SigningIdentity::from_seed(&[11; 32], Role::Authority);
+        let edge_ids: Vec<SigningIdentity> = (0..config.regions)
+            .map(|i| SigningIdentity::from_seed(&[20 + i as u8; 32], Role::Edge))
+            .collect();
+        let mut jwks = vec![authority.public_jwk(0)];
+        jwks.extend(edge_ids.iter().map(|e| e.public_jwk(0)));
+        let keys = KeySet::from_jwks(jwks).expect("distinct simulation keys");
+        let names: Vec<String> = (0..config.regions).map(region_name).collect();
+        let signed = sign(&authority, &manifest).expect("manifest signs");
+        let regions = Regions::new(config.design, &names).expect("in-memory stores open");
+        let mut world = World {
+            config,
+            seed,
+            clock: clock.clone(),
+            step: 0,
+            rules: ElectionRules {
+                id: manifest.id.clone(),
+                policy,
+            },
+            edges: Vec::new(),
+            queues: Vec::new(),
+            stores: Vec::new(),
+            collectors: Vec::new(),
+            regions,
+            plans: Vec::new(),
+            enqueued: BTreeMap::new(),
+            receipts: Vec::new(),
+            forged: BTreeSet::new(),
+            active: Vec::new(),
+            pending_crash_before_store: vec![false; config.regions],
+            faults_injected: BTreeMap::new(),
+            violations: Vec::new(),
+            submissions: 0,
+            ghosts: 0,
+            trace_digest: 0xcbf2_9ce4_8422_2325,
+            trace: Vec::new(),
+            rogue: SigningIdentity::from_seed(&[99; 32], Role::Edge),
+            authority,
+            keys,
+            names,
+            rng: Rng::new(0),
+        };
+        for (i, identity) in edge_ids.into_iter().enumerate() {
+            let served = ServedElection {
+                manifest: manifest.clone(),
+                signed: signed.clone(),
+            };
+            let name = &world.names[i];
+            let edge = Edge::new(
+                vec![served],
+                world.keys.clone(),
+                identity,
+                &format!("edge-{name}"),
+                name,
+                None,
+            );
+            world.edges.push(EdgeNode {
+                edge,
+                skew_ms: rng.between(0, 4000) as i64 - 2000,
+                buffer: Vec::new(),
+                next_batch: 0,
+                crash_before_enqueue: false,
+                crash_after_enqueue: false,
+            });
+            let queue = Arc::new(SimQueue::new(clock.clone(), rng.fork()));
+            let store = Arc::new(FaultyStore::new(world.regions.store(i)));
+            let checker = Checker::new(world.keys.clone(), vec![manifest.clone()], true);
+            world.collectors.push(Collector::new(
+                name.clone(),
+                Arc::clone(&queue) as Arc<dyn Queue>,
+                Arc::clone(&store) as Arc<dyn Store>,
+                checker,
+                processing(),
+            ));
+            world.queues.push(queue);
+            world.stores.push(store);
+        }
+        world.rng = rng;
+        world.plan_voters();
+        world
+    }
+
+    /// Draws each voter's behaviour: most vote once; some re-vote later, some race two
+    /// different ballots into two regions at once, some send the same ballot twice.
+    fn plan_voters(&mut self) {
+        for v in 0..self.config.voters {
+            let sub = format!("voter-{v:04}");
+            let token = token(&self.authority, &sub, ELECTION);
+            let home = self.rng.index(self.config.regions);
+            let first_at = START_MS + self.rng.below(20_000);
+            let kind = self.rng.below(100);
+            let mut ballots = vec![(home, first_at)];
+            if kind < 10 {
+                // re-vote a few seconds later, anywhere
+                let region = self.rng.index(self.config.regions);
+                ballots.push((region, first_at + self.rng.between(500, 8000)));
+            } else if kind < 20 {
+                // two ballots at the same moment in two regions
+                ballots.push(((home + 1) % self.config.regions, first_at));
+            }
+            let resubmit = kind >= 90;
+            for (region, at) in ballots {
+                let ballot = Ballot {
+                    election: ELECTION.into(),
+                    token: token.clone(),
+                    choice: OPTIONS[self.rng.index(OPTIONS.len())].into(),
+                    nonce: b64::encode(self.rng.next_u64().to_le_bytes().repeat(2)),
+                };
+                self.plans.push(Planned {
+                    sub: sub.clone(),
+                    body: serde_json::to_vec(&ballot).expect("ballots serialize"),
+                    home: region,
+                    ready_at_ms: at,
+                    state: PlanState::Waiting,
+                    resubmit,
+                });
+            }
+        }
+    }
+
+    fn trace(&mut self, event: std::fmt::Arguments<'_>) {
+        let text = event.to_string();
+        for byte in text.bytes().chain(*b"\n") {
+            self.trace_digest ^= u64::from(byte);
+            self.trace_digest = self.trace_digest.wrapping_mul(0x0100_0000_01b3);
+        }
+        if self.config.keep_trace {
+            self.trace.push(format!(
+                "[{}] t+{}ms {text}",
+                self.step,
+                self.clock.now_ms() - START_MS
+            ));
+        }
+    }
+
+    async fn run(&mut self) {
+        for _ in 0..self.config.chaos_steps {
+            self.step += 1;
+            self.expire_faults();
+            self.chaos_step().await;
+        }
+        self.heal_all();
+        for _ in 0..self.config.max_heal_rounds {
+            if self.quiescent().await {
+                return;
+            }
+            self.heal_round().await;
+        }
+        let waiting = self
+            .plans
+            .iter()
+            .filter(|p| p.state != PlanState::Done && p.state != PlanState::Refused)
+            .count();
+        self.violation(
+            ViolationKind::NoQuiescence,
+            format!(
+                "not quiescent after {} healing rounds ({waiting} ballots without receipt)",
+                self.config.max_heal_rounds
+            ),
+        );
+    }
+
+    pub(crate) fn violation(&mut self, kind: ViolationKind, detail: String) {
+        self.violations.push(Violation { kind, detail });
+    }
+
+    async fn chaos_step(&mut self) {
+        self.clock.advance(self.rng.below(6));
+        if self.rng.chance(self.config.fault_per_mille) {
+            self.start_fault();
+        }
+        if self.rng.chance(self.config.attack_per_mille) {
+            let region = self.rng.index(self.config.regions);
+            self.forge(region);
+        }
+        let region = self.rng.index(self.config.regions);
+        match self.rng.below(100) {
+            0..30 => {
+                if let Some(plan) = self.pick_ready() {
+                    let target = if self.rng.chance(800) {
+                        self.plans[plan].home
+                    } else {
+                        self.rng.index(self.config.regions)
+                    };
+                    self.submit(plan, target);
+                }
+            }
+            30..45 => self.flush(region).await,
+            45..68 => self.collect(region).await,
+            68..88 => {
+                let to =
+                    (region + 1 + self.rng.index(self.config.regions - 1)) % self.config.regions;
+                self.replicate(region, to).await;
+            }
+            _ => {
+                let ms = self.rng.between(1, 400);
+                self.clock.advance(ms);
+            }
+        }
+    }
+
+    fn pick_ready(&mut self) -> Option<usize> {
+        let now = self.clock.now_ms();
+        let ready: Vec<usize> = (0..self.plans.len())
+            .filter(|&i| {
+                self.plans[i].state == PlanState::Waiting && self.plans[i].ready_at_ms <= now
+            })
+            .collect();
+        if ready.is_empty() {
+            return None;
+        }
+        Some(ready[self.rng.index(ready.len())])
+    }
+
+    fn edge_time(&self, region: usize) -> u64 {
+        self.clock
+            .now_ms()
+            .saturating_add_signed(self.edges[region].skew_ms)
+    }
+
+    fn submit(&mut self, plan: usize, region: usize) {
+        self.submissions += 1;
+        let now = self.edge_time(region);
+        let path = format!("/v1/elections/{ELECTION}/votes");
+        let request = Request {
+            method: "POST",
+            path: &path,
+            content_type: Some("application/json"),
+            body: &self.plans[plan].body,
+        };
+        match self.edges[region].edge.handle(request, now) {
+            Outcome::Enqueue(accepted) => {
+                self.edges[region].buffer.push((plan, *accepted));
+                self.plans[plan].state = PlanState::AtEdge;
+                self.trace(format_args!("submit plan={plan} region={region}"));
+            }
+            Outcome::Respond(response) => {
+                self.plans[plan].state = PlanState::Refused;
+                let code = response.error_code().unwrap_or_default();
+                self.violation(
+                    ViolationKind::LegitRefused,
+                    format!(
+                        "ballot {plan} refused by r{region}: {} {code}",
+                        response.status
+                    ),
+                );
+            }
+        }
+    }
+
+    /// The voter got no answer (edge crash, 503): it tries again a little later.
+    fn retry_later(&mut self, plan: usize) {
+        let delay = self.rng.between(50, 1500);
+        let p = &mut self.plans[plan];
+        p.state = PlanState::Waiting;
+        p.ready_at_ms = self.clock.now_ms() + delay;
+    }
+
+    /// The edge's group commit: one message for the buffered votes, receipts after the queue
+    /// said yes.
+    async fn flush(&mut self, region: usize) {
+        let take = self.edges[region].buffer.len().min(GROUP_COMMIT_MAX);
+        if take == 0 {
+            return;
+        }
+        let batch: Vec<(usize, Accepted)> = self.edges[region].buffer.drain(..take).collect();
+        if std::mem::take(&mut self.edges[region].crash_before_enqueue) {
+            self.trace(format_args!(
+                "edge r{region} crashed before enqueue ({take} votes)"
+            ));
+            batch.iter().for_each(|(plan, _)| self.retry_later(*plan));
+            return;
+        }
+        let node = &mut self.edges[region];
+        let batch_id = format!("edge-r{region}.{}", node.next_batch);
+        node.next_batch += 1;
+        let votes: Vec<EnvelopeVote> = batch.iter().map(|(_, a)| a.vote.clone()).collect();
+        let now = self.edge_time(region);
+        let envelope = self.edges[region]
+            .edge
+            .seal(&batch_id, votes, now)
+            .expect("valid votes seal");
+        if let Err(e) = self.queues[region].send_batch(vec![envelope]).await {
+            self.trace(format_args!("edge r{region} 503: {e}"));
+            batch.iter().for_each(|(plan, _)| self.retry_later(*plan));
+            return;
+        }
+        for (plan, accepted) in &batch {
+            let key = (self.plans[*plan].sub.clone(), accepted.admitted.vote_id);
+            let copy = (
+                accepted.vote.received_at_ms,
+                accepted.vote.ballot.choice.clone(),
+            );
+            let earliest = self.enqueued.entry(key).or_insert(copy.clone());
+            if copy.0 < earliest.0 {
+                *earliest = copy;
+            }
+        }
+        if std::mem::take(&mut self.edges[region].crash_after_enqueue) {
+            self.trace(format_args!(
+                "edge r{region} crashed after enqueue, before replying ({take} votes)"
+            ));
+            batch.iter().for_each(|(plan, _)| self.retry_later(*plan));
+            return;
+        }
+        for (plan, accepted) in batch {
+            self.give_receipt(region, plan, &accepted);
+        }
+        self.trace(format_args!(
+            "edge r{region} committed {batch_id} ({take} votes)"
+        ));
+    }
+
+    fn give_receipt(&mut self, region: usize, plan: usize, accepted: &Accepted) {
+        let response = self.edges[region].edge.receipt_response(accepted);
+        let receipt = serde_json::from_slice::<serde_json::Value>(&response.body)
+            .ok()
+            .and_then(|v| v.get("receipt")?.as_str().map(str::to_owned));
+        let Some(receipt) = receipt.filter(|_| response.status == 202) else {
+            self.violation(
+                ViolationKind::InvalidReceipt,
+                format!(
+                    "edge r{region} answered {} without a receipt",
+                    response.status
+                ),
+            );
+            self.plans[plan].state = PlanState::Refused;
+            return;
+        };
+        self.receipts.push((self.plans[plan].sub.clone(), receipt));
+        if std::mem::take(&mut self.plans[plan].resubmit) {
+            self.retry_later(plan);
+        } else {
+            self.plans[plan].state = PlanState::Done;
+        }
+    }
+
+    async fn collect(&mut self, region: usize) {
+        if self.is_active(Fault::CollectorDown(region)) {
+            return;
+        }
+        let queue = Arc::clone(&self.queues[region]);
+        let received = queue
+            .receive(10, Duration::ZERO, Duration::from_secs(VISIBILITY_SECS))
+            .await
+            .expect("simulated receive only fails on bad arguments");
+        if received.is_empty() {
+            return;
+        }
+        let n = received.len();
+        if std::mem::take(&mut self.pending_crash_before_store[region]) {
+            self.trace(format_args!(
+                "collector r{region} crashed holding {n} messages"
+            ));
+            return;
+        }
+        let outcome = self.collectors[region].process(received).await;
+        self.trace(format_args!(
+            "collector r{region} processed {n} messages: {outcome:?}"
+        ));
+    }
+
+    async fn replicate(&mut self, from: usize, to: usize) {
+        let link = (from.min(to), from.max(to));
+        if self.is_active(Fault::LinkPartition(link.0, link.1)) {
+            return;
+        }
+        if self.is_active(Fault::ReplicationDelay(link.0, link.1)) && !self.rng.chance(50) {
+            return;
+        }
+        match self.regions.ship(from, to).await {
+            Ok(0) => {}
+            Ok(n) => self.trace(format_args!("replicated {n} ballots r{from} -> r{to}")),
+            Err(e) => self.violation(
+                ViolationKind::NoQuiescence,
+                format!("replication failed: {e}"),
+            ),
+        }
+    }
+
+    fn is_active(&self, fault: Fault) -> bool {
+        self.active.iter().any(|(f, _)| *f == fault)
+    }
+
+    fn count_fault(&mut self, kind: &'static str) {
+        *self.faults_injected.entry(kind).or_insert(0) += 1;
+    }
+
+    /// Starts a random fault. Lasting faults hold for a number of steps; one-shot faults fire
+    /// at the next matching action.
+    fn start_fault(&mut self) {
+        let r = self.rng.index(self.config.regions);
+        let other = (r + 1 + self.rng.index(self.config.regions - 1)) % self.config.regions;
+        let link = (r.min(other), r.max(other));
+        let until = self.step + self.rng.between(10, 120);
+        let (kind, lasting) = match self.rng.below(13) {
+            0 => (
+                "network partition between regions",
+                Some(Fault::LinkPartition(link.0, link.1)),
+            ),
+            1 => (
+                "replication delay",
+                Some(Fault::ReplicationDelay(link.0, link.1)),
+            ),
+            2 => ("partition collector-store", Some(Fault::StorePartition(r))),
+            3 => ("partition edge-queue", Some(Fault::QueueDown(r))),
+            4 => ("duplicate delivery", Some(Fault::DuplicateDelivery(r))),
+            5 => ("lost delete (redelivery)", Some(Fault::LostDeletes(r))),
+            6 => ("collector down", Some(Fault::CollectorDown(r))),
+            7 => {
+                let store = &self.stores[r];
+                let mut f = store.current_faults();
+                f.throttled_calls += self.rng.between(1, 5) as u32;
+                store.set_faults(f);
+                ("store throttling", None)
+            }
+            8 => {
+                let store = &self.stores[r];
+                let mut f = store.current_faults();
+                f.lost_replies += 1;
+                store.set_faults(f);
+                ("store write with lost reply", None)
+            }
+            9 => {
+                self.collectors[r]
+                    .faults
+                    .crash_after_store
+                    .store(1, Ordering::SeqCst);
+                ("collector crash between store write and delete", None)
+            }
+            10 => {
+                self.pending_crash_before_store[r] = true;
+                ("collector crash before store write", None)
+            }
+            11 => {
+                if self.rng.chance(500) {
+                    self.edges[r].crash_after_enqueue = true;
+                    ("edge crash after enqueue, before reply", None)
+                } else {
+                    self.edges[r].crash_before_enqueue = true;
+                    ("edge crash before enqueue", None)
+                }
+            }
+            _ => {
+                let jump = self.rng.between(0, 6000) as i64 - 3000;
+                self.edges[r].skew_ms = (self.edges[r].skew_ms + jump).clamp(-5000, 5000);
+                ("clock skew jump", None)
+            }
+        };
+        self.count_fault(kind);
+        self.trace(format_args!("fault: {kind} at r{r}/link {link:?}"));
+        if let Some(fault) = lasting {
+            self.active.push((fault, until));
+            self.apply_lasting_faults();
+        }
+    }
+
+    fn expire_faults(&mut self) {
+        let before = self.active.len();
+        let step = self.step;
+        self.active.retain(|(_, until)| *until > step);
+        if self.active.len() != before {
+            self.apply_lasting_faults();
+        }
+    }
+
+    /// Pushes the lasting faults' combined state into the queues and stores.
+    fn apply_lasting_faults(&mut self) {
+        for r in 0..self.config.regions {
+            self.queues[r].set_faults(QueueFaults {
+                send_down: self.is_active(Fault::QueueDown(r)),
+                duplicate_per_mille: if self.is_active(Fault::DuplicateDelivery(r)) {
+                    300
+                } else {
+                    0
+                },
+                delete_lost_per_mille: if self.is_active(Fault::LostDeletes(r)) {
+                    400
+                } else {
+                    0
+                },
+            });
+            let store = &self.stores[r];
+            store.set_faults(StoreFaults {
+                unreachable: self.is_active(Fault::StorePartition(r)),
+                ..store.current_faults()
+            });
+        }
+    }
+
+    fn heal_all(&mut self) {
+        self.active.clear();
+        self.apply_lasting_faults();
+        for r in 0..self.config.regions {
+            self.stores[r].set_faults(StoreFaults::default());
+            self.collectors[r]
+                .faults
+                .crash_after_store
+                .store(0, Ordering::SeqCst);
+            self.pending_crash_before_store[r] = false;
+            self.edges[r].crash_after_enqueue = false;
+            self.edges[r].crash_before_enqueue = false;
+        }
+        self.trace(format_args!("all faults healed"));
+    }
+
+    async fn quiescent(&self) -> bool {
+        let settled = self
+            .plans
+            .iter()
+            .all(|p| matches!(p.state, PlanState::Done | PlanState::Refused));
+        if !settled || self.edges.iter().any(|e| !e.buffer.is_empty()) {
+            return false;
+        }
+        for queue in &self.queues {
+            let stats = queue.stats().await.expect("simulated stats");
+            if stats.visible + stats.in_flight > 0 {
+                return false;
+            }
+        }
+        self.regions.converged().await.unwrap_or(false)
+    }
+
+    /// One healing round: voters retry, edges commit, collectors drain, links ship, time passes.
+    async fn heal_round(&mut self) {
+        self.step += 1;
+        while let Some(plan) = self.pick_ready() {
+            let region = self.rng.index(self.config.regions);
+            self.submit(plan, region);
+        }
+        for r in 0..self.config.regions {
+            while !self.edges[r].buffer.is_empty() {
+                self.flush(r).await;
+            }
+            // Bounded: a round drains at most 1000 batches per region.
+            for _ in 0..1000 {
+                let stats = self.queues[r].stats().await.expect("simulated stats");
+                if stats.visible == 0 {
+                    break;
+                }
+                self.collect(r).await;
+            }
+        }
+        for from in 0..self.config.regions {
+            for to in (0..self.config.regions).filter(|&to| to != from) {
+                self.replicate(from, to).await;
+            }
+        }
+        self.clock.advance(VISIBILITY_SECS * 1000 / 2);
+    }
+
+    async fn finish(mut self) -> Report {
+        check::all(&mut self).await;
+        let mut report = Report {
+            seed: self.seed,
+            last_vote_wins: self.rules.policy == Policy::LastVoteWins,
+            steps: self.step,
+            ballots: self.plans.len() as u64,
+            submissions: self.submissions,
+            receipts: self.receipts.len() as u64,
+            votes_checked: (self.receipts.len() * self.config.regions) as u64,
+            forged: self
+                .faults_injected
+                .get("forged message")
+                .copied()
+                .unwrap_or(0),
+            faults: std::mem::take(&mut self.faults_injected),
+            violations: std::mem::take(&mut self.violations),
+            trace_digest: self.trace_digest,
+            trace: std::mem::take(&mut self.trace),
+            ..Report::default()
+        };
+        for queue in &self.queues {
+            let c = queue.counters();
+            report.messages_sent += c.sent;
+            report.deliveries += c.deliveries;
+            report.redeliveries += c.redeliveries;
+            report.dead_lettered += queue.dead_letters().len() as u64;
+        }
+        report
+    }
+
+    /// The attacker writes a message straight into a region's queue. None of these may change
+    /// a count; each must end in the dead-letter queue.
+    fn forge(&mut self, region: usize) {
+        self.ghosts += 1;
+        let ghost = format!("ghost-{:04}", self.ghosts);
+        let stolen = Ballot {
+            election: ELECTION.into(),
+            token: token(&self.authority, &ghost, ELECTION),
+            choice: OPTIONS[0].into(),
+            nonce: b64::encode([7u8; 16]),
+        };
+        let honest_edge = &self.edges[region].edge;
+        let now = self.edge_time(region);
+        let vote = |ballot: Ballot| EnvelopeVote {
+            ballot,
+            received_at_ms: now,
+        };
+        let (kind, body) = match self.rng.below(6) {
+            0 => (
+                "envelope signed by an unknown edge key",
+                self.rogue_envelope(region, vec![vote(stolen)]),
+            ),
+            1 => {
+                let honest = honest_edge
+                    .seal("forged.tamper", vec![vote(stolen)], now)
+                    .expect("seal");
+                ("tampered envelope", tamper(&honest))
+            }
+            2 => {
+                let honest = honest_edge
+                    .seal("forged.cut", vec![vote(stolen)], now)
+                    .expect("seal");
+                ("truncated envelope", honest[..honest.len() / 2].to_owned())
+            }
+            3 => {
+                let ballot = Ballot {
+                    election: "other-election".into(),
+                    token: token(&self.authority, &ghost, "other-election"),
+                    ..stolen
+                };
+                (
+                    "ballot for an unknown election",
+                    honest_edge
+                        .seal("forged.election", vec![vote(ballot)], now)
+                        .expect("seal"),
+                )
+            }
+            4 => {
+                let ballot = Ballot {
+                    choice: "not-an-option".into(),
+                    ..stolen
+                };
+                (
+                    "invalid choice",
+                    honest_edge
+                        .seal("forged.choice", vec![vote(ballot)], now)
+                        .expect("seal"),
+                )
+            }
+            _ => {
+                let rogue = self.rogue_envelope(region, vec![vote(stolen.clone())]);
+                let other = Ballot {
+                    nonce: b64::encode([8u8; 16]),
+                    ..stolen
+                };
+                let honest = tamper(
+                    &honest_edge
+                        .seal("forged.mixed", vec![vote(other)], now)
+                        .expect("seal"),
+                );
+                (
+                    "message mixing a forged envelope into a batch",
+                    format!("{honest}\n{rogue}"),
+                )
+            }
+        };
+        self.count_fault("forged message");
+        self.trace(format_args!("attacker wrote to r{region}: {kind}"));
+        self.queues[region].inject(body.clone());
+        self.forged.insert(body);
+    }
+
+    fn rogue_envelope(&self, region: usize, votes: Vec<EnvelopeVote>) -> String {
+        let envelope = QueueEnvelope {
+            v: 1,
+            batch_id: "forged.rogue".into(),
+            edge: format!("edge-r{region}"),
+            region: self.names[region].clone(),
+            created_at_ms: self.edge_time(region),
+            votes,
+        };
+        sign(&self.rogue, &envelope).expect("rogue key signs")
+    }
+}
+
+/// Flips one character of a compact JWS's payload, keeping it base64url.
+fn tamper(compact: &str) -> String {
+    let mut bytes = compact.as_bytes().to_vec();
+    let dot = compact.find('.').unwrap_or(0);
+    let i = dot + 10;
+    bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
+    String::from_utf8(bytes).expect("ASCII stays ASCII")
+}
+
+fn processing() -> ProcessingConfig {
+    ProcessingConfig {
+        receivers: 1,
+        receive_batch_messages: 10,
+        wait_time_secs: 0,
+        visibility_timeout_secs: VISIBILITY_SECS,
+        max_in_flight_messages: 10,
+        verify_tokens: true,
+        stats_interval_secs: 1,
+    }
+}
