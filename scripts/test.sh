@@ -34,6 +34,10 @@ step "deterministic simulation: 500 seeds of 3 regions under faults and forged m
 cargo run --locked -q -p edgevote-sim -- --seeds 500
 cargo run --locked -q -p edgevote-sim -- --canary --seeds 20 | tail -n 1
 
+step "hostile-input catalogue: the figures (the cases also ran above)"
+cargo test --locked -q -p edgevote-edge-host --test it hostile -- --nocapture 2>/dev/null | grep 'hostile-input catalogue'
+cargo test --locked -q -p edgevote-collector --test it hostile -- --nocapture 2>/dev/null | grep 'hostile-input catalogue'
+
 step "third-party verification (python: jwcrypto, PyJWT)"
 cargo build --locked -p edgevote
 EDGEVOTE_BIN="$PWD/target/debug/edgevote" .venv/bin/python -m pytest -q tests/python

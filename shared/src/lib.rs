@@ -18,6 +18,7 @@ pub mod checkpoint;
 pub mod digest;
 pub mod envelope;
 pub mod error;
+pub mod forgery;
 pub mod json;
 pub mod jws;
 pub mod keys;

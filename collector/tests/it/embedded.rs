@@ -37,7 +37,7 @@ embedded_suite!(
     same_ballot_five_times_counts_once,
     two_ballots_of_one_voter_follow_the_policy,
     crash_after_store_before_delete_counts_once,
-    poison_messages_are_dead_lettered,
+    hostile_messages_are_dead_lettered_and_count_nothing,
     packed_envelopes_count_whole_or_not_at_all,
 );
 

@@ -39,6 +39,9 @@ pub struct HostConfig {
     /// Per-IP and per-token rate limits (429 with Retry-After).
     #[serde(default)]
     pub rate_limit: crate::limit::RateLimitConfig,
+    /// Limits of the HTTP front against slow and oversized requests.
+    #[serde(default)]
+    pub http: HttpConfig,
     /// Let the component's SQS calls go out to real endpoints instead of the host's queue
     /// (the component then behaves exactly as on Spin). Needs `forward_queues`.
     #[serde(default)]
@@ -88,6 +91,42 @@ impl GroupCommitConfig {
     /// The wait bound.
     pub fn max_wait(&self) -> Duration {
         Duration::from_millis(self.max_wait_ms)
+    }
+}
+
+/// Limits of the HTTP front: a client that sends its request slowly, or sends huge headers,
+/// must not hold a connection or memory for long.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Longest wait for a request's head (request line and headers), milliseconds; a slower
+    /// client is disconnected.
+    pub header_read_timeout_ms: u64,
+    /// Longest wait for a request's whole body once the head is in, milliseconds; then 408.
+    pub body_read_timeout_ms: u64,
+    /// Largest request head, bytes (at least 8192); a larger head gets 431.
+    pub max_header_bytes: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            header_read_timeout_ms: 5_000,
+            body_read_timeout_ms: 10_000,
+            max_header_bytes: 16 * 1024,
+        }
+    }
+}
+
+impl HttpConfig {
+    /// The head timeout.
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_read_timeout_ms)
+    }
+
+    /// The body timeout.
+    pub fn body_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.body_read_timeout_ms)
     }
 }
 
@@ -141,6 +180,15 @@ impl HostConfig {
             (
                 !config.forward_outbound || !config.forward_queues.is_empty(),
                 "forward_outbound needs forward_queues",
+            ),
+            (
+                (8192..=1024 * 1024).contains(&config.http.max_header_bytes),
+                "http.max_header_bytes must be 8192..=1048576",
+            ),
+            (
+                (1..=300_000).contains(&config.http.header_read_timeout_ms)
+                    && (1..=300_000).contains(&config.http.body_read_timeout_ms),
+                "http.header_read_timeout_ms and http.body_read_timeout_ms must be 1..=300000",
             ),
         ];
         if let Some((_, message)) = checks.iter().find(|(ok, _)| !ok) {

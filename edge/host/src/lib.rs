@@ -83,6 +83,8 @@ pub struct EdgeHost {
     pub bundle: BundleManifest,
     /// Per-IP and per-token rate limits.
     pub limiter: limit::RateLimiter,
+    /// Limits of the HTTP front.
+    pub http: config::HttpConfig,
 }
 
 impl std::fmt::Debug for EdgeHost {
@@ -263,6 +265,7 @@ pub async fn start_with_queue(
         region: config.region.clone(),
         bundle,
         limiter: limit::RateLimiter::new(&config.rate_limit),
+        http: config.http.clone(),
     };
     Ok((Arc::new(host), Background { stop, forwarder }))
 }

@@ -35,6 +35,11 @@ fn text(
     response
 }
 
+fn refusal(status: u16, code: &str, detail: &str) -> hyper::Response<HyperOutgoingBody> {
+    let body = serde_json::json!({"error": code, "detail": detail}).to_string();
+    text(status, "application/json", body)
+}
+
 /// Largest request body the host buffers to read a vote's token (ballots are at most 16 KiB).
 const MAX_BUFFERED_BODY: usize = 64 * 1024;
 
@@ -69,14 +74,25 @@ async fn to_component(
         return Ok(rate_limited(retry, "client address"));
     }
     let (parts, body) = request.into_parts();
-    let body = match http_body_util::Limited::new(body, MAX_BUFFERED_BODY)
-        .collect()
-        .await
-    {
-        Ok(collected) => collected.to_bytes(),
+    let collect = http_body_util::Limited::new(body, MAX_BUFFERED_BODY).collect();
+    let body = match tokio::time::timeout(host.http.body_read_timeout(), collect).await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            return Ok(refusal(413, "too_large", "request body too large"));
+        }
+        Ok(Err(_)) => {
+            return Ok(refusal(
+                400,
+                "incomplete_body",
+                "the request body ended early or was malformed",
+            ));
+        }
         Err(_) => {
-            let detail = "{\"error\":\"too_large\",\"detail\":\"request body too large\"}";
-            return Ok(text(413, "application/json", detail.into()));
+            return Ok(refusal(
+                408,
+                "request_timeout",
+                "the request body did not arrive in time",
+            ));
         }
     };
     if parts.method == hyper::Method::POST
@@ -130,6 +146,11 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut http1 = hyper::server::conn::http1::Builder::new();
+    http1
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(host.http.header_read_timeout())
+        .max_buf_size(host.http.max_header_bytes);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -144,8 +165,7 @@ pub async fn serve(
                 let host = Arc::clone(&host);
                 let ip = peer.ip();
                 let service = service_fn(move |request| route(Arc::clone(&host), ip, request));
-                let connection = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service);
+                let connection = http1.serve_connection(TokioIo::new(stream), service);
                 let connection = graceful.watch(connection);
                 tokio::spawn(async move {
                     if let Err(e) = connection.await {

@@ -6,6 +6,7 @@
 
 mod bundle;
 mod fixture;
+mod hostile;
 mod http;
 mod spin_sqs;
 mod votes;
