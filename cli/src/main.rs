@@ -14,6 +14,7 @@ mod cmd_receipt;
 mod cmd_token;
 mod cmd_up;
 mod cmd_verify;
+mod cost;
 mod input;
 mod signal;
 mod timearg;
@@ -66,6 +67,8 @@ enum Command {
     /// Run a regional collector, or recompute an election's final tally from its store.
     #[command(subcommand)]
     Collector(cmd_collector::CollectorCommand),
+    /// Estimate an election's cost per region and per million votes: group commit vs naive.
+    Cost(cost::CostArgs),
 }
 
 fn main() -> ExitCode {
@@ -90,6 +93,7 @@ fn main() -> ExitCode {
         Command::Audit(c) => cmd_audit::run(c),
         Command::Vote(a) => cmd_load::vote(a),
         Command::Load(a) => cmd_load::load(a),
+        Command::Cost(a) => cost::run(a),
     };
     match outcome {
         Ok(code) => code,

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod collector;
+mod cost;
 mod edge;
 mod rotation;
 mod round_trip;
