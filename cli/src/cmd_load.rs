@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use bytes::Bytes;
 use clap::Args;
-use edgevote_shared::{ElectionManifest, KeySet, Receipt, Role, b64, verify};
+use edgevote_shared::{Digest32, ElectionManifest, KeySet, Receipt, Role, b64, verify};
 use edgevote_signer::KeyStore;
 use edgevote_signer::issue::{TokenWindow, issue_token};
 use edgevote_store::counting::{self, Candidate};
@@ -24,8 +24,6 @@ use tokio::sync::Mutex;
 use crate::cmd_up::{StackInfo, read_stack};
 use crate::{cmd_token, timearg};
 
-/// Attempts per vote when an edge answers 503 or the connection fails (a retrying client).
-const MAX_ATTEMPTS: u32 = 5;
 /// Longest wait for the regions to settle after the load.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -68,6 +66,10 @@ pub struct LoadArgs {
     /// Percent of votes sent twice (a client retry of the same ballot).
     #[arg(long, default_value_t = 3)]
     pub retry_pct: u8,
+    /// Attempts per vote when an edge answers 503 or cannot be reached, with exponential
+    /// backoff from 100 ms capped at 1.6 s (a retrying client).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=60))]
+    pub max_attempts: u32,
     /// Where to keep the receipts (one file each).
     #[arg(long)]
     pub receipts_dir: Option<PathBuf>,
@@ -212,7 +214,7 @@ async fn run_load(args: LoadArgs) -> anyhow::Result<ExitCode> {
     let tally = Arc::try_unwrap(tally)
         .map_err(|_| anyhow::anyhow!("workers still running"))?
         .into_inner();
-    report(&tally, elapsed);
+    report(&tally, elapsed, args.max_attempts);
     let receipts_dir = args
         .receipts_dir
         .clone()
@@ -310,7 +312,9 @@ async fn execute(
                 Arc::clone(&urls),
                 election.to_owned(),
             );
-            workers.spawn(async move { worker(rx, tally, bar, urls, election).await });
+            let max_attempts = args.max_attempts;
+            workers
+                .spawn(async move { worker(rx, tally, bar, urls, election, max_attempts).await });
         }
         // Pace: `per_tick` votes every 10 ms.
         let mut ticker = tokio::time::interval(Duration::from_millis(10));
@@ -335,6 +339,7 @@ async fn worker(
     bar: Arc<indicatif::ProgressBar>,
     urls: Arc<Vec<String>>,
     election: String,
+    max_attempts: u32,
 ) {
     let mut senders: HashMap<usize, hyper::client::conn::http1::SendRequest<Full<Bytes>>> =
         HashMap::new();
@@ -344,7 +349,7 @@ async fn worker(
         };
         let started = Instant::now();
         let mut outcome = None;
-        for attempt in 0..MAX_ATTEMPTS {
+        for attempt in 0..max_attempts {
             match attempt_vote(&mut senders, &urls, &election, &job).await {
                 Ok((202, text)) => {
                     outcome = Some(Ok(text));
@@ -352,7 +357,7 @@ async fn worker(
                 }
                 Ok((503, _)) | Err(_) => {
                     senders.remove(&job.region);
-                    tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+                    tokio::time::sleep(Duration::from_millis(100 << attempt.min(4))).await;
                 }
                 Ok((status, _)) => {
                     outcome = Some(Err(status));
@@ -415,7 +420,7 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
     sorted[index] as f64 / 1000.0
 }
 
-fn report(tally: &Tally, elapsed: f64) {
+fn report(tally: &Tally, elapsed: f64, max_attempts: u32) {
     let mut latencies = tally.latencies_us.clone();
     latencies.sort_unstable();
     println!(
@@ -429,7 +434,7 @@ fn report(tally: &Tally, elapsed: f64) {
         println!("refused: {:?}", tally.refused);
     }
     if tally.failed > 0 {
-        println!("FAILED after {MAX_ATTEMPTS} attempts: {}", tally.failed);
+        println!("FAILED after {max_attempts} attempts: {}", tally.failed);
     }
 }
 
@@ -447,10 +452,17 @@ fn keep_receipts(dir: &Path, kept: &[Kept]) -> anyhow::Result<()> {
 
 /// What the receipts say the final result must be, by the election's counting rule.
 fn expected(manifest: &ElectionManifest, kept: &[Kept]) -> (BTreeMap<String, u64>, usize, usize) {
-    let mut counted = counting::CountedBallots::default();
-    let mut vote_ids = BTreeSet::new();
+    // A retried ballot can hold two receipts (two acceptances); the store keeps its earliest
+    // acceptance, so the rule sees that one.
+    let mut earliest: BTreeMap<Digest32, &Kept> = BTreeMap::new();
     for k in kept {
-        vote_ids.insert(k.receipt.vote_id);
+        let entry = earliest.entry(k.receipt.vote_id).or_insert(k);
+        if k.receipt.received_at_ms < entry.receipt.received_at_ms {
+            *entry = k;
+        }
+    }
+    let mut counted = counting::CountedBallots::default();
+    for k in earliest.values() {
         let candidate = Candidate {
             received_at_ms: k.receipt.received_at_ms,
             vote_id: k.receipt.vote_id,
@@ -458,7 +470,7 @@ fn expected(manifest: &ElectionManifest, kept: &[Kept]) -> (BTreeMap<String, u64
         };
         counted.offer(manifest.policy, &k.voter, candidate);
     }
-    (counted.counts(), counted.voters() as usize, vote_ids.len())
+    (counted.counts(), counted.voters() as usize, earliest.len())
 }
 
 async fn reconcile(

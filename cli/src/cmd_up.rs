@@ -139,19 +139,23 @@ async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     let mut regions = Vec::new();
     let mut infos = Vec::new();
     let mut servers = tokio::task::JoinSet::new();
+    // A restarted stack keeps its addresses when it can, so clients configured with them (a
+    // load still retrying, a browser on the results page) carry on.
+    let previous = read_stack(&args.data_dir).ok();
     for name in &names {
-        let (region, info) = start_region(
-            name,
-            &args,
-            &store,
-            &keys,
-            &manifest,
-            &election_path,
-            &bundle_path,
-            stop_rx.clone(),
-            &mut servers,
-        )
-        .await?;
+        let before = previous
+            .as_ref()
+            .and_then(|p| p.regions.iter().find(|r| &r.name == name));
+        let setup = RegionSetup {
+            args: &args,
+            store: &store,
+            keys: &keys,
+            manifest: &manifest,
+            election_path: &election_path,
+            bundle_path: &bundle_path,
+        };
+        let (region, info) =
+            start_region(name, before, &setup, stop_rx.clone(), &mut servers).await?;
         regions.push(region);
         infos.push(info);
     }
@@ -267,17 +271,45 @@ fn sign_bundle(dir: &Path, store: &KeyStore, component: &Path) -> anyhow::Result
 }
 
 #[allow(clippy::too_many_arguments)]
+/// Binds the address of `previous_url` (`http://127.0.0.1:port`) if it is free, else any port.
+async fn bind_again(previous_url: Option<&str>) -> std::io::Result<tokio::net::TcpListener> {
+    let previous = previous_url
+        .and_then(|url| url.strip_prefix("http://"))
+        .and_then(|addr| addr.parse::<std::net::SocketAddr>().ok())
+        .filter(|addr| addr.ip().is_loopback());
+    if let Some(addr) = previous
+        && let Ok(listener) = tokio::net::TcpListener::bind(addr).await
+    {
+        return Ok(listener);
+    }
+    tokio::net::TcpListener::bind("127.0.0.1:0").await
+}
+
+/// What every region of the stack is started from.
+struct RegionSetup<'a> {
+    args: &'a UpArgs,
+    store: &'a KeyStore,
+    keys: &'a KeySet,
+    manifest: &'a ElectionManifest,
+    election_path: &'a Path,
+    bundle_path: &'a Path,
+}
+
 async fn start_region(
     name: &str,
-    args: &UpArgs,
-    store: &KeyStore,
-    keys: &KeySet,
-    manifest: &ElectionManifest,
-    election_path: &Path,
-    bundle_path: &Path,
+    before: Option<&RegionInfo>,
+    setup: &RegionSetup<'_>,
     stop: tokio::sync::watch::Receiver<bool>,
     servers: &mut tokio::task::JoinSet<()>,
 ) -> anyhow::Result<(Region, RegionInfo)> {
+    let RegionSetup {
+        args,
+        store,
+        keys,
+        manifest,
+        election_path,
+        bundle_path,
+    } = *setup;
     let dir = args.data_dir.join(name);
     let queue = Arc::new(EmbeddedQueue::open(&EmbeddedQueueConfig {
         path: dir.join("queue.redb"),
@@ -307,6 +339,7 @@ async fn start_region(
             enabled: false,
             ..Default::default()
         },
+        http: Default::default(),
         forward_outbound: false,
         forward_queues: Vec::new(),
         queue: edgevote_aws::backends::QueueBackendConfig::Embedded(EmbeddedQueueConfig {
@@ -324,8 +357,8 @@ async fn start_region(
         Checker::new(keys.clone(), vec![manifest.clone()], false),
         ProcessingConfig::default(),
     );
-    let edge_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let collector_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let edge_listener = bind_again(before.map(|b| b.edge_url.as_str())).await?;
+    let collector_listener = bind_again(before.map(|b| b.collector_url.as_str())).await?;
     let info = RegionInfo {
         name: name.to_owned(),
         edge_url: format!("http://{}", edge_listener.local_addr()?),
