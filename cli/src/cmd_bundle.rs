@@ -1,6 +1,7 @@
-//! `edgevote bundle`: sign and verify edge bundles (a Wasm component plus its signed manifest).
+//! `edgevote bundle`: build, sign, verify, deploy and roll back edge bundles (a Wasm component
+//! plus its manifest signed with the ops key).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -22,8 +23,51 @@ pub enum PlatformArg {
     CloudflareWorker,
 }
 
+/// Where to reach an edge host's admin endpoint.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AdminTarget {
+    /// The edge host, e.g. http://10.0.1.7:8080 (its admin endpoint, not the public origin).
+    #[arg(long)]
+    host: String,
+    /// File with the host's admin bearer token.
+    #[arg(long)]
+    admin_token_file: PathBuf,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum BundleCommand {
+    /// Build the edge component (scripts/build-wasm.sh spin) and put it in a bundle directory,
+    /// ready for `bundle sign`.
+    Build {
+        /// The bundle directory to create (holds edge.wasm).
+        #[arg(long)]
+        out: PathBuf,
+        /// Use this already built component instead of building one.
+        #[arg(long)]
+        component: Option<PathBuf>,
+    },
+    /// Deploy a signed bundle to a running edge host: it verifies, compiles and swaps it in
+    /// without dropping requests in flight, keeping the previous bundle for rollback.
+    Deploy {
+        #[command(flatten)]
+        target: AdminTarget,
+        /// The Wasm component.
+        #[arg(long)]
+        wasm: PathBuf,
+        /// Its signed manifest (from `bundle sign`).
+        #[arg(long)]
+        manifest: PathBuf,
+    },
+    /// Swap the previous bundle back in on a running edge host.
+    Rollback {
+        #[command(flatten)]
+        target: AdminTarget,
+    },
+    /// Show the active and previous bundles of a running edge host.
+    Status {
+        #[command(flatten)]
+        target: AdminTarget,
+    },
     /// Sign a component with the ops key: writes its manifest (version, sha256, platform).
     Sign {
         #[command(flatten)]
@@ -60,6 +104,30 @@ pub enum BundleCommand {
 
 pub fn run(command: BundleCommand) -> anyhow::Result<ExitCode> {
     match command {
+        BundleCommand::Build { out, component } => build(&out, component),
+        BundleCommand::Deploy {
+            target,
+            wasm,
+            manifest,
+        } => {
+            let bytes = read_wasm(&wasm)?;
+            let signed = crate::input::read_file(&manifest)?;
+            let body = serde_json::json!({
+                "wasm_base64": edgevote_shared::b64::encode_std(&bytes),
+                "manifest": signed.trim(),
+            });
+            println!(
+                "deploying {} (sha256={}) to {} ...",
+                wasm.display(),
+                Digest32::of(&bytes).to_hex(),
+                target.host
+            );
+            admin(&target, "POST", "/admin/v1/bundle", Some(body))
+        }
+        BundleCommand::Rollback { target } => {
+            admin(&target, "POST", "/admin/v1/bundle/rollback", None)
+        }
+        BundleCommand::Status { target } => admin(&target, "GET", "/admin/v1/bundle", None),
         BundleCommand::Sign {
             keys,
             wasm,
@@ -135,4 +203,87 @@ fn read_wasm(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
         path.display()
     );
     std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+/// Calls the admin endpoint and prints the outcome: the bundles on success, the refusal else.
+fn admin(
+    target: &AdminTarget,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (status, value) = runtime.block_on(crate::admin_client::call(
+        &target.host,
+        &target.admin_token_file,
+        method,
+        path,
+        body,
+    ))?;
+    if status != 200 {
+        println!(
+            "REFUSED by {} ({status}): {} {}",
+            target.host,
+            value["error"].as_str().unwrap_or("?"),
+            value["detail"].as_str().unwrap_or("")
+        );
+        return Ok(ExitCode::from(1));
+    }
+    let show = |b: &serde_json::Value| {
+        format!(
+            "{} {} sha256={}",
+            b["name"].as_str().unwrap_or("?"),
+            b["version"].as_str().unwrap_or("?"),
+            b["wasm_sha256"].as_str().unwrap_or("?")
+        )
+    };
+    println!("active:   {}", show(&value["active"]));
+    match value.get("previous").filter(|p| !p.is_null()) {
+        Some(previous) => println!("previous: {} (rollback target)", show(previous)),
+        None => println!("previous: none"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Builds (or takes) the component and writes it into the bundle directory.
+fn build(out: &Path, component: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let component = match component {
+        Some(path) => path,
+        None => {
+            let script = Path::new("scripts/build-wasm.sh");
+            anyhow::ensure!(
+                script.is_file(),
+                "no {} here: run from an edgevote checkout, or pass --component",
+                script.display()
+            );
+            println!("building the edge component (scripts/build-wasm.sh spin) ...");
+            let status = std::process::Command::new("bash")
+                .args([script.to_str().unwrap_or_default(), "spin"])
+                .status()
+                .context("running scripts/build-wasm.sh")?;
+            anyhow::ensure!(
+                status.success(),
+                "scripts/build-wasm.sh spin failed ({status})"
+            );
+            PathBuf::from("target/wasm32-wasip2/release/edgevote_edge_spin.wasm")
+        }
+    };
+    let bytes = read_wasm(&component)?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let wasm = out.join("edge.wasm");
+    std::fs::write(&wasm, &bytes).with_context(|| format!("writing {}", wasm.display()))?;
+    println!(
+        "bundle directory {}: edge.wasm sha256={} ({} bytes)",
+        out.display(),
+        Digest32::of(&bytes).to_hex(),
+        bytes.len()
+    );
+    println!(
+        "next: edgevote bundle sign --wasm {} --out {}",
+        wasm.display(),
+        out.join("bundle.jws").display()
+    );
+    Ok(ExitCode::SUCCESS)
 }

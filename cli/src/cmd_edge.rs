@@ -37,7 +37,7 @@ async fn run_host(path: PathBuf) -> anyhow::Result<ExitCode> {
         "edge {} region={} bundle sha256={} listening on http://{}",
         config.edge_id,
         config.region,
-        host.bundle.wasm_sha256.to_hex(),
+        host.bundles.active().manifest.wasm_sha256.to_hex(),
         listener.local_addr()?
     );
     edgevote_edge_host::server::serve(listener, Arc::clone(&host), interrupted).await?;

@@ -142,6 +142,7 @@ async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     // A restarted stack keeps its addresses when it can, so clients configured with them (a
     // load still retrying, a browser on the results page) carry on.
     let previous = read_stack(&args.data_dir).ok();
+    ensure_admin_token(&args.data_dir)?;
     for name in &names {
         let before = previous
             .as_ref()
@@ -340,6 +341,10 @@ async fn start_region(
             ..Default::default()
         },
         http: Default::default(),
+        admin: edgevote_edge_host::config::AdminConfig {
+            token_file: Some(admin_token_path(&args.data_dir)),
+            bundle_dir: Some(dir.join("bundles")),
+        },
         forward_outbound: false,
         forward_queues: Vec::new(),
         queue: edgevote_aws::backends::QueueBackendConfig::Embedded(EmbeddedQueueConfig {
@@ -435,7 +440,28 @@ fn print_banner(stack: &StackInfo, manifest: &ElectionManifest, dir: &Path) {
         "results:       <collector>/v1/results/{0}   exact: <collector>/v1/results/{0}/final",
         manifest.id
     );
+    println!(
+        "deploy a bundle: edgevote bundle deploy --host <edge> --admin-token-file {} --wasm W --manifest M",
+        admin_token_path(dir).display()
+    );
     println!("Ctrl-C stops everything cleanly.");
+}
+
+/// The edge hosts' admin token file of a stack.
+fn admin_token_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("admin.token")
+}
+
+/// Creates the stack's admin token (32 random bytes, hex, mode 0600) unless it exists.
+fn ensure_admin_token(data_dir: &Path) -> anyhow::Result<()> {
+    let path = admin_token_path(data_dir);
+    if path.exists() {
+        return Ok(());
+    }
+    let bytes: [u8; 32] = edgevote_signer::random::bytes()?;
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    edgevote_signer::keyfile::write_atomic(&path, format!("{token}\n").as_bytes(), 0o600)?;
+    Ok(())
 }
 
 async fn live_table_until_stopped(

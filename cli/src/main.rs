@@ -3,6 +3,7 @@
 //! Subcommands today: `keys`, `election`, `token`, `receipt`, `verify`, `collector`. Planned (see
 //! the README): `up`, `edge`, `vote`, `audit`, `bundle`, `load`, `bench`.
 
+mod admin_client;
 mod cmd_audit;
 mod cmd_bundle;
 mod cmd_collector;

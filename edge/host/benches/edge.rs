@@ -232,7 +232,12 @@ fn component_votes_per_sec(s: &Setup) -> f64 {
                 .unwrap();
         // Warm up the pool and the component.
         for body in s.bodies.iter().take(20) {
-            host.runtime.handle(vote_request(body)).await.unwrap();
+            host.bundles
+                .active()
+                .runtime
+                .handle(vote_request(body))
+                .await
+                .unwrap();
         }
         let bodies = Arc::new(s.bodies.clone());
         let started = Instant::now();
@@ -241,7 +246,13 @@ fn component_votes_per_sec(s: &Setup) -> f64 {
             let (host, bodies) = (Arc::clone(&host), Arc::clone(&bodies));
             tasks.spawn(async move {
                 for body in bodies.iter().skip(lane).step_by(32) {
-                    let response = host.runtime.handle(vote_request(body)).await.unwrap();
+                    let response = host
+                        .bundles
+                        .active()
+                        .runtime
+                        .handle(vote_request(body))
+                        .await
+                        .unwrap();
                     assert_eq!(response.status(), 202);
                     std::hint::black_box(response.into_body().collect().await.unwrap());
                 }

@@ -42,6 +42,9 @@ pub struct HostConfig {
     /// Limits of the HTTP front against slow and oversized requests.
     #[serde(default)]
     pub http: HttpConfig,
+    /// The authenticated admin endpoint (bundle deploy and rollback).
+    #[serde(default)]
+    pub admin: AdminConfig,
     /// Let the component's SQS calls go out to real endpoints instead of the host's queue
     /// (the component then behaves exactly as on Spin). Needs `forward_queues`.
     #[serde(default)]
@@ -92,6 +95,18 @@ impl GroupCommitConfig {
     pub fn max_wait(&self) -> Duration {
         Duration::from_millis(self.max_wait_ms)
     }
+}
+
+/// The admin endpoint, `/admin/v1/...` on the same listener: off unless a token file is set.
+/// Keep it off the public origin (CloudFront forwards only `/v1/*`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// File holding the bearer token admin requests must present (at least 32 characters).
+    pub token_file: Option<PathBuf>,
+    /// Where deployed bundles are kept (`active.*`, `previous.*`); a restart comes back on the
+    /// last deployed bundle. Without it, deploys last until the process stops.
+    pub bundle_dir: Option<PathBuf>,
 }
 
 /// Limits of the HTTP front: a client that sends its request slowly, or sends huge headers,

@@ -12,6 +12,8 @@
 //! - [`server`]: the hyper front (`/metrics` and `/healthz` natively, the rest to the component);
 //! - [`metrics`]: Prometheus metrics.
 
+pub mod admin;
+pub mod bundles;
 pub mod commit;
 pub mod config;
 pub mod limit;
@@ -30,7 +32,6 @@ pub use config::HostConfig;
 
 use crate::commit::Committer;
 use crate::metrics::Metrics;
-use crate::runtime::EdgeRuntime;
 
 /// Why the host could not start. The variant names the stage.
 #[derive(Debug, thiserror::Error)]
@@ -71,20 +72,20 @@ pub enum StartError {
 
 /// A running edge host's shared state.
 pub struct EdgeHost {
-    /// The component runtime.
-    pub runtime: EdgeRuntime,
+    /// The active bundle (and the rollback target).
+    pub bundles: bundles::Bundles,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// This edge's id.
     pub edge_id: String,
     /// This edge's region.
     pub region: String,
-    /// The verified bundle manifest.
-    pub bundle: BundleManifest,
     /// Per-IP and per-token rate limits.
     pub limiter: limit::RateLimiter,
     /// Limits of the HTTP front.
     pub http: config::HttpConfig,
+    /// The admin bearer token; `None` turns the admin endpoint off.
+    pub admin_token: Option<String>,
 }
 
 impl std::fmt::Debug for EdgeHost {
@@ -153,7 +154,7 @@ pub fn verify_bundle(
 }
 
 /// The environment the component reads its configuration from.
-fn component_env(
+pub(crate) fn component_env(
     config: &HostConfig,
     keyset_text: String,
     keys: &KeySet,
@@ -223,14 +224,14 @@ pub async fn start_with_queue(
         path: config.keyset_path.display().to_string(),
         detail: format!("{e} ({})", e.code()),
     })?;
-    let component = std::fs::read(&config.component_path).map_err(|e| StartError::Input {
+    let (component_path, manifest_path) = bundles::startup_paths(config);
+    let component = std::fs::read(&component_path).map_err(|e| StartError::Input {
         what: "component",
-        path: config.component_path.display().to_string(),
+        path: component_path.display().to_string(),
         detail: e.to_string(),
     })?;
-    let signed = read("bundle manifest", &config.bundle_manifest_path)?;
-    let bundle = verify_bundle(&component, &config.component_path, &signed, &keys)?;
-    let env = component_env(config, keyset_text, &keys, &bundle)?;
+    let signed = read("bundle manifest", &manifest_path)?;
+    let admin_token = read_admin_token(config)?;
     let metrics = Arc::new(Metrics::default());
     let spill = open_spill(config)?;
     let (committer, _commit_task) = Committer::start(
@@ -248,26 +249,43 @@ pub async fn start_with_queue(
             stop_rx,
         ))
     });
-    let runtime = EdgeRuntime::new(
-        &component,
-        env,
+    let loader = bundles::Loader {
+        config: config.clone(),
+        keyset_text,
+        keys,
         committer,
-        config.forward_outbound,
-        config.max_concurrent_requests,
-        Arc::clone(&metrics),
-    )
-    .map_err(StartError::Component)?;
-    tracing::info!(edge = %config.edge_id, region = %config.region, bundle = %bundle.wasm_sha256.to_hex(), "edge host ready");
+        metrics: Arc::clone(&metrics),
+    };
+    let active = loader.load(component.into(), &component_path, signed)?;
+    tracing::info!(edge = %config.edge_id, region = %config.region, bundle = %active.manifest.wasm_sha256.to_hex(), "edge host ready");
     let host = EdgeHost {
-        runtime,
+        bundles: bundles::Bundles::new(active, loader),
         metrics,
         edge_id: config.edge_id.clone(),
         region: config.region.clone(),
-        bundle,
         limiter: limit::RateLimiter::new(&config.rate_limit),
         http: config.http.clone(),
+        admin_token,
     };
     Ok((Arc::new(host), Background { stop, forwarder }))
+}
+
+/// Shortest admin token accepted.
+const MIN_ADMIN_TOKEN_CHARS: usize = 32;
+
+fn read_admin_token(config: &HostConfig) -> Result<Option<String>, StartError> {
+    let Some(path) = &config.admin.token_file else {
+        return Ok(None);
+    };
+    let token = read("admin token", path)?.trim().to_owned();
+    if token.len() < MIN_ADMIN_TOKEN_CHARS {
+        return Err(StartError::Input {
+            what: "admin token",
+            path: path.display().to_string(),
+            detail: format!("the token must be at least {MIN_ADMIN_TOKEN_CHARS} characters"),
+        });
+    }
+    Ok(Some(token))
 }
 
 fn open_spill(config: &HostConfig) -> Result<Option<Arc<EmbeddedQueue>>, StartError> {

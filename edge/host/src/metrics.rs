@@ -28,6 +28,12 @@ pub struct Metrics {
     pub queue_errors: AtomicU64,
     /// Requests refused because the component failed (trap, bad response).
     pub component_errors: AtomicU64,
+    /// Bundles deployed through the admin endpoint.
+    pub bundle_deploys: AtomicU64,
+    /// Rollbacks to the previous bundle.
+    pub bundle_rollbacks: AtomicU64,
+    /// Deploys refused (signature, digest, or a component that does not load).
+    pub bundle_refusals: AtomicU64,
 }
 
 impl Metrics {
@@ -101,6 +107,21 @@ impl Metrics {
                 "edgevote_edge_component_errors_total",
                 "Requests the component failed to answer.",
                 &self.component_errors,
+            ),
+            (
+                "edgevote_edge_bundle_deploys_total",
+                "Bundles deployed through the admin endpoint.",
+                &self.bundle_deploys,
+            ),
+            (
+                "edgevote_edge_bundle_rollbacks_total",
+                "Rollbacks to the previous bundle.",
+                &self.bundle_rollbacks,
+            ),
+            (
+                "edgevote_edge_bundle_refusals_total",
+                "Bundle deploys refused (signature, digest, or component).",
+                &self.bundle_refusals,
             ),
         ];
         for (name, help, counter) in counters {

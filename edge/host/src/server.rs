@@ -102,7 +102,10 @@ async fn to_component(
         return Ok(rate_limited(retry, "vote token"));
     }
     let body = Full::new(body).map_err(|never| -> wasmtime_wasi_http::Error { match never {} });
-    host.runtime
+    // The request keeps the bundle it started on, even if a deploy swaps another in meanwhile.
+    let bundle = host.bundles.active();
+    bundle
+        .runtime
         .handle(hyper::Request::from_parts(parts, body))
         .await
 }
@@ -118,6 +121,10 @@ async fn route(
         }
         (&hyper::Method::GET, "/healthz") => {
             text(200, "application/json", "{\"status\":\"ok\"}".into())
+        }
+        (_, path) if path.starts_with(crate::admin::PREFIX) => {
+            let (status, body) = crate::admin::handle(&host, request).await;
+            text(status, "application/json", body.to_string())
         }
         _ => match to_component(&host, peer, request).await {
             Ok(response) => response,

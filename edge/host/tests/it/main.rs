@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod bundle;
+mod deploy;
 mod fixture;
 mod hostile;
 mod http;

@@ -21,7 +21,10 @@ async fn vote_gets_receipt_and_its_envelope_is_in_the_queue() {
         (receipt.edge.as_str(), receipt.region.as_str()),
         ("edge-t1", "r1")
     );
-    assert_eq!(receipt.bundle_sha256, Some(edge.host.bundle.wasm_sha256));
+    assert_eq!(
+        receipt.bundle_sha256,
+        Some(edge.host.bundles.active().manifest.wasm_sha256)
+    );
     let envelopes = edge.queue.envelopes().await;
     assert_eq!(envelopes.len(), 1);
     let envelope = verify::<QueueEnvelope>(&envelopes[0], &d.keyset())
