@@ -175,9 +175,18 @@ async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
             store: Arc::clone(&r.store),
         })
         .collect();
+    let replication_status = Arc::new(replication::ReplicationStatus::default());
+    for region in &regions {
+        let _ = region
+            .collector
+            .metrics
+            .replication
+            .set(Arc::clone(&replication_status));
+    }
     let replicator = tokio::spawn(replication::run(
         replicas,
         Duration::from_millis(args.replication_delay_ms),
+        replication_status,
         stop_rx.clone(),
     ));
     live_table_until_stopped(&regions, &manifest.id, &args, interrupted).await;

@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+use edgevote_store::replication::ReplicationStatus;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Upper bounds (seconds) of the store latency histogram buckets.
@@ -43,6 +45,9 @@ pub struct Metrics {
     latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_us: AtomicU64,
+    /// Replication into this region's store, when this process runs it (the local stack; on
+    /// AWS, DynamoDB reports ReplicationLatency to CloudWatch instead).
+    pub replication: std::sync::OnceLock<Arc<ReplicationStatus>>,
 }
 
 impl Metrics {
@@ -195,7 +200,23 @@ impl Metrics {
             );
         }
         self.render_latency(&mut out, &label);
+        self.render_replication(&mut out, region);
         out
+    }
+
+    fn render_replication(&self, out: &mut String, region: &str) {
+        let name = "edgevote_store_replication_lag_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} How long this region's store has been behind a peer's writes (0 when caught up)."
+        );
+        let _ = writeln!(out, "# TYPE {name} gauge");
+        let Some(status) = self.replication.get() else {
+            return;
+        };
+        for (peer, lag) in status.lag_into(region, edgevote_queue::now_ms()) {
+            let _ = writeln!(out, "{name}{{region=\"{region}\",peer=\"{peer}\"}} {lag}");
+        }
     }
 
     fn render_latency(&self, out: &mut String, label: &str) {

@@ -46,6 +46,8 @@ fn up_then_load_reconciles_in_every_region() {
         "results page: {page}"
     );
 
+    check_ops_metrics_are_exported(&stack);
+
     // Every kept receipt verifies offline against the published key set.
     let keyset = data.join("keys/keyset.json");
     let receipts: Vec<_> = std::fs::read_dir(data.join("receipts"))
@@ -238,10 +240,11 @@ pub fn start_up(
     up
 }
 
-/// Stops `edgevote up` with Ctrl-C and checks it exits cleanly.
+/// Stops `edgevote up` with SIGTERM and checks it exits cleanly.
 pub fn stop_up(dir: &std::path::Path, mut up: std::process::Child) {
+    // SIGTERM, as a service manager sends (the other up test stops with SIGINT).
     Command::new("kill")
-        .args(["-INT", &up.id().to_string()])
+        .args(["-TERM", &up.id().to_string()])
         .status()
         .unwrap();
     let exit = up.wait().unwrap();
@@ -249,18 +252,23 @@ pub fn stop_up(dir: &std::path::Path, mut up: std::process::Child) {
     assert!(exit.success(), "up exited {exit:?}: {stderr}");
 }
 
-/// The edge's `edgevote_edge_envelopes_committed_total`, read from its metrics (0 if the edge
-/// does not answer).
-fn committed(edge_url: &str) -> u64 {
+/// The `/metrics` text of a service (empty if it does not answer).
+fn metrics_of(base_url: &str) -> String {
     use std::io::{Read, Write};
-    let addr = edge_url.trim_start_matches("http://");
+    let addr = base_url.trim_start_matches("http://");
     let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
-        return 0;
+        return String::new();
     };
     let _ = stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: e\r\nConnection: close\r\n\r\n");
     let mut text = String::new();
     let _ = stream.read_to_string(&mut text);
-    text.lines()
+    text
+}
+
+/// The edge's `edgevote_edge_envelopes_committed_total` (0 if the edge does not answer).
+fn committed(edge_url: &str) -> u64 {
+    metrics_of(edge_url)
+        .lines()
         .filter(|l| l.starts_with("edgevote_edge_envelopes_committed_total"))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
         .sum()
@@ -335,4 +343,54 @@ fn kill_9_of_edges_and_collectors_during_load_loses_nothing() {
         "kill -9 of edges and collectors during load: reconciled in 3 regions, 0 lost, 0 double counted\n{report}"
     );
     stop_up(dir.path(), restarted);
+}
+
+/// Every `edgevote_*` metric the Grafana dashboard and the Prometheus alert rules use is
+/// exported by a running edge host or collector (histogram series by their base name).
+fn check_ops_metrics_are_exported(stack: &serde_json::Value) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut used = std::collections::BTreeSet::new();
+    for file in [
+        "ops/grafana/edgevote-regional.json",
+        "ops/prometheus/alerts.yml",
+    ] {
+        let text = std::fs::read_to_string(root.join(file)).unwrap();
+        for (start, _) in text.match_indices("edgevote_") {
+            let name: String = text[start..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+                .collect();
+            used.insert(name);
+        }
+    }
+    let region = &stack["regions"][0];
+    let exported_text = [
+        region["edge_url"].as_str().unwrap(),
+        region["collector_url"].as_str().unwrap(),
+    ]
+    .map(metrics_of)
+    .join("\n");
+    let exported: std::collections::BTreeSet<&str> = exported_text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.split(' ').next())
+        .collect();
+    let missing: Vec<&String> = used
+        .iter()
+        .filter(|name| {
+            let base = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| name.strip_suffix(suffix))
+                .filter(|base| exported.contains(base));
+            base.is_none() && !exported.contains(name.as_str())
+        })
+        .collect();
+    println!(
+        "ops dashboards and alert rules use {} metrics; missing from /metrics: {missing:?}",
+        used.len()
+    );
+    assert!(used.len() >= 10, "found only {used:?}");
+    assert!(
+        missing.is_empty(),
+        "used by ops/ but not exported: {missing:?}"
+    );
 }

@@ -82,7 +82,10 @@ impl EmbeddedStore {
     /// A store held in memory only (simulations and tests; nothing survives the process).
     pub fn in_memory() -> Result<Self, StoreError> {
         let backend = redb::backends::InMemoryBackend::new();
-        Self::init(db!("open", Database::builder().create_with_backend(backend))?)
+        Self::init(db!(
+            "open",
+            Database::builder().create_with_backend(backend)
+        )?)
     }
 
     fn init(db: Database) -> Result<Self, StoreError> {
