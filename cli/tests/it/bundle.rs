@@ -1,0 +1,128 @@
+//! `edgevote bundle build | sign | deploy | status | rollback` against a running local stack,
+//! as an operator would run them.
+
+use crate::up::{start_up, stop_up};
+use crate::{edgevote, ok};
+
+/// The built component with a custom section appended: valid, with another digest.
+fn variant(wasm: &[u8]) -> Vec<u8> {
+    let mut out = wasm.to_vec();
+    out.extend_from_slice(&[0, 6, 5, b'v', b'-', b't', b'w', b'o']);
+    out
+}
+
+#[test]
+fn operator_deploys_then_rolls_back_a_bundle() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("stack");
+    let up = start_up(dir.path(), &data, &[]);
+    let stack: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(data.join("stack.json")).unwrap()).unwrap();
+    let edge = stack["regions"][0]["edge_url"].as_str().unwrap().to_owned();
+    let path = |p: &std::path::Path| p.to_str().unwrap().to_owned();
+    let (keys, token) = (path(&data.join("keys")), path(&data.join("admin.token")));
+    let component = dir.path().join("component.wasm");
+    std::fs::write(
+        &component,
+        variant(&std::fs::read(crate::edge::component_path()).unwrap()),
+    )
+    .unwrap();
+    let bundle = dir.path().join("bundle-2");
+
+    let built = ok(
+        dir.path(),
+        &[
+            "bundle",
+            "build",
+            "--component",
+            &path(&component),
+            "--out",
+            &path(&bundle),
+        ],
+    );
+    assert!(built.contains("next: edgevote bundle sign"), "{built}");
+    let wasm = path(&bundle.join("edge.wasm"));
+    let manifest = path(&bundle.join("bundle.jws"));
+    ok(
+        dir.path(),
+        &[
+            "bundle",
+            "sign",
+            "--keys",
+            &keys,
+            "--wasm",
+            &wasm,
+            "--bundle-version",
+            "2",
+            "--out",
+            &manifest,
+        ],
+    );
+    let target = ["--host", &edge, "--admin-token-file", &token];
+
+    let before = ok(dir.path(), &[&["bundle", "status"][..], &target].concat());
+    assert!(before.contains("previous: none"), "{before}");
+
+    // A component that does not match its manifest is refused and changes nothing.
+    let tampered = dir.path().join("tampered.wasm");
+    std::fs::write(&tampered, variant(&std::fs::read(&wasm).unwrap())).unwrap();
+    let refused = edgevote(
+        dir.path(),
+        &[
+            &["bundle", "deploy"][..],
+            &target,
+            &["--wasm", &path(&tampered), "--manifest", &manifest],
+        ]
+        .concat(),
+    );
+    let refused_text = String::from_utf8_lossy(&refused.stdout);
+    assert!(
+        !refused.status.success() && refused_text.contains("bundle_refused"),
+        "{refused_text}"
+    );
+
+    let deployed = ok(
+        dir.path(),
+        &[
+            &["bundle", "deploy"][..],
+            &target,
+            &["--wasm", &wasm, "--manifest", &manifest],
+        ]
+        .concat(),
+    );
+    assert!(
+        deployed.contains("edgevote-edge 2 sha256=") && deployed.contains("(rollback target)"),
+        "{deployed}"
+    );
+    let voted = ok(
+        dir.path(),
+        &[
+            "vote",
+            "--up",
+            &path(&data),
+            "--region",
+            "us-east-1",
+            "--choice",
+            "yes",
+        ],
+    );
+    assert!(voted.to_lowercase().contains("receipt"), "{voted}");
+
+    let rolled = ok(dir.path(), &[&["bundle", "rollback"][..], &target].concat());
+    assert!(rolled.contains("previous: edgevote-edge 2"), "{rolled}");
+    let wrong = std::fs::write(dir.path().join("wrong.token"), "x".repeat(40));
+    wrong.unwrap();
+    let unauthorized = edgevote(
+        dir.path(),
+        &[
+            "bundle",
+            "status",
+            "--host",
+            &edge,
+            "--admin-token-file",
+            &path(&dir.path().join("wrong.token")),
+        ],
+    );
+    assert!(String::from_utf8_lossy(&unauthorized.stdout).contains("unauthorized"));
+    stop_up(dir.path(), up);
+}
