@@ -10,6 +10,12 @@ step() { printf '\n==> %s (%ss)\n' "$*" "$(( $(date +%s) - started ))"; }
 step "bootstrap"
 bash scripts/bootstrap.sh all
 
+step "infra: OpenTofu checked offline (python-hcl2, infra/check.py, checkov)"
+bash scripts/check-infra.sh
+
+step "ops: dashboard, alert rules and runbook links"
+.venv/bin/python ops/check_ops.py
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 cargo fmt --manifest-path edge/spin/Cargo.toml -- --check
