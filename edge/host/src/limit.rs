@@ -27,6 +27,10 @@ pub struct RateLimitConfig {
     pub per_token_per_min: u32,
     /// Burst per vote token.
     pub per_token_burst: u32,
+    /// Trusted proxies in front of this host that each append to `X-Forwarded-For` (2 for
+    /// CloudFront then a load balancer). The client address is the entry this many places from
+    /// the right, since entries further left are whatever the client sent. 0: the TCP peer.
+    pub forwarded_for_hops: u8,
 }
 
 impl Default for RateLimitConfig {
@@ -37,6 +41,7 @@ impl Default for RateLimitConfig {
             per_ip_burst: 200,
             per_token_per_min: 6,
             per_token_burst: 6,
+            forwarded_for_hops: 0,
         }
     }
 }
@@ -96,6 +101,7 @@ impl<K: Hash + Eq> Buckets<K> {
 #[derive(Debug)]
 pub struct RateLimiter {
     enabled: bool,
+    forwarded_for_hops: u8,
     per_ip: Buckets<IpAddr>,
     per_token: Buckets<String>,
 }
@@ -105,6 +111,7 @@ impl RateLimiter {
     pub fn new(config: &RateLimitConfig) -> Self {
         RateLimiter {
             enabled: config.enabled,
+            forwarded_for_hops: config.forwarded_for_hops,
             per_ip: Buckets::new(
                 f64::from(config.per_ip_per_sec),
                 f64::from(config.per_ip_burst),
@@ -114,6 +121,28 @@ impl RateLimiter {
                 f64::from(config.per_token_burst),
             ),
         }
+    }
+
+    /// The address the per-IP limit applies to: the TCP peer, or with `forwarded_for_hops` the
+    /// entry a trusted proxy recorded in `X-Forwarded-For` (the peer when it is missing or
+    /// malformed).
+    pub fn client_ip(&self, peer: IpAddr, headers: &http::HeaderMap) -> IpAddr {
+        let hops = usize::from(self.forwarded_for_hops);
+        if hops == 0 {
+            return peer;
+        }
+        let entries: Vec<&str> = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .collect(); // bounded by the head size limit (http.max_header_bytes)
+        entries
+            .len()
+            .checked_sub(hops)
+            .and_then(|i| entries[i].parse().ok())
+            .unwrap_or(peer)
     }
 
     /// Admits one request from `ip`; on refusal, the `Retry-After` in whole seconds.
@@ -141,6 +170,44 @@ fn retry_secs(wait: Duration) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn client_address_comes_from_the_trusted_proxies() {
+        let limiter = RateLimiter::new(&RateLimitConfig {
+            forwarded_for_hops: 2,
+            ..RateLimitConfig::default()
+        });
+        let peer: IpAddr = "10.0.0.9".parse().unwrap();
+        let mut headers = http::HeaderMap::new();
+        assert_eq!(
+            limiter.client_ip(peer, &headers),
+            peer,
+            "no header: the peer"
+        );
+        // The client sent a fake entry; CloudFront appended the client, the balancer CloudFront.
+        headers.insert(
+            "x-forwarded-for",
+            "1.2.3.4, 203.0.113.7, 130.176.0.1".parse().unwrap(),
+        );
+        assert_eq!(
+            limiter.client_ip(peer, &headers),
+            "203.0.113.7".parse::<IpAddr>().unwrap()
+        );
+        headers.insert("x-forwarded-for", "130.176.0.1".parse().unwrap());
+        assert_eq!(
+            limiter.client_ip(peer, &headers),
+            peer,
+            "too few entries: the peer"
+        );
+        headers.insert("x-forwarded-for", "junk, 130.176.0.1".parse().unwrap());
+        assert_eq!(
+            limiter.client_ip(peer, &headers),
+            peer,
+            "malformed: the peer"
+        );
+        let direct = RateLimiter::new(&RateLimitConfig::default());
+        assert_eq!(direct.client_ip(peer, &headers), peer, "0 hops: the peer");
+    }
+
     use super::*;
 
     #[test]

@@ -70,7 +70,8 @@ async fn to_component(
     peer: std::net::IpAddr,
     request: hyper::Request<hyper::body::Incoming>,
 ) -> anyhow::Result<hyper::Response<HyperOutgoingBody>> {
-    if let Err(retry) = host.limiter.admit_ip(peer) {
+    let client = host.limiter.client_ip(peer, request.headers());
+    if let Err(retry) = host.limiter.admit_ip(client) {
         return Ok(rate_limited(retry, "client address"));
     }
     let (parts, body) = request.into_parts();

@@ -99,8 +99,9 @@ locals {
 
     [rate_limit]
     enabled = true
-    per_ip_per_sec = 1000000
-    per_ip_burst = 1000000
+    per_ip_per_sec = 100
+    per_ip_burst = 200
+    forwarded_for_hops = 2
     per_token_per_min = 6
     per_token_burst = 6
 
