@@ -101,7 +101,8 @@ impl Checkpoint {
             .split_once("\n\n")
             .ok_or(WireError::MalformedJws("checkpoint has no signature block"))?;
         let body = format!("{body}\n");
-        let mut lines = body.lines();
+        // Lines end at '\n' only: a '\r' stays in its line and is refused with it.
+        let mut lines = body.split('\n');
         let (Some(origin), Some(size), Some(root)) = (lines.next(), lines.next(), lines.next())
         else {
             return Err(WireError::invalid(
@@ -110,9 +111,12 @@ impl Checkpoint {
             ));
         };
         check_origin(origin)?;
+        // Canonical decimal only (no sign, no leading zeros), as C2SP tlog-checkpoint requires.
         let size: u64 = size
             .parse()
-            .map_err(|_| WireError::invalid("checkpoint", "tree size is not a decimal number"))?;
+            .ok()
+            .filter(|n: &u64| n.to_string() == size)
+            .ok_or_else(|| WireError::invalid("checkpoint", "tree size is not a decimal number"))?;
         let root: Hash = b64::decode_std("root", root)?
             .try_into()
             .map_err(|_| WireError::invalid("root", "not 32 bytes"))?;
@@ -170,6 +174,28 @@ mod tests {
                 .code(),
             "bad_signature"
         );
+        // One encoding per checkpoint: no sign, leading zeros or carriage returns in the body.
+        for size_line in ["+3", "03", "3\r"] {
+            let body = format!(
+                "{}\n{size_line}\n{}\n",
+                checkpoint.origin,
+                b64::encode_std(checkpoint.root)
+            );
+            let mut signature = key_hash(&checkpoint.origin, &log.verifying_key()).to_vec();
+            signature.extend_from_slice(&log.sign_message(body.as_bytes()));
+            let note = format!(
+                "{body}\n{SIGNATURE_PREFIX}{} {}\n",
+                checkpoint.origin,
+                b64::encode_std(signature)
+            );
+            assert_eq!(
+                Checkpoint::verify(&note, &log.verifying_key())
+                    .unwrap_err()
+                    .code(),
+                "invalid_field",
+                "{size_line:?}"
+            );
+        }
         let other = SigningIdentity::from_seed(&[5; 32], Role::Log);
         assert!(Checkpoint::verify(&note, &other.verifying_key()).is_err());
         assert!(verifier_key("n", &log.verifying_key()).starts_with("n+"));

@@ -51,7 +51,12 @@ impl Document for PublishedTally {
         for choice in self.counts.keys() {
             check_id("counts", choice)?;
         }
-        if self.counts.values().sum::<u64>() != self.voters {
+        // Checked: counts near u64::MAX must not wrap around to a matching total.
+        let total = self
+            .counts
+            .values()
+            .try_fold(0u64, |sum, &n| sum.checked_add(n));
+        if total != Some(self.voters) {
             return Err(WireError::invalid(
                 "counts",
                 "counts do not add up to voters",
@@ -62,5 +67,25 @@ impl Document for PublishedTally {
 
     fn signed_at_secs(&self) -> u64 {
         self.created_at
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_that_overflow_are_refused() {
+        let tally = PublishedTally {
+            v: 1,
+            election: "e1".into(),
+            counts: BTreeMap::from([("yes".into(), u64::MAX), ("no".into(), 1)]),
+            voters: 0,
+            ballots: 1,
+            receipts_root: Digest32::of(b"r"),
+            choices_root: Digest32::of(b"c"),
+            created_at: 1,
+        };
+        assert_eq!(tally.validate().unwrap_err().code(), "invalid_field");
     }
 }
