@@ -40,6 +40,9 @@ step "deterministic simulation: 500 seeds of 3 regions under faults and forged m
 cargo run --locked -q -p edgevote-sim -- --seeds 500
 cargo run --locked -q -p edgevote-sim -- --canary --seeds 20 | tail -n 1
 
+step "fuzz smoke (cargo-fuzz: every shared parser and verifier, ${EDGEVOTE_FUZZ_SECONDS:-10} s per target)"
+bash scripts/fuzz.sh smoke "${EDGEVOTE_FUZZ_SECONDS:-10}"
+
 step "hostile-input catalogue: the figures (the cases also ran above)"
 cargo test --locked -q -p edgevote-edge-host --test it hostile -- --nocapture 2>/dev/null | grep 'hostile-input catalogue'
 cargo test --locked -q -p edgevote-collector --test it hostile -- --nocapture 2>/dev/null | grep 'hostile-input catalogue'
