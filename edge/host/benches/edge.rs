@@ -140,6 +140,28 @@ fn setup() -> Setup {
     }
 }
 
+/// Native Ed25519 on this machine, microseconds per sign and per verify (the floor under the
+/// native handler's one verify and two signs per vote).
+fn native_ed25519_us() -> (f64, f64) {
+    const N: u32 = 2000;
+    let id = edgevote_shared::SigningIdentity::from_seed(&[7; 32], Role::Edge);
+    let key = id.verifying_key();
+    let message = [42u8; 600];
+    let started = Instant::now();
+    let mut signature = [0u8; 64];
+    for _ in 0..N {
+        signature = std::hint::black_box(id.sign_message(&message));
+    }
+    let sign = started.elapsed().as_secs_f64() * 1e6 / f64::from(N);
+    let started = Instant::now();
+    for _ in 0..N {
+        assert!(edgevote_shared::keys::verify_message(
+            &key, &message, &signature
+        ));
+    }
+    (sign, started.elapsed().as_secs_f64() * 1e6 / f64::from(N))
+}
+
 /// The native path: admission, envelope sealing and receipt signing, one vote after another.
 fn native_votes_per_sec(s: &Setup) -> f64 {
     let signer = s.store.signing_identity(Role::Edge, None).unwrap();
@@ -194,6 +216,8 @@ edge_key_path = "{d}/keys/private/{edge_kid}.jwk"
 max_concurrent_requests = 256
 [group_commit]
 max_wait_ms = 0
+[rate_limit]
+enabled = false   # one client address sends the whole load
 [queue]
 backend = "embedded"
 path = "{d}/unused.redb"
@@ -203,9 +227,10 @@ path = "{d}/unused.redb"
     .unwrap()
 }
 
-fn vote_request(
-    body: &[u8],
-) -> hyper::Request<http_body_util::combinators::BoxBody<Bytes, wasmtime_wasi_http::Error>> {
+type BenchRequest =
+    hyper::Request<http_body_util::combinators::BoxBody<Bytes, wasmtime_wasi_http::Error>>;
+
+fn vote_request(body: &[u8]) -> BenchRequest {
     hyper::Request::builder()
         .method("POST")
         .uri("http://edge/v1/elections/bench/votes")
@@ -218,9 +243,28 @@ fn vote_request(
         .unwrap()
 }
 
+/// A read the component answers without any signature work: the cost of a request's trip
+/// through the host and the component alone.
+fn keys_request(_: &[u8]) -> BenchRequest {
+    hyper::Request::builder()
+        .method("GET")
+        .uri("http://edge/v1/keys")
+        .body(
+            Full::new(Bytes::new())
+                .map_err(|never| match never {})
+                .boxed(),
+        )
+        .unwrap()
+}
+
 /// The same work inside the real component, through the host runtime (no network), on a
 /// single-threaded runtime (one core) with 32 requests in flight.
 fn component_votes_per_sec(s: &Setup) -> f64 {
+    component_requests_per_sec(s, vote_request, 202)
+}
+
+/// Requests/s of `make` (one per ballot body) inside the component, expecting `status`.
+fn component_requests_per_sec(s: &Setup, make: fn(&[u8]) -> BenchRequest, status: u16) -> f64 {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -235,7 +279,7 @@ fn component_votes_per_sec(s: &Setup) -> f64 {
             host.bundles
                 .active()
                 .runtime
-                .handle(vote_request(body))
+                .handle(make(body))
                 .await
                 .unwrap();
         }
@@ -250,10 +294,10 @@ fn component_votes_per_sec(s: &Setup) -> f64 {
                         .bundles
                         .active()
                         .runtime
-                        .handle(vote_request(body))
+                        .handle(make(body))
                         .await
                         .unwrap();
-                    assert_eq!(response.status(), 202);
+                    assert_eq!(response.status(), status);
                     std::hint::black_box(response.into_body().collect().await.unwrap());
                 }
             });
@@ -337,6 +381,17 @@ fn main() {
     println!(
         "  inside the component:   {component:>8.0} votes/s   ratio {:.2}x (target >= 0.70x)",
         component / native
+    );
+    let (sign_us, verify_us) = native_ed25519_us();
+    println!(
+        "  native Ed25519: sign {sign_us:.1} us, verify {verify_us:.1} us; a native vote takes {:.0} us",
+        1e6 / native
+    );
+    let reads = component_requests_per_sec(&s, keys_request, 200);
+    println!(
+        "  a read inside the component (GET /v1/keys, no signatures): {reads:>8.0} requests/s ({:.0} us each; a vote takes {:.0} us)",
+        1e6 / reads,
+        1e6 / component
     );
     for clients in [16, 64] {
         let rate = http_requests_per_sec(&s, clients);
