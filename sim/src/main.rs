@@ -78,7 +78,7 @@ fn main() -> ExitCode {
         summary.add(&report);
         if (i + 1) % step == 0 || i + 1 == seeds.len() {
             eprintln!(
-                "[sim] {}/{} seeds, {} failed, {:.1}s",
+                "[sim] {}/{} seeds, {} with violations, {:.1}s",
                 i + 1,
                 seeds.len(),
                 summary.failed.len(),
