@@ -18,4 +18,4 @@ pub mod world;
 pub use check::{Violation, ViolationKind};
 pub use store::Design;
 pub use summary::Summary;
-pub use world::{Report, SimConfig, run_seed};
+pub use world::{Counts, Report, SimConfig, run_seed};

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::check::ViolationKind;
-use crate::world::Report;
+use crate::world::{Counts, Report};
 
 /// Totals over a set of seeds.
 #[derive(Debug, Clone, Default)]
@@ -13,26 +13,8 @@ pub struct Summary {
     pub seeds: u64,
     /// Seeds counted last-vote-wins (the rest first-vote-wins).
     pub last_vote_wins: u64,
-    /// Steps over all runs.
-    pub steps: u64,
-    /// Ballots voters meant to cast.
-    pub ballots: u64,
-    /// Submissions to edges.
-    pub submissions: u64,
-    /// Receipts issued.
-    pub receipts: u64,
-    /// Receipts checked against region stores.
-    pub votes_checked: u64,
-    /// Queue messages sent by edges.
-    pub messages_sent: u64,
-    /// Deliveries to collectors.
-    pub deliveries: u64,
-    /// Redeliveries.
-    pub redeliveries: u64,
-    /// Forged messages written.
-    pub forged: u64,
-    /// Messages dead-lettered.
-    pub dead_lettered: u64,
+    /// What the runs did, added up.
+    pub counts: Counts,
     /// Faults injected, by kind.
     pub faults: BTreeMap<&'static str, u64>,
     /// Seeds with violations, with their kinds.
@@ -46,16 +28,7 @@ impl Summary {
     pub fn add(&mut self, report: &Report) {
         self.seeds += 1;
         self.last_vote_wins += u64::from(report.last_vote_wins);
-        self.steps += report.steps;
-        self.ballots += report.ballots;
-        self.submissions += report.submissions;
-        self.receipts += report.receipts;
-        self.votes_checked += report.votes_checked;
-        self.messages_sent += report.messages_sent;
-        self.deliveries += report.deliveries;
-        self.redeliveries += report.redeliveries;
-        self.forged += report.forged;
-        self.dead_lettered += report.dead_lettered;
+        self.counts.add(&report.counts);
         for (kind, n) in &report.faults {
             *self.faults.entry(kind).or_insert(0) += n;
         }
@@ -85,25 +58,33 @@ impl fmt::Display for Summary {
             self.last_vote_wins,
             self.seeds - self.last_vote_wins
         )?;
-        writeln!(f, "  steps                  {:>10}", self.steps)?;
-        writeln!(f, "  ballots planned        {:>10}", self.ballots)?;
-        writeln!(f, "  submissions to edges   {:>10}", self.submissions)?;
-        writeln!(f, "  receipts issued        {:>10}", self.receipts)?;
+        writeln!(f, "  steps                  {:>10}", self.counts.steps)?;
+        writeln!(f, "  ballots planned        {:>10}", self.counts.ballots)?;
+        writeln!(
+            f,
+            "  submissions to edges   {:>10}",
+            self.counts.submissions
+        )?;
+        writeln!(f, "  receipts issued        {:>10}", self.counts.receipts)?;
         writeln!(
             f,
             "  votes checked          {:>10}  (receipts x regions)",
-            self.votes_checked
+            self.counts.votes_checked
         )?;
-        writeln!(f, "  queue messages sent    {:>10}", self.messages_sent)?;
+        writeln!(
+            f,
+            "  queue messages sent    {:>10}",
+            self.counts.messages_sent
+        )?;
         writeln!(
             f,
             "  deliveries             {:>10}  ({} redeliveries)",
-            self.deliveries, self.redeliveries
+            self.counts.deliveries, self.counts.redeliveries
         )?;
         writeln!(
             f,
             "  forged messages        {:>10}  ({} dead-lettered in all)",
-            self.forged, self.dead_lettered
+            self.counts.forged, self.counts.dead_lettered
         )?;
         writeln!(f, "  faults injected        {:>10}", self.faults_total())?;
         for (kind, n) in &self.faults {

@@ -78,13 +78,9 @@ impl Default for SimConfig {
     }
 }
 
-/// What a run did and found.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Report {
-    /// The seed.
-    pub seed: u64,
-    /// Counting policy drawn for this run.
-    pub last_vote_wins: bool,
+/// What a run did: the counts a summary adds up over many runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
     /// Steps taken (chaos and healing).
     pub steps: u64,
     /// Ballots voters meant to cast.
@@ -105,6 +101,38 @@ pub struct Report {
     pub forged: u64,
     /// Messages dead-lettered.
     pub dead_lettered: u64,
+}
+
+impl Counts {
+    /// Adds `other` to these counts.
+    pub fn add(&mut self, other: &Counts) {
+        let fields = [
+            (&mut self.steps, other.steps),
+            (&mut self.ballots, other.ballots),
+            (&mut self.submissions, other.submissions),
+            (&mut self.receipts, other.receipts),
+            (&mut self.votes_checked, other.votes_checked),
+            (&mut self.messages_sent, other.messages_sent),
+            (&mut self.deliveries, other.deliveries),
+            (&mut self.redeliveries, other.redeliveries),
+            (&mut self.forged, other.forged),
+            (&mut self.dead_lettered, other.dead_lettered),
+        ];
+        for (total, n) in fields {
+            *total += n;
+        }
+    }
+}
+
+/// What a run did and found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    /// The seed.
+    pub seed: u64,
+    /// Counting policy drawn for this run.
+    pub last_vote_wins: bool,
+    /// What it did.
+    pub counts: Counts,
     /// Faults injected, by kind.
     pub faults: BTreeMap<&'static str, u64>,
     /// Invariant violations.
@@ -803,9 +831,7 @@ impl World {
 
     async fn finish(mut self) -> Report {
         check::all(&mut self).await;
-        let mut report = Report {
-            seed: self.seed,
-            last_vote_wins: self.rules.policy == Policy::LastVoteWins,
+        let mut counts = Counts {
             steps: self.step,
             ballots: self.plans.len() as u64,
             submissions: self.submissions,
@@ -816,20 +842,24 @@ impl World {
                 .get("forged message")
                 .copied()
                 .unwrap_or(0),
+            ..Counts::default()
+        };
+        for queue in &self.queues {
+            let c = queue.counters();
+            counts.messages_sent += c.sent;
+            counts.deliveries += c.deliveries;
+            counts.redeliveries += c.redeliveries;
+            counts.dead_lettered += queue.dead_letters().len() as u64;
+        }
+        Report {
+            seed: self.seed,
+            last_vote_wins: self.rules.policy == Policy::LastVoteWins,
+            counts,
             faults: std::mem::take(&mut self.faults_injected),
             violations: std::mem::take(&mut self.violations),
             trace_digest: self.trace_digest,
             trace: std::mem::take(&mut self.trace),
-            ..Report::default()
-        };
-        for queue in &self.queues {
-            let c = queue.counters();
-            report.messages_sent += c.sent;
-            report.deliveries += c.deliveries;
-            report.redeliveries += c.redeliveries;
-            report.dead_lettered += queue.dead_letters().len() as u64;
         }
-        report
     }
 
     /// The attacker writes a message straight into a region's queue. None of these may change

@@ -53,7 +53,9 @@ fn edgevote_holds_its_invariants_and_every_fault_is_exercised() {
             "{kind} never injected"
         );
     }
-    assert!(summary.redeliveries > 0 && summary.forged > 0 && summary.receipts > 0);
+    assert!(
+        summary.counts.redeliveries > 0 && summary.counts.forged > 0 && summary.counts.receipts > 0
+    );
     assert_eq!(
         summary.faults.len(),
         kinds.len(),
@@ -93,5 +95,5 @@ fn without_faults_every_ballot_is_counted_on_the_first_try() {
     let summary = run(&config, 0..10);
     assert!(summary.failed.is_empty(), "{:?}", summary.failed);
     assert_eq!(summary.faults_total(), 0);
-    assert_eq!(summary.dead_lettered, 0);
+    assert_eq!(summary.counts.dead_lettered, 0);
 }
