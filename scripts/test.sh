@@ -6,6 +6,9 @@ cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 started=$(date +%s)
 step() { printf '\n==> %s (%ss)\n' "$*" "$(( $(date +%s) - started ))"; }
+# The trust figures (simulation, fuzzing, hostile inputs) are gathered here and repeated at the end.
+figures=target/ci-figures.txt
+mkdir -p target && : > "$figures"
 
 step "bootstrap"
 bash scripts/bootstrap.sh all
@@ -37,15 +40,17 @@ step "cargo test (workspace)"
 cargo test --workspace --locked
 
 step "deterministic simulation: 500 seeds of 3 regions under faults and forged messages, and the canary"
-cargo run --locked -q -p edgevote-sim -- --seeds 500
-cargo run --locked -q -p edgevote-sim -- --canary --seeds 20 | tail -n 1
+cargo run --locked -q -p edgevote-sim -- --seeds 500 | tee -a "$figures"
+cargo run --locked -q -p edgevote-sim -- --canary --seeds 20 | tail -n 1 | tee -a "$figures"
 
 step "fuzz smoke (cargo-fuzz: every shared parser and verifier, ${EDGEVOTE_FUZZ_SECONDS:-10} s per target)"
-bash scripts/fuzz.sh smoke "${EDGEVOTE_FUZZ_SECONDS:-10}"
+bash scripts/fuzz.sh smoke "${EDGEVOTE_FUZZ_SECONDS:-10}" | tee -a "$figures"
 
 step "hostile-input catalogue: the figures (the cases also ran above)"
-cargo test --locked -q -p edgevote-edge-host --test it hostile -- --nocapture 2>/dev/null | grep 'hostile-input catalogue'
-cargo test --locked -q -p edgevote-collector --test it hostile -- --nocapture 2>/dev/null | grep 'hostile-input catalogue'
+cargo test --locked -q -p edgevote-edge-host --test it hostile -- --nocapture 2>/dev/null \
+    | grep 'hostile-input catalogue' | tee -a "$figures"
+cargo test --locked -q -p edgevote-collector --test it hostile -- --nocapture 2>/dev/null \
+    | grep 'hostile-input catalogue' | tee -a "$figures"
 
 step "third-party verification (python: jwcrypto, PyJWT)"
 cargo build --locked -p edgevote
@@ -55,5 +60,8 @@ step "the Cloudflare Worker (workers-rs): tools, bundle, lints, unit tests, end 
 bash scripts/worker.sh          # tools cached in ${EDGEVOTE_CACHE:-~/.cache/edgevote}, then edge/worker/build/
 bash scripts/worker.sh check    # fmt --check, clippy wasm32 -D warnings, unit tests
 EDGEVOTE_BIN="$PWD/target/debug/edgevote" .venv/bin/python -m pytest -q tests/worker
+
+step "figures of this run"
+cat "$figures"
 
 step "all tests passed"
