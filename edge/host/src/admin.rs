@@ -28,10 +28,7 @@ struct DeployRequest {
 pub type Answer = (u16, serde_json::Value);
 
 fn error(status: u16, code: &str, detail: impl std::fmt::Display) -> Answer {
-    (
-        status,
-        serde_json::json!({"error": code, "detail": detail.to_string()}),
-    )
+    (status, crate::server::error_body(code, detail))
 }
 
 /// Compares in time independent of where the strings differ.

@@ -186,7 +186,7 @@ impl Bundles {
                 return Err(e.into());
             }
         };
-        self.persist(&loaded, Some(&self.active()))?;
+        self.persist(&loaded, &self.active())?;
         let replaced = self.swap_active(Arc::clone(&loaded));
         *self.previous.lock().unwrap_or_else(|p| p.into_inner()) = Some(replaced);
         self.loader
@@ -201,7 +201,7 @@ impl Bundles {
     pub async fn rollback(&self) -> Result<BundleStatus, DeployError> {
         let _one_at_a_time = self.swapping.lock().await;
         let target = self.previous().ok_or(DeployError::NoPrevious)?;
-        self.persist(&target, Some(&self.active()))?;
+        self.persist(&target, &self.active())?;
         let replaced = self.swap_active(Arc::clone(&target));
         *self.previous.lock().unwrap_or_else(|p| p.into_inner()) = Some(replaced);
         self.loader
@@ -219,17 +219,11 @@ impl Bundles {
 
     /// Writes the bundles to the bundle directory (previous first, so a crash in between
     /// leaves the old active bundle active).
-    fn persist(
-        &self,
-        active: &LoadedBundle,
-        previous: Option<&LoadedBundle>,
-    ) -> Result<(), DeployError> {
+    fn persist(&self, active: &LoadedBundle, previous: &LoadedBundle) -> Result<(), DeployError> {
         let Some(dir) = &self.dir else {
             return Ok(());
         };
-        if let Some(previous) = previous {
-            write_bundle(dir, PREVIOUS, previous)?;
-        }
+        write_bundle(dir, PREVIOUS, previous)?;
         write_bundle(dir, ACTIVE, active)
     }
 }

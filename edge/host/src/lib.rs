@@ -240,6 +240,15 @@ pub async fn start_with_queue(
         spill.clone(),
         Arc::clone(&metrics),
     );
+    let loader = bundles::Loader {
+        config: config.clone(),
+        keyset_text,
+        keys,
+        committer,
+        metrics: Arc::clone(&metrics),
+    };
+    let active = loader.load(component.into(), &component_path, signed)?;
+    // Only once the bundle is verified: a refused start leaves no forwarder running.
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let forwarder = spill.map(|spill| {
         tokio::spawn(commit::forward_spill(
@@ -249,14 +258,6 @@ pub async fn start_with_queue(
             stop_rx,
         ))
     });
-    let loader = bundles::Loader {
-        config: config.clone(),
-        keyset_text,
-        keys,
-        committer,
-        metrics: Arc::clone(&metrics),
-    };
-    let active = loader.load(component.into(), &component_path, signed)?;
     tracing::info!(edge = %config.edge_id, region = %config.region, bundle = %active.manifest.wasm_sha256.to_hex(), "edge host ready");
     let host = EdgeHost {
         bundles: bundles::Bundles::new(active, loader),

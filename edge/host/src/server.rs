@@ -35,18 +35,33 @@ fn text(
     response
 }
 
-fn refusal(status: u16, code: &str, detail: &str) -> hyper::Response<HyperOutgoingBody> {
-    let body = serde_json::json!({"error": code, "detail": detail}).to_string();
-    text(status, "application/json", body)
+/// The body of every refusal the host itself answers: `{"error": code, "detail": ...}`, the
+/// same shape as the component's.
+pub(crate) fn error_body(code: &str, detail: impl std::fmt::Display) -> serde_json::Value {
+    serde_json::json!({"error": code, "detail": detail.to_string()})
+}
+
+fn refusal(
+    status: u16,
+    code: &str,
+    detail: impl std::fmt::Display,
+) -> hyper::Response<HyperOutgoingBody> {
+    text(
+        status,
+        "application/json",
+        error_body(code, detail).to_string(),
+    )
 }
 
 /// Largest request body the host buffers to read a vote's token (ballots are at most 16 KiB).
 const MAX_BUFFERED_BODY: usize = 64 * 1024;
 
 fn rate_limited(retry_after_secs: u64, what: &str) -> hyper::Response<HyperOutgoingBody> {
-    let body =
-        format!("{{\"error\":\"rate_limited\",\"detail\":\"too many requests for this {what}\"}}");
-    let mut response = text(429, "application/json", body);
+    let mut response = refusal(
+        429,
+        "rate_limited",
+        format_args!("too many requests for this {what}"),
+    );
     if let Ok(value) = hyper::header::HeaderValue::from_str(&retry_after_secs.max(1).to_string()) {
         response
             .headers_mut()
