@@ -66,10 +66,6 @@ pub struct SimQueue {
 /// Most messages a simulated queue holds; a run that reaches it is a bug in the world.
 const MAX_MESSAGES: usize = 100_000;
 
-fn ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
 impl SimQueue {
     /// An empty queue drawing its random choices from `rng`.
     pub fn new(clock: Clock, rng: Rng) -> Self {
@@ -187,7 +183,7 @@ impl Queue for SimQueue {
             message.receive_count += 1;
             message.handle = format!("{id}.{}", message.receive_count);
             if !duplicate {
-                message.visible_at_ms = now + ms(visibility);
+                message.visible_at_ms = now + edgevote_queue::millis(visibility);
             }
             let counters = &mut state.counters;
             counters.deliveries += 1;
@@ -233,7 +229,7 @@ impl Queue for SimQueue {
             if let Some(m) = message_id(&handle).and_then(|id| state.messages.get_mut(&id))
                 && m.handle == handle
             {
-                m.visible_at_ms = now + ms(visibility);
+                m.visible_at_ms = now + edgevote_queue::millis(visibility);
             }
         }
         Ok(())

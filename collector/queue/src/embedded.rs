@@ -167,8 +167,7 @@ impl EmbeddedQueue {
         max_receives: u32,
     ) -> Result<Vec<Received>, QueueError> {
         let now = now_ms();
-        let hidden_until =
-            now.saturating_add(u64::try_from(visibility.as_millis()).unwrap_or(u64::MAX));
+        let hidden_until = now.saturating_add(crate::millis(visibility));
         let txn = db!("receive", db.begin_write())?;
         let mut out = Vec::new();
         {
@@ -318,10 +317,6 @@ fn create_parent(path: &Path) -> Result<(), QueueError> {
     }
 }
 
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
 #[async_trait]
 impl Queue for EmbeddedQueue {
     async fn send_batch(&self, bodies: Vec<String>) -> Result<Vec<String>, QueueError> {
@@ -413,7 +408,7 @@ impl Queue for EmbeddedQueue {
             });
         }
         self.blocking("change_visibility", move |db| {
-            let visible_at = now_ms().saturating_add(millis(visibility));
+            let visible_at = now_ms().saturating_add(crate::millis(visibility));
             Self::update_handles(
                 db,
                 "change_visibility",
