@@ -338,6 +338,7 @@ async fn start_region(
         keyset_path: store.keyset_path(),
         election_paths: vec![election_path.to_owned()],
         edge_key_path: store.dir().join("private").join(format!("{edge_kid}.jwk")),
+        sealing: edgevote_edge_host::SealingMode::Host,
         max_concurrent_requests: 128,
         group_commit: GroupCommitConfig::default(),
         spill: SpillConfig {
@@ -515,7 +516,7 @@ async fn print_table(regions: &[Region], election: &str) {
         println!(
             "{:<16} {:>9} {:>8} {:>9} {:>6} {:>8}  {tally}",
             r.name,
-            r.edge.metrics.envelopes_committed.load(Ordering::Relaxed)
+            r.edge.metrics.votes_committed.load(Ordering::Relaxed)
                 + r.edge.metrics.envelopes_spilled.load(Ordering::Relaxed),
             stats.visible + stats.in_flight,
             m.votes_stored.load(Ordering::Relaxed),

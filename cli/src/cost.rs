@@ -260,7 +260,7 @@ cost_inputs! {
     source "edgevote up default";
 
     /// Envelopes (votes) per SQS message under group commit; by default estimated from the
-    /// group-commit cycle. Measure it as edgevote_edge_envelopes_committed_total divided by
+    /// group-commit cycle. Measure it as edgevote_edge_votes_committed_total divided by
     /// edgevote_edge_group_commits_total.
     envelopes_per_message: Option<f64> = None;
     flag f64; unit "envelopes"; check between(1.0, 256.0);
@@ -1587,7 +1587,7 @@ pub fn render(report: &CostReport) -> String {
         ));
     }
     packing.push(
-        "measure it: edgevote_edge_envelopes_committed_total / edgevote_edge_group_commits_total"
+        "measure it: edgevote_edge_votes_committed_total / edgevote_edge_group_commits_total"
             .to_owned(),
     );
     fact(&mut out, "packing", &packing);

@@ -29,7 +29,9 @@ pub mod tally;
 pub mod token;
 pub mod validate;
 
-pub use admission::{AdmissionError, AdmittedBallot, admit};
+pub use admission::{
+    AdmissionError, AdmittedBallot, CheckedBallot, admit, check as check_ballot, verify_checked,
+};
 pub use ballot::Ballot;
 pub use bundle::{BundleManifest, ConfigVar, Platform};
 pub use digest::Digest32;

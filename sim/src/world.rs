@@ -514,6 +514,8 @@ impl World {
                 self.plans[plan].state = PlanState::AtEdge;
                 self.trace(format_args!("submit plan={plan} region={region}"));
             }
+            // The simulated edges seal locally (their batches are sealed like a host's).
+            Outcome::HandToHost(_) => unreachable!("a locally sealing edge handed a vote over"),
             Outcome::Respond(response) => {
                 self.plans[plan].state = PlanState::Refused;
                 let code = response.error_code().unwrap_or_default();

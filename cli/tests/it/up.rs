@@ -265,11 +265,11 @@ fn metrics_of(base_url: &str) -> String {
     text
 }
 
-/// The edge's `edgevote_edge_envelopes_committed_total` (0 if the edge does not answer).
+/// The edge's `edgevote_edge_votes_committed_total` (0 if the edge does not answer).
 fn committed(edge_url: &str) -> u64 {
     metrics_of(edge_url)
         .lines()
-        .filter(|l| l.starts_with("edgevote_edge_envelopes_committed_total"))
+        .filter(|l| l.starts_with("edgevote_edge_votes_committed_total"))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
         .sum()
 }

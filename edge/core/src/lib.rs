@@ -5,13 +5,22 @@
 //! Nothing here does I/O or reads a clock: the adapter passes the time in. A vote is never
 //! acknowledged by this crate alone. [`Outcome::Enqueue`] hands the adapter an accepted vote,
 //! and only after the adapter has made it durable (queue, or the host's fsync'd spill log)
-//! does it call [`Accepted::receipt_response`] to sign and return the receipt.
+//! does it call [`Edge::receipt_response`] to sign and return the receipt.
+//!
+//! Where the signature work happens is the edge's [`Sealing`]. With [`Sealing::Local`] the edge
+//! holds its key and does it all (Spin, Workers). With [`Sealing::Host`] it holds no key: it
+//! checks every rule but the token's signature and answers [`Outcome::HandToHost`], and its
+//! host, running this same crate natively, verifies the tokens of concurrent votes in one
+//! batch ([`Edge::check_handed`], [`Edge::verify_handed`]), seals them into one envelope and
+//! signs each receipt once the envelope is durable.
 
 use std::collections::BTreeMap;
 
+use edgevote_shared::envelope::MAX_ENVELOPE_VOTES;
 use edgevote_shared::{
-    AdmissionError, AdmittedBallot, Ballot, Digest32, ElectionManifest, EnvelopeVote, KeySet,
-    QueueEnvelope, SigningIdentity, WireError, admit, sign,
+    AdmissionError, AdmittedBallot, Ballot, CheckedBallot, Digest32, ElectionManifest,
+    EnvelopeVote, KeySet, QueueEnvelope, SigningIdentity, WireError, check_ballot, sign,
+    verify_checked,
 };
 use serde_json::json;
 
@@ -20,6 +29,22 @@ pub const SINGLE_BATCH_VOTE_ID_CHARS: usize = 22;
 
 /// The vote route's prefix and suffix: `/v1/elections/{election}/votes`.
 const ELECTIONS_PREFIX: &str = "/v1/elections/";
+
+/// Host sealing: the authority a component sends checked ballots to. The host intercepts it;
+/// `.invalid` (RFC 6761) never resolves, so on any other platform the call fails closed (503,
+/// no receipt).
+pub const HOST_SEALER_AUTHORITY: &str = "sealer.edgevote.invalid";
+
+/// The URL a component hands a checked ballot for `election` to (host sealing).
+pub fn host_seal_url(election: &str) -> String {
+    format!("http://{HOST_SEALER_AUTHORITY}{ELECTIONS_PREFIX}{election}/seal")
+}
+
+/// The election of a host-sealing path, `/v1/elections/{election}/seal`.
+pub fn host_seal_election(path: &str) -> Option<&str> {
+    let id = path.strip_prefix(ELECTIONS_PREFIX)?.strip_suffix("/seal")?;
+    (!id.is_empty() && !id.contains('/')).then_some(id)
+}
 
 /// An HTTP request as the core sees it.
 #[derive(Debug, Clone, Copy)]
@@ -86,9 +111,62 @@ impl Response {
 pub enum Outcome {
     /// Send this response; nothing to enqueue.
     Respond(Response),
-    /// Make this vote durable, then answer with [`Accepted::receipt_response`].
+    /// Make this vote durable, then answer with [`Edge::receipt_response`] (local sealing).
     Enqueue(Box<Accepted>),
+    /// Hand this checked ballot to the host, which verifies, seals and signs, and answer with
+    /// what the host answers (host sealing).
+    HandToHost(Box<Handed>),
 }
+
+/// A ballot that passed every rule but its token's signature, for the host to seal.
+#[derive(Debug, Clone)]
+pub struct Handed {
+    /// The election it is for.
+    pub election: String,
+    /// The ballot, re-encoded as JSON (the body the host is sent).
+    pub body: Vec<u8>,
+}
+
+/// Who holds the edge key and does the signature work.
+#[derive(Debug)]
+pub enum Sealing {
+    /// This edge verifies tokens and signs envelopes and receipts itself.
+    Local(SigningIdentity),
+    /// This edge holds no key: it checks the rules and hands votes to its host, which does
+    /// the signature work natively (the edge host's default).
+    Host,
+}
+
+/// A ballot the host was handed, checked again natively, waiting for its token's signature.
+#[derive(Debug, Clone)]
+pub struct HandedVote {
+    checked: CheckedBallot,
+    received_at_ms: u64,
+}
+
+impl HandedVote {
+    /// The ballot.
+    pub fn ballot(&self) -> &Ballot {
+        self.checked.ballot()
+    }
+
+    /// Bytes this vote adds to an envelope, an upper bound (base64url of its JSON, plus a
+    /// comma): what group commit packs by.
+    pub fn envelope_bytes(&self) -> usize {
+        let ballot = self.checked.ballot();
+        let json = ballot.token.len()
+            + ballot.choice.len()
+            + ballot.election.len()
+            + ballot.nonce.len()
+            + VOTE_JSON_OVERHEAD_BYTES;
+        json.div_ceil(3) * 4
+    }
+}
+
+/// JSON around one envelope vote's strings: member names, quotes, the timestamp (generous).
+const VOTE_JSON_OVERHEAD_BYTES: usize = 128;
+/// An envelope's JWS around its votes: header, the other members, the signature (generous).
+pub const ENVELOPE_OVERHEAD_BYTES: usize = 1024;
 
 /// A vote that passed every check, waiting to be made durable.
 #[derive(Debug, Clone)]
@@ -114,7 +192,7 @@ pub struct Edge {
     elections: BTreeMap<String, ServedElection>,
     keys: KeySet,
     keyset_json: String,
-    signer: SigningIdentity,
+    sealing: Sealing,
     edge_id: String,
     region: String,
     bundle_sha256: Option<Digest32>,
@@ -131,6 +209,25 @@ impl Edge {
         region: &str,
         bundle_sha256: Option<Digest32>,
     ) -> Self {
+        Edge::with_sealing(
+            elections,
+            keys,
+            Sealing::Local(signer),
+            edge_id,
+            region,
+            bundle_sha256,
+        )
+    }
+
+    /// An edge whose signature work is done as `sealing` says.
+    pub fn with_sealing(
+        elections: Vec<ServedElection>,
+        keys: KeySet,
+        sealing: Sealing,
+        edge_id: &str,
+        region: &str,
+        bundle_sha256: Option<Digest32>,
+    ) -> Self {
         Edge {
             elections: elections
                 .into_iter()
@@ -138,7 +235,7 @@ impl Edge {
                 .collect(),
             keyset_json: keys.to_json_pretty(),
             keys,
-            signer,
+            sealing,
             edge_id: edge_id.to_owned(),
             region: region.to_owned(),
             bundle_sha256,
@@ -191,31 +288,89 @@ impl Edge {
                 "ballots are application/json",
             ));
         }
-        let limit = election.manifest.limits.max_ballot_bytes as usize;
-        let ballot = match Ballot::parse(request.body, limit) {
-            Ok(ballot) => ballot,
-            Err(e) => return respond(wire_refusal(&e)),
+        let checked = match check(&election.manifest, request.body, now_ms) {
+            Ok(checked) => checked,
+            Err(refusal) => return respond(refusal),
         };
-        match admit(&election.manifest, &self.keys, ballot, now_ms / 1000) {
-            Ok(admitted) => Outcome::Enqueue(Box::new(Accepted {
-                vote: EnvelopeVote {
-                    ballot: admitted.ballot.clone(),
-                    received_at_ms: now_ms,
-                },
-                admitted,
-            })),
-            Err(e) => respond(admission_refusal(&e)),
+        match &self.sealing {
+            Sealing::Local(_) => match checked.verify(&self.keys) {
+                Ok(admitted) => Outcome::Enqueue(Box::new(Accepted::new(admitted, now_ms))),
+                Err(e) => respond(admission_refusal(&e)),
+            },
+            Sealing::Host => {
+                let body = serde_json::to_vec(checked.ballot()).unwrap_or_default();
+                Outcome::HandToHost(Box::new(Handed {
+                    election: id.to_owned(),
+                    body,
+                }))
+            }
+        }
+    }
+
+    /// Host sealing, natively in the host: checks again, at the host's `now_ms`, a ballot a
+    /// component handed over for `election` (the component is trusted code, but the edge key
+    /// only ever signs what the host itself checked). The token's signature is left to
+    /// [`Edge::verify_handed`].
+    pub fn check_handed(
+        &self,
+        election: &str,
+        body: &[u8],
+        now_ms: u64,
+    ) -> Result<HandedVote, Response> {
+        let served = self
+            .elections
+            .get(election)
+            .ok_or_else(|| Response::error(404, "unknown_election", election))?;
+        let checked = check(&served.manifest, body, now_ms)?;
+        Ok(HandedVote {
+            checked,
+            received_at_ms: now_ms,
+        })
+    }
+
+    /// Host sealing: verifies the tokens of handed votes in one batch; each result is the
+    /// accepted vote or its refusal, in order.
+    pub fn verify_handed(&self, votes: Vec<HandedVote>) -> Vec<Result<Accepted, Response>> {
+        let times: Vec<u64> = votes.iter().map(|v| v.received_at_ms).collect();
+        let checked = votes.into_iter().map(|v| v.checked).collect();
+        verify_checked(checked, &self.keys)
+            .into_iter()
+            .zip(times)
+            .map(|(admitted, at)| match admitted {
+                Ok(admitted) => Ok(Accepted::new(admitted, at)),
+                Err(e) => Err(admission_refusal(&e)),
+            })
+            .collect()
+    }
+
+    fn signer(&self) -> Result<&SigningIdentity, WireError> {
+        match &self.sealing {
+            Sealing::Local(signer) => Ok(signer),
+            Sealing::Host => Err(WireError::InvalidField {
+                field: "edge key",
+                reason: "this edge holds no key: its host seals and signs".into(),
+            }),
         }
     }
 
     /// Signs the receipt of a vote that is now durable: `202` with the receipt.
     pub fn receipt_response(&self, accepted: &Accepted) -> Response {
+        self.receipt_response_for(accepted, self.bundle_sha256)
+    }
+
+    /// [`Edge::receipt_response`] naming `bundle_sha256` as the bundle that took the vote (a
+    /// host seals for whichever bundle is active).
+    pub fn receipt_response_for(
+        &self,
+        accepted: &Accepted,
+        bundle_sha256: Option<Digest32>,
+    ) -> Response {
         let mut receipt =
             accepted
                 .admitted
                 .receipt(&self.edge_id, &self.region, accepted.vote.received_at_ms);
-        receipt.bundle_sha256 = self.bundle_sha256;
-        match sign(&self.signer, &receipt) {
+        receipt.bundle_sha256 = bundle_sha256;
+        match self.signer().and_then(|signer| sign(signer, &receipt)) {
             Ok(compact) => Response::json(
                 202,
                 &json!({"receipt": compact, "vote_id": receipt.vote_id, "election": receipt.election}),
@@ -227,13 +382,62 @@ impl Edge {
     /// The batch id of an envelope holding only `accepted`: `{edge id}.{22 chars of vote id}`
     /// (the edge id is cut so the whole stays a valid id of at most 64 characters).
     pub fn single_batch_id(&self, accepted: &Accepted) -> String {
-        let vote_id = accepted.admitted.vote_id.to_b64();
+        self.batch_id_from(accepted.admitted.vote_id)
+    }
+
+    /// `{edge id}.{22 characters of digest}`, cut to stay a valid id.
+    fn batch_id_from(&self, digest: Digest32) -> String {
+        let digest = digest.to_b64();
         let edge: String = self
             .edge_id
             .chars()
             .take(64 - 1 - SINGLE_BATCH_VOTE_ID_CHARS)
             .collect();
-        format!("{edge}.{}", &vote_id[..SINGLE_BATCH_VOTE_ID_CHARS])
+        format!("{edge}.{}", &digest[..SINGLE_BATCH_VOTE_ID_CHARS])
+    }
+
+    /// Host sealing: seals accepted votes into as few envelopes as the envelope bounds allow
+    /// (one, unless the votes exceed [`MAX_ENVELOPE_VOTES`] or its byte limit: then halves).
+    /// A batch id is the edge id and a digest of the batch's vote ids, so the same votes
+    /// sealed again keep their id.
+    pub fn seal_batch(&self, accepted: &[Accepted], now_ms: u64) -> Result<Vec<String>, WireError> {
+        let mut envelopes = Vec::new();
+        self.seal_into(accepted, now_ms, &mut envelopes)?;
+        Ok(envelopes)
+    }
+
+    fn seal_into(
+        &self,
+        accepted: &[Accepted],
+        now_ms: u64,
+        envelopes: &mut Vec<String>,
+    ) -> Result<(), WireError> {
+        if accepted.is_empty() {
+            return Ok(());
+        }
+        let halves = |envelopes: &mut Vec<String>| {
+            let (first, second) = accepted.split_at(accepted.len() / 2);
+            self.seal_into(first, now_ms, envelopes)?;
+            self.seal_into(second, now_ms, envelopes)
+        };
+        if accepted.len() > MAX_ENVELOPE_VOTES {
+            return halves(envelopes);
+        }
+        let votes = accepted.iter().map(|a| a.vote.clone()).collect();
+        match self.seal(&self.batch_id_of(accepted), votes, now_ms) {
+            Ok(envelope) => {
+                envelopes.push(envelope);
+                Ok(())
+            }
+            // Recursion depth is bounded by log2 of the vote count.
+            Err(WireError::TooLarge { .. }) if accepted.len() > 1 => halves(envelopes),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn batch_id_of(&self, accepted: &[Accepted]) -> String {
+        let ids: Vec<u8> = accepted.iter().flat_map(|a| a.admitted.vote_id.0).collect();
+        self.batch_id_from(Digest32::of(&ids))
     }
 
     /// Seals one accepted vote into its own envelope (what an edge without group commit sends);
@@ -263,12 +467,31 @@ impl Edge {
             created_at_ms: now_ms,
             votes,
         };
-        sign(&self.signer, &envelope)
+        sign(self.signer()?, &envelope)
+    }
+}
+
+impl Accepted {
+    fn new(admitted: AdmittedBallot, received_at_ms: u64) -> Self {
+        Accepted {
+            vote: EnvelopeVote {
+                ballot: admitted.ballot.clone(),
+                received_at_ms,
+            },
+            admitted,
+        }
     }
 }
 
 fn respond(response: Response) -> Outcome {
     Outcome::Respond(response)
+}
+
+/// Parses a ballot body and applies the election rules, all but the token's signature.
+fn check(manifest: &ElectionManifest, body: &[u8], now_ms: u64) -> Result<CheckedBallot, Response> {
+    let ballot = Ballot::parse(body, manifest.limits.max_ballot_bytes as usize)
+        .map_err(|e| wire_refusal(&e))?;
+    check_ballot(manifest, ballot, now_ms / 1000).map_err(|e| admission_refusal(&e))
 }
 
 enum Route<'a> {

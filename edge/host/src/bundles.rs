@@ -13,10 +13,12 @@ use std::sync::{Arc, Mutex, RwLock};
 use edgevote_shared::{BundleManifest, KeySet};
 use serde::Serialize;
 
+use edgevote_edge_core::{Edge, ServedElection};
+
 use crate::commit::Committer;
-use crate::config::HostConfig;
+use crate::config::{HostConfig, SealingMode};
 use crate::metrics::Metrics;
-use crate::runtime::EdgeRuntime;
+use crate::runtime::{EdgeHooks, EdgeRuntime};
 use crate::{StartError, component_env, verify_bundle};
 
 /// One verified, compiled bundle.
@@ -83,6 +85,10 @@ pub(crate) struct Loader {
     pub(crate) config: HostConfig,
     pub(crate) keyset_text: String,
     pub(crate) keys: KeySet,
+    /// The served elections, verified once at startup.
+    pub(crate) elections: Vec<ServedElection>,
+    /// The native edge that seals under host sealing.
+    pub(crate) sealer: Arc<Edge>,
     pub(crate) committer: Committer,
     pub(crate) metrics: Arc<Metrics>,
 }
@@ -99,14 +105,20 @@ impl Loader {
         let env = component_env(
             &self.config,
             self.keyset_text.clone(),
-            &self.keys,
+            &self.elections,
             &manifest,
         )?;
+        let sealer = (self.config.sealing == SealingMode::Host).then(|| Arc::clone(&self.sealer));
+        let hooks = EdgeHooks::new(
+            self.committer.clone(),
+            self.config.forward_outbound,
+            sealer,
+            manifest.wasm_sha256,
+        );
         let runtime = EdgeRuntime::new(
             &wasm,
             env,
-            self.committer.clone(),
-            self.config.forward_outbound,
+            hooks,
             self.config.max_concurrent_requests,
             Arc::clone(&self.metrics),
         )

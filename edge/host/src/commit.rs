@@ -1,7 +1,12 @@
-//! Group commit: the envelopes of concurrent votes are packed into one queue message (one
-//! envelope per line), bounded by count, bytes and a few milliseconds of waiting. Each waiting
-//! vote learns the outcome only once the message is durable, so a receipt is never signed for a
-//! vote that could still be lost.
+//! Group commit: concurrent votes are packed into one queue message, bounded by count, bytes
+//! and a few milliseconds of waiting. Each waiting vote learns the outcome only once the message
+//! is durable, so a receipt is never signed for a vote that could still be lost.
+//!
+//! A message holds two kinds of items, one envelope per line:
+//! - envelopes a component sealed itself (component sealing), carried as they are;
+//! - checked votes a component handed over (host sealing): their tokens are verified in one
+//!   Ed25519 batch, refused ones are answered at once, and the rest are sealed into one
+//!   envelope signed by the host. Their receipts are signed by the requests once durable.
 //!
 //! When the queue refuses a message and the spill log is enabled, the message is fsync'd to the
 //! spill log instead and the votes are acknowledged; [`forward_spill`] moves spilled messages
@@ -13,8 +18,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use edgevote_edge_core::{Accepted, ENVELOPE_OVERHEAD_BYTES, Edge, HandedVote, Response};
 use edgevote_queue::Queue;
 use edgevote_queue::embedded::EmbeddedQueue;
+use edgevote_shared::envelope::MAX_ENVELOPE_JWS_BYTES;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::config::GroupCommitConfig;
@@ -37,6 +44,12 @@ pub enum CommitError {
     /// The envelope alone is larger than a queue message may be.
     #[error("envelope of {0} bytes does not fit in a queue message")]
     TooLarge(usize),
+    /// Host sealing: the vote's token did not verify (the response says why); nothing stored.
+    #[error("vote refused: {}", .0.error_code().unwrap_or_default())]
+    Refused(Box<Response>),
+    /// Host sealing: the votes could not be sealed into an envelope.
+    #[error("sealing failed: {0}")]
+    Sealing(String),
 }
 
 /// Where a vote ended up.
@@ -48,12 +61,34 @@ pub enum Durable {
     Spilled(String),
 }
 
-struct Pending {
-    envelope: String,
-    done: oneshot::Sender<Result<Durable, CommitError>>,
+/// What one request waits to have committed.
+enum Item {
+    /// An envelope the component sealed (component sealing).
+    Envelope(String),
+    /// A checked vote for the host to verify and seal (host sealing).
+    Vote(Box<HandedVote>),
 }
 
-/// The handle requests use to commit their envelope.
+impl Item {
+    /// Bytes the item adds to the message (its envelope line, or its share of the host's).
+    fn bytes(&self) -> usize {
+        match self {
+            Item::Envelope(envelope) => envelope.len(),
+            Item::Vote(vote) => vote.envelope_bytes(),
+        }
+    }
+}
+
+/// What a committed item learns: where it is durable, and for a host-sealed vote, the vote
+/// as accepted (for its receipt).
+type Committed = Result<(Durable, Option<Box<Accepted>>), CommitError>;
+
+struct Pending {
+    item: Item,
+    done: oneshot::Sender<Committed>,
+}
+
+/// The handle requests use to commit their envelope or vote.
 #[derive(Debug, Clone)]
 pub struct Committer {
     tx: mpsc::Sender<Pending>,
@@ -61,11 +96,13 @@ pub struct Committer {
 }
 
 impl Committer {
-    /// Starts the group-commit task over `queue` (and `spill`, if enabled).
+    /// Starts the group-commit task over `queue` (and `spill`, if enabled); `sealer` verifies
+    /// and seals host-sealed votes.
     pub fn start(
         config: GroupCommitConfig,
         queue: Arc<dyn Queue>,
         spill: Option<Arc<EmbeddedQueue>>,
+        sealer: Arc<Edge>,
         metrics: Arc<Metrics>,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(config.queue_capacity);
@@ -73,7 +110,13 @@ impl Committer {
             tx,
             max_message_bytes: config.max_message_bytes,
         };
-        let task = tokio::spawn(run(config, rx, queue, spill, metrics));
+        let writer = Writer {
+            queue,
+            spill,
+            sealer,
+            metrics,
+        };
+        let task = tokio::spawn(run(config, rx, Arc::new(writer)));
         (committer, task)
     }
 
@@ -82,22 +125,36 @@ impl Committer {
         if envelope.len() + 1 > self.max_message_bytes {
             return Err(CommitError::TooLarge(envelope.len()));
         }
+        self.submit(Item::Envelope(envelope)).await.map(|(d, _)| d)
+    }
+
+    /// Host sealing: verifies, seals and commits one checked vote; returns once it is durable
+    /// (with the vote as accepted, for its receipt), refused, or definitely not durable.
+    pub async fn commit_vote(&self, vote: HandedVote) -> Result<(Durable, Accepted), CommitError> {
+        let (durable, accepted) = self.submit(Item::Vote(Box::new(vote))).await?;
+        let accepted = accepted.ok_or(CommitError::Sealing("vote lost in sealing".into()))?;
+        Ok((durable, *accepted))
+    }
+
+    async fn submit(&self, item: Item) -> Committed {
         let (done, outcome) = oneshot::channel();
         self.tx
-            .send(Pending { envelope, done })
+            .send(Pending { item, done })
             .await
             .map_err(|_| CommitError::ShuttingDown)?;
         outcome.await.map_err(|_| CommitError::ShuttingDown)?
     }
 }
 
-async fn run(
-    config: GroupCommitConfig,
-    mut rx: mpsc::Receiver<Pending>,
+/// What a group commit writes with.
+struct Writer {
     queue: Arc<dyn Queue>,
     spill: Option<Arc<EmbeddedQueue>>,
+    sealer: Arc<Edge>,
     metrics: Arc<Metrics>,
-) {
+}
+
+async fn run(config: GroupCommitConfig, mut rx: mpsc::Receiver<Pending>, writer: Arc<Writer>) {
     let in_flight = Arc::new(Semaphore::new(COMMITS_IN_FLIGHT));
     let mut carry: Option<Pending> = None;
     loop {
@@ -109,9 +166,9 @@ async fn run(
         let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else {
             break;
         };
-        let (queue, spill, metrics) = (Arc::clone(&queue), spill.clone(), Arc::clone(&metrics));
+        let writer = Arc::clone(&writer);
         tokio::spawn(async move {
-            write(batch, queue.as_ref(), spill.as_deref(), &metrics).await;
+            writer.write(batch).await;
             drop(permit);
         });
     }
@@ -119,15 +176,48 @@ async fn run(
     let _ = in_flight.acquire_many(COMMITS_IN_FLIGHT as u32).await;
 }
 
-/// Collects envelopes after `first` until a bound is hit; returns the batch and, if the next
-/// envelope did not fit, that envelope.
+/// Bytes one message's items take: all lines, and the host's envelope alone.
+#[derive(Default)]
+struct Size {
+    message: usize,
+    host_envelope: usize,
+}
+
+impl Size {
+    /// The size with `item` added, if it fits both bounds.
+    fn with(&self, item: &Item, max_message_bytes: usize) -> Option<Size> {
+        let bytes = item.bytes();
+        let next = match item {
+            Item::Envelope(_) => Size {
+                message: self.message + 1 + bytes,
+                host_envelope: self.host_envelope,
+            },
+            Item::Vote(_) if self.host_envelope == 0 => Size {
+                message: self.message + 1 + ENVELOPE_OVERHEAD_BYTES + bytes,
+                host_envelope: ENVELOPE_OVERHEAD_BYTES + bytes,
+            },
+            Item::Vote(_) => Size {
+                message: self.message + 1 + bytes,
+                host_envelope: self.host_envelope + 1 + bytes,
+            },
+        };
+        (next.message <= max_message_bytes && next.host_envelope <= MAX_ENVELOPE_JWS_BYTES)
+            .then_some(next)
+    }
+}
+
+/// Collects items after `first` until a bound is hit; returns the batch and, if the next item
+/// did not fit, that item.
 async fn fill(
     first: Pending,
     rx: &mut mpsc::Receiver<Pending>,
     config: &GroupCommitConfig,
 ) -> (Vec<Pending>, Option<Pending>) {
     let deadline = tokio::time::Instant::now() + config.max_wait();
-    let mut bytes = first.envelope.len();
+    // The first item is taken even when alone it is over a bound: sealing splits or refuses it.
+    let mut size = Size::default()
+        .with(&first.item, usize::MAX)
+        .unwrap_or_default();
     let mut batch = vec![first];
     while batch.len() < config.max_envelopes {
         let next = match rx.try_recv() {
@@ -139,43 +229,121 @@ async fn fill(
                 _ => break,
             },
         };
-        if bytes + 1 + next.envelope.len() > config.max_message_bytes {
-            return (batch, Some(next));
+        match size.with(&next.item, config.max_message_bytes) {
+            Some(bigger) => size = bigger,
+            None => return (batch, Some(next)),
         }
-        bytes += 1 + next.envelope.len();
         batch.push(next);
     }
     (batch, None)
 }
 
-async fn write(
-    batch: Vec<Pending>,
-    queue: &dyn Queue,
-    spill: Option<&EmbeddedQueue>,
-    metrics: &Metrics,
-) {
-    let body = batch
-        .iter()
-        .map(|p| p.envelope.as_str())
-        .collect::<Vec<_>>()
-        .join("\n");
-    let count = batch.len() as u64;
-    let outcome = match queue.send_batch(vec![body.clone()]).await {
-        Ok(ids) => {
-            metrics.group_commits.fetch_add(1, Ordering::Relaxed);
-            metrics
-                .envelopes_committed
-                .fetch_add(count, Ordering::Relaxed);
-            Ok(Durable::Queued(ids.into_iter().next().unwrap_or_default()))
+/// A host-sealed vote's request, waiting for durability with its accepted vote.
+type SealedVote = (oneshot::Sender<Committed>, Accepted);
+
+impl Writer {
+    async fn write(&self, batch: Vec<Pending>) {
+        let mut lines = Vec::new();
+        let mut waiting_envelopes = Vec::new();
+        let mut handed = Vec::new();
+        for pending in batch {
+            match pending.item {
+                Item::Envelope(envelope) => {
+                    lines.push(envelope);
+                    waiting_envelopes.push(pending.done);
+                }
+                Item::Vote(vote) => handed.push((pending.done, *vote)),
+            }
         }
-        Err(e) => {
-            metrics.queue_errors.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(stage = "commit", error = %e, envelopes = count, "queue refused a group commit");
-            spill_or_refuse(body, spill, e.to_string(), count, metrics).await
+        let votes_in_envelopes = lines.len() as u64;
+        let sealed = self.seal(handed).await;
+        let host_votes = sealed.as_ref().map_or(0, |(_, votes)| votes.len() as u64);
+        let waiting_votes = match sealed {
+            Ok((envelopes, votes)) => {
+                lines.extend(envelopes);
+                votes
+            }
+            Err((error, votes)) => {
+                for (done, _) in votes {
+                    let _ = done.send(Err(error.clone()));
+                }
+                Vec::new()
+            }
+        };
+        if lines.is_empty() {
+            return;
         }
-    };
-    for pending in batch {
-        let _ = pending.done.send(outcome.clone());
+        let outcome = self.store(lines, votes_in_envelopes + host_votes).await;
+        for done in waiting_envelopes {
+            let _ = done.send(outcome.clone().map(|d| (d, None)));
+        }
+        for (done, accepted) in waiting_votes {
+            let _ = done.send(outcome.clone().map(|d| (d, Some(Box::new(accepted)))));
+        }
+    }
+
+    /// Verifies the handed votes' tokens in one batch, answers the refused ones, and seals the
+    /// rest into envelopes. CPU work (about 20 us a token): off the async threads.
+    async fn seal(
+        &self,
+        handed: Vec<(oneshot::Sender<Committed>, HandedVote)>,
+    ) -> Result<(Vec<String>, Vec<SealedVote>), (CommitError, Vec<SealedVote>)> {
+        if handed.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let sealer = Arc::clone(&self.sealer);
+        let metrics = Arc::clone(&self.metrics);
+        let sealing = tokio::task::spawn_blocking(move || {
+            let (waiting, votes): (Vec<_>, Vec<_>) = handed.into_iter().unzip();
+            let mut accepted = Vec::new();
+            for (done, verified) in waiting.into_iter().zip(sealer.verify_handed(votes)) {
+                match verified {
+                    Ok(vote) => accepted.push((done, vote)),
+                    Err(refusal) => {
+                        metrics
+                            .votes_refused_by_sealer
+                            .fetch_add(1, Ordering::Relaxed);
+                        let _ = done.send(Err(CommitError::Refused(Box::new(refusal))));
+                    }
+                }
+            }
+            let votes: Vec<Accepted> = accepted.iter().map(|(_, a)| a.clone()).collect();
+            match sealer.seal_batch(&votes, edgevote_queue::now_ms()) {
+                Ok(envelopes) => Ok((envelopes, accepted)),
+                Err(e) => Err((CommitError::Sealing(e.to_string()), accepted)),
+            }
+        });
+        match sealing.await {
+            Ok(sealed) => sealed,
+            // The blocking task panicked: its senders are dropped, so every vote of it hears
+            // `ShuttingDown` and gets 503, no receipt.
+            Err(e) => {
+                tracing::error!(stage = "seal", error = %e, "sealing task failed");
+                Ok((Vec::new(), Vec::new()))
+            }
+        }
+    }
+
+    /// Writes one message of `lines` holding `votes` votes: to the queue, or the spill log.
+    async fn store(&self, lines: Vec<String>, votes: u64) -> Result<Durable, CommitError> {
+        let envelopes = lines.len() as u64;
+        let body = lines.join("\n");
+        let metrics = &self.metrics;
+        match self.queue.send_batch(vec![body.clone()]).await {
+            Ok(ids) => {
+                metrics.group_commits.fetch_add(1, Ordering::Relaxed);
+                metrics
+                    .envelopes_committed
+                    .fetch_add(envelopes, Ordering::Relaxed);
+                metrics.votes_committed.fetch_add(votes, Ordering::Relaxed);
+                Ok(Durable::Queued(ids.into_iter().next().unwrap_or_default()))
+            }
+            Err(e) => {
+                metrics.queue_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(stage = "commit", error = %e, votes, "queue refused a group commit");
+                spill_or_refuse(body, self.spill.as_deref(), e.to_string(), votes, metrics).await
+            }
+        }
     }
 }
 
@@ -244,7 +412,7 @@ async fn forward_once(spill: &EmbeddedQueue, queue: &dyn Queue, metrics: &Metric
         _ => return false,
     };
     for message in received {
-        let envelopes = message.body.lines().count() as u64;
+        let votes = votes_in(&message.body);
         if let Err(e) = queue.send_batch(vec![message.body.clone()]).await {
             tracing::warn!(stage = "forward", error = %e, "queue still unavailable; spill kept");
             let _ = spill
@@ -258,7 +426,18 @@ async fn forward_once(spill: &EmbeddedQueue, queue: &dyn Queue, metrics: &Metric
         }
         metrics
             .envelopes_forwarded
-            .fetch_add(envelopes, Ordering::Relaxed);
+            .fetch_add(votes, Ordering::Relaxed);
     }
     true
+}
+
+/// Votes in a queue message: the sum over its envelopes (one per line). The envelopes are this
+/// host's own; a line that does not decode counts as one.
+fn votes_in(body: &str) -> u64 {
+    body.lines()
+        .map(|line| {
+            edgevote_shared::decode_unverified::<edgevote_shared::QueueEnvelope>(line)
+                .map_or(1, |envelope| envelope.votes.len() as u64)
+        })
+        .sum()
 }

@@ -27,6 +27,12 @@ pub struct HostConfig {
     pub election_paths: Vec<PathBuf>,
     /// This edge's private key file (mode 0600).
     pub edge_key_path: PathBuf,
+    /// Where the signature work happens: `host` (the default) keeps the edge key in the host,
+    /// which verifies tokens in batches, seals one envelope per group commit and signs receipts
+    /// natively; `component` gives the key to the component, which does it all itself in Wasm,
+    /// exactly as on Spin.
+    #[serde(default)]
+    pub sealing: SealingMode,
     /// Most requests handled at once (and component instances in the pool).
     #[serde(default = "default_max_concurrent_requests")]
     pub max_concurrent_requests: u32,
@@ -56,6 +62,17 @@ pub struct HostConfig {
     pub queue: QueueBackendConfig,
 }
 
+/// Where the edge's signature work (token verification, envelope and receipt signatures) runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SealingMode {
+    /// In the host, natively: the component checks the rules and hands each ballot over.
+    #[default]
+    Host,
+    /// In the component, in Wasm: it holds the key and sends its own SQS call.
+    Component,
+}
+
 fn default_listen_addr() -> String {
     "127.0.0.1:8080".into()
 }
@@ -64,12 +81,13 @@ fn default_max_concurrent_requests() -> u32 {
     256
 }
 
-/// Group commit: concurrent votes' envelopes are packed into one queue message, and every voter
-/// gets the receipt only after that message is durably accepted.
+/// Group commit: concurrent votes are packed into one queue message (under host sealing into one
+/// envelope the host signs; under component sealing one component-signed envelope per line),
+/// and every voter gets the receipt only after that message is durably accepted.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GroupCommitConfig {
-    /// Most envelopes in one queue message.
+    /// Most votes in one queue message.
     pub max_envelopes: usize,
     /// Most bytes in one queue message.
     pub max_message_bytes: usize,
@@ -195,6 +213,10 @@ impl HostConfig {
             (
                 !config.forward_outbound || !config.forward_queues.is_empty(),
                 "forward_outbound needs forward_queues",
+            ),
+            (
+                !config.forward_outbound || config.sealing == SealingMode::Component,
+                "forward_outbound lets the component send its own SQS calls: it needs sealing = \"component\"",
             ),
             (
                 (8192..=1024 * 1024).contains(&config.http.max_header_bytes),

@@ -2,9 +2,14 @@
 //!
 //! It loads the signed edge component once (refusing one whose bundle manifest does not verify
 //! against an ops key, or whose SHA-256 differs), serves it over HTTP with a fresh pooled
-//! instance per request, and gives it a durable path to the regional queue: the component's
-//! outbound SQS `SendMessage` is taken into group commit ([`commit`]), so concurrent votes share
-//! one queue message and every voter gets the receipt only after that message is durable.
+//! instance per request, and gives it a durable path to the regional queue through group commit
+//! ([`commit`]): concurrent votes share one queue message and every voter gets the receipt only
+//! after that message is durable.
+//!
+//! Under host sealing (the default) the edge key never enters the component: the component
+//! checks each ballot and hands it over, and the host verifies the tokens of a group commit in
+//! one batch, seals them into one envelope and signs the receipts, natively. Under component
+//! sealing the component does all of that in Wasm and its SQS `SendMessage` is intercepted.
 //!
 //! - [`config`]: the TOML configuration;
 //! - [`runtime`]: wasmtime Engine / Linker / `ProxyPre`, outbound interception;
@@ -24,11 +29,12 @@ pub mod server;
 use std::path::Path;
 use std::sync::Arc;
 
+use edgevote_edge_core::{Edge, Sealing, ServedElection};
 use edgevote_queue::Queue;
 use edgevote_queue::embedded::{EmbeddedQueue, EmbeddedQueueConfig};
 use edgevote_shared::{BundleManifest, ElectionManifest, KeySet, verify};
 
-pub use config::HostConfig;
+pub use config::{HostConfig, SealingMode};
 
 use crate::commit::Committer;
 use crate::metrics::Metrics;
@@ -153,29 +159,74 @@ pub fn verify_bundle(
     Ok(verified.doc)
 }
 
-/// The environment the component reads its configuration from.
+/// Reads and verifies the election manifests the edge serves.
+fn load_elections(config: &HostConfig, keys: &KeySet) -> Result<Vec<ServedElection>, StartError> {
+    config
+        .election_paths
+        .iter()
+        .map(|path| {
+            let signed = read("election manifest", path)?.trim().to_owned();
+            let manifest = verify::<ElectionManifest>(&signed, keys)
+                .map_err(|e| StartError::Input {
+                    what: "election manifest",
+                    path: path.display().to_string(),
+                    detail: format!("{e} ({})", e.code()),
+                })?
+                .doc;
+            Ok(ServedElection { manifest, signed })
+        })
+        .collect()
+}
+
+/// The native edge that verifies, seals and signs for the component (host sealing). Reading
+/// through the key file checks its 0600 mode and its contents.
+fn native_sealer(
+    config: &HostConfig,
+    keys: &KeySet,
+    elections: Vec<ServedElection>,
+) -> Result<Edge, StartError> {
+    let signer =
+        edgevote_signer::keyfile::read(&config.edge_key_path).map_err(|e| StartError::Input {
+            what: "edge key",
+            path: config.edge_key_path.display().to_string(),
+            detail: e.to_string(),
+        })?;
+    Ok(Edge::with_sealing(
+        elections,
+        keys.clone(),
+        Sealing::Local(signer),
+        &config.edge_id,
+        &config.region,
+        None,
+    ))
+}
+
+/// The environment the component reads its configuration from. Under host sealing it holds no
+/// key, no queue and no credentials.
 pub(crate) fn component_env(
     config: &HostConfig,
     keyset_text: String,
-    keys: &KeySet,
+    elections: &[ServedElection],
     bundle: &BundleManifest,
 ) -> Result<Vec<(String, String)>, StartError> {
-    let mut manifests = Vec::new();
-    for path in &config.election_paths {
-        let text = read("election manifest", path)?;
-        verify::<ElectionManifest>(text.trim(), keys).map_err(|e| StartError::Input {
-            what: "election manifest",
-            path: path.display().to_string(),
-            detail: format!("{e} ({})", e.code()),
-        })?;
-        manifests.push(text.trim().to_owned());
+    let manifests: Vec<&str> = elections.iter().map(|e| e.signed.as_str()).collect();
+    let mut env: Vec<(String, String)> = vec![
+        ("EDGEVOTE_KEYSET".into(), keyset_text),
+        ("EDGEVOTE_ELECTIONS".into(), manifests.join("\n")),
+        ("EDGEVOTE_EDGE_ID".into(), config.edge_id.clone()),
+        ("EDGEVOTE_REGION".into(), config.region.clone()),
+        ("EDGEVOTE_BUNDLE_SHA256".into(), bundle.wasm_sha256.to_b64()),
+    ];
+    match config.sealing {
+        SealingMode::Host => env.push(("EDGEVOTE_SEALING".into(), "host".into())),
+        SealingMode::Component => env.extend(local_sealing_env(config)?),
     }
-    // Reading through the key file checks its 0600 mode and its contents.
-    edgevote_signer::keyfile::read(&config.edge_key_path).map_err(|e| StartError::Input {
-        what: "edge key",
-        path: config.edge_key_path.display().to_string(),
-        detail: e.to_string(),
-    })?;
+    Ok(env)
+}
+
+/// What a component that seals itself needs besides the common variables: its key, its
+/// queues and the queues' credentials.
+fn local_sealing_env(config: &HostConfig) -> Result<Vec<(String, String)>, StartError> {
     let edge_key = read("edge key", &config.edge_key_path)?;
     let (queues, access_key, secret) = if config.forward_outbound {
         (
@@ -193,13 +244,9 @@ pub(crate) fn component_env(
         )
     };
     Ok(vec![
-        ("EDGEVOTE_KEYSET".into(), keyset_text),
-        ("EDGEVOTE_ELECTIONS".into(), manifests.join("\n")),
+        ("EDGEVOTE_SEALING".into(), "component".into()),
         ("EDGEVOTE_EDGE_KEY".into(), edge_key),
-        ("EDGEVOTE_EDGE_ID".into(), config.edge_id.clone()),
-        ("EDGEVOTE_REGION".into(), config.region.clone()),
         ("EDGEVOTE_QUEUES".into(), queues),
-        ("EDGEVOTE_BUNDLE_SHA256".into(), bundle.wasm_sha256.to_b64()),
         ("AWS_ACCESS_KEY_ID".into(), access_key),
         ("AWS_SECRET_ACCESS_KEY".into(), secret),
     ])
@@ -232,18 +279,23 @@ pub async fn start_with_queue(
     })?;
     let signed = read("bundle manifest", &manifest_path)?;
     let admin_token = read_admin_token(config)?;
+    let elections = load_elections(config, &keys)?;
+    let sealer = Arc::new(native_sealer(config, &keys, elections.clone())?);
     let metrics = Arc::new(Metrics::default());
     let spill = open_spill(config)?;
     let (committer, _commit_task) = Committer::start(
         config.group_commit.clone(),
         Arc::clone(&queue),
         spill.clone(),
+        Arc::clone(&sealer),
         Arc::clone(&metrics),
     );
     let loader = bundles::Loader {
         config: config.clone(),
         keyset_text,
         keys,
+        elections,
+        sealer,
         committer,
         metrics: Arc::clone(&metrics),
     };
@@ -299,4 +351,85 @@ fn open_spill(config: &HostConfig) -> Result<Option<Arc<EmbeddedQueue>>, StartEr
         max_receives: u32::MAX / 2,
     })?;
     Ok(Some(Arc::new(spill)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(sealing: &str) -> HostConfig {
+        HostConfig::parse(&format!(
+            r#"edge_id = "e1"
+region = "r1"
+sealing = "{sealing}"
+component_path = "c.wasm"
+bundle_manifest_path = "b.jws"
+keyset_path = "keyset.json"
+election_paths = []
+edge_key_path = "/nonexistent/edge.jwk"
+[queue]
+backend = "embedded"
+path = "q.redb"
+"#
+        ))
+        .expect("valid config")
+    }
+
+    fn bundle() -> BundleManifest {
+        BundleManifest {
+            v: 1,
+            name: "edge".into(),
+            version: "1".into(),
+            platform: edgevote_shared::Platform::WasiHttp,
+            wasm_sha256: edgevote_shared::Digest32::of(b"wasm"),
+            wasm_bytes: 4,
+            config_schema: vec![],
+            created_at: 0,
+        }
+    }
+
+    #[test]
+    fn host_sealing_gives_the_component_no_key_queue_or_credentials() {
+        let env = component_env(&config("host"), "{}".into(), &[], &bundle())
+            .expect("host sealing reads no key file");
+        let names: Vec<&str> = env.iter().map(|(name, _)| name.as_str()).collect();
+        assert!(names.contains(&"EDGEVOTE_SEALING"));
+        for secret in [
+            "EDGEVOTE_EDGE_KEY",
+            "EDGEVOTE_QUEUES",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+        ] {
+            assert!(!names.contains(&secret), "{secret} given to the component");
+        }
+    }
+
+    #[test]
+    fn component_sealing_needs_the_key_file() {
+        let refused = component_env(&config("component"), "{}".into(), &[], &bundle());
+        assert!(matches!(
+            refused,
+            Err(StartError::Input {
+                what: "edge key",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn forwarding_needs_component_sealing_and_unknown_modes_are_refused() {
+        let text = |extra: &str| {
+            format!(
+                "edge_id = \"e1\"\nregion = \"r1\"\ncomponent_path = \"c\"\n\
+                 bundle_manifest_path = \"b\"\nkeyset_path = \"k\"\nelection_paths = []\n\
+                 edge_key_path = \"e\"\n{extra}\n[queue]\nbackend = \"embedded\"\npath = \"q\"\n"
+            )
+        };
+        let forward = "forward_outbound = true\nforward_queues = [\"r1=http://q\"]";
+        let refused = HostConfig::parse(&text(forward)).expect_err("forwarding under host sealing");
+        assert!(refused.contains("sealing = \"component\""), "{refused}");
+        assert!(HostConfig::parse(&text(&format!("{forward}\nsealing = \"component\""))).is_ok());
+        let unknown = HostConfig::parse(&text("sealing = \"wasm\"")).expect_err("unknown mode");
+        assert!(unknown.contains("sealing"), "{unknown}");
+    }
 }

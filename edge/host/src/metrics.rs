@@ -14,15 +14,20 @@ pub struct Metrics {
     pub requests_5xx: AtomicU64,
     /// Component instantiations.
     pub instances_created: AtomicU64,
-    /// Envelopes committed to the queue.
+    /// Envelopes committed to the queue (lines of the queue messages).
     pub envelopes_committed: AtomicU64,
+    /// Votes committed to the queue (each component-sealed envelope holds one; a host-sealed
+    /// envelope holds every vote of its group commit).
+    pub votes_committed: AtomicU64,
+    /// Host sealing: handed votes whose token the host's batch verification refused.
+    pub votes_refused_by_sealer: AtomicU64,
     /// Queue messages written by group commit.
     pub group_commits: AtomicU64,
-    /// Envelopes written to the spill log because the queue refused them.
+    /// Votes written to the spill log because the queue refused them.
     pub envelopes_spilled: AtomicU64,
-    /// Envelopes forwarded from the spill log to the queue.
+    /// Votes forwarded from the spill log to the queue.
     pub envelopes_forwarded: AtomicU64,
-    /// Envelopes refused (queue down, no spill): their voters got 503 and no receipt.
+    /// Votes refused (queue down, no spill): their voters got 503 and no receipt.
     pub envelopes_refused: AtomicU64,
     /// Failed queue calls.
     pub queue_errors: AtomicU64,
@@ -79,23 +84,33 @@ impl Metrics {
                 &self.envelopes_committed,
             ),
             (
+                "edgevote_edge_votes_committed_total",
+                "Votes durably committed to the queue (divide by group commits: votes per message).",
+                &self.votes_committed,
+            ),
+            (
+                "edgevote_edge_sealer_refusals_total",
+                "Host sealing: votes whose token the host's batch verification refused.",
+                &self.votes_refused_by_sealer,
+            ),
+            (
                 "edgevote_edge_group_commits_total",
                 "Queue messages written by group commit.",
                 &self.group_commits,
             ),
             (
                 "edgevote_edge_envelopes_spilled_total",
-                "Envelopes fsync'd to the spill log while the queue was unavailable.",
+                "Votes fsync'd to the spill log while the queue was unavailable.",
                 &self.envelopes_spilled,
             ),
             (
                 "edgevote_edge_envelopes_forwarded_total",
-                "Envelopes forwarded from the spill log to the queue.",
+                "Votes forwarded from the spill log to the queue.",
                 &self.envelopes_forwarded,
             ),
             (
                 "edgevote_edge_envelopes_refused_total",
-                "Envelopes refused with 503 (queue down, no spill).",
+                "Votes refused with 503 (queue down, no spill).",
                 &self.envelopes_refused,
             ),
             (

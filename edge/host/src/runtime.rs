@@ -1,10 +1,14 @@
 //! The component runtime: Engine, Linker and `ProxyPre` are built once; each request gets a
 //! fresh instance from the pooling allocator, behind a semaphore sized to the pool.
 //!
-//! The component's outbound HTTP passes through [`EdgeHooks::send_request`]. An SQS
-//! `SendMessage` (recognised by its `X-Amz-Target`) is answered by the host itself once group
-//! commit made the envelope durable; anything else is refused, or forwarded as is when the host
-//! runs in `forward_outbound` mode (then the component behaves exactly as on Spin).
+//! The component's outbound HTTP passes through [`EdgeHooks::send_request`]:
+//! - host sealing: a checked ballot sent to [`HOST_SEALER_AUTHORITY`] is checked again
+//!   natively, verified and sealed by group commit, and answered with the host-signed receipt
+//!   once durable;
+//! - component sealing: an SQS `SendMessage` (recognised by its `X-Amz-Target`) is answered by
+//!   the host itself once group commit made the envelope durable;
+//! - anything else is refused, or forwarded as is when the host runs in `forward_outbound` mode
+//!   (then the component behaves exactly as on Spin).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -21,7 +25,10 @@ use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
-use crate::commit::{Committer, Durable};
+use edgevote_edge_core::{Edge, HOST_SEALER_AUTHORITY, host_seal_election};
+use edgevote_shared::Digest32;
+
+use crate::commit::{CommitError, Committer, Durable};
 use crate::metrics::Metrics;
 
 /// Requests one instance serves before it is retired (bounds any slow leak in the guest).
@@ -30,6 +37,10 @@ const MAX_REQUESTS_PER_INSTANCE: u32 = 10_000;
 const MAX_MEMORY_BYTES: usize = 64 << 20;
 /// Largest outbound request body the host reads from the component (one envelope).
 const MAX_OUTBOUND_BODY_BYTES: usize = 256 * 1024;
+/// Largest ballot a component may hand to the host sealer.
+const MAX_HANDED_BALLOT_BYTES: usize = edgevote_shared::manifest::MAX_BALLOT_BYTES as usize;
+/// Seconds a voter is told to wait when the host could not make the vote durable.
+const RETRY_AFTER_SECS: u32 = 2;
 
 /// Per-request store data.
 pub struct HostState {
@@ -63,11 +74,32 @@ impl WasiHttpView for HostState {
 pub struct EdgeHooks {
     committer: Committer,
     forward: bool,
+    /// Under host sealing, the native edge that checks, verifies and signs.
+    sealer: Option<Arc<Edge>>,
+    /// The bundle whose requests these hooks serve (named in host-signed receipts).
+    bundle_sha256: Digest32,
+}
+
+impl EdgeHooks {
+    /// Hooks committing through `committer`; `sealer` is set under host sealing.
+    pub fn new(
+        committer: Committer,
+        forward: bool,
+        sealer: Option<Arc<Edge>>,
+        bundle_sha256: Digest32,
+    ) -> Self {
+        EdgeHooks {
+            committer,
+            forward,
+            sealer,
+            bundle_sha256,
+        }
+    }
 }
 
 type IoFuture = Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>;
 
-fn synthetic(status: u16, body: Vec<u8>) -> http::Response<WasiBody> {
+fn synthetic(status: u16, content_type: &'static str, body: Vec<u8>) -> http::Response<WasiBody> {
     let mut response = http::Response::new(
         Full::new(Bytes::from(body))
             .map_err(|never| match never {})
@@ -77,9 +109,25 @@ fn synthetic(status: u16, body: Vec<u8>) -> http::Response<WasiBody> {
         http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_GATEWAY);
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static(edgevote_edge_sqs::CONTENT_TYPE),
+        http::HeaderValue::from_static(content_type),
     );
     response
+}
+
+/// An SQS-style answer to the component's `SendMessage`.
+fn sqs_answer(status: u16, body: Vec<u8>) -> http::Response<WasiBody> {
+    synthetic(status, edgevote_edge_sqs::CONTENT_TYPE, body)
+}
+
+/// The host sealer's answer, as the core built it.
+fn core_answer(response: edgevote_edge_core::Response) -> http::Response<WasiBody> {
+    let mut answer = synthetic(response.status, response.content_type, response.body);
+    for (name, value) in response.headers {
+        if let Ok(value) = http::HeaderValue::from_str(&value) {
+            answer.headers_mut().insert(name, value);
+        }
+    }
+    answer
 }
 
 impl WasiHttpHooks for EdgeHooks {
@@ -102,13 +150,52 @@ impl WasiHttpHooks for EdgeHooks {
                     Box::new(io) as IoFuture,
                 ));
             }
-            let response = hooks.commit_outbound(request).await;
+            let to_sealer = request.uri().host() == Some(HOST_SEALER_AUTHORITY);
+            let response = match (&hooks.sealer, to_sealer) {
+                (Some(sealer), true) => core_answer(hooks.seal_outbound(sealer, request).await),
+                (None, false) => hooks.commit_outbound(request).await,
+                _ => sqs_answer(
+                    403,
+                    br#"{"__type":"EgressDenied","message":"this call does not match the host's sealing mode"}"#
+                        .to_vec(),
+                ),
+            };
             Ok((response, Box::new(async { Ok(()) }) as IoFuture))
         })
     }
 }
 
 impl EdgeHooks {
+    /// Host sealing: checks a handed ballot again natively, has group commit verify its token
+    /// and seal it, and signs its receipt once it is durable.
+    async fn seal_outbound(
+        &self,
+        sealer: &Edge,
+        request: http::Request<WasiBody>,
+    ) -> edgevote_edge_core::Response {
+        use edgevote_edge_core::Response;
+        let path = request.uri().path().to_owned();
+        let Some(election) = host_seal_election(&path) else {
+            return Response::error(404, "not_found", path);
+        };
+        let body = match http_body_util::Limited::new(request.into_body(), MAX_HANDED_BALLOT_BYTES)
+            .collect()
+            .await
+        {
+            Ok(collected) => collected.to_bytes(),
+            Err(e) => return Response::error(413, "too_large", e),
+        };
+        let vote = match sealer.check_handed(election, &body, edgevote_queue::now_ms()) {
+            Ok(vote) => vote,
+            Err(refusal) => return refusal,
+        };
+        match self.committer.commit_vote(vote).await {
+            Ok((_, accepted)) => sealer.receipt_response_for(&accepted, Some(self.bundle_sha256)),
+            Err(CommitError::Refused(refusal)) => *refusal,
+            Err(e) => Response::unavailable(RETRY_AFTER_SECS, e),
+        }
+    }
+
     /// Takes an SQS `SendMessage` from the component into group commit and answers as SQS would.
     async fn commit_outbound(&self, request: http::Request<WasiBody>) -> http::Response<WasiBody> {
         let target = request
@@ -122,7 +209,7 @@ impl EdgeHooks {
         {
             Ok(collected) => collected.to_bytes(),
             Err(e) => {
-                return synthetic(
+                return sqs_answer(
                     413,
                     format!("{{\"__type\":\"RequestTooLarge\",\"message\":\"{e}\"}}").into_bytes(),
                 );
@@ -131,14 +218,14 @@ impl EdgeHooks {
         let Some((_queue_url, envelope)) =
             edgevote_edge_sqs::parse_send_message(target.as_deref(), &body)
         else {
-            return synthetic(403, br#"{"__type":"EgressDenied","message":"the edge host only carries SQS SendMessage"}"#.to_vec());
+            return sqs_answer(403, br#"{"__type":"EgressDenied","message":"the edge host only carries SQS SendMessage"}"#.to_vec());
         };
         match self.committer.commit(envelope).await {
-            Ok(Durable::Queued(id)) => synthetic(200, edgevote_edge_sqs::answer_body(&id)),
+            Ok(Durable::Queued(id)) => sqs_answer(200, edgevote_edge_sqs::answer_body(&id)),
             Ok(Durable::Spilled(id)) => {
-                synthetic(200, edgevote_edge_sqs::answer_body(&format!("spill-{id}")))
+                sqs_answer(200, edgevote_edge_sqs::answer_body(&format!("spill-{id}")))
             }
-            Err(e) => synthetic(
+            Err(e) => sqs_answer(
                 503,
                 serde_json::json!({"__type": "ServiceUnavailable", "message": e.to_string()})
                     .to_string()
@@ -172,8 +259,7 @@ impl EdgeRuntime {
     pub fn new(
         component: &[u8],
         env: Vec<(String, String)>,
-        committer: Committer,
-        forward: bool,
+        hooks: EdgeHooks,
         instances: u32,
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<Self> {
@@ -197,7 +283,7 @@ impl EdgeRuntime {
         Ok(EdgeRuntime {
             pre,
             env: Arc::new(env),
-            hooks: EdgeHooks { committer, forward },
+            hooks,
             permits: Arc::new(Semaphore::new(instances as usize)),
             metrics,
             warm: Arc::default(),

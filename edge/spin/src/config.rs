@@ -5,16 +5,22 @@
 //! |---|---|
 //! | `EDGEVOTE_KEYSET` | the published JWK Set (authority keys verify tokens and manifests) |
 //! | `EDGEVOTE_ELECTIONS` | signed election manifests (compact JWS), one per line |
+//! | `EDGEVOTE_SEALING` | optional: `component` (the default) or `host` (see below) |
 //! | `EDGEVOTE_EDGE_KEY` | this edge's private key: the JWK file `edgevote keys gen --role edge` wrote |
 //! | `EDGEVOTE_EDGE_ID` | edge id written into receipts and envelopes |
 //! | `EDGEVOTE_REGION` | region written into receipts and envelopes |
 //! | `EDGEVOTE_QUEUES` | `region=queue_url` pairs, comma-separated, tried in order |
 //! | `EDGEVOTE_BUNDLE_SHA256` | optional: base64url SHA-256 of this bundle, named in receipts |
 //! | `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN` | SQS credentials (secrets) |
+//!
+//! With `EDGEVOTE_SEALING=host` (set only by `edgevote edge`, never on Spin) the component holds
+//! no key and sends no SQS call: it hands each checked ballot to its host, which verifies,
+//! seals and signs natively. The edge key, the queues and the AWS credentials must then be
+//! absent: the key never enters the sandbox.
 
 use std::sync::OnceLock;
 
-use edgevote_edge_core::{Edge, ServedElection};
+use edgevote_edge_core::{Edge, Sealing, ServedElection};
 use edgevote_edge_sqs::{AwsCredentials, QueueTarget};
 use edgevote_shared::{Digest32, ElectionManifest, KeySet, Role, SigningIdentity, b64, verify};
 use serde::Deserialize;
@@ -23,11 +29,30 @@ use serde::Deserialize;
 pub struct EdgeConfig {
     /// The core handler.
     pub edge: Edge,
-    /// Queues in the order they are tried.
-    pub queues: Vec<QueueTarget>,
-    /// SQS credentials.
-    pub credentials: AwsCredentials,
+    /// Where accepted votes go.
+    pub delivery: Delivery,
 }
+
+/// Where accepted votes go.
+pub enum Delivery {
+    /// The component sends each vote to SQS itself (local sealing).
+    Sqs {
+        /// Queues in the order they are tried.
+        queues: Vec<QueueTarget>,
+        /// SQS credentials.
+        credentials: AwsCredentials,
+    },
+    /// The host seals: checked ballots go to its sealer (host sealing).
+    Host,
+}
+
+/// The variables only a component that seals itself reads.
+const LOCAL_SEALING_VARS: [&str; 4] = [
+    "EDGEVOTE_EDGE_KEY",
+    "EDGEVOTE_QUEUES",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+];
 
 /// The edge of this instance, or why the configuration is unusable.
 pub fn edge() -> Result<&'static EdgeConfig, String> {
@@ -55,7 +80,6 @@ fn load() -> Result<EdgeConfig, String> {
                 .map_err(|e| format!("EDGEVOTE_ELECTIONS: {e} ({})", e.code()))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let signer = edge_key(&var("EDGEVOTE_EDGE_KEY")?)?;
     let edge_id = var("EDGEVOTE_EDGE_ID")?;
     let region = var("EDGEVOTE_REGION")?;
     let bundle = match std::env::var("EDGEVOTE_BUNDLE_SHA256") {
@@ -64,15 +88,39 @@ fn load() -> Result<EdgeConfig, String> {
         )),
         Err(_) => None,
     };
+    let (sealing, delivery) = sealing()?;
     Ok(EdgeConfig {
-        edge: Edge::new(elections, keys, signer, &edge_id, &region, bundle),
-        queues: queues(&var("EDGEVOTE_QUEUES")?)?,
-        credentials: AwsCredentials {
-            access_key_id: var("AWS_ACCESS_KEY_ID")?,
-            secret_access_key: var("AWS_SECRET_ACCESS_KEY")?,
-            session_token: std::env::var("AWS_SESSION_TOKEN").ok(),
-        },
+        edge: Edge::with_sealing(elections, keys, sealing, &edge_id, &region, bundle),
+        delivery,
     })
+}
+
+fn sealing() -> Result<(Sealing, Delivery), String> {
+    match std::env::var("EDGEVOTE_SEALING").as_deref() {
+        Err(_) | Ok("component") => Ok((
+            Sealing::Local(edge_key(&var("EDGEVOTE_EDGE_KEY")?)?),
+            Delivery::Sqs {
+                queues: queues(&var("EDGEVOTE_QUEUES")?)?,
+                credentials: AwsCredentials {
+                    access_key_id: var("AWS_ACCESS_KEY_ID")?,
+                    secret_access_key: var("AWS_SECRET_ACCESS_KEY")?,
+                    session_token: std::env::var("AWS_SESSION_TOKEN").ok(),
+                },
+            },
+        )),
+        Ok("host") => match LOCAL_SEALING_VARS
+            .iter()
+            .find(|name| std::env::var(name).is_ok())
+        {
+            Some(name) => Err(format!(
+                "{name} is set, but EDGEVOTE_SEALING=host: the host holds the key and the queue"
+            )),
+            None => Ok((Sealing::Host, Delivery::Host)),
+        },
+        Ok(other) => Err(format!(
+            "EDGEVOTE_SEALING is {other:?}; expected \"component\" or \"host\""
+        )),
+    }
 }
 
 #[derive(Deserialize)]

@@ -48,6 +48,36 @@ async fn serve(config: &config::EdgeConfig, request: IncomingRequest) -> CoreRes
     match config.edge.handle(core_request, now_ms()) {
         Outcome::Respond(response) => response,
         Outcome::Enqueue(accepted) => enqueue(config, &accepted).await,
+        Outcome::HandToHost(handed) => hand_to_host(&handed).await,
+    }
+}
+
+/// Host sealing: the host verifies the token, seals, makes the vote durable and signs the
+/// receipt; its answer is passed on. Anything but an answer from the host is a 503.
+async fn hand_to_host(handed: &edgevote_edge_core::Handed) -> CoreResponse {
+    let url = edgevote_edge_core::host_seal_url(&handed.election);
+    let mut builder = Request::builder();
+    builder
+        .method(Method::Post)
+        .uri(url.as_str())
+        .header("content-type", "application/json");
+    let request = builder.body(handed.body.clone()).build();
+    let response: Response = match spin_sdk::http::send(request).await {
+        Ok(response) => response,
+        Err(e) => return CoreResponse::unavailable(RETRY_AFTER_SECS, e),
+    };
+    match *response.status() {
+        // 202: the receipt, signed by the host after the vote became durable; 4xx: a refusal.
+        status @ (202 | 400..=499) => CoreResponse {
+            status,
+            content_type: "application/json",
+            headers: Vec::new(),
+            body: response.into_body(),
+        },
+        status => CoreResponse::unavailable(
+            RETRY_AFTER_SECS,
+            format!("the host sealer answered {status}"),
+        ),
     }
 }
 
@@ -60,9 +90,16 @@ async fn enqueue(
         Ok(sealed) => sealed,
         Err(e) => return CoreResponse::error(500, "envelope_sealing_failed", e),
     };
+    let config::Delivery::Sqs {
+        queues,
+        credentials,
+    } = &config.delivery
+    else {
+        return CoreResponse::error(500, "edge_misconfigured", "no queue to send to");
+    };
     let mut failures = Vec::new();
-    for target in &config.queues {
-        match send(config, target, &envelope).await {
+    for target in queues {
+        match send(credentials, target, &envelope).await {
             Ok(()) => return config.edge.receipt_response(accepted),
             Err(detail) => failures.push(format!("{}: {detail}", target.region)),
         }
@@ -71,13 +108,13 @@ async fn enqueue(
 }
 
 async fn send(
-    config: &config::EdgeConfig,
+    credentials: &edgevote_edge_sqs::AwsCredentials,
     target: &edgevote_edge_sqs::QueueTarget,
     envelope: &str,
 ) -> Result<(), String> {
     let signed = edgevote_edge_sqs::send_message(
         target,
-        &config.credentials,
+        credentials,
         envelope,
         std::time::SystemTime::now(),
     )

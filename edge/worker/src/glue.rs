@@ -70,6 +70,10 @@ async fn serve(config: &Config, mut request: Request) -> CoreResponse {
     match config.edge.handle(core_request, now) {
         Outcome::Respond(response) => response,
         Outcome::Enqueue(accepted) => enqueue(config, &accepted, now).await,
+        // A Worker always seals itself (its edge is built with the key); no host to hand to.
+        Outcome::HandToHost(_) => {
+            CoreResponse::error(500, "edge_misconfigured", "a Worker has no host sealer")
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 // Test helpers panic on failure by design.
 #![allow(clippy::unwrap_used)]
 
-use edgevote_edge_core::{Edge, Outcome, Request, Response, ServedElection};
+use edgevote_edge_core::{Edge, Outcome, Request, Response, Sealing, ServedElection};
 use edgevote_shared::{
     ElectionManifest, ElectionOption, KeySet, Limits, Policy, QueueEnvelope, Receipt, Role,
     SigningIdentity, VoteToken, b64, sign, verify,
@@ -45,8 +45,8 @@ fn manifest(id: &str, opens_at: u64, closes_at: u64) -> ElectionManifest {
     }
 }
 
-fn edge() -> Edge {
-    let served = [
+fn served() -> Vec<ServedElection> {
+    [
         manifest("open", NOW - 10, NOW + 10),
         manifest("closed", NOW - 20, NOW - 10),
         manifest("other", NOW - 10, NOW + 10),
@@ -56,8 +56,16 @@ fn edge() -> Edge {
         signed: sign(&authority(), &m).unwrap(),
         manifest: m,
     })
-    .collect();
-    Edge::new(served, keys(), edge_key(), "edge-1", "r1", None)
+    .collect()
+}
+
+fn edge() -> Edge {
+    Edge::new(served(), keys(), edge_key(), "edge-1", "r1", None)
+}
+
+/// The same edge without its key, as a component under host sealing runs it.
+fn keyless_edge() -> Edge {
+    Edge::with_sealing(served(), keys(), Sealing::Host, "edge-1", "r1", None)
 }
 
 fn token(election: &str, exp: u64, signer: &SigningIdentity) -> String {
@@ -78,25 +86,60 @@ fn body(election: &str, token: &str, choice: &str) -> Vec<u8> {
         .into_bytes()
 }
 
-fn post(path: &str, content_type: Option<&str>, body: &[u8]) -> Outcome {
-    edge().handle(
+/// One request of the refusal table.
+struct Case {
+    method: &'static str,
+    path: String,
+    content_type: Option<&'static str>,
+    body: Vec<u8>,
+}
+
+fn case(method: &'static str, path: &str, content_type: Option<&'static str>, body: &[u8]) -> Case {
+    Case {
+        method,
+        path: path.to_owned(),
+        content_type,
+        body: body.to_vec(),
+    }
+}
+
+impl Case {
+    fn request(&self) -> Request<'_> {
         Request {
-            method: "POST",
-            path,
-            content_type,
-            body,
-        },
-        NOW_MS,
-    )
+            method: self.method,
+            path: &self.path,
+            content_type: self.content_type,
+            body: &self.body,
+        }
+    }
 }
 
 fn refused(outcome: Outcome) -> Response {
     match outcome {
         Outcome::Respond(r) => r,
-        Outcome::Enqueue(_) => panic!("a refusal was accepted"),
+        other => panic!("a refusal was accepted: {other:?}"),
     }
 }
 
+/// Host sealing end to end, natively: the keyless edge's answer, or the host's for a ballot
+/// it was handed (checked again, then verified in a batch of one).
+fn through_host(component: &Edge, host: &Edge, request: Request<'_>) -> Outcome {
+    match component.handle(request, NOW_MS) {
+        Outcome::HandToHost(handed) => {
+            let vote = match host.check_handed(&handed.election, &handed.body, NOW_MS) {
+                Ok(vote) => vote,
+                Err(refusal) => return Outcome::Respond(refusal),
+            };
+            match host.verify_handed(vec![vote]).pop().unwrap() {
+                Ok(accepted) => Outcome::Enqueue(Box::new(accepted)),
+                Err(refusal) => Outcome::Respond(refusal),
+            }
+        }
+        other => other,
+    }
+}
+
+/// Every refusal of the table, under both sealings: the same status and code either way.
 #[test]
 fn every_rejection_has_its_status_and_code_and_enqueues_nothing() {
     let good_token = token("open", NOW + 100, &authority());
@@ -106,34 +149,54 @@ fn every_rejection_has_its_status_and_code_and_enqueues_nothing() {
         let stranger = SigningIdentity::from_seed(&[7; 32], Role::Authority);
         token("open", NOW + 100, &stranger)
     };
-    let cases: Vec<(&str, Outcome, u16, &str)> = vec![
+    let bad_signature = {
+        // One signature character changed, away from the end (whose low bits are padding).
+        let mut t = good_token.clone();
+        let at = t.len() - 10;
+        let other = if &t[at..=at] == "A" { "B" } else { "A" };
+        t.replace_range(at..=at, other);
+        t
+    };
+    let cases: Vec<(&str, Case, u16, &str)> = vec![
+        (
+            "bad signature",
+            case("POST", vote, json, &body("open", &bad_signature, "yes")),
+            401,
+            "bad_signature",
+        ),
         (
             "bad JSON",
-            post(vote, json, b"{not json"),
+            case("POST", vote, json, b"{not json"),
             400,
             "malformed_json",
         ),
         (
             "oversized body",
-            post(vote, json, &vec![b' '; 4096]),
+            case("POST", vote, json, &vec![b' '; 4096]),
             413,
             "too_large",
         ),
         (
             "wrong content type",
-            post(vote, Some("text/plain"), &body("open", &good_token, "yes")),
+            case(
+                "POST",
+                vote,
+                Some("text/plain"),
+                &body("open", &good_token, "yes"),
+            ),
             415,
             "unsupported_media_type",
         ),
         (
             "no content type",
-            post(vote, None, &body("open", &good_token, "yes")),
+            case("POST", vote, None, &body("open", &good_token, "yes")),
             415,
             "unsupported_media_type",
         ),
         (
             "unknown election",
-            post(
+            case(
+                "POST",
                 "/v1/elections/nope/votes",
                 json,
                 &body("nope", &good_token, "yes"),
@@ -143,7 +206,8 @@ fn every_rejection_has_its_status_and_code_and_enqueues_nothing() {
         ),
         (
             "closed election",
-            post(
+            case(
+                "POST",
                 "/v1/elections/closed/votes",
                 json,
                 &body("closed", &token("closed", NOW + 100, &authority()), "yes"),
@@ -153,19 +217,20 @@ fn every_rejection_has_its_status_and_code_and_enqueues_nothing() {
         ),
         (
             "invalid choice",
-            post(vote, json, &body("open", &good_token, "maybe")),
+            case("POST", vote, json, &body("open", &good_token, "maybe")),
             422,
             "invalid_choice",
         ),
         (
             "forged token",
-            post(vote, json, &body("open", &forged, "yes")),
+            case("POST", vote, json, &body("open", &forged, "yes")),
             401,
             "unknown_key_id",
         ),
         (
             "expired token",
-            post(
+            case(
+                "POST",
                 vote,
                 json,
                 &body("open", &token("open", NOW - 1, &authority()), "yes"),
@@ -175,7 +240,8 @@ fn every_rejection_has_its_status_and_code_and_enqueues_nothing() {
         ),
         (
             "token for another election",
-            post(
+            case(
+                "POST",
                 vote,
                 json,
                 &body("open", &token("other", NOW + 100, &authority()), "yes"),
@@ -185,13 +251,14 @@ fn every_rejection_has_its_status_and_code_and_enqueues_nothing() {
         ),
         (
             "ballot for another election",
-            post(vote, json, &body("other", &good_token, "yes")),
+            case("POST", vote, json, &body("other", &good_token, "yes")),
             403,
             "wrong_election",
         ),
         (
             "deep JSON",
-            post(
+            case(
+                "POST",
                 vote,
                 json,
                 format!("{}{}", "[".repeat(40), "]".repeat(40)).as_bytes(),
@@ -201,37 +268,31 @@ fn every_rejection_has_its_status_and_code_and_enqueues_nothing() {
         ),
         (
             "wrong method",
-            edge().handle(
-                Request {
-                    method: "PUT",
-                    path: vote,
-                    content_type: json,
-                    body: b"",
-                },
-                NOW_MS,
-            ),
+            case("PUT", vote, json, b""),
             405,
             "method_not_allowed",
         ),
         (
             "wrong path",
-            edge().handle(
-                Request {
-                    method: "GET",
-                    path: "/admin",
-                    content_type: None,
-                    body: b"",
-                },
-                NOW_MS,
-            ),
+            case("GET", "/admin", None, b""),
             404,
             "not_found",
         ),
     ];
-    for (name, outcome, status, code) in cases {
-        let response = refused(outcome);
-        assert_eq!(response.status, status, "{name}");
-        assert_eq!(response.error_code().as_deref(), Some(code), "{name}");
+    let (local, component, host) = (edge(), keyless_edge(), edge());
+    for (name, case, status, code) in cases {
+        for (sealing, outcome) in [
+            ("local", local.handle(case.request(), NOW_MS)),
+            ("host", through_host(&component, &host, case.request())),
+        ] {
+            let response = refused(outcome);
+            assert_eq!(response.status, status, "{name} ({sealing} sealing)");
+            assert_eq!(
+                response.error_code().as_deref(),
+                Some(code),
+                "{name} ({sealing} sealing)"
+            );
+        }
     }
 }
 
@@ -268,6 +329,117 @@ fn accepted_vote_yields_receipt_and_envelope_only_on_request() {
 }
 
 #[test]
+fn host_sealing_accepts_what_local_sealing_accepts_and_seals_batches() {
+    let (local, component, host) = (edge(), keyless_edge(), edge());
+    let vote = |voter: u8| {
+        let claims = VoteToken {
+            jti: format!("t{voter}"),
+            sub: format!("v{voter}"),
+            aud: "open".into(),
+            iat: 0,
+            nbf: 0,
+            exp: NOW + 100,
+        };
+        body("open", &sign(&authority(), &claims).unwrap(), "yes")
+    };
+    let request = |body: &[u8]| {
+        case(
+            "POST",
+            "/v1/elections/open/votes",
+            Some("application/json"),
+            body,
+        )
+    };
+    let mut handed = Vec::new();
+    for voter in 0..=255u8 {
+        let case = request(&vote(voter));
+        let Outcome::Enqueue(expected) = local.handle(case.request(), NOW_MS) else {
+            panic!("local sealing refused voter {voter}");
+        };
+        let Outcome::HandToHost(h) = component.handle(case.request(), NOW_MS) else {
+            panic!("the keyless edge did not hand voter {voter} over");
+        };
+        let checked = host.check_handed(&h.election, &h.body, NOW_MS).unwrap();
+        handed.push((checked, expected));
+    }
+    // One more voter, a forged token among them: the batch fails, only the culprit is refused.
+    let stranger = SigningIdentity::from_seed(&[7; 32], Role::Authority);
+    let forged = body("open", &token("open", NOW + 100, &stranger), "yes");
+    let Outcome::HandToHost(h) = component.handle(request(&forged).request(), NOW_MS) else {
+        panic!("the keyless edge cannot see a signature and should hand it over");
+    };
+    let mut votes: Vec<_> = handed.iter().map(|(v, _)| v.clone()).collect();
+    votes.push(host.check_handed(&h.election, &h.body, NOW_MS).unwrap());
+    let results = host.verify_handed(votes);
+    assert_eq!(results.len(), 257);
+    let refusal = results.last().unwrap().as_ref().unwrap_err();
+    assert_eq!(refusal.error_code().as_deref(), Some("unknown_key_id"));
+    let accepted: Vec<_> = results.into_iter().take(256).map(Result::unwrap).collect();
+    for (got, (_, expected)) in accepted.iter().zip(&handed) {
+        assert_eq!(got.admitted, expected.admitted);
+        assert_eq!(got.vote, expected.vote);
+    }
+    // 256 votes fit one envelope; 257 take two (the envelope's vote bound), every vote once.
+    let one = host.seal_batch(&accepted, NOW_MS).unwrap();
+    assert_eq!(one.len(), 1);
+    let mut more = accepted.clone();
+    more.push(accepted[0].clone());
+    let two = host.seal_batch(&more, NOW_MS).unwrap();
+    assert_eq!(two.len(), 2);
+    let sealed: Vec<QueueEnvelope> = two
+        .iter()
+        .map(|e| verify::<QueueEnvelope>(e, &keys()).unwrap().doc)
+        .collect();
+    assert_ne!(sealed[0].batch_id, sealed[1].batch_id);
+    assert_eq!(sealed.iter().map(|e| e.votes.len()).sum::<usize>(), 257);
+    // The same votes sealed again keep their batch id (a retry is recognisable).
+    let again = host.seal_batch(&accepted, NOW_MS + 5).unwrap();
+    assert_eq!(
+        verify::<QueueEnvelope>(&again[0], &keys())
+            .unwrap()
+            .doc
+            .batch_id,
+        verify::<QueueEnvelope>(&one[0], &keys())
+            .unwrap()
+            .doc
+            .batch_id
+    );
+    // The host signs the receipt, naming the bundle it was given; the keyless edge cannot.
+    let bundle = Some(edgevote_shared::Digest32::of(b"bundle"));
+    let response = host.receipt_response_for(&accepted[0], bundle);
+    let value: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
+    let receipt = verify::<Receipt>(value["receipt"].as_str().unwrap(), &keys())
+        .unwrap()
+        .doc;
+    assert_eq!(receipt.bundle_sha256, bundle);
+    assert_eq!(receipt.vote_id, accepted[0].admitted.vote_id);
+    assert_eq!(component.receipt_response(&accepted[0]).status, 500);
+    assert!(component.seal_batch(&accepted, NOW_MS).is_err());
+}
+
+#[test]
+fn host_seal_paths() {
+    use edgevote_edge_core::{host_seal_election, host_seal_url};
+    let url = host_seal_url("ref-2026");
+    assert_eq!(
+        url,
+        "http://sealer.edgevote.invalid/v1/elections/ref-2026/seal"
+    );
+    assert_eq!(
+        host_seal_election("/v1/elections/ref-2026/seal"),
+        Some("ref-2026")
+    );
+    for bad in [
+        "/v1/elections//seal",
+        "/v1/elections/a/b/seal",
+        "/v1/elections/a/votes",
+        "/seal",
+    ] {
+        assert_eq!(host_seal_election(bad), None, "{bad}");
+    }
+}
+
+#[test]
 fn read_routes() {
     let e = edge();
     let get = |path| match e.handle(
@@ -280,7 +452,7 @@ fn read_routes() {
         NOW_MS,
     ) {
         Outcome::Respond(r) => r,
-        Outcome::Enqueue(_) => panic!("GET enqueued"),
+        other => panic!("GET enqueued: {other:?}"),
     };
     assert_eq!(get("/healthz").status, 200);
     let keys_response = get("/v1/keys");

@@ -265,7 +265,7 @@ async fn deploy_then_rollback_under_load_drops_no_request() {
         on(b)
     );
     assert_eq!(
-        edge.queue.envelopes().await.len(),
+        edge.queue.votes().await.len(),
         answers.len(),
         "every acknowledged vote is queued"
     );

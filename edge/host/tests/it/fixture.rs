@@ -225,6 +225,20 @@ impl SwitchableQueue {
         }
         out
     }
+
+    /// Every vote in the queue's envelopes (receives and releases them): one per envelope
+    /// under component sealing, a group commit's worth under host sealing.
+    pub async fn votes(&self) -> Vec<edgevote_shared::EnvelopeVote> {
+        self.envelopes()
+            .await
+            .iter()
+            .flat_map(|e| {
+                edgevote_shared::decode_unverified::<edgevote_shared::QueueEnvelope>(e)
+                    .unwrap()
+                    .votes
+            })
+            .collect()
+    }
 }
 
 #[async_trait]

@@ -20,6 +20,7 @@ async fn forwarding_host(
 ) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
     let mut config = d.config(false);
     config.forward_outbound = true;
+    config.sealing = edgevote_edge_host::SealingMode::Component;
     config.forward_queues = queues;
     // Unused in forwarding mode, but each host holds its own file.
     config.queue = edgevote_aws::backends::QueueBackendConfig::Embedded(

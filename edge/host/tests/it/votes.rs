@@ -2,7 +2,8 @@
 
 use std::sync::atomic::Ordering;
 
-use edgevote_shared::{QueueEnvelope, Receipt, verify};
+use edgevote_edge_host::SealingMode;
+use edgevote_shared::{QueueEnvelope, Receipt, VoteToken, decode_unverified, verify};
 
 use crate::fixture::{Deployment, Running, now_secs};
 use crate::http::{ballot, request, vote};
@@ -36,36 +37,71 @@ async fn vote_gets_receipt_and_its_envelope_is_in_the_queue() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_votes_share_queue_messages() {
+async fn concurrent_votes_share_queue_messages_and_host_envelopes() {
     let d = Deployment::new();
     let edge = Running::start(&d, false).await;
+    let envelopes = concurrent_votes(&d, &edge, 40).await;
+    // Host sealing: the host sealed each group commit into one envelope of its own.
+    assert_eq!(
+        envelopes.len() as u64,
+        edge.host.metrics.group_commits.load(Ordering::Relaxed)
+    );
+    for envelope in &envelopes {
+        let sealed = verify::<QueueEnvelope>(envelope, &d.keyset()).unwrap().doc;
+        assert_eq!(sealed.edge, "edge-t1");
+    }
+    edge.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn component_sealing_packs_one_component_envelope_per_vote() {
+    let d = Deployment::new();
+    let mut config = d.config(false);
+    config.sealing = SealingMode::Component;
+    let edge = Running::start_with(&d, config).await;
+    assert_eq!(concurrent_votes(&d, &edge, 20).await.len(), 20);
+    edge.shutdown().await;
+}
+
+/// `count` voters at once: every one gets a receipt, fewer queue messages than votes, every
+/// vote in the queue exactly once. Returns the queue's envelopes.
+async fn concurrent_votes(d: &Deployment, edge: &Running, count: u8) -> Vec<String> {
     let mut tasks = tokio::task::JoinSet::new();
-    for i in 0..40u8 {
+    for i in 0..count {
         let token = d.token("open", &format!("g{i}"), now_secs() + 3600);
         let addr = edge.addr;
         tasks.spawn(async move { vote(addr, "open", &ballot("open", &token, "no", i)).await });
     }
-    let mut receipts = 0;
+    let mut receipts = std::collections::BTreeSet::new();
     while let Some(reply) = tasks.join_next().await {
         let reply = reply.unwrap();
         assert_eq!(reply.status, 202, "{}", reply.body);
-        receipts += 1;
+        let receipt = verify::<Receipt>(reply.json()["receipt"].as_str().unwrap(), &d.keyset())
+            .unwrap()
+            .doc;
+        receipts.insert(receipt.vote_id);
     }
-    assert_eq!(receipts, 40);
-    let commits = edge.host.metrics.group_commits.load(Ordering::Relaxed);
-    assert_eq!(
-        edge.host
-            .metrics
-            .envelopes_committed
-            .load(Ordering::Relaxed),
-        40
-    );
+    assert_eq!(receipts.len(), usize::from(count));
+    let metric = |m: &std::sync::atomic::AtomicU64| m.load(Ordering::Relaxed);
+    let commits = metric(&edge.host.metrics.group_commits);
+    assert_eq!(metric(&edge.host.metrics.votes_committed), u64::from(count));
     assert!(
-        commits < 40,
-        "group commit packed votes: {commits} messages for 40 votes"
+        commits < u64::from(count),
+        "group commit packed votes: {commits} messages for {count} votes"
     );
-    assert_eq!(edge.queue.envelopes().await.len(), 40);
-    edge.shutdown().await;
+    let envelopes = edge.queue.envelopes().await;
+    let queued: Vec<_> = envelopes
+        .iter()
+        .flat_map(|e| decode_unverified::<QueueEnvelope>(e).unwrap().votes)
+        .map(|v| {
+            let jti = decode_unverified::<VoteToken>(&v.ballot.token).unwrap().jti;
+            v.ballot.vote_id(&jti)
+        })
+        .collect();
+    assert_eq!(queued.len(), usize::from(count), "every vote queued once");
+    let queued: std::collections::BTreeSet<_> = queued.into_iter().collect();
+    assert_eq!(queued, receipts, "every receipt's vote is queued");
+    envelopes
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -118,7 +154,7 @@ async fn queue_down_with_spill_acknowledges_then_forwards() {
             .load(Ordering::Relaxed),
         3
     );
-    assert_eq!(edge.queue.envelopes().await.len(), 3);
+    assert_eq!(edge.queue.votes().await.len(), 3);
     edge.shutdown().await;
 }
 
@@ -188,5 +224,46 @@ async fn rate_limits_answer_429_with_retry_after() {
         }
     }
     assert!(limited > 0, "per-IP limit never applied");
+    edge.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_token_among_concurrent_votes_is_refused_alone() {
+    let d = Deployment::new();
+    let edge = Running::start(&d, false).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..16u8 {
+        let mut token = d.token("open", &format!("f{i}"), now_secs() + 3600);
+        if i == 7 {
+            // One signature character changed, away from the end (whose low bits are padding).
+            let at = token.len() - 10;
+            let other = if &token[at..=at] == "A" { "B" } else { "A" };
+            token.replace_range(at..=at, other);
+        }
+        let addr = edge.addr;
+        tasks.spawn(async move {
+            (
+                i,
+                vote(addr, "open", &ballot("open", &token, "yes", i)).await,
+            )
+        });
+    }
+    while let Some(answer) = tasks.join_next().await {
+        let (i, reply) = answer.unwrap();
+        if i == 7 {
+            assert_eq!(reply.status, 401, "{}", reply.body);
+            assert_eq!(reply.json()["error"], "bad_signature");
+            assert!(reply.json().get("receipt").is_none());
+        } else {
+            assert_eq!(reply.status, 202, "{}", reply.body);
+        }
+    }
+    let refusals = edge
+        .host
+        .metrics
+        .votes_refused_by_sealer
+        .load(Ordering::Relaxed);
+    assert_eq!(refusals, 1);
+    assert_eq!(edge.queue.votes().await.len(), 15);
     edge.shutdown().await;
 }
