@@ -307,7 +307,7 @@ fn config_schema(platform: PlatformArg) -> Vec<ConfigVar> {
         ),
         (
             "EDGEVOTE_EDGE_KEY",
-            "this edge's private signing key (JWK)",
+            "this edge's private signing key (JWK); absent under host sealing",
             true,
             true,
         ),
@@ -349,14 +349,22 @@ fn config_schema(platform: PlatformArg) -> Vec<ConfigVar> {
             true,
         ),
     ];
-    if matches!(platform, PlatformArg::CloudflareWorker) {
-        vars.push((
+    let platform_var = if matches!(platform, PlatformArg::CloudflareWorker) {
+        (
             "EDGEVOTE_QUEUE_TIMEOUT_MS",
             "longest wait for one queue's answer, milliseconds",
             false,
             false,
-        ));
-    }
+        )
+    } else {
+        (
+            "EDGEVOTE_SEALING",
+            "component (default) or host: the edgevote edge host keeps the key and signs",
+            false,
+            false,
+        )
+    };
+    vars.push(platform_var);
     vars.into_iter()
         .map(|(name, description, required, secret)| ConfigVar {
             name: name.into(),

@@ -13,6 +13,8 @@ pub struct Summary {
     pub seeds: u64,
     /// Seeds counted last-vote-wins (the rest first-vote-wins).
     pub last_vote_wins: u64,
+    /// Seeds whose edges sealed in their host (the rest in the component).
+    pub host_sealing: u64,
     /// What the runs did, added up.
     pub counts: Counts,
     /// Faults injected, by kind.
@@ -28,6 +30,7 @@ impl Summary {
     pub fn add(&mut self, report: &Report) {
         self.seeds += 1;
         self.last_vote_wins += u64::from(report.last_vote_wins);
+        self.host_sealing += u64::from(report.host_sealing);
         self.counts.add(&report.counts);
         for (kind, n) in &report.faults {
             *self.faults.entry(kind).or_insert(0) += n;
@@ -57,6 +60,12 @@ impl fmt::Display for Summary {
             self.seeds,
             self.last_vote_wins,
             self.seeds - self.last_vote_wins
+        )?;
+        writeln!(
+            f,
+            "  seeds sealed in host   {:>10}  ({} in the component)",
+            self.host_sealing,
+            self.seeds - self.host_sealing
         )?;
         writeln!(f, "  steps                  {:>10}", self.counts.steps)?;
         writeln!(f, "  ballots planned        {:>10}", self.counts.ballots)?;

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use edgevote_collector::config::ProcessingConfig;
 use edgevote_collector::{Checker, Collector};
-use edgevote_edge_core::{Accepted, Edge, Outcome, Request, ServedElection};
+use edgevote_edge_core::{Accepted, Edge, HandedVote, Outcome, Request, Sealing, ServedElection};
 use edgevote_queue::Queue;
 use edgevote_shared::{
     Ballot, Digest32, ElectionManifest, ElectionOption, EnvelopeVote, KeySet, Limits, Policy,
@@ -131,6 +131,8 @@ pub struct Report {
     pub seed: u64,
     /// Counting policy drawn for this run.
     pub last_vote_wins: bool,
+    /// Whether the edges sealed in their host (even seeds) or in the component (odd seeds).
+    pub host_sealing: bool,
     /// What it did.
     pub counts: Counts,
     /// Faults injected, by kind.
@@ -176,12 +178,25 @@ enum PlanState {
 }
 
 struct EdgeNode {
+    /// The native edge: the whole edge under local sealing, the host's sealer under host
+    /// sealing.
     edge: Edge,
+    /// Under host sealing, the keyless edge the component runs.
+    keyless: Option<Edge>,
     skew_ms: i64,
-    buffer: Vec<(usize, Accepted)>,
+    buffer: Vec<(usize, Buffered)>,
     next_batch: u64,
     crash_before_enqueue: bool,
     crash_after_enqueue: bool,
+}
+
+/// A vote waiting in an edge for its group commit.
+#[derive(Debug, Clone)]
+enum Buffered {
+    /// Local sealing: admitted, token verified.
+    Accepted(Box<Accepted>),
+    /// Host sealing: checked by the component and again by the host, token not yet verified.
+    Handed(Box<HandedVote>),
 }
 
 /// A fault in effect until a step.
@@ -326,16 +341,29 @@ impl World {
                 signed: signed.clone(),
             };
             let name = &world.names[i];
+            let edge_id = format!("edge-{name}");
+            let keyless = world.host_sealing().then(|| {
+                let served = vec![served.clone()];
+                Edge::with_sealing(
+                    served,
+                    world.keys.clone(),
+                    Sealing::Host,
+                    &edge_id,
+                    name,
+                    None,
+                )
+            });
             let edge = Edge::new(
                 vec![served],
                 world.keys.clone(),
                 identity,
-                &format!("edge-{name}"),
+                &edge_id,
                 name,
                 None,
             );
             world.edges.push(EdgeNode {
                 edge,
+                keyless,
                 skew_ms: rng.between(0, 4000) as i64 - 2000,
                 buffer: Vec::new(),
                 next_batch: 0,
@@ -508,26 +536,90 @@ impl World {
             content_type: Some("application/json"),
             body: &self.plans[plan].body,
         };
-        match self.edges[region].edge.handle(request, now) {
-            Outcome::Enqueue(accepted) => {
-                self.edges[region].buffer.push((plan, *accepted));
+        let node = &self.edges[region];
+        let outcome = node
+            .keyless
+            .as_ref()
+            .unwrap_or(&node.edge)
+            .handle(request, now);
+        let buffered = match outcome {
+            Outcome::Enqueue(accepted) => Ok(Buffered::Accepted(accepted)),
+            Outcome::HandToHost(handed) => node
+                .edge
+                .check_handed(&handed.election, &handed.body, now)
+                .map(|vote| Buffered::Handed(Box::new(vote))),
+            Outcome::Respond(response) => Err(response),
+        };
+        match buffered {
+            Ok(buffered) => {
+                self.edges[region].buffer.push((plan, buffered));
                 self.plans[plan].state = PlanState::AtEdge;
                 self.trace(format_args!("submit plan={plan} region={region}"));
             }
-            // The simulated edges seal locally (their batches are sealed like a host's).
-            Outcome::HandToHost(_) => unreachable!("a locally sealing edge handed a vote over"),
-            Outcome::Respond(response) => {
-                self.plans[plan].state = PlanState::Refused;
-                let code = response.error_code().unwrap_or_default();
-                self.violation(
-                    ViolationKind::LegitRefused,
-                    format!(
-                        "ballot {plan} refused by r{region}: {} {code}",
-                        response.status
-                    ),
-                );
+            Err(response) => self.refused(plan, region, &response),
+        }
+    }
+
+    fn refused(&mut self, plan: usize, region: usize, response: &edgevote_edge_core::Response) {
+        self.plans[plan].state = PlanState::Refused;
+        let code = response.error_code().unwrap_or_default();
+        self.violation(
+            ViolationKind::LegitRefused,
+            format!(
+                "ballot {plan} refused by r{region}: {} {code}",
+                response.status
+            ),
+        );
+    }
+
+    /// Under host sealing (even seeds) the component holds no key and its host verifies, seals
+    /// and signs; under local sealing the edge does it all.
+    fn host_sealing(&self) -> bool {
+        self.seed % 2 == 0
+    }
+
+    /// The buffered votes as accepted: handed ones have their tokens verified in one batch
+    /// (a legitimate ballot refused there is a violation).
+    fn verify_buffered(
+        &mut self,
+        region: usize,
+        batch: Vec<(usize, Buffered)>,
+    ) -> Vec<(usize, Accepted)> {
+        let mut accepted = Vec::new();
+        let mut handed = Vec::new();
+        for (plan, buffered) in batch {
+            match buffered {
+                Buffered::Accepted(a) => accepted.push((plan, *a)),
+                Buffered::Handed(v) => handed.push((plan, *v)),
             }
         }
+        let (plans, votes): (Vec<usize>, Vec<HandedVote>) = handed.into_iter().unzip();
+        let verified = self.edges[region].edge.verify_handed(votes);
+        for (plan, result) in plans.into_iter().zip(verified) {
+            match result {
+                Ok(a) => accepted.push((plan, a)),
+                Err(response) => self.refused(plan, region, &response),
+            }
+        }
+        accepted
+    }
+
+    /// One queue message for `batch`: under host sealing the host's envelopes (batch ids from
+    /// the vote ids), under local sealing one envelope with the edge's next batch id.
+    fn seal(&mut self, region: usize, batch: &[(usize, Accepted)]) -> String {
+        let now = self.edge_time(region);
+        let accepted: Vec<Accepted> = batch.iter().map(|(_, a)| a.clone()).collect();
+        if self.host_sealing() {
+            let envelopes = self.edges[region].edge.seal_batch(&accepted, now);
+            return envelopes.expect("valid votes seal").join("\n");
+        }
+        let node = &mut self.edges[region];
+        let batch_id = format!("edge-r{region}.{}", node.next_batch);
+        node.next_batch += 1;
+        let votes: Vec<EnvelopeVote> = accepted.into_iter().map(|a| a.vote).collect();
+        node.edge
+            .seal(&batch_id, votes, now)
+            .expect("valid votes seal")
     }
 
     /// The voter got no answer (edge crash, 503): it tries again a little later.
@@ -545,7 +637,11 @@ impl World {
         if take == 0 {
             return;
         }
-        let batch: Vec<(usize, Accepted)> = self.edges[region].buffer.drain(..take).collect();
+        let buffered: Vec<(usize, Buffered)> = self.edges[region].buffer.drain(..take).collect();
+        let batch = self.verify_buffered(region, buffered);
+        if batch.is_empty() {
+            return;
+        }
         if std::mem::take(&mut self.edges[region].crash_before_enqueue) {
             self.trace(format_args!(
                 "edge r{region} crashed before enqueue ({take} votes)"
@@ -553,15 +649,7 @@ impl World {
             batch.iter().for_each(|(plan, _)| self.retry_later(*plan));
             return;
         }
-        let node = &mut self.edges[region];
-        let batch_id = format!("edge-r{region}.{}", node.next_batch);
-        node.next_batch += 1;
-        let votes: Vec<EnvelopeVote> = batch.iter().map(|(_, a)| a.vote.clone()).collect();
-        let now = self.edge_time(region);
-        let envelope = self.edges[region]
-            .edge
-            .seal(&batch_id, votes, now)
-            .expect("valid votes seal");
+        let envelope = self.seal(region, &batch);
         if let Err(e) = self.queues[region].send_batch(vec![envelope]).await {
             self.trace(format_args!("edge r{region} 503: {e}"));
             batch.iter().for_each(|(plan, _)| self.retry_later(*plan));
@@ -585,12 +673,11 @@ impl World {
             batch.iter().for_each(|(plan, _)| self.retry_later(*plan));
             return;
         }
+        let committed = batch.len();
         for (plan, accepted) in batch {
             self.give_receipt(region, plan, &accepted);
         }
-        self.trace(format_args!(
-            "edge r{region} committed {batch_id} ({take} votes)"
-        ));
+        self.trace(format_args!("edge r{region} committed {committed} votes"));
     }
 
     fn give_receipt(&mut self, region: usize, plan: usize, accepted: &Accepted) {
@@ -856,6 +943,7 @@ impl World {
         Report {
             seed: self.seed,
             last_vote_wins: self.rules.policy == Policy::LastVoteWins,
+            host_sealing: self.host_sealing(),
             counts,
             faults: std::mem::take(&mut self.faults_injected),
             violations: std::mem::take(&mut self.violations),
