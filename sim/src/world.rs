@@ -575,7 +575,7 @@ impl World {
     /// Under host sealing (even seeds) the component holds no key and its host verifies, seals
     /// and signs; under local sealing the edge does it all.
     fn host_sealing(&self) -> bool {
-        self.seed % 2 == 0
+        self.seed.is_multiple_of(2)
     }
 
     /// The buffered votes as accepted: handed ones have their tokens verified in one batch

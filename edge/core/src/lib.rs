@@ -131,7 +131,7 @@ pub struct Handed {
 #[derive(Debug)]
 pub enum Sealing {
     /// This edge verifies tokens and signs envelopes and receipts itself.
-    Local(SigningIdentity),
+    Local(Box<SigningIdentity>),
     /// This edge holds no key: it checks the rules and hands votes to its host, which does
     /// the signature work natively (the edge host's default).
     Host,
@@ -212,7 +212,7 @@ impl Edge {
         Edge::with_sealing(
             elections,
             keys,
-            Sealing::Local(signer),
+            Sealing::Local(Box::new(signer)),
             edge_id,
             region,
             bundle_sha256,

@@ -297,74 +297,91 @@ fn keys_request(_: &[u8]) -> BenchRequest {
         .unwrap()
 }
 
-/// The same work through the real component in the host runtime (no network), on a
-/// single-threaded runtime with 32 requests in flight.
-fn component_votes(s: &Setup, sealing: SealingMode) -> Rate {
-    component_requests(s, sealing, vote_request, 202)
+/// A host with the real component, driven without network on a single-threaded runtime.
+struct ComponentBench {
+    runtime: tokio::runtime::Runtime,
+    host: Arc<edgevote_edge_host::EdgeHost>,
+    _background: edgevote_edge_host::Background,
 }
 
-/// Rates of `make` (one per ballot body) through the component, expecting `status`.
-fn component_requests(
-    s: &Setup,
-    sealing: SealingMode,
-    make: fn(&[u8]) -> BenchRequest,
-    status: u16,
-) -> Rate {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let (host, _background) =
-            edgevote_edge_host::start_with_queue(&host_config(s, sealing), Arc::new(InstantQueue))
-                .await
-                .unwrap();
-        // Warm up the pool and the component.
-        for body in s.bodies.iter().take(20) {
-            host.bundles
-                .active()
-                .runtime
-                .handle(make(body))
-                .await
-                .unwrap();
-        }
-        let bodies = Arc::new(s.bodies.clone());
-        let (wall, cpu) = (Instant::now(), cpu_seconds());
-        let mut tasks = tokio::task::JoinSet::new();
-        for lane in 0..32 {
-            let (host, bodies) = (Arc::clone(&host), Arc::clone(&bodies));
-            tasks.spawn(async move {
-                for body in bodies.iter().skip(lane).step_by(32) {
-                    let response = host
-                        .bundles
-                        .active()
-                        .runtime
-                        .handle(make(body))
-                        .await
-                        .unwrap();
-                    assert_eq!(response.status(), status);
-                    std::hint::black_box(response.into_body().collect().await.unwrap());
-                }
-            });
-        }
-        while tasks.join_next().await.is_some() {}
-        let rate = Rate {
-            per_wall_sec: VOTES as f64 / wall.elapsed().as_secs_f64(),
-            per_cpu_sec: VOTES as f64 / (cpu_seconds() - cpu),
+impl ComponentBench {
+    fn new(s: &Setup, sealing: SealingMode) -> Self {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (host, background) = runtime
+            .block_on(edgevote_edge_host::start_with_queue(
+                &host_config(s, sealing),
+                Arc::new(InstantQueue),
+            ))
+            .unwrap();
+        let bench = ComponentBench {
+            runtime,
+            host,
+            _background: background,
         };
+        // Warm up the pool and the component.
+        bench.run(&s.bodies[..64], vote_request, 202);
+        bench
+    }
+
+    /// Rates of `make` (one request per body), 32 in flight, each answered `status`.
+    fn run(&self, bodies: &[Vec<u8>], make: fn(&[u8]) -> BenchRequest, status: u16) -> Rate {
+        self.runtime.block_on(async {
+            let bodies = Arc::new(bodies.to_vec());
+            let (wall, cpu) = (Instant::now(), cpu_seconds());
+            let mut tasks = tokio::task::JoinSet::new();
+            for lane in 0..32 {
+                let (host, bodies) = (Arc::clone(&self.host), Arc::clone(&bodies));
+                tasks.spawn(async move {
+                    for body in bodies.iter().skip(lane).step_by(32) {
+                        let runtime = &host.bundles.active().runtime;
+                        let response = runtime.handle(make(body)).await.unwrap();
+                        assert_eq!(response.status(), status);
+                        std::hint::black_box(response.into_body().collect().await.unwrap());
+                    }
+                });
+            }
+            while tasks.join_next().await.is_some() {}
+            Rate {
+                per_wall_sec: bodies.len() as f64 / wall.elapsed().as_secs_f64(),
+                per_cpu_sec: bodies.len() as f64 / (cpu_seconds() - cpu),
+            }
+        })
+    }
+
+    /// Votes per queue message so far.
+    fn votes_per_message(&self) -> f64 {
         let metric =
             |m: &std::sync::atomic::AtomicU64| m.load(std::sync::atomic::Ordering::Relaxed);
-        let commits = metric(&host.metrics.group_commits);
-        if commits > 0 {
-            println!(
-                "    ({} instances for {} requests; {:.1} votes per queue message)",
-                metric(&host.metrics.instances_created),
-                VOTES + 20,
-                metric(&host.metrics.votes_committed) as f64 / commits as f64
-            );
-        }
-        rate
-    })
+        let metrics = &self.host.metrics;
+        metric(&metrics.votes_committed) as f64 / metric(&metrics.group_commits).max(1) as f64
+    }
+}
+
+/// The median and the range of some rates (per CPU-second).
+struct Spread {
+    median: f64,
+    min: f64,
+    max: f64,
+    /// Median wall-clock rate (equal to the CPU rate when the work stays on one core).
+    wall_median: f64,
+}
+
+fn spread(rates: &[Rate]) -> Spread {
+    let sorted = |pick: fn(&Rate) -> f64| {
+        let mut sorted: Vec<f64> = rates.iter().map(pick).collect();
+        sorted.sort_by(f64::total_cmp);
+        sorted
+    };
+    let cpu = sorted(|r| r.per_cpu_sec);
+    Spread {
+        median: cpu[cpu.len() / 2],
+        min: cpu[0],
+        max: cpu[cpu.len() - 1],
+        wall_median: sorted(|r| r.per_wall_sec)[rates.len() / 2],
+    }
 }
 
 /// Requests/s over HTTP on loopback, `clients` concurrent keep-alive connections.
@@ -423,36 +440,55 @@ fn http_requests_per_sec(s: &Setup, sealing: SealingMode, clients: usize) -> f64
     })
 }
 
+/// Rounds of each measurement, interleaved so that the machine's drift hits all alike.
+const ROUNDS: usize = 7;
+
 fn main() {
     let s = setup();
-    println!("edge vote handler, {VOTES} votes (admission + envelope + receipt), per CPU-second:");
-    let native = native_votes(&s);
-    println!(
-        "  native core handler:                  {:>8.0} votes/s",
-        native.per_cpu_sec
-    );
-    for (name, sealing) in [
-        ("host sealing (default)", SealingMode::Host),
-        ("component sealing (as on Spin)", SealingMode::Component),
-    ] {
-        let component = component_votes(&s, sealing);
-        println!(
-            "  component, {name:<27} {:>8.0} votes/s   ratio {:.2}x (target >= 0.70x); {:.0} votes/s wall",
-            component.per_cpu_sec,
-            component.per_cpu_sec / native.per_cpu_sec,
-            component.per_wall_sec
-        );
+    let host_sealed = ComponentBench::new(&s, SealingMode::Host);
+    let component_sealed = ComponentBench::new(&s, SealingMode::Component);
+    let (mut native, mut host, mut component) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        native.push(native_votes(&s));
+        host.push(host_sealed.run(&s.bodies, vote_request, 202));
+        component.push(component_sealed.run(&s.bodies, vote_request, 202));
     }
+    println!(
+        "edge vote handler, {VOTES} votes (admission + envelope + receipt), votes per CPU-second, median of {ROUNDS} rounds (range):"
+    );
+    let native = spread(&native);
+    let row = |name: &str, rate: &Spread| {
+        println!(
+            "  {name:<40} {:>7.0} votes/s ({:.0}..{:.0})   ratio {:.2}x (target >= 0.70x); wall {:.0}/s",
+            rate.median,
+            rate.min,
+            rate.max,
+            rate.median / native.median,
+            rate.wall_median
+        );
+    };
+    row("native core handler", &native);
+    row("component, host sealing (default)", &spread(&host));
+    row(
+        "component, component sealing (as on Spin)",
+        &spread(&component),
+    );
+    println!(
+        "  votes per queue message: {:.1} (host sealing), {:.1} (component sealing)",
+        host_sealed.votes_per_message(),
+        component_sealed.votes_per_message()
+    );
     let (sign_us, verify_us) = native_ed25519_us();
     println!(
         "  native Ed25519: sign {sign_us:.1} us, verify {verify_us:.1} us; a native vote takes {:.0} us of CPU",
-        1e6 / native.per_cpu_sec
+        1e6 / native.median
     );
-    let reads = component_requests(&s, SealingMode::Host, keys_request, 200);
+    let reads = host_sealed.run(&s.bodies, keys_request, 200);
     println!(
         "  a read through the component (GET /v1/keys, no signatures): {:.0} us of CPU each",
         1e6 / reads.per_cpu_sec
     );
+    drop((host_sealed, component_sealed));
     for (name, sealing) in [
         ("host sealing", SealingMode::Host),
         ("component sealing", SealingMode::Component),

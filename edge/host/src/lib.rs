@@ -194,7 +194,7 @@ fn native_sealer(
     Ok(Edge::with_sealing(
         elections,
         keys.clone(),
-        Sealing::Local(signer),
+        Sealing::Local(Box::new(signer)),
         &config.edge_id,
         &config.region,
         None,

@@ -98,7 +98,7 @@ fn load() -> Result<EdgeConfig, String> {
 fn sealing() -> Result<(Sealing, Delivery), String> {
     match std::env::var("EDGEVOTE_SEALING").as_deref() {
         Err(_) | Ok("component") => Ok((
-            Sealing::Local(edge_key(&var("EDGEVOTE_EDGE_KEY")?)?),
+            Sealing::Local(Box::new(edge_key(&var("EDGEVOTE_EDGE_KEY")?)?)),
             Delivery::Sqs {
                 queues: queues(&var("EDGEVOTE_QUEUES")?)?,
                 credentials: AwsCredentials {

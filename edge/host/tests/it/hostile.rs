@@ -13,6 +13,8 @@ use edgevote_shared::forgery::{
 use edgevote_shared::{Role, SigningIdentity, VoteToken, b64, sign};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use edgevote_edge_host::SealingMode;
+
 use crate::fixture::{Deployment, Running, now_secs};
 use crate::http::{Reply, ballot, parse_reply, request, vote};
 
@@ -185,8 +187,19 @@ async fn raw(addr: std::net::SocketAddr, bytes: &[u8], stall: bool) -> Reply {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_inputs_are_refused_and_enqueue_nothing() {
+    catalogue(SealingMode::Host).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_inputs_are_refused_and_enqueue_nothing_under_component_sealing() {
+    catalogue(SealingMode::Component).await;
+}
+
+/// Every case, then an honest vote, on a host with `sealing`.
+async fn catalogue(sealing: SealingMode) {
     let d = Deployment::new();
     let mut config = d.config(false);
+    config.sealing = sealing;
     config.http.header_read_timeout_ms = 500;
     config.http.body_read_timeout_ms = 500;
     // Many cases reuse one token; the per-token limit has its own test.
@@ -224,7 +237,7 @@ async fn hostile_inputs_are_refused_and_enqueue_nothing() {
         .envelopes_committed
         .load(Ordering::Relaxed);
     println!(
-        "hostile-input catalogue, HTTP edge: {} cases, {} refused as expected, {} envelopes enqueued",
+        "hostile-input catalogue, HTTP edge ({sealing:?} sealing): {} cases, {} refused as expected, {} envelopes enqueued",
         cases.len(),
         cases.len() - failures.len(),
         enqueued
