@@ -7,6 +7,10 @@
 //! votes to SQS with a SigV4-signed `SendMessage`, trying each configured queue in order. The
 //! receipt is returned only after a queue said yes; otherwise the answer is 503 with
 //! `Retry-After` and no receipt.
+//!
+//! Under host sealing (`EDGEVOTE_SEALING=host`, set only by `edgevote edge`) the component holds
+//! no key: it hands each checked ballot to the host, which verifies, seals and signs natively,
+//! and passes the host's answer on.
 
 mod config;
 
