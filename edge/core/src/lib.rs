@@ -145,11 +145,6 @@ pub struct HandedVote {
 }
 
 impl HandedVote {
-    /// The ballot.
-    pub fn ballot(&self) -> &Ballot {
-        self.checked.ballot()
-    }
-
     /// Bytes this vote adds to an envelope, an upper bound (base64url of its JSON, plus a
     /// comma): what group commit packs by.
     pub fn envelope_bytes(&self) -> usize {

@@ -184,10 +184,10 @@ struct Size {
 }
 
 impl Size {
-    /// The size with `item` added, if it fits both bounds.
-    fn with(&self, item: &Item, max_message_bytes: usize) -> Option<Size> {
+    /// The size with `item` added.
+    fn plus(&self, item: &Item) -> Size {
         let bytes = item.bytes();
-        let next = match item {
+        match item {
             Item::Envelope(_) => Size {
                 message: self.message + 1 + bytes,
                 host_envelope: self.host_envelope,
@@ -200,9 +200,12 @@ impl Size {
                 message: self.message + 1 + bytes,
                 host_envelope: self.host_envelope + 1 + bytes,
             },
-        };
-        (next.message <= max_message_bytes && next.host_envelope <= MAX_ENVELOPE_JWS_BYTES)
-            .then_some(next)
+        }
+    }
+
+    /// Whether the message and the host's envelope are inside their bounds.
+    fn fits(&self, max_message_bytes: usize) -> bool {
+        self.message <= max_message_bytes && self.host_envelope <= MAX_ENVELOPE_JWS_BYTES
     }
 }
 
@@ -215,9 +218,7 @@ async fn fill(
 ) -> (Vec<Pending>, Option<Pending>) {
     let deadline = tokio::time::Instant::now() + config.max_wait();
     // The first item is taken even when alone it is over a bound: sealing splits or refuses it.
-    let mut size = Size::default()
-        .with(&first.item, usize::MAX)
-        .unwrap_or_default();
+    let mut size = Size::default().plus(&first.item);
     let mut batch = vec![first];
     while batch.len() < config.max_envelopes {
         let next = match rx.try_recv() {
@@ -229,10 +230,11 @@ async fn fill(
                 _ => break,
             },
         };
-        match size.with(&next.item, config.max_message_bytes) {
-            Some(bigger) => size = bigger,
-            None => return (batch, Some(next)),
+        let bigger = size.plus(&next.item);
+        if !bigger.fits(config.max_message_bytes) {
+            return (batch, Some(next));
         }
+        size = bigger;
         batch.push(next);
     }
     (batch, None)
@@ -295,10 +297,13 @@ impl Writer {
         let metrics = Arc::clone(&self.metrics);
         let sealing = tokio::task::spawn_blocking(move || {
             let (waiting, votes): (Vec<_>, Vec<_>) = handed.into_iter().unzip();
-            let mut accepted = Vec::new();
+            let (mut senders, mut accepted) = (Vec::new(), Vec::new());
             for (done, verified) in waiting.into_iter().zip(sealer.verify_handed(votes)) {
                 match verified {
-                    Ok(vote) => accepted.push((done, vote)),
+                    Ok(vote) => {
+                        senders.push(done);
+                        accepted.push(vote);
+                    }
                     Err(refusal) => {
                         metrics
                             .votes_refused_by_sealer
@@ -307,10 +312,11 @@ impl Writer {
                     }
                 }
             }
-            let votes: Vec<Accepted> = accepted.iter().map(|(_, a)| a.clone()).collect();
-            match sealer.seal_batch(&votes, edgevote_queue::now_ms()) {
-                Ok(envelopes) => Ok((envelopes, accepted)),
-                Err(e) => Err((CommitError::Sealing(e.to_string()), accepted)),
+            let sealed = sealer.seal_batch(&accepted, edgevote_queue::now_ms());
+            let waiting: Vec<SealedVote> = senders.into_iter().zip(accepted).collect();
+            match sealed {
+                Ok(envelopes) => Ok((envelopes, waiting)),
+                Err(e) => Err((CommitError::Sealing(e.to_string()), waiting)),
             }
         });
         match sealing.await {
