@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the edge's Wasm bundles into the shared target directory:
 #   spin   -> target/wasm32-wasip2/release/edgevote_edge_spin.wasm (wasi:http component)
+#   rogue  -> target/wasm32-wasip2/release/edgevote_rogue_component.wasm (hostile, tests only)
 # (the Cloudflare Worker has its own script, scripts/worker.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,5 +15,13 @@ case "$what" in
         [ -f "$wasm" ] || { echo "build-wasm: $wasm was not produced" >&2; exit 1; }
         printf 'build-wasm: %s (%s bytes)\n' "$wasm" "$(wc -c < "$wasm")" >&2
         ;;
-    *) echo "usage: scripts/build-wasm.sh [spin]" >&2; exit 2 ;;
+    rogue)
+        # A hostile component for the edge host's tests only; never signed for a deployment.
+        CARGO_TARGET_DIR="$root/target" cargo build --locked --release \
+            --manifest-path edge/host/tests/rogue/Cargo.toml --target wasm32-wasip2
+        wasm="$root/target/wasm32-wasip2/release/edgevote_rogue_component.wasm"
+        [ -f "$wasm" ] || { echo "build-wasm: $wasm was not produced" >&2; exit 1; }
+        printf 'build-wasm: %s (%s bytes)\n' "$wasm" "$(wc -c < "$wasm")" >&2
+        ;;
+    *) echo "usage: scripts/build-wasm.sh [spin|rogue]" >&2; exit 2 ;;
 esac

@@ -98,6 +98,8 @@ struct Tally {
     kept: Vec<Kept>,
     refused: BTreeMap<u16, u64>,
     failed: u64,
+    /// 202 answers whose receipt is unreadable or names another ballot than the one sent.
+    bad_receipts: Vec<String>,
 }
 
 pub fn vote(args: VoteArgs) -> anyhow::Result<ExitCode> {
@@ -128,8 +130,11 @@ pub fn vote(args: VoteArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let (status, text) =
-        runtime.block_on(post_once(&region.edge_url, &manifest.id, Bytes::from(body)))?;
+    let (status, text) = runtime.block_on(post_once(
+        &region.edge_url,
+        &manifest.id,
+        Bytes::from(body.clone()),
+    ))?;
     println!("{} answered HTTP {status}", region.edge_url);
     if status != 202 {
         println!("{text}");
@@ -142,6 +147,10 @@ pub fn vote(args: VoteArgs) -> anyhow::Result<ExitCode> {
     let receipt = verify::<Receipt>(compact, &keys)
         .map_err(|e| anyhow::anyhow!("receipt does not verify ({}): {e}", e.code()))?
         .doc;
+    if let Err(detail) = check_receipt_names(body.as_bytes(), &receipt) {
+        println!("INVALID: the receipt does not name the ballot sent: {detail}");
+        return Ok(ExitCode::from(1));
+    }
     println!(
         "receipt (verified, signed by edge {} in {}):\n{compact}",
         receipt.edge, receipt.region
@@ -221,11 +230,13 @@ async fn run_load(args: LoadArgs) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(|| args.data_dir.join("receipts"));
     keep_receipts(&receipts_dir, &tally.kept)?;
     let ok = reconcile(&stack, &manifest, &keys, &tally.kept).await?;
-    Ok(if ok && tally.failed == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(
+        if ok && tally.failed == 0 && tally.bad_receipts.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        },
+    )
 }
 
 /// The votes to send, in waves: first ballots (with cross-region twins in the same wave), then
@@ -290,6 +301,7 @@ async fn execute(
         kept: Vec::new(),
         refused: BTreeMap::new(),
         failed: 0,
+        bad_receipts: Vec::new(),
     }));
     let bar = Arc::new(cmd_token::progress_bar(total as u64));
     let urls: Arc<Vec<String>> = Arc::new(
@@ -369,8 +381,9 @@ async fn worker(
         match outcome {
             Some(Ok(text)) => {
                 t.latencies_us.push(started.elapsed().as_micros() as u64);
-                if let Some(kept) = parse_receipt(&job, &text) {
-                    t.kept.push(kept);
+                match parse_receipt(&job, &text) {
+                    Ok(kept) => t.kept.push(kept),
+                    Err(detail) => t.bad_receipts.push(format!("{}: {detail}", job.voter)),
                 }
             }
             Some(Err(status)) => *t.refused.entry(status).or_insert(0) += 1,
@@ -400,16 +413,33 @@ async fn attempt_vote(
     send(sender, authority, election, job.body.clone()).await
 }
 
-fn parse_receipt(job: &Job, text: &str) -> Option<Kept> {
-    let value: serde_json::Value = serde_json::from_str(text).ok()?;
-    let compact = value["receipt"].as_str()?.to_owned();
-    let receipt: Receipt = edgevote_shared::decode_unverified(&compact).ok()?;
-    Some(Kept {
+/// The receipt of a 202 answer, checked against the ballot the job sent: it must name that
+/// ballot (vote id recomputed from it). Its signature is checked at reconciliation.
+fn parse_receipt(job: &Job, text: &str) -> Result<Kept, String> {
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| format!("answer is not JSON: {e}"))?;
+    let compact = value["receipt"]
+        .as_str()
+        .ok_or("no receipt in the 202 answer")?
+        .to_owned();
+    let receipt: Receipt = edgevote_shared::decode_unverified(&compact)
+        .map_err(|e| format!("unreadable receipt ({}): {e}", e.code()))?;
+    check_receipt_names(&job.body, &receipt)?;
+    Ok(Kept {
         voter: job.voter.clone(),
         choice: job.choice.clone(),
         receipt,
         compact,
     })
+}
+
+/// Refuses a receipt that does not name the ballot in `sent` (the body this client sent).
+fn check_receipt_names(sent: &[u8], receipt: &Receipt) -> Result<(), String> {
+    let ballot = edgevote_shared::Ballot::parse(sent, sent.len())
+        .map_err(|e| format!("the ballot sent does not parse ({}): {e}", e.code()))?;
+    receipt
+        .check_ballot(&ballot)
+        .map_err(|e| format!("{} ({})", e, e.code()))
 }
 
 fn percentile(sorted: &[u64], p: f64) -> f64 {
@@ -435,6 +465,12 @@ fn report(tally: &Tally, elapsed: f64, max_attempts: u32) {
     }
     if tally.failed > 0 {
         println!("FAILED after {max_attempts} attempts: {}", tally.failed);
+    }
+    if let Some(first) = tally.bad_receipts.first() {
+        println!(
+            "MISMATCH: {} receipts do not name the ballot that was sent (first: {first})",
+            tally.bad_receipts.len()
+        );
     }
 }
 
@@ -573,4 +609,74 @@ async fn region_view(
         }
     }
     Ok((stored, counts))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use edgevote_shared::{SigningIdentity, VoteToken, sign};
+
+    /// An attacker holding the edge key (or a rogue component under component sealing) signs
+    /// a perfectly valid receipt for the voter's token with the choice flipped.
+    #[test]
+    fn a_signed_receipt_for_another_ballot_is_refused() {
+        let authority = SigningIdentity::from_seed(&[1; 32], Role::Authority);
+        let edge = SigningIdentity::from_seed(&[2; 32], Role::Edge);
+        let token = sign(
+            &authority,
+            &VoteToken {
+                jti: "t-1".into(),
+                sub: "v1".into(),
+                aud: "e".into(),
+                iat: 1,
+                nbf: 1,
+                exp: 4_000_000_000,
+            },
+        )
+        .unwrap();
+        let ballot = |choice: &str, nonce: u8| edgevote_shared::Ballot {
+            election: "e".into(),
+            token: token.clone(),
+            choice: choice.into(),
+            nonce: b64::encode([nonce; 16]),
+        };
+        let receipt_for = |b: &edgevote_shared::Ballot| Receipt {
+            v: 1,
+            election: "e".into(),
+            vote_id: b.vote_id("t-1"),
+            token_id: "t-1".into(),
+            edge: "edge-1".into(),
+            region: "r1".into(),
+            received_at_ms: 1_000,
+            bundle_sha256: None,
+        };
+        let sent = serde_json::to_vec(&ballot("yes", 1)).unwrap();
+        let signed = |r: &Receipt| sign(&edge, r).unwrap();
+        assert!(check_receipt_names(&sent, &receipt_for(&ballot("yes", 1))).is_ok());
+        for (what, other) in [
+            ("choice flipped", receipt_for(&ballot("no", 1))),
+            ("nonce changed", receipt_for(&ballot("yes", 2))),
+            (
+                "another token",
+                Receipt {
+                    token_id: "t-2".into(),
+                    ..receipt_for(&ballot("yes", 1))
+                },
+            ),
+            (
+                "another election",
+                Receipt {
+                    election: "f".into(),
+                    ..receipt_for(&ballot("yes", 1))
+                },
+            ),
+        ] {
+            let _ = signed(&other); // a valid signature does not make it the voter's receipt
+            let refused = check_receipt_names(&sent, &other).expect_err(what);
+            assert!(
+                refused.contains("ballot_mismatch") || refused.contains("wrong_election"),
+                "{what}: {refused}"
+            );
+        }
+    }
 }

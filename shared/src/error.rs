@@ -119,6 +119,9 @@ pub enum WireError {
     /// A bundle's Wasm does not match its signed manifest.
     #[error("bundle mismatch: {0}")]
     BundleMismatch(String),
+    /// A receipt names another ballot than the one sent (another choice, nonce or token).
+    #[error("ballot mismatch: {0}")]
+    BallotMismatch(String),
     /// The document belongs to another election.
     #[error("document is for election {found:?}, not {expected:?}")]
     WrongElection {
@@ -152,6 +155,7 @@ impl WireError {
             WireError::TokenNotYetValid { .. } => "token_not_yet_valid",
             WireError::WrongElection { .. } => "wrong_election",
             WireError::BundleMismatch(_) => "bundle_mismatch",
+            WireError::BallotMismatch(_) => "ballot_mismatch",
         }
     }
 
@@ -184,4 +188,5 @@ pub const ALL_CODES: &[&str] = &[
     "token_not_yet_valid",
     "wrong_election",
     "bundle_mismatch",
+    "ballot_mismatch",
 ];

@@ -36,6 +36,28 @@ pub struct Receipt {
 }
 
 impl Receipt {
+    /// Checks the receipt names `ballot`, the one the client sent: same election, the ballot's
+    /// token id, and the vote id recomputed from the ballot. A receipt for any other ballot (a
+    /// choice flipped by a faulty or hostile edge) is refused, even when its signature verifies.
+    pub fn check_ballot(&self, ballot: &crate::ballot::Ballot) -> Result<(), WireError> {
+        self.check_election(&ballot.election)?;
+        let token = crate::jws::decode_unverified::<crate::token::VoteToken>(&ballot.token)?;
+        if token.jti != self.token_id {
+            return Err(WireError::BallotMismatch(format!(
+                "the receipt names token {:?}, the ballot carries {:?}",
+                self.token_id, token.jti
+            )));
+        }
+        let sent = ballot.vote_id(&token.jti);
+        if sent != self.vote_id {
+            return Err(WireError::BallotMismatch(format!(
+                "the receipt names vote {}, the ballot sent is vote {sent}",
+                self.vote_id
+            )));
+        }
+        Ok(())
+    }
+
     /// Checks the receipt is for `election`.
     pub fn check_election(&self, election: &str) -> Result<(), WireError> {
         if self.election != election {

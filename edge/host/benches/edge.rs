@@ -109,6 +109,7 @@ fn setup() -> Setup {
         v: 1,
         name: "edge".into(),
         version: "1".into(),
+        serial: 1,
         platform: Platform::WasiHttp,
         wasm_sha256: Digest32::of(&wasm),
         wasm_bytes: wasm.len() as u64,
@@ -267,19 +268,15 @@ path = "{d}/unused.redb"
     .unwrap()
 }
 
-type BenchRequest =
-    hyper::Request<http_body_util::combinators::BoxBody<Bytes, wasmtime_wasi_http::Error>>;
+type BenchRequest = hyper::Request<Full<Bytes>>;
 
 fn vote_request(body: &[u8]) -> BenchRequest {
     hyper::Request::builder()
         .method("POST")
-        .uri("http://edge/v1/elections/bench/votes")
+        .uri("/v1/elections/bench/votes")
+        .header("host", "edge")
         .header("content-type", "application/json")
-        .body(
-            Full::new(Bytes::from(body.to_vec()))
-                .map_err(|never| match never {})
-                .boxed(),
-        )
+        .body(Full::new(Bytes::from(body.to_vec())))
         .unwrap()
 }
 
@@ -288,13 +285,60 @@ fn vote_request(body: &[u8]) -> BenchRequest {
 fn keys_request(_: &[u8]) -> BenchRequest {
     hyper::Request::builder()
         .method("GET")
-        .uri("http://edge/v1/keys")
-        .body(
-            Full::new(Bytes::new())
-                .map_err(|never| match never {})
-                .boxed(),
-        )
+        .uri("/v1/keys")
+        .header("host", "edge")
+        .body(Full::new(Bytes::new()))
         .unwrap()
+}
+
+/// Malformed requests, one kind after another (the hostile catalogue's common shapes): some
+/// the host's front refuses before any Wasm runs, some the component refuses after parsing.
+fn malformed_request(i: usize, body: &[u8]) -> BenchRequest {
+    let vote = || {
+        hyper::Request::builder()
+            .method("POST")
+            .uri("/v1/elections/bench/votes")
+            .header("content-type", "application/json")
+    };
+    let (request, bytes) = match i % 8 {
+        0 => (vote(), body.to_vec()), // no Host (HTTP/1.1): 400 missing_host
+        1 => (
+            vote().header("host", "a").header("host", "b"),
+            body.to_vec(),
+        ), // 400 bad_host
+        2 => (
+            vote()
+                .header("host", "edge")
+                .header("content-length", "10000000")
+                .header("expect", "100-continue"),
+            Vec::new(),
+        ), // 413 too_large
+        3 => (
+            vote()
+                .header("host", "edge")
+                .header("content-encoding", "gzip"),
+            body.to_vec(),
+        ), // 415
+        4 => (vote().header("host", "edge"), b"{nope".to_vec()), // component: 400 malformed_json
+        5 => (
+            vote()
+                .header("host", "edge")
+                .header("content-type", "text/plain"),
+            body.to_vec(),
+        ), // component: 415 unsupported_media_type
+        6 => (
+            vote().header("host", "edge"),
+            body[..body.len() / 2].to_vec(),
+        ), // component: 400
+        _ => (
+            hyper::Request::builder()
+                .method("POST")
+                .uri("/v2/nowhere")
+                .header("host", "edge"),
+            body.to_vec(),
+        ), // component: 404 not_found
+    };
+    request.body(Full::new(Bytes::from(bytes))).unwrap()
 }
 
 /// A host with the real component, driven without network on a single-threaded runtime.
@@ -326,8 +370,21 @@ impl ComponentBench {
         bench
     }
 
-    /// Rates of `make` (one request per body), 32 in flight, each answered `status`.
+    /// Rates of `make` (one request per body), 32 in flight, each answered `status`, through
+    /// the host's production front ([`edgevote_edge_host::server::answer`]) without sockets.
     fn run(&self, bodies: &[Vec<u8>], make: fn(&[u8]) -> BenchRequest, status: u16) -> Rate {
+        self.run_mixed(bodies, make, status, 0)
+    }
+
+    /// [`Self::run`], with `malformed` malformed requests sent beside each honest one (all
+    /// refused with a 4xx); the rate counts the honest requests only.
+    fn run_mixed(
+        &self,
+        bodies: &[Vec<u8>],
+        make: fn(&[u8]) -> BenchRequest,
+        status: u16,
+        malformed: usize,
+    ) -> Rate {
         self.runtime.block_on(async {
             let bodies = Arc::new(bodies.to_vec());
             let (wall, cpu) = (Instant::now(), cpu_seconds());
@@ -335,9 +392,17 @@ impl ComponentBench {
             for lane in 0..32 {
                 let (host, bodies) = (Arc::clone(&self.host), Arc::clone(&bodies));
                 tasks.spawn(async move {
-                    for body in bodies.iter().skip(lane).step_by(32) {
-                        let runtime = &host.bundles.active().runtime;
-                        let response = runtime.handle(make(body)).await.unwrap();
+                    let peer = std::net::IpAddr::from([127, 0, 0, 1]);
+                    for (i, body) in bodies.iter().enumerate().skip(lane).step_by(32) {
+                        for k in 0..malformed {
+                            let bad = malformed_request(i * malformed + k, body);
+                            let (response, _) =
+                                edgevote_edge_host::server::answer(&host, peer, bad).await;
+                            assert!(response.status().is_client_error(), "{}", response.status());
+                            std::hint::black_box(response.into_body().collect().await.unwrap());
+                        }
+                        let (response, _) =
+                            edgevote_edge_host::server::answer(&host, peer, make(body)).await;
                         assert_eq!(response.status(), status);
                         std::hint::black_box(response.into_body().collect().await.unwrap());
                     }
@@ -349,6 +414,14 @@ impl ComponentBench {
                 per_cpu_sec: bodies.len() as f64 / (cpu_seconds() - cpu),
             }
         })
+    }
+
+    /// Component instances created so far.
+    fn instances_created(&self) -> u64 {
+        self.host
+            .metrics
+            .instances_created
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Votes per queue message so far.
@@ -440,6 +513,37 @@ fn http_requests_per_sec(s: &Setup, sealing: SealingMode, clients: usize) -> f64
     })
 }
 
+/// Honest votes per CPU-second with half the traffic malformed (one malformed request beside
+/// each vote) against the clean figure, under both sealings, and the instances that cost.
+fn malformed_traffic(s: &Setup, host_sealed: &ComponentBench, component_sealed: &ComponentBench) {
+    println!(
+        "honest votes per CPU-second with 50% of the requests malformed (8 kinds, round robin), median of {ROUNDS} rounds (range):"
+    );
+    for (name, bench) in [
+        ("host sealing", host_sealed),
+        ("component sealing", component_sealed),
+    ] {
+        let created_before = bench.instances_created();
+        let (mut clean, mut mixed) = (Vec::new(), Vec::new());
+        for _ in 0..ROUNDS {
+            clean.push(bench.run_mixed(&s.bodies, vote_request, 202, 0));
+            mixed.push(bench.run_mixed(&s.bodies, vote_request, 202, 1));
+        }
+        let (clean, mixed) = (spread(&clean), spread(&mixed));
+        println!(
+            "  {name:<18} clean {:>7.0} ({:.0}..{:.0}), 50% malformed {:>7.0} ({:.0}..{:.0}): ratio {:.2}x (target >= 0.90x); instances created meanwhile: {}",
+            clean.median,
+            clean.min,
+            clean.max,
+            mixed.median,
+            mixed.min,
+            mixed.max,
+            mixed.median / clean.median,
+            bench.instances_created() - created_before
+        );
+    }
+}
+
 /// Rounds of each measurement, interleaved so that the machine's drift hits all alike.
 const ROUNDS: usize = 7;
 
@@ -483,6 +587,7 @@ fn main() {
         "  native Ed25519: sign {sign_us:.1} us, verify {verify_us:.1} us; a native vote takes {:.0} us of CPU",
         1e6 / native.median
     );
+    malformed_traffic(&s, &host_sealed, &component_sealed);
     let reads = host_sealed.run(&s.bodies, keys_request, 200);
     println!(
         "  a read through the component (GET /v1/keys, no signatures): {:.0} us of CPU each",

@@ -93,6 +93,7 @@ struct Pending {
 pub struct Committer {
     tx: mpsc::Sender<Pending>,
     max_message_bytes: usize,
+    metrics: Arc<Metrics>,
 }
 
 impl Committer {
@@ -109,6 +110,7 @@ impl Committer {
         let committer = Committer {
             tx,
             max_message_bytes: config.max_message_bytes,
+            metrics: Arc::clone(&metrics),
         };
         let writer = Writer {
             queue,
@@ -136,6 +138,11 @@ impl Committer {
         Ok((durable, *accepted))
     }
 
+    /// The metrics the committer counts into (shared with its host).
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
     async fn submit(&self, item: Item) -> Committed {
         let (done, outcome) = oneshot::channel();
         self.tx
@@ -158,8 +165,14 @@ async fn run(config: GroupCommitConfig, mut rx: mpsc::Receiver<Pending>, writer:
     let in_flight = Arc::new(Semaphore::new(COMMITS_IN_FLIGHT));
     let mut carry: Option<Pending> = None;
     loop {
-        let Some(first) = carry.take().or(rx.recv().await) else {
-            break; // every sender dropped: shutdown
+        // A carried item starts the next batch at once: awaiting `recv` first would hold it
+        // back until another vote arrives (and `Option::or` would drop that vote).
+        let first = match carry.take() {
+            Some(carried) => carried,
+            None => match rx.recv().await {
+                Some(next) => next,
+                None => break, // every sender dropped: shutdown
+            },
         };
         let (batch, next) = fill(first, &mut rx, &config).await;
         carry = next;

@@ -122,8 +122,9 @@ impl GroupCommitConfig {
 pub struct AdminConfig {
     /// File holding the bearer token admin requests must present (at least 32 characters).
     pub token_file: Option<PathBuf>,
-    /// Where deployed bundles are kept (`active.*`, `previous.*`); a restart comes back on the
-    /// last deployed bundle. Without it, deploys last until the process stops.
+    /// Where deployed bundles are kept (the active one and the rollback target, written
+    /// crash-safe: see `bundle_dir`); a restart comes back on the last deployed bundle unless
+    /// the configured one has a higher serial. Without it, deploys last until the process stops.
     pub bundle_dir: Option<PathBuf>,
 }
 
@@ -139,6 +140,13 @@ pub struct HttpConfig {
     pub body_read_timeout_ms: u64,
     /// Largest request head, bytes (at least 8192); a larger head gets 431.
     pub max_header_bytes: usize,
+    /// Longest a request may take once its body is in, milliseconds: waiting for an instance,
+    /// running the guest (interrupted by the engine's epoch) and waiting for durability. Then
+    /// 503 `deadline_exceeded` with `Retry-After`, and the instance is dropped.
+    pub request_timeout_ms: u64,
+    /// The `host[:port]` an HTTP/1.0 request without a `Host` header is served as (HTTP/1.1
+    /// without `Host` gets 400 `missing_host`).
+    pub public_authority: String,
 }
 
 impl Default for HttpConfig {
@@ -147,6 +155,8 @@ impl Default for HttpConfig {
             header_read_timeout_ms: 5_000,
             body_read_timeout_ms: 10_000,
             max_header_bytes: 16 * 1024,
+            request_timeout_ms: 5_000,
+            public_authority: "localhost".into(),
         }
     }
 }
@@ -160,6 +170,17 @@ impl HttpConfig {
     /// The body timeout.
     pub fn body_read_timeout(&self) -> Duration {
         Duration::from_millis(self.body_read_timeout_ms)
+    }
+
+    /// The deadline of a request through the component.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+
+    /// The public authority as a `Host` value (checked by [`HostConfig::parse`]).
+    pub fn public_authority_header(&self) -> http::HeaderValue {
+        http::HeaderValue::from_str(&self.public_authority)
+            .unwrap_or(http::HeaderValue::from_static("localhost"))
     }
 }
 
@@ -226,6 +247,19 @@ impl HostConfig {
                 (1..=300_000).contains(&config.http.header_read_timeout_ms)
                     && (1..=300_000).contains(&config.http.body_read_timeout_ms),
                 "http.header_read_timeout_ms and http.body_read_timeout_ms must be 1..=300000",
+            ),
+            (
+                (10..=300_000).contains(&config.http.request_timeout_ms),
+                "http.request_timeout_ms must be 10..=300000",
+            ),
+            (
+                !config.http.public_authority.contains('@')
+                    && config
+                        .http
+                        .public_authority
+                        .parse::<http::uri::Authority>()
+                        .is_ok(),
+                "http.public_authority must be host[:port]",
             ),
         ];
         if let Some((_, message)) = checks.iter().find(|(ok, _)| !ok) {

@@ -1,8 +1,8 @@
 //! `edgevote edge`: our wasmtime-based edge server.
 //!
 //! It loads the signed edge component once (refusing one whose bundle manifest does not verify
-//! against an ops key, or whose SHA-256 differs), serves it over HTTP with a fresh pooled
-//! instance per request, and gives it a durable path to the regional queue through group commit
+//! against an ops key, or whose SHA-256 differs), serves it over HTTP with pooled, reused
+//! instances (dropped after a trap or a missed deadline), and gives it a durable path to the regional queue through group commit
 //! ([`commit`]): concurrent votes share one queue message and every voter gets the receipt only
 //! after that message is durable.
 //!
@@ -15,12 +15,14 @@
 //! - [`runtime`]: wasmtime Engine / Linker / `ProxyPre`, outbound interception;
 //! - [`commit`]: group commit, spill log and its forwarder;
 //! - [`server`]: the hyper front (`/metrics` and `/healthz` natively, the rest to the component);
+//! - [`front`]: the screen that refuses malformed request heads before any Wasm runs;
 //! - [`metrics`]: Prometheus metrics.
 
 pub mod admin;
 pub mod bundles;
 pub mod commit;
 pub mod config;
+pub mod front;
 pub mod limit;
 pub mod metrics;
 pub mod runtime;

@@ -21,6 +21,8 @@ pub struct Metrics {
     pub votes_committed: AtomicU64,
     /// Host sealing: handed votes whose token the host's batch verification refused.
     pub votes_refused_by_sealer: AtomicU64,
+    /// Host sealing: hand-overs refused because the ballot was not the one the voter sent.
+    pub handover_mismatches: AtomicU64,
     /// Queue messages written by group commit.
     pub group_commits: AtomicU64,
     /// Votes written to the spill log because the queue refused them.
@@ -33,6 +35,12 @@ pub struct Metrics {
     pub queue_errors: AtomicU64,
     /// Requests refused because the component failed (trap, bad response).
     pub component_errors: AtomicU64,
+    /// 4xx answers and refused connections, by who refused them ([`Stage`]).
+    pub client_errors: [AtomicU64; Stage::COUNT],
+    /// 5xx answers, by who answered them ([`Stage`]; never `Protocol`).
+    pub server_errors: [AtomicU64; Stage::COUNT],
+    /// Component instances dropped instead of going back to the pool, by [`Discard`] reason.
+    pub instances_discarded: [AtomicU64; Discard::COUNT],
     /// Bundles deployed through the admin endpoint.
     pub bundle_deploys: AtomicU64,
     /// Rollbacks to the previous bundle.
@@ -41,15 +49,138 @@ pub struct Metrics {
     pub bundle_refusals: AtomicU64,
 }
 
+/// Who answered (or refused) a request: what separates a client's mistake from a failure of
+/// ours in the error counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// The HTTP layer: a head it could not parse (bare 400/414/431), a head timeout, an HTTP/2
+    /// preface; the connection is closed.
+    Protocol = 0,
+    /// The host itself: its front screen, rate limits, body reading, deadlines, a failed
+    /// component, `/metrics`, `/healthz`, the admin endpoint.
+    Host = 1,
+    /// The component's own answer.
+    Component = 2,
+}
+
+impl Stage {
+    const COUNT: usize = 3;
+    const ALL: [Stage; Self::COUNT] = [Stage::Protocol, Stage::Host, Stage::Component];
+
+    fn label(self) -> &'static str {
+        match self {
+            Stage::Protocol => "protocol",
+            Stage::Host => "host",
+            Stage::Component => "component",
+        }
+    }
+}
+
+/// Why an instance was dropped rather than reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Discard {
+    /// The guest trapped or the call failed.
+    Trap = 0,
+    /// The request ran past its deadline (the guest was interrupted or abandoned).
+    Deadline = 1,
+    /// It served its quota of requests (a bound on slow leaks, not a fault).
+    Quota = 2,
+}
+
+impl Discard {
+    const COUNT: usize = 3;
+    const ALL: [Discard; Self::COUNT] = [Discard::Trap, Discard::Deadline, Discard::Quota];
+
+    fn label(self) -> &'static str {
+        match self {
+            Discard::Trap => "trap",
+            Discard::Deadline => "deadline",
+            Discard::Quota => "quota",
+        }
+    }
+}
+
 impl Metrics {
-    /// Counts one answer of `status`.
-    pub fn count_status(&self, status: u16) {
+    /// Counts one answer of `status`, given by `stage`.
+    pub fn count_status(&self, status: u16, stage: Stage) {
         let counter = match status {
             200..=299 => &self.requests_2xx,
             400..=499 => &self.requests_4xx,
             _ => &self.requests_5xx,
         };
         counter.fetch_add(1, Ordering::Relaxed);
+        match status {
+            400..=499 => self.count_client_error(stage),
+            500..=599 => {
+                self.server_errors[stage as usize].fetch_add(1, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+    }
+
+    /// Counts a client error that got no response of ours (`Stage::Protocol`) or one that did.
+    pub fn count_client_error(&self, stage: Stage) {
+        self.client_errors[stage as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one instance dropped for `reason`.
+    pub fn count_discard(&self, reason: Discard) {
+        self.instances_discarded[reason as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Instances dropped for `reason` so far.
+    pub fn discarded(&self, reason: Discard) -> u64 {
+        self.instances_discarded[reason as usize].load(Ordering::Relaxed)
+    }
+
+    /// Client errors refused at `stage` so far.
+    pub fn client_errors_at(&self, stage: Stage) -> u64 {
+        self.client_errors[stage as usize].load(Ordering::Relaxed)
+    }
+
+    /// Server errors answered at `stage` so far.
+    pub fn server_errors_at(&self, stage: Stage) -> u64 {
+        self.server_errors[stage as usize].load(Ordering::Relaxed)
+    }
+
+    /// The labelled error and discard counters.
+    fn render_labelled(&self, out: &mut String, labels: &str) {
+        let families: [(&str, &str, &str, Vec<(&str, u64)>); 3] = [
+            (
+                "edgevote_edge_client_errors_total",
+                "Client errors (4xx answers and connections refused by the HTTP layer), by who refused them. Not a fault of the edge.",
+                "stage",
+                Stage::ALL
+                    .iter()
+                    .map(|s| (s.label(), self.client_errors_at(*s)))
+                    .collect(),
+            ),
+            (
+                "edgevote_edge_server_errors_total",
+                "Server errors (5xx answers), by who answered them. Each one is a fault of the edge or its queue: alert on these.",
+                "stage",
+                [Stage::Host, Stage::Component]
+                    .iter()
+                    .map(|s| (s.label(), self.server_errors_at(*s)))
+                    .collect(),
+            ),
+            (
+                "edgevote_edge_instances_discarded_total",
+                "Component instances dropped instead of reused, by reason (trap, deadline, quota).",
+                "reason",
+                Discard::ALL
+                    .iter()
+                    .map(|d| (d.label(), self.discarded(*d)))
+                    .collect(),
+            ),
+        ];
+        for (name, help, label, values) in families {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} counter");
+            for (value_label, value) in values {
+                let _ = writeln!(out, "{name}{{{labels},{label}=\"{value_label}\"}} {value}");
+            }
+        }
     }
 
     /// Renders the Prometheus text exposition format.
@@ -92,6 +223,11 @@ impl Metrics {
                 "edgevote_edge_sealer_refusals_total",
                 "Host sealing: votes whose token the host's batch verification refused.",
                 &self.votes_refused_by_sealer,
+            ),
+            (
+                "edgevote_edge_handover_mismatches_total",
+                "Host sealing: ballots a component handed over that its voter did not send (refused; a faulty or hostile bundle).",
+                &self.handover_mismatches,
             ),
             (
                 "edgevote_edge_group_commits_total",
@@ -139,6 +275,7 @@ impl Metrics {
                 &self.bundle_refusals,
             ),
         ];
+        self.render_labelled(&mut out, &labels);
         for (name, help, counter) in counters {
             let _ = writeln!(out, "# HELP {name} {help}");
             let _ = writeln!(out, "# TYPE {name} counter");

@@ -1,5 +1,6 @@
-//! The component runtime: Engine, Linker and `ProxyPre` are built once; each request gets a
-//! fresh instance from the pooling allocator, behind a semaphore sized to the pool.
+//! The component runtime: Engine, Linker and `ProxyPre` are built once; requests run in pooled
+//! instances that are reused while they answer cleanly, behind a semaphore sized to the pool,
+//! each under a deadline the engine's epoch enforces inside the guest.
 //!
 //! The component's outbound HTTP passes through [`EdgeHooks::send_request`]:
 //! - host sealing: a checked ballot sent to [`HOST_SEALER_AUTHORITY`] is checked again
@@ -13,6 +14,7 @@
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -29,7 +31,7 @@ use edgevote_edge_core::{Edge, HOST_SEALER_AUTHORITY, host_seal_election};
 use edgevote_shared::Digest32;
 
 use crate::commit::{CommitError, Committer, Durable};
-use crate::metrics::Metrics;
+use crate::metrics::{Discard, Metrics};
 
 /// Requests one instance serves before it is retired (bounds any slow leak in the guest).
 const MAX_REQUESTS_PER_INSTANCE: u32 = 10_000;
@@ -41,6 +43,20 @@ const MAX_OUTBOUND_BODY_BYTES: usize = 256 * 1024;
 const MAX_HANDED_BALLOT_BYTES: usize = edgevote_shared::manifest::MAX_BALLOT_BYTES as usize;
 /// Seconds a voter is told to wait when the host could not make the vote durable.
 const RETRY_AFTER_SECS: u32 = 2;
+/// How often the engine's epoch advances: the granularity of the guest's deadline.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Why a request through the component got no answer from it.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The request was not answered within its deadline (waiting for an instance, running the
+    /// guest, or waiting for its vote to become durable). The instance was dropped.
+    #[error("the component did not answer within {} ms", .0.as_millis())]
+    Deadline(Duration),
+    /// The component trapped, answered with an error, or never set a response.
+    #[error("the component failed: {0:#}")]
+    Failed(anyhow::Error),
+}
 
 /// Per-request store data.
 pub struct HostState {
@@ -78,6 +94,9 @@ pub struct EdgeHooks {
     sealer: Option<Arc<Edge>>,
     /// The bundle whose requests these hooks serve (named in host-signed receipts).
     bundle_sha256: Digest32,
+    /// The body of the request the instance is serving: the only ballot it may hand over,
+    /// once. Taken by the first hand-over.
+    request_body: Option<Bytes>,
 }
 
 impl EdgeHooks {
@@ -93,7 +112,13 @@ impl EdgeHooks {
             forward,
             sealer,
             bundle_sha256,
+            request_body: None,
         }
+    }
+
+    /// Arms the hooks for the next request, whose body is `body`.
+    fn begin_request(&mut self, body: Bytes) {
+        self.request_body = Some(body);
     }
 }
 
@@ -130,6 +155,25 @@ fn core_answer(response: edgevote_edge_core::Response) -> http::Response<WasiBod
     answer
 }
 
+/// Whether `handed` is the ballot the voter sent in `voter_body`: the same bytes, or the same
+/// four fields (a component may re-encode the JSON). Refused when the voter's body is gone (a
+/// second hand-over in one request) or does not parse.
+fn same_ballot(voter_body: Option<&[u8]>, handed: &[u8]) -> Result<(), String> {
+    let voter_body =
+        voter_body.ok_or("one ballot per request: this request already handed one over")?;
+    if voter_body == handed {
+        return Ok(());
+    }
+    let parse = |bytes: &[u8]| edgevote_shared::Ballot::parse(bytes, MAX_HANDED_BALLOT_BYTES);
+    match (parse(voter_body), parse(handed)) {
+        (Ok(sent), Ok(handed)) if sent == handed => Ok(()),
+        (Ok(_), Ok(_)) => Err(
+            "the handed ballot differs from the voter's (election, token, choice or nonce)".into(),
+        ),
+        _ => Err("the handed ballot is not the body the voter sent".into()),
+    }
+}
+
 impl WasiHttpHooks for EdgeHooks {
     fn send_request(
         &mut self,
@@ -140,6 +184,8 @@ impl WasiHttpHooks for EdgeHooks {
         dyn Future<Output = Result<(http::Response<WasiBody>, IoFuture), wasmtime_wasi_http::Error>>
             + Send,
     > {
+        // The voter's body goes to the first call only: a second hand-over has none to match.
+        let request_body = self.request_body.take();
         let hooks = self.clone();
         Box::new(async move {
             if hooks.forward {
@@ -152,7 +198,9 @@ impl WasiHttpHooks for EdgeHooks {
             }
             let to_sealer = request.uri().host() == Some(HOST_SEALER_AUTHORITY);
             let response = match (&hooks.sealer, to_sealer) {
-                (Some(sealer), true) => core_answer(hooks.seal_outbound(sealer, request).await),
+                (Some(sealer), true) => {
+                    core_answer(hooks.seal_outbound(sealer, request, request_body).await)
+                }
                 (None, false) => hooks.commit_outbound(request).await,
                 _ => sqs_answer(
                     403,
@@ -168,10 +216,15 @@ impl WasiHttpHooks for EdgeHooks {
 impl EdgeHooks {
     /// Host sealing: checks a handed ballot again natively, has group commit verify its token
     /// and seal it, and signs its receipt once it is durable.
+    ///
+    /// The component may hand over only the ballot its voter sent, once per request: anything
+    /// else (another choice, another voter's ballot kept from an earlier request, a second
+    /// ballot) is refused with 403 `ballot_mismatch` and counted, and nothing is sealed.
     async fn seal_outbound(
         &self,
         sealer: &Edge,
         request: http::Request<WasiBody>,
+        voter_body: Option<Bytes>,
     ) -> edgevote_edge_core::Response {
         use edgevote_edge_core::Response;
         let path = request.uri().path().to_owned();
@@ -185,6 +238,19 @@ impl EdgeHooks {
             Ok(collected) => collected.to_bytes(),
             Err(e) => return Response::error(413, "too_large", e),
         };
+        if let Err(detail) = same_ballot(voter_body.as_deref(), &body) {
+            self.committer
+                .metrics()
+                .handover_mismatches
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::error!(
+                stage = "seal",
+                election,
+                detail,
+                "the component handed over a ballot its voter did not send; refused"
+            );
+            return Response::error(403, "ballot_mismatch", detail);
+        }
         let vote = match sealer.check_handed(election, &body, edgevote_queue::now_ms()) {
             Ok(vote) => vote,
             Err(refusal) => return refusal,
@@ -236,14 +302,19 @@ impl EdgeHooks {
 }
 
 /// The loaded component, ready to serve.
+///
+/// Instances are reused: one that answered its request cleanly goes back to a pool and serves a
+/// later request, keeping the component's parsed configuration (key set, manifests). Guest
+/// memory therefore carries from one voter's request to the next; why that is acceptable, and
+/// what bounds it, is in ARCHITECTURE.md ("Instance reuse"). An instance that trapped, ran past
+/// its deadline or served [`MAX_REQUESTS_PER_INSTANCE`] requests is dropped, never reused.
 pub struct EdgeRuntime {
     pre: ProxyPre<HostState>,
     env: Arc<Vec<(String, String)>>,
     hooks: EdgeHooks,
     permits: Arc<Semaphore>,
     metrics: Arc<Metrics>,
-    /// Instances that finished a request cleanly, ready for the next one. Reusing them keeps
-    /// the component's parsed configuration (keys, manifests) across requests.
+    /// Instances that finished a request cleanly, ready for the next one.
     warm: Arc<std::sync::Mutex<Vec<Warm>>>,
 }
 
@@ -252,6 +323,44 @@ struct Warm {
     store: Store<HostState>,
     proxy: wasmtime_wasi_http::p2::bindings::Proxy,
     served: u32,
+}
+
+/// Advances `engine`'s epoch every [`EPOCH_TICK`] until the engine is dropped, so that a guest
+/// past its deadline traps at its next loop or call.
+fn start_epoch_ticker(engine: &Engine) -> std::io::Result<()> {
+    let engine = engine.weak();
+    std::thread::Builder::new()
+        .name("edgevote-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = engine.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })
+        .map(drop)
+}
+
+/// Epoch ticks in `deadline`, rounded up (at least one).
+fn deadline_ticks(deadline: Duration) -> u64 {
+    let ticks = deadline.as_millis().div_ceil(EPOCH_TICK.as_millis()).max(1);
+    u64::try_from(ticks).unwrap_or(u64::MAX)
+}
+
+/// What became of the instance after its call: back to the pool, or why it was dropped.
+fn disposition(
+    outcome: &Result<wasmtime::Result<()>, tokio::time::error::Elapsed>,
+    served: u32,
+) -> Option<Discard> {
+    match outcome {
+        Ok(Ok(())) if served < MAX_REQUESTS_PER_INSTANCE => None,
+        Ok(Ok(())) => Some(Discard::Quota),
+        Ok(Err(e)) if e.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) => {
+            Some(Discard::Deadline)
+        }
+        Ok(Err(_)) => Some(Discard::Trap),
+        Err(_) => Some(Discard::Deadline),
+    }
 }
 
 impl EdgeRuntime {
@@ -273,8 +382,10 @@ impl EdgeRuntime {
         let mut config = Config::new();
         config
             .wasm_component_model(true)
+            .epoch_interruption(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config)?;
+        start_epoch_ticker(&engine)?;
         let component = Component::new(&engine, component)?;
         let mut linker: Linker<HostState> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
@@ -313,6 +424,8 @@ impl EdgeRuntime {
             return Ok(warm);
         }
         let mut store = self.new_store();
+        // Instantiation runs the guest's start code: it gets a deadline too.
+        store.set_epoch_deadline(deadline_ticks(Duration::from_secs(1)));
         let proxy = self.pre.instantiate_async(&mut store).await?;
         self.metrics
             .instances_created
@@ -324,48 +437,87 @@ impl EdgeRuntime {
         })
     }
 
-    /// Runs one request through the component: a warm instance if one is free (instances that
-    /// trapped or served their quota are dropped, never reused).
-    pub async fn handle<B>(
+    /// Runs one request (head `parts`, whole `body`) through the component, answered within
+    /// `deadline` or not at all: waiting for a free instance, running the guest (interrupted at
+    /// the deadline by the engine's epoch) and waiting for the vote to become durable all count.
+    pub async fn handle(
         &self,
-        request: hyper::Request<B>,
-    ) -> anyhow::Result<hyper::Response<HyperOutgoingBody>>
-    where
-        B: http_body::Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<wasmtime_wasi_http::Error>,
-    {
+        parts: http::request::Parts,
+        body: Bytes,
+        deadline: Duration,
+    ) -> Result<hyper::Response<HyperOutgoingBody>, RunError> {
+        let expires = tokio::time::Instant::now() + deadline;
         // The permit lives as long as the instance is busy (the task), not just until the headers.
-        let permit = Arc::clone(&self.permits).acquire_owned().await?;
-        let mut warm = self.instance().await?;
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let incoming = warm
+        let permit = tokio::time::timeout_at(expires, Arc::clone(&self.permits).acquire_owned())
+            .await
+            .map_err(|_| RunError::Deadline(deadline))?
+            .map_err(|e| RunError::Failed(e.into()))?;
+        let mut warm = self.instance().await.map_err(RunError::Failed)?;
+        warm.store.set_epoch_deadline(deadline_ticks(deadline));
+        warm.store.data_mut().hooks.begin_request(body.clone());
+        let request = hyper::Request::from_parts(
+            parts,
+            Full::new(body).map_err(|never| -> wasmtime_wasi_http::Error { match never {} }),
+        );
+        let incoming = match warm
             .store
             .data_mut()
             .http()
-            .new_incoming_request(Scheme::Http, request)?;
-        let outparam = warm.store.data_mut().http().new_response_outparam(tx)?;
-        let pool = Arc::clone(&self.warm);
+            .new_incoming_request(Scheme::Http, request)
+        {
+            Ok(incoming) => incoming,
+            Err(e) => {
+                // Nothing reached the guest or its table: the instance is as clean as before.
+                self.warm
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(warm);
+                return Err(RunError::Failed(e.into()));
+            }
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let outparam = match warm.store.data_mut().http().new_response_outparam(tx) {
+            Ok(outparam) => outparam,
+            Err(e) => {
+                self.metrics.count_discard(Discard::Trap);
+                return Err(RunError::Failed(e.into()));
+            }
+        };
+        let (pool, metrics) = (Arc::clone(&self.warm), Arc::clone(&self.metrics));
         let task = tokio::spawn(async move {
-            let outcome = warm
-                .proxy
-                .wasi_http_incoming_handler()
-                .call_handle(&mut warm.store, incoming, outparam)
-                .await;
+            let call = warm.proxy.wasi_http_incoming_handler().call_handle(
+                &mut warm.store,
+                incoming,
+                outparam,
+            );
+            let outcome = tokio::time::timeout_at(expires, call).await;
             warm.served += 1;
-            if outcome.is_ok() && warm.served < MAX_REQUESTS_PER_INSTANCE {
-                pool.lock().unwrap_or_else(|p| p.into_inner()).push(warm);
+            match disposition(&outcome, warm.served) {
+                None => pool.lock().unwrap_or_else(|p| p.into_inner()).push(warm),
+                Some(reason) => metrics.count_discard(reason),
             }
             drop(permit);
             outcome
         });
-        match rx.await {
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(code)) => anyhow::bail!("component answered with error code {code:?}"),
-            Err(_) => match task.await {
-                Ok(Ok(())) => anyhow::bail!("component never set a response"),
-                Ok(Err(e)) => Err(e.into()),
-                Err(e) => Err(e.into()),
+        match tokio::time::timeout_at(expires, rx).await {
+            Ok(Ok(Ok(response))) => Ok(response),
+            Ok(Ok(Err(code))) => Err(RunError::Failed(anyhow::anyhow!(
+                "component answered with error code {code:?}"
+            ))),
+            Ok(Err(_)) => match task.await {
+                Ok(Ok(Ok(()))) => Err(RunError::Failed(anyhow::anyhow!(
+                    "component never set a response"
+                ))),
+                Ok(Ok(Err(e)))
+                    if e.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) =>
+                {
+                    Err(RunError::Deadline(deadline))
+                }
+                Ok(Ok(Err(e))) => Err(RunError::Failed(e.into())),
+                Ok(Err(_)) => Err(RunError::Deadline(deadline)),
+                Err(e) => Err(RunError::Failed(e.into())),
             },
+            Err(_) => Err(RunError::Deadline(deadline)),
         }
     }
 }

@@ -12,6 +12,9 @@ use hyper_util::rt::TokioIo;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use crate::EdgeHost;
+use crate::front;
+use crate::metrics::Stage;
+use crate::runtime::RunError;
 
 /// Longest wait for in-flight requests after shutdown.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -53,15 +56,21 @@ fn refusal(
     )
 }
 
-/// Largest request body the host buffers to read a vote's token (ballots are at most 16 KiB).
-const MAX_BUFFERED_BODY: usize = 64 * 1024;
-
 fn rate_limited(retry_after_secs: u64, what: &str) -> hyper::Response<HyperOutgoingBody> {
-    let mut response = refusal(
-        429,
-        "rate_limited",
-        format_args!("too many requests for this {what}"),
-    );
+    with_retry_after(
+        refusal(
+            429,
+            "rate_limited",
+            format_args!("too many requests for this {what}"),
+        ),
+        retry_after_secs,
+    )
+}
+
+fn with_retry_after(
+    mut response: hyper::Response<HyperOutgoingBody>,
+    retry_after_secs: u64,
+) -> hyper::Response<HyperOutgoingBody> {
     if let Ok(value) = hyper::header::HeaderValue::from_str(&retry_after_secs.max(1).to_string()) {
         response
             .headers_mut()
@@ -69,6 +78,9 @@ fn rate_limited(retry_after_secs: u64, what: &str) -> hyper::Response<HyperOutgo
     }
     response
 }
+
+/// Seconds a client is told to wait after a request ran past its deadline.
+const DEADLINE_RETRY_AFTER_SECS: u64 = 2;
 
 /// The token id of a vote body, if it has a well-formed token (the component checks the rest).
 fn token_id(body: &[u8]) -> Option<String> {
@@ -79,51 +91,99 @@ fn token_id(body: &[u8]) -> Option<String> {
         .map(|t| t.jti)
 }
 
-/// Applies the rate limits, then runs the request through the component.
-async fn to_component(
+/// Reads a whole request body, bounded in bytes and time.
+async fn read_body<B>(host: &EdgeHost, body: B) -> Result<Bytes, hyper::Response<HyperOutgoingBody>>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let collect = http_body_util::Limited::new(body, front::MAX_BODY_BYTES).collect();
+    match tokio::time::timeout(host.http.body_read_timeout(), collect).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(refusal(413, "too_large", "request body too large"))
+        }
+        Ok(Err(_)) => Err(refusal(
+            400,
+            "incomplete_body",
+            "the request body ended early or was malformed",
+        )),
+        Err(_) => Err(refusal(
+            408,
+            "request_timeout",
+            "the request body did not arrive in time",
+        )),
+    }
+}
+
+/// A request for the component, through the host's front: the head screen ([`front`]), the
+/// rate limits, the body (bounded), then the component under the request deadline. Returns the
+/// response and who answered it. Public so that benchmarks drive the same path without sockets.
+pub async fn answer<B>(
     host: &EdgeHost,
     peer: std::net::IpAddr,
-    request: hyper::Request<hyper::body::Incoming>,
-) -> anyhow::Result<hyper::Response<HyperOutgoingBody>> {
-    let client = host.limiter.client_ip(peer, request.headers());
-    if let Err(retry) = host.limiter.admit_ip(client) {
-        return Ok(rate_limited(retry, "client address"));
+    request: hyper::Request<B>,
+) -> (hyper::Response<HyperOutgoingBody>, Stage)
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let (mut parts, body) = request.into_parts();
+    if let Err(refused) = front::screen(&mut parts, &host.http.public_authority_header()) {
+        return (
+            refusal(refused.status, refused.code, refused.detail),
+            Stage::Host,
+        );
     }
-    let (parts, body) = request.into_parts();
-    let collect = http_body_util::Limited::new(body, MAX_BUFFERED_BODY).collect();
-    let body = match tokio::time::timeout(host.http.body_read_timeout(), collect).await {
-        Ok(Ok(collected)) => collected.to_bytes(),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-            return Ok(refusal(413, "too_large", "request body too large"));
-        }
-        Ok(Err(_)) => {
-            return Ok(refusal(
-                400,
-                "incomplete_body",
-                "the request body ended early or was malformed",
-            ));
-        }
-        Err(_) => {
-            return Ok(refusal(
-                408,
-                "request_timeout",
-                "the request body did not arrive in time",
-            ));
-        }
+    let client = host.limiter.client_ip(peer, &parts.headers);
+    if let Err(retry) = host.limiter.admit_ip(client) {
+        return (rate_limited(retry, "client address"), Stage::Host);
+    }
+    let body = match read_body(host, body).await {
+        Ok(body) => body,
+        Err(refused) => return (refused, Stage::Host),
     };
     if parts.method == hyper::Method::POST
         && let Some(jti) = token_id(&body)
         && let Err(retry) = host.limiter.admit_token(&jti)
     {
-        return Ok(rate_limited(retry, "vote token"));
+        return (rate_limited(retry, "vote token"), Stage::Host);
     }
-    let body = Full::new(body).map_err(|never| -> wasmtime_wasi_http::Error { match never {} });
     // The request keeps the bundle it started on, even if a deploy swaps another in meanwhile.
     let bundle = host.bundles.active();
-    bundle
-        .runtime
-        .handle(hyper::Request::from_parts(parts, body))
-        .await
+    let deadline = host.http.request_timeout();
+    match bundle.runtime.handle(parts, body, deadline).await {
+        Ok(response) => (response, Stage::Component),
+        Err(RunError::Deadline(after)) => {
+            tracing::warn!(
+                stage = "component",
+                deadline_ms = after.as_millis() as u64,
+                "request ran past its deadline"
+            );
+            let refused = refusal(
+                503,
+                "deadline_exceeded",
+                format_args!(
+                    "no answer within {} ms; retry with the same ballot",
+                    after.as_millis()
+                ),
+            );
+            (
+                with_retry_after(refused, DEADLINE_RETRY_AFTER_SECS),
+                Stage::Host,
+            )
+        }
+        Err(RunError::Failed(e)) => {
+            host.metrics
+                .component_errors
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::error!(stage = "component", error = %e, "component failed");
+            (
+                refusal(500, "component_failed", "the edge component failed"),
+                Stage::Host,
+            )
+        }
+    }
 }
 
 async fn route(
@@ -131,34 +191,34 @@ async fn route(
     peer: std::net::IpAddr,
     request: hyper::Request<hyper::body::Incoming>,
 ) -> Result<hyper::Response<HyperOutgoingBody>, std::convert::Infallible> {
-    let response = match (request.method(), request.uri().path()) {
-        (&hyper::Method::GET, "/metrics") => {
-            text(200, "text/plain; version=0.0.4", host.metrics_text())
-        }
-        (&hyper::Method::GET, "/healthz") => {
-            text(200, "application/json", "{\"status\":\"ok\"}".into())
-        }
+    let (response, stage) = match (request.method(), request.uri().path()) {
+        (&hyper::Method::GET, "/metrics") => (
+            text(200, "text/plain; version=0.0.4", host.metrics_text()),
+            Stage::Host,
+        ),
+        (&hyper::Method::GET, "/healthz") => (
+            text(200, "application/json", "{\"status\":\"ok\"}".into()),
+            Stage::Host,
+        ),
         (_, path) if path.starts_with(crate::admin::PREFIX) => {
             let (status, body) = crate::admin::handle(&host, request).await;
-            text(status, "application/json", body.to_string())
+            (
+                text(status, "application/json", body.to_string()),
+                Stage::Host,
+            )
         }
-        _ => match to_component(&host, peer, request).await {
-            Ok(response) => response,
-            Err(e) => {
-                host.metrics
-                    .component_errors
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                tracing::error!(error = %e, "component failed");
-                text(
-                    500,
-                    "application/json",
-                    "{\"error\":\"component_failed\"}".into(),
-                )
-            }
-        },
+        _ => answer(&host, peer, request).await,
     };
-    host.metrics.count_status(response.status().as_u16());
+    host.metrics.count_status(response.status().as_u16(), stage);
     Ok(response)
+}
+
+/// Counts a connection the HTTP layer ended because of the client (a head it could not parse,
+/// answered with a bare 400/414/431; a head timeout; an HTTP/2 preface).
+fn count_protocol_error(host: &EdgeHost, error: &hyper::Error) {
+    if error.is_parse() || error.is_parse_too_large() || error.is_timeout() {
+        host.metrics.count_client_error(Stage::Protocol);
+    }
 }
 
 /// Serves `host` on `listener` until `shutdown` resolves, then lets in-flight requests finish
@@ -173,7 +233,9 @@ pub async fn serve(
     http1
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(host.http.header_read_timeout())
-        .max_buf_size(host.http.max_header_bytes);
+        .max_buf_size(host.http.max_header_bytes)
+        // A client may close its sending side once its request is out and still get the answer.
+        .half_close(true);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -185,13 +247,16 @@ pub async fn serve(
                         continue;
                     }
                 };
-                let host = Arc::clone(&host);
+                let (for_service, for_errors) = (Arc::clone(&host), Arc::clone(&host));
                 let ip = peer.ip();
-                let service = service_fn(move |request| route(Arc::clone(&host), ip, request));
+                let service =
+                    service_fn(move |request| route(Arc::clone(&for_service), ip, request));
                 let connection = http1.serve_connection(TokioIo::new(stream), service);
                 let connection = graceful.watch(connection);
+                let host = for_errors;
                 tokio::spawn(async move {
                     if let Err(e) = connection.await {
+                        count_protocol_error(&host, &e);
                         tracing::debug!(error = %e, "connection ended with an error");
                     }
                 });

@@ -39,6 +39,24 @@ pub fn component() -> PathBuf {
     path
 }
 
+/// The hostile test component (`tests/rogue`), built once per test run.
+pub fn rogue_component() -> PathBuf {
+    static BUILT: Mutex<bool> = Mutex::new(false);
+    let path = root().join("target/wasm32-wasip2/release/edgevote_rogue_component.wasm");
+    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
+    if !*built {
+        let status = std::process::Command::new("bash")
+            .arg(root().join("scripts/build-wasm.sh"))
+            .arg("rogue")
+            .status()
+            .expect("run scripts/build-wasm.sh rogue");
+        assert!(status.success(), "building the rogue test component failed");
+        *built = true;
+    }
+    assert!(path.is_file(), "no rogue component at {}", path.display());
+    path
+}
+
 pub fn now_secs() -> u64 {
     edgevote_queue::now_ms() / 1000
 }

@@ -43,6 +43,11 @@ enum Expect {
     StatusOrClosed(u16),
 }
 
+/// A raw request line and headers (no body), then a blank line.
+fn raw_head(lines: &str) -> Send {
+    Send::Raw(format!("{lines}\r\n\r\n").into_bytes())
+}
+
 struct Case {
     name: &'static str,
     send: Send,
@@ -157,6 +162,38 @@ fn cases(d: &Deployment) -> Vec<Case> {
         case("body shorter than Content-Length", Raw(short_body), Refused(400, "incomplete_body")),
         case("slow body (stalls mid-body)", Stall(body_then_stall), Refused(408, "request_timeout")),
         case("slow head (stalls mid-headers)", Stall(b"POST /v1/elections/open/votes HTTP/1.1\r\nHost: e\r\nContent-Ty".to_vec()), Closed),
+        // The head as the host's front screens it: Host, methods, targets, Expect, encodings.
+        case("HTTP/1.1 read without Host", raw_head("GET /v1/keys HTTP/1.1"), Refused(400, "missing_host")),
+        case("HTTP/1.1 vote without Host", Raw([b"POST /v1/elections/open/votes HTTP/1.1\r\nContent-Type: application/json\r\n".to_vec(), format!("Content-Length: {}\r\n\r\n", good.len()).into_bytes(), good.clone()].concat()), Refused(400, "missing_host")),
+        case("two Host headers", raw_head("GET /v1/keys HTTP/1.1\r\nHost: a\r\nHost: b"), Refused(400, "bad_host")),
+        case("Host with user info", raw_head("GET /v1/keys HTTP/1.1\r\nHost: user@edge"), Refused(400, "bad_host")),
+        case("Host with a non-ASCII byte", Raw(b"GET /v1/keys HTTP/1.1\r\nHost: ed\xffge\r\n\r\n".to_vec()), Refused(400, "bad_host")),
+        case("empty Host", raw_head("GET /v1/keys HTTP/1.1\r\nHost: "), Refused(400, "bad_host")),
+        case("Expect: 100-continue with a 1 GB Content-Length", Raw(head("POST", &votes, "Expect: 100-continue\r\n", 1 << 30)), Refused(413, "too_large")),
+        case("Content-Length over the ballot limit, no Expect", Raw(head("POST", &votes, "", 20_000)), Refused(413, "too_large")),
+        case("unknown expectation", Raw([head("POST", &votes, "Expect: 200-ok\r\n", good.len()), good.clone()].concat()), Refused(417, "expectation_failed")),
+        case("gzip Content-Encoding", Raw([head("POST", &votes, "Content-Encoding: gzip\r\n", good.len()), good.clone()].concat()), Refused(415, "unsupported_encoding")),
+        case("gzip then chunked Transfer-Encoding", Raw(b"POST /v1/elections/open/votes HTTP/1.1\r\nHost: e\r\nContent-Type: application/json\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n".to_vec()), Refused(415, "unsupported_encoding")),
+        case("Transfer-Encoding without chunked", Raw(b"POST /v1/elections/open/votes HTTP/1.1\r\nHost: e\r\nContent-Type: application/json\r\nTransfer-Encoding: gzip\r\n\r\nxx".to_vec()), StatusOrClosed(400)),
+        case("CONNECT", raw_head("CONNECT edge:443 HTTP/1.1\r\nHost: edge:443"), Refused(405, "method_not_allowed")),
+        case("TRACE", raw_head("TRACE /v1/keys HTTP/1.1\r\nHost: edge"), Refused(405, "method_not_allowed")),
+        case("extension method", raw_head("BREW /v1/keys HTTP/1.1\r\nHost: edge"), Refused(405, "method_not_allowed")),
+        case("lower-case method", raw_head("post /v1/elections/open/votes HTTP/1.1\r\nHost: edge"), Refused(405, "method_not_allowed")),
+        case("asterisk target on GET", raw_head("GET * HTTP/1.1\r\nHost: edge"), Refused(400, "bad_target")),
+        case("authority target on GET", raw_head("GET edge:80 HTTP/1.1\r\nHost: edge"), Refused(400, "bad_target")),
+        case("OPTIONS *", raw_head("OPTIONS * HTTP/1.1\r\nHost: edge"), Refused(404, "not_found")),
+        // The head as the HTTP layer parses it: a bare 4xx and a close (no JSON is possible).
+        case("HTTP/2 prior-knowledge preface", Raw(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x12\x04\x00\x00\x00\x00\x00".to_vec()), StatusOrClosed(400)),
+        case("HTTP/2.0 in the request line", raw_head("GET /v1/keys HTTP/2.0\r\nHost: edge"), StatusOrClosed(400)),
+        case("HTTP/1.2 in the request line", raw_head("GET /v1/keys HTTP/1.2\r\nHost: edge"), StatusOrClosed(400)),
+        case("HTTP/0.9 request line", Raw(b"GET /v1/keys\r\n".to_vec()), StatusOrClosed(400)),
+        case("two different Content-Lengths", Raw([head("POST", &votes, "Content-Length: 3\r\n", good.len()), good.clone()].concat()), StatusOrClosed(400)),
+        case("negative Content-Length", raw_head("POST /v1/elections/open/votes HTTP/1.1\r\nHost: edge\r\nContent-Length: -1"), StatusOrClosed(400)),
+        case("header line without a colon", raw_head("GET /v1/keys HTTP/1.1\r\nHost: edge\r\nno colon here"), StatusOrClosed(400)),
+        case("obsolete folded header", raw_head("GET /v1/keys HTTP/1.1\r\nHost: edge\r\nX-A: 1\r\n  folded"), StatusOrClosed(400)),
+        case("NUL in a header value", Raw(b"GET /v1/keys HTTP/1.1\r\nHost: edge\r\nX-A: a\x00b\r\n\r\n".to_vec()), StatusOrClosed(400)),
+        case("120 headers", raw_head(&format!("GET /v1/keys HTTP/1.1\r\nHost: edge{}", (0..120).map(|i| format!("\r\nX-{i}: v")).collect::<String>())), StatusOrClosed(431)),
+        case("request line of 20 KiB", raw_head(&format!("GET /v1/{} HTTP/1.1\r\nHost: edge", "a".repeat(20 * 1024))), StatusOrClosed(431)),
     ]
 }
 
@@ -230,6 +267,27 @@ async fn catalogue(sealing: SealingMode) {
             ));
         }
     }
+    let metrics = &edge.host.metrics;
+    // A malformed request is the client's mistake: never a 5xx, never a failed or dropped
+    // instance (each would page operators or cost a fresh instance per attack request).
+    use edgevote_edge_host::metrics::{Discard, Stage};
+    let server_errors =
+        metrics.server_errors_at(Stage::Host) + metrics.server_errors_at(Stage::Component);
+    let discarded = metrics.discarded(Discard::Trap) + metrics.discarded(Discard::Deadline);
+    let client_errors: u64 = [Stage::Protocol, Stage::Host, Stage::Component]
+        .iter()
+        .map(|s| metrics.client_errors_at(*s))
+        .sum();
+    assert_eq!(
+        (server_errors, discarded),
+        (0, 0),
+        "5xx answers, discarded instances"
+    );
+    assert!(
+        client_errors as usize >= cases.len() - 2,
+        "client errors counted: {client_errors} of {} cases (a close after EOF may go uncounted)",
+        cases.len()
+    );
     let enqueued = edge.queue.envelopes().await.len();
     let committed = edge
         .host

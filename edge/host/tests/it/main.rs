@@ -7,7 +7,9 @@
 mod bundle;
 mod deploy;
 mod fixture;
+mod front;
 mod hostile;
 mod http;
+mod rogue;
 mod spin_sqs;
 mod votes;

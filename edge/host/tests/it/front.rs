@@ -1,0 +1,200 @@
+//! The HTTP front as a plain-socket client meets it: requests HTTP allows but a careless host
+//! breaks on (HTTP/1.0 without Host, `Expect: 100-continue`, pipelining, a client that closes
+//! its sending side), and the group commit's size cut under concurrent votes.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::fixture::{Deployment, Running, now_secs};
+use crate::http::{ballot, parse_reply};
+
+/// Sends `bytes`, optionally closes the sending side, and reads until the server closes (or
+/// `wait` passes); returns everything read.
+async fn exchange(
+    addr: std::net::SocketAddr,
+    bytes: &[u8],
+    half_close: bool,
+    wait: Duration,
+) -> String {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(bytes).await.unwrap();
+    if half_close {
+        stream.shutdown().await.unwrap();
+    }
+    let mut reply = Vec::new();
+    let _ = tokio::time::timeout(wait, stream.read_to_end(&mut reply)).await;
+    String::from_utf8_lossy(&reply).into_owned()
+}
+
+fn vote_head(extra: &str, body_len: usize) -> String {
+    format!(
+        "POST /v1/elections/open/votes HTTP/1.1\r\nHost: edge\r\nContent-Type: application/json\r\n{extra}Content-Length: {body_len}\r\n\r\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_1_0_without_host_is_served_with_the_public_authority() {
+    let d = Deployment::new();
+    let edge = Running::start(&d, false).await;
+    let raw = exchange(
+        edge.addr,
+        b"GET /v1/keys HTTP/1.0\r\n\r\n",
+        false,
+        Duration::from_secs(10),
+    )
+    .await;
+    let reply = parse_reply(raw.as_bytes());
+    assert_eq!(reply.status, 200, "{raw}");
+    assert!(reply.body.contains("\"keys\""), "{raw}");
+    // The same without Host over HTTP/1.1 is the client's mistake: 400, never a 5xx.
+    let raw = exchange(
+        edge.addr,
+        b"GET /v1/keys HTTP/1.1\r\nConnection: close\r\n\r\n",
+        false,
+        Duration::from_secs(10),
+    )
+    .await;
+    let reply = parse_reply(raw.as_bytes());
+    assert_eq!(
+        (reply.status, reply.json()["error"].as_str()),
+        (400, Some("missing_host")),
+        "{raw}"
+    );
+    let metrics = &edge.host.metrics;
+    assert_eq!(
+        metrics.server_errors_at(edgevote_edge_host::metrics::Stage::Host),
+        0
+    );
+    assert_eq!(
+        metrics
+            .component_errors
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+    edge.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expect_continue_over_the_limit_is_refused_before_the_body() {
+    let d = Deployment::new();
+    let edge = Running::start(&d, false).await;
+    // The body is never sent: the answer must come from the head alone, with no 100 Continue.
+    let head = vote_head("Expect: 100-continue\r\n", 50_000_000);
+    let raw = exchange(edge.addr, head.as_bytes(), false, Duration::from_secs(5)).await;
+    assert!(!raw.contains("100 Continue"), "invited a 50 MB body: {raw}");
+    let reply = parse_reply(raw.as_bytes());
+    assert_eq!(
+        (reply.status, reply.json()["error"].as_str()),
+        (413, Some("too_large")),
+        "{raw}"
+    );
+    // A ballot-sized body under Expect gets its 100 Continue, then its receipt.
+    let body = ballot("open", &d.token("open", "x1", now_secs() + 600), "yes", 1);
+    let mut stream = tokio::net::TcpStream::connect(edge.addr).await.unwrap();
+    let head = vote_head("Expect: 100-continue\r\nConnection: close\r\n", body.len());
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut interim = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut interim))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&interim[..n]).starts_with("HTTP/1.1 100 Continue"));
+    stream.write_all(&body).await.unwrap();
+    let mut rest = Vec::new();
+    stream.read_to_end(&mut rest).await.unwrap();
+    let raw = format!(
+        "{}{}",
+        String::from_utf8_lossy(&interim[..n]),
+        String::from_utf8_lossy(&rest)
+    );
+    let final_reply = raw
+        .split_once("\r\n\r\n")
+        .map(|(_, r)| r)
+        .unwrap_or_default();
+    assert_eq!(parse_reply(final_reply.as_bytes()).status, 202, "{raw}");
+    edge.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_and_half_closed_requests_are_all_answered() {
+    let d = Deployment::new();
+    let edge = Running::start(&d, false).await;
+    let body = ballot("open", &d.token("open", "p1", now_secs() + 600), "yes", 1);
+    // A vote, a read and a malformed request in one write; the client then closes its side.
+    let pipelined = format!(
+        "{}{}GET /v1/keys HTTP/1.1\r\nHost: edge\r\n\r\nGET /v1/keys HTTP/1.1\r\n\r\n",
+        vote_head("", body.len()),
+        String::from_utf8_lossy(&body)
+    );
+    let raw = exchange(
+        edge.addr,
+        pipelined.as_bytes(),
+        true,
+        Duration::from_secs(10),
+    )
+    .await;
+    // Status lines start a line; a body may mention "HTTP/1.1" too.
+    let statuses: Vec<&str> = raw
+        .lines()
+        .filter_map(|line| line.strip_prefix("HTTP/1.1 "))
+        .filter_map(|rest| {
+            rest.get(..3)
+                .filter(|_| rest.as_bytes().get(3) == Some(&b' '))
+        })
+        .collect();
+    assert_eq!(statuses, ["202", "200", "400"], "{raw}");
+    assert!(raw.contains("missing_host"), "{raw}");
+    assert_eq!(edge.queue.votes().await.len(), 1);
+    edge.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_commit_cut_by_size_answers_every_vote_without_waiting_for_more() {
+    let d = Deployment::new();
+    let mut config = d.config(false);
+    // Each host-sealed vote adds about 700 bytes: 4096 bytes cut six votes into two messages,
+    // so one vote is carried into the next batch.
+    config.group_commit.max_message_bytes = 4096;
+    config.group_commit.max_wait_ms = 50;
+    let edge = Running::start_with(&d, config).await;
+    let mut votes = tokio::task::JoinSet::new();
+    for i in 0..6u8 {
+        let (addr, body) = (
+            edge.addr,
+            ballot(
+                "open",
+                &d.token("open", &format!("g{i}"), now_secs() + 600),
+                "yes",
+                i,
+            ),
+        );
+        votes.spawn(async move {
+            // A bound on liveness, not speed: a carried vote used to wait for a seventh arrival
+            // that never came, and the vote behind it was dropped with a 503.
+            tokio::time::timeout(
+                Duration::from_secs(10),
+                crate::http::vote(addr, "open", &body),
+            )
+            .await
+            .map(|reply| (reply.status, reply.body))
+        });
+    }
+    let mut answers = Vec::new();
+    while let Some(answer) = votes.join_next().await {
+        answers.push(answer.unwrap().expect("a vote was never answered"));
+    }
+    for (status, body) in &answers {
+        assert_eq!(*status, 202, "{body}");
+    }
+    assert_eq!(edge.queue.votes().await.len(), 6);
+    assert!(
+        edge.host
+            .metrics
+            .group_commits
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 2,
+        "the size bound must have cut the batch"
+    );
+    edge.shutdown().await;
+}
