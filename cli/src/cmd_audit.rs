@@ -189,10 +189,7 @@ async fn publish(
                 path.display()
             )
         })?;
-    let rules = ElectionRules {
-        id: manifest.id.clone(),
-        policy: manifest.policy,
-    };
+    let rules = ElectionRules::of(&manifest);
     let (vote_ids, choices) = read_log_entries(&ballots, &rules).await?;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let log_key = store.signing_identity(Role::Log, None)?;

@@ -88,10 +88,7 @@ impl Checker {
 
     /// The counting rules of an election the checker knows.
     pub fn rules(&self, election: &str) -> Option<ElectionRules> {
-        self.elections.get(election).map(|m| ElectionRules {
-            id: m.id.clone(),
-            policy: m.policy,
-        })
+        self.elections.get(election).map(ElectionRules::of)
     }
 
     /// The elections the checker knows.

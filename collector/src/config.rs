@@ -13,6 +13,13 @@
 //! [store]
 //! backend = "embedded"
 //! path = "data/eu-west-1/store.redb"
+//!
+//! [http]                     # optional; these are the defaults
+//! reveal_counted = "first_vote_wins"
+//! final_cache_ms = 2000
+//! final_max_scans = 1
+//! final_wait_ms = 5000
+//! # auditor_token_file = "secrets/auditor.token"   (absent: no per-voter listing)
 //! ```
 
 use std::path::PathBuf;
@@ -40,6 +47,74 @@ pub struct CollectorConfig {
     pub queue: QueueBackendConfig,
     /// The store to write.
     pub store: StoreBackendConfig,
+    /// What the HTTP endpoints reveal, and how hard `/v1/results/{election}/final` may work.
+    #[serde(default)]
+    pub http: HttpConfig,
+}
+
+/// When the per-receipt lookup (`GET /v1/elections/{e}/votes/{vote_id}`) says whether that
+/// vote is the voter's counted one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RevealCounted {
+    /// Never.
+    Never,
+    /// Only in first-vote-wins elections, where a later ballot cannot replace the counted one,
+    /// so "counted" tells a coercer nothing the voter could still change. Under
+    /// last-vote-wins, re-voting is the voter's defence against coercion, and "counted" or
+    /// "superseded" would reveal it.
+    #[default]
+    FirstVoteWins,
+    /// In every election, last-vote-wins included: an explicit opt-in that gives up re-voting
+    /// as a defence against coercion.
+    Always,
+}
+
+/// The HTTP endpoints' settings.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// A file holding the auditor bearer token (at least 32 characters). Only with it does
+    /// `GET /v1/elections/{e}/voters/{voter}/ballots` (a voter's ballots and which one counts)
+    /// exist, and only for requests presenting that token. Absent: the endpoint answers 404.
+    pub auditor_token_file: Option<PathBuf>,
+    /// When the per-receipt lookup reveals whether that vote is the counted one.
+    pub reveal_counted: RevealCounted,
+    /// How long a computed final tally is served before a request rescans the store, ms.
+    pub final_cache_ms: u64,
+    /// Most full scans for final tallies running at once (every election together).
+    pub final_max_scans: usize,
+    /// Longest a final tally request waits for a running scan or a free scan slot before it
+    /// is answered 503 with `Retry-After`, ms.
+    pub final_wait_ms: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            auditor_token_file: None,
+            reveal_counted: RevealCounted::FirstVoteWins,
+            final_cache_ms: 2_000,
+            final_max_scans: 1,
+            final_wait_ms: 5_000,
+        }
+    }
+}
+
+impl HttpConfig {
+    /// Checks bounds; returns a message naming the bad key.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1..=64).contains(&self.final_max_scans) {
+            return Err("http.final_max_scans must be 1..=64".into());
+        }
+        if self.final_cache_ms > 3_600_000 {
+            return Err("http.final_cache_ms must be at most 3600000".into());
+        }
+        if !(1..=120_000).contains(&self.final_wait_ms) {
+            return Err("http.final_wait_ms must be 1..=120000".into());
+        }
+        Ok(())
+    }
 }
 
 fn default_listen_addr() -> String {
@@ -60,7 +135,9 @@ pub struct ProcessingConfig {
     pub visibility_timeout_secs: u64,
     /// Most messages being processed at once across all receivers.
     pub max_in_flight_messages: usize,
-    /// Re-verify every voter token's signature (the edge signature already covers them).
+    /// Verify every voter token's signature again (default `true`): the collector then trusts
+    /// no edge key with a voter's eligibility, only with the ballot's transport. `false` lets an
+    /// attacker holding one edge key mint votes for any voter, so turn it off only to measure.
     pub verify_tokens: bool,
     /// Seconds between queue depth polls for metrics.
     pub stats_interval_secs: u64,
@@ -74,7 +151,7 @@ impl Default for ProcessingConfig {
             wait_time_secs: 1,
             visibility_timeout_secs: 30,
             max_in_flight_messages: 80,
-            verify_tokens: false,
+            verify_tokens: true,
             stats_interval_secs: 2,
         }
     }
@@ -130,6 +207,7 @@ impl CollectorConfig {
     pub fn parse(text: &str) -> Result<Self, String> {
         let config: CollectorConfig = toml::from_str(text).map_err(|e| e.to_string())?;
         config.processing.validate()?;
+        config.http.validate()?;
         edgevote_shared::validate::check_id("region", &config.region).map_err(|e| e.to_string())?;
         Ok(config)
     }

@@ -25,6 +25,8 @@ pub struct Metrics {
     pub votes_stored: AtomicU64,
     /// Ballots already present (redelivery or client retry).
     pub votes_duplicate: AtomicU64,
+    /// New ballots refused because their voter already had `max_votes_per_voter` ballots.
+    pub ballots_over_limit: AtomicU64,
     /// Failed store calls (the messages are retried after their visibility timeout).
     pub store_errors: AtomicU64,
     /// Failed queue calls.
@@ -104,6 +106,11 @@ impl Metrics {
                 "edgevote_collector_votes_duplicate_total",
                 "Ballots already stored (redelivery or retry).",
                 &self.votes_duplicate,
+            ),
+            (
+                "edgevote_collector_ballots_over_limit_total",
+                "Ballots refused (not stored, not counted): their voter already had the election's max_votes_per_voter ballots.",
+                &self.ballots_over_limit,
             ),
             (
                 "edgevote_collector_store_errors_total",

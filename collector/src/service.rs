@@ -9,6 +9,17 @@
 //!
 //! A crash anywhere before 4 leaves the messages in the queue; they come back after the
 //! visibility timeout and their ballots come out as duplicates.
+//!
+//! **Ballots over the voter's limit.** The store refuses a voter's new ballots beyond the
+//! election's `max_votes_per_voter` one by one ([`PutOutcome::OverLimit`]): each is counted in
+//! `edgevote_collector_ballots_over_limit_total` and logged as a warning with code
+//! [`OVER_LIMIT_CODE`] (`code`, `election`, `voter`, `vote_id`, `edge`, `batch`, `limit`), and its
+//! message is deleted with the others. The message is not
+//! dead-lettered: it passed every check, and one message packs many voters' ballots, so
+//! dead-lettering it would drop the honest voters' ballots with it (and let one voter take
+//! theirs down). "Counted whole or not at all" is about the message's checks: every ballot of an
+//! accepted message reaches the store, and the store's verdict on each (stored, duplicate, over
+//! the limit) is final; a redelivery gets the same verdicts.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -17,6 +28,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use edgevote_queue::{Queue, Received, now_ms};
+use edgevote_shared::Digest32;
 use edgevote_store::{PutOutcome, Store, StoredBallot};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
@@ -24,6 +36,29 @@ use tokio::task::JoinSet;
 use crate::check::Checker;
 use crate::config::ProcessingConfig;
 use crate::metrics::Metrics;
+
+/// The stable code of a ballot refused because its voter is at `max_votes_per_voter` (the `code`
+/// of its log line; the ballot alone is refused, so it is never a dead-letter reason).
+pub const OVER_LIMIT_CODE: &str = "over_limit";
+
+/// What names a ballot in the log line of a refusal.
+struct BallotName {
+    voter: String,
+    vote_id: Digest32,
+    edge: String,
+    batch: String,
+}
+
+impl BallotName {
+    fn of(ballot: &StoredBallot) -> Self {
+        BallotName {
+            voter: ballot.voter.clone(),
+            vote_id: ballot.vote_id,
+            edge: ballot.edge.clone(),
+            batch: ballot.batch_id.clone(),
+        }
+    }
+}
 
 /// Pause after a failed queue or store call before the loop tries again.
 const ERROR_BACKOFF: Duration = Duration::from_millis(200);
@@ -223,20 +258,38 @@ impl Collector {
             tracing::error!(election, "no rules for an accepted election");
             return false;
         };
+        // Enough of each ballot to name it if the store refuses it.
+        let names: Vec<BallotName> = ballots.iter().map(BallotName::of).collect();
         let started = Instant::now();
         let outcome = self.store.record(&rules, &self.region, ballots).await;
         self.metrics
             .observe_store_latency(started.elapsed().as_secs_f64());
         match outcome {
             Ok(outcomes) => {
-                let stored = outcomes
-                    .iter()
-                    .filter(|o| **o == PutOutcome::Stored)
-                    .count() as u64;
+                let count = |o: PutOutcome| outcomes.iter().filter(|x| **x == o).count() as u64;
                 let m = &self.metrics;
-                m.votes_stored.fetch_add(stored, Ordering::Relaxed);
+                m.votes_stored
+                    .fetch_add(count(PutOutcome::Stored), Ordering::Relaxed);
                 m.votes_duplicate
-                    .fetch_add(outcomes.len() as u64 - stored, Ordering::Relaxed);
+                    .fetch_add(count(PutOutcome::Duplicate), Ordering::Relaxed);
+                m.ballots_over_limit
+                    .fetch_add(count(PutOutcome::OverLimit), Ordering::Relaxed);
+                let refused = names
+                    .iter()
+                    .zip(&outcomes)
+                    .filter(|(_, o)| **o == PutOutcome::OverLimit);
+                for (name, _) in refused {
+                    tracing::warn!(
+                        code = OVER_LIMIT_CODE,
+                        election,
+                        voter = %name.voter,
+                        vote_id = %name.vote_id.to_b64(),
+                        edge = %name.edge,
+                        batch = %name.batch,
+                        limit = rules.max_votes_per_voter,
+                        "ballot refused: voter over max_votes_per_voter"
+                    );
+                }
                 true
             }
             Err(e) => {

@@ -6,7 +6,9 @@
 //! - `live`: (election, region, choice) → provisional count.
 //!
 //! `record` runs in one write transaction (fsync on commit): the ballots and the live-tally
-//! change they cause land together or not at all.
+//! change they cause land together or not at all. Transactions are serial, so the per-voter
+//! limit holds exactly in one region: a voter's ballots are read in the transaction that adds
+//! to them.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -18,7 +20,8 @@ use serde::Deserialize;
 
 use crate::counting::{self, Candidate};
 use crate::{
-    ElectionRules, LiveTally, MAX_SCAN_PAGE, PutOutcome, ScanPage, Store, StoreError, StoredBallot,
+    ElectionRules, LiveTally, MAX_SCAN_PAGE, MAX_VOTER_BALLOTS, PutOutcome, ScanPage, Store,
+    StoreError, StoredBallot,
 };
 
 type BallotKey<'a> = (&'a str, &'a str, &'a [u8]);
@@ -119,30 +122,27 @@ impl EmbeddedStore {
     ) -> Result<Vec<PutOutcome>, StoreError> {
         let txn = db!("record", db.begin_write())?;
         let mut outcomes = Vec::with_capacity(ballots.len());
+        let limit = rules.voter_limit();
         {
             let mut table = db!("record", txn.open_table(BALLOTS))?;
             let mut changes = db!("record", txn.open_table(CHANGES))?;
             let mut next_change = db!("record", changes.last())?.map_or(0, |(k, _)| k.value() + 1);
-            // Each touched voter's counted ballot before this batch, and after it: the rule is a
-            // total order, so "after" is "before" improved by the newly stored ballots.
-            let mut counted: BTreeMap<&str, (Option<Candidate>, Option<Candidate>)> =
-                BTreeMap::new();
-            let mut rescan: Vec<&str> = Vec::new();
+            let mut voters: BTreeMap<&str, VoterState> = BTreeMap::new();
             for ballot in ballots {
-                if !counted.contains_key(ballot.voter.as_str()) {
-                    let existing = voter_ballots_in(&table, &rules.id, &ballot.voter)?;
-                    let before = counting::counted(rules.policy, &existing);
-                    counted.insert(&ballot.voter, (before.clone(), before));
+                let voter = ballot.voter.as_str();
+                if !voters.contains_key(voter) {
+                    let read = voter_ballots_in(&table, &rules.id, voter)?;
+                    voters.insert(voter, VoterState::new(rules, read));
                 }
-                let key = (
-                    rules.id.as_str(),
-                    ballot.voter.as_str(),
-                    &ballot.vote_id.0[..],
-                );
+                let Some(state) = voters.get_mut(voter) else {
+                    continue; // inserted just above
+                };
+                let key = (rules.id.as_str(), voter, &ballot.vote_id.0[..]);
                 let existing = db!("record", table.get(key))?
                     .map(|v| decode("record", v.value()))
                     .transpose()?;
                 if let Some(existing) = existing {
+                    // A copy of a vote the voter has: never over the limit.
                     outcomes.push(PutOutcome::Duplicate);
                     if !counting::replaces_copy(ballot, &existing) {
                         continue;
@@ -153,16 +153,21 @@ impl EmbeddedStore {
                     db!("record", table.insert(key, encoded.as_slice()))?;
                     db!("record", changes.insert(next_change, encoded.as_slice()))?;
                     next_change += 1;
-                    rescan.push(ballot.voter.as_str());
+                    state.rescan = true;
+                    continue;
+                }
+                if state.held >= limit {
+                    outcomes.push(PutOutcome::OverLimit);
                     continue;
                 }
                 let encoded = encode(ballot);
                 db!("record", table.insert(key, encoded.as_slice()))?;
                 db!("record", changes.insert(next_change, encoded.as_slice()))?;
                 next_change += 1;
+                state.held += 1;
                 outcomes.push(PutOutcome::Stored);
                 let candidate = Candidate::of(ballot);
-                if let Some((_, after)) = counted.get_mut(ballot.voter.as_str())
+                if let Some((_, after)) = state.counted.as_mut()
                     && after
                         .as_ref()
                         .is_none_or(|a| counting::beats(rules.policy, &candidate, a))
@@ -170,17 +175,25 @@ impl EmbeddedStore {
                     *after = Some(candidate);
                 }
             }
-            // A replaced copy moved a candidate's timestamp, which the incremental update above
-            // does not follow: recount those voters from their ballots.
-            for voter in rescan {
-                let ballots = voter_ballots_in(&table, &rules.id, voter)?;
-                if let Some((_, after)) = counted.get_mut(voter) {
-                    *after = counting::counted(rules.policy, &ballots);
-                }
-            }
             let mut delta = BTreeMap::new();
-            for (old, new) in counted.values() {
-                counting::apply_change(&mut delta, old.as_ref(), new.as_ref());
+            for (voter, state) in &voters {
+                let Some((before, after)) = &state.counted else {
+                    tracing::warn!(election = %rules.id, voter, held_at_least = MAX_VOTER_BALLOTS, "voter holds too many ballots to recount; live tally left as it is");
+                    continue;
+                };
+                if state.rescan {
+                    // A replaced copy moved a candidate's timestamp, which the incremental update
+                    // above does not follow: recount the voter from their ballots.
+                    let read = voter_ballots_in(&table, &rules.id, voter)?;
+                    let after = read
+                        .complete
+                        .then(|| counting::counted(rules.policy, &read.ballots));
+                    if let Some(after) = after {
+                        counting::apply_change(&mut delta, before.as_ref(), after.as_ref());
+                    }
+                    continue;
+                }
+                counting::apply_change(&mut delta, before.as_ref(), after.as_ref());
             }
             let mut live = db!("record", txn.open_table(LIVE))?;
             for (choice, change) in delta.into_iter().filter(|(_, d)| *d != 0) {
@@ -191,6 +204,31 @@ impl EmbeddedStore {
         }
         db!("record", txn.commit())?;
         Ok(outcomes)
+    }
+}
+
+/// What `record` knows of one voter of its batch.
+struct VoterState {
+    /// Ballots the voter has in this store (at least this many when the read was cut short).
+    held: usize,
+    /// The voter's counted ballot before the batch and after the ballots stored so far; `None`
+    /// when the voter holds more than [`MAX_VOTER_BALLOTS`] (not recounted).
+    counted: Option<(Option<Candidate>, Option<Candidate>)>,
+    /// A copy was replaced: recount from the ballots at the end.
+    rescan: bool,
+}
+
+impl VoterState {
+    fn new(rules: &ElectionRules, read: VoterRead) -> Self {
+        let counted = read.complete.then(|| {
+            let before = counting::counted(rules.policy, &read.ballots);
+            (before.clone(), before)
+        });
+        VoterState {
+            held: read.ballots.len(),
+            counted,
+            rescan: false,
+        }
     }
 }
 
@@ -287,22 +325,32 @@ impl EmbeddedStore {
     }
 }
 
+/// A voter's ballots, read up to a bound.
+struct VoterRead {
+    /// The first [`MAX_VOTER_BALLOTS`] at most, in vote id order.
+    ballots: Vec<StoredBallot>,
+    /// False when the voter holds more than that.
+    complete: bool,
+}
+
+/// Reads at most [`MAX_VOTER_BALLOTS`] (+1, to know whether there are more) of a voter's ballots.
 fn voter_ballots_in(
     table: &impl ReadableTable<BallotKey<'static>, &'static [u8]>,
     election: &str,
     voter: &str,
-) -> Result<Vec<StoredBallot>, StoreError> {
+) -> Result<VoterRead, StoreError> {
     let range = db!(
         "voter_ballots",
         table.range((election, voter, &[][..])..(election, voter, PAST_ANY_VOTE_ID))
     )?;
-    let mut out = Vec::new();
-    // A voter has at most max_votes_per_voter (≤ 100) ballots; bound the scan regardless.
-    for entry in range.take(10_000) {
+    let mut ballots = Vec::new();
+    for entry in range.take(MAX_VOTER_BALLOTS + 1) {
         let (_, value) = db!("voter_ballots", entry)?;
-        out.push(decode("voter_ballots", value.value())?);
+        ballots.push(decode("voter_ballots", value.value())?);
     }
-    Ok(out)
+    let complete = ballots.len() <= MAX_VOTER_BALLOTS;
+    ballots.truncate(MAX_VOTER_BALLOTS);
+    Ok(VoterRead { ballots, complete })
 }
 
 #[async_trait]
@@ -331,7 +379,7 @@ impl Store for EmbeddedStore {
         self.blocking("voter_ballots", move |db| {
             let txn = db!("voter_ballots", db.begin_read())?;
             let table = db!("voter_ballots", txn.open_table(BALLOTS))?;
-            voter_ballots_in(&table, &election, &voter)
+            Ok(voter_ballots_in(&table, &election, &voter)?.ballots)
         })
         .await
     }

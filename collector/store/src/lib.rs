@@ -8,7 +8,10 @@
 //!   the latest, ties by the smaller vote id. Replicas that hold the same ballots therefore agree,
 //!   whatever order they learned them in;
 //! - the live tally is provisional: each region adds the changes its own collector saw;
-//! - the final tally ([`final_tally`]) is recomputed from the ballots and is exact.
+//! - the final tally ([`final_tally`]) is recomputed from the ballots and is exact;
+//! - `record` refuses a new ballot of a voter who already has
+//!   [`ElectionRules::max_votes_per_voter`] ballots in this region's store
+//!   ([`PutOutcome::OverLimit`]). What that guarantees across regions is said there.
 
 pub mod counting;
 pub mod embedded;
@@ -24,6 +27,13 @@ use serde::{Deserialize, Serialize};
 pub const MAX_RECORD_BATCH: usize = 10 * edgevote_shared::envelope::MAX_ENVELOPE_VOTES;
 /// Most ballots one scan page returns.
 pub const MAX_SCAN_PAGE: usize = 10_000;
+/// Most ballots of one voter a store reads at once, in `record` (to apply the limit and the
+/// counting rule) and in [`Store::voter_ballots`]: ten times the highest per-voter limit, so a
+/// voter at the limit in each of ten regions still fits. A voter holding more is over every
+/// limit: `record` refuses their new ballots (after checking that the ballot is not a copy of
+/// one they hold, which stays [`PutOutcome::Duplicate`]) and leaves their live count as it is
+/// (the final tally is exact), and the other voters of the batch are not affected.
+pub const MAX_VOTER_BALLOTS: usize = 10 * edgevote_shared::manifest::MAX_VOTES_PER_VOTER as usize;
 
 /// A ballot as stored: everything needed to count it and to audit it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,17 +66,54 @@ pub struct StoredBallot {
 pub enum PutOutcome {
     /// Newly stored.
     Stored,
-    /// Already present (a redelivery or a client retry): nothing changed.
+    /// Already present (a redelivery or a client retry): not stored again. When the incoming
+    /// copy was accepted earlier than the stored one, it replaced it
+    /// ([`counting::replaces_copy`]).
     Duplicate,
+    /// Refused, neither stored nor counted: a new ballot (no copy of it is stored) of a voter who
+    /// already has [`ElectionRules::max_votes_per_voter`] ballots in this region's store.
+    OverLimit,
 }
 
-/// The election facts the store needs to apply the counting rule.
+/// The election facts the store needs to apply the counting rule and the per-voter limit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ElectionRules {
     /// Election id.
     pub id: String,
     /// Which ballot of a voter counts.
     pub policy: Policy,
+    /// Most ballots stored per voter (the manifest's `limits.max_votes_per_voter`).
+    ///
+    /// [`Store::record`] refuses a new ballot ([`PutOutcome::OverLimit`]) of a voter who already
+    /// has this many ballots in *this region's* store, counting the ballots replicated from other
+    /// regions. A copy of a ballot the voter already has (same vote id: a redelivery or a client
+    /// retry) is a [`PutOutcome::Duplicate`], never over the limit. Replication never applies the
+    /// limit: a replica takes every ballot another region stored, or replicas would diverge.
+    ///
+    /// Under replication this bounds the ballots of a voter to this many *per region* (each
+    /// region checks only what it holds; before replication catches up, every region may accept
+    /// up to the limit), plus, on DynamoDB, the batches of one voter that the region's collectors
+    /// record at the same moment (each may take the last free place). It never affects
+    /// exactness: the counting rule still picks one counted ballot per voter from the ballots
+    /// that were stored anywhere, and every region holds the same ones once replication has
+    /// caught up, so every region computes the same final tally.
+    pub max_votes_per_voter: u32,
+}
+
+impl ElectionRules {
+    /// The rules of a (verified) election manifest.
+    pub fn of(manifest: &edgevote_shared::ElectionManifest) -> Self {
+        ElectionRules {
+            id: manifest.id.clone(),
+            policy: manifest.policy,
+            max_votes_per_voter: manifest.limits.max_votes_per_voter,
+        }
+    }
+
+    /// The per-voter limit as a count.
+    pub fn voter_limit(&self) -> usize {
+        usize::try_from(self.max_votes_per_voter).unwrap_or(usize::MAX)
+    }
 }
 
 /// Provisional counts: region → choice → counted voters seen by that region's collector.
@@ -124,9 +171,11 @@ impl StoreError {
 #[async_trait]
 pub trait Store: Send + Sync {
     /// Stores `ballots` of one election idempotently and adds to `region`'s live tally the change
-    /// in counted ballots they cause. Returns one outcome per ballot, in order. When this returns
-    /// `Ok`, every ballot is durable; on `Err` the caller retries the whole call (it is
-    /// idempotent).
+    /// in counted ballots they cause. Returns one outcome per ballot, in order. A voter's new
+    /// ballots beyond [`ElectionRules::max_votes_per_voter`] are refused
+    /// ([`PutOutcome::OverLimit`]), in batch order; the rest of the batch is stored. When this
+    /// returns `Ok`, every ballot not refused is durable; on `Err` the caller retries the whole
+    /// call (it is idempotent).
     async fn record(
         &self,
         rules: &ElectionRules,

@@ -41,4 +41,6 @@ aws_suite!(
     crash_after_store_before_delete_counts_once,
     hostile_messages_are_dead_lettered_and_count_nothing,
     packed_envelopes_count_whole_or_not_at_all,
+    ballots_beyond_the_voter_limit_are_refused,
+    retried_vote_keeps_its_earliest_copy,
 );

@@ -39,6 +39,8 @@ embedded_suite!(
     crash_after_store_before_delete_counts_once,
     hostile_messages_are_dead_lettered_and_count_nothing,
     packed_envelopes_count_whole_or_not_at_all,
+    ballots_beyond_the_voter_limit_are_refused,
+    retried_vote_keeps_its_earliest_copy,
 );
 
 #[tokio::test]
@@ -150,6 +152,7 @@ async fn regions_replicate_and_converge_on_one_final_tally() {
     let rules = ElectionRules {
         id: crate::fixture::FIRST.into(),
         policy: edgevote_shared::Policy::FirstVoteWins,
+        max_votes_per_voter: 10,
     };
     // One voter votes in two regions at once (a cross-region race); another votes in one.
     let ballot = |voter: &str, choice: &str, ts: u64, region: &str| edgevote_store::StoredBallot {

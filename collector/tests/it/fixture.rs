@@ -16,6 +16,10 @@ use edgevote_store::Store;
 pub const FIRST: &str = "first-wins";
 /// An election counted last-vote-wins.
 pub const LAST: &str = "last-wins";
+/// A first-vote-wins election whose manifest allows [`CAPPED_LIMIT`] ballots per voter.
+pub const CAPPED: &str = "capped";
+/// `max_votes_per_voter` of [`CAPPED`].
+pub const CAPPED_LIMIT: u32 = 2;
 
 pub fn now_ms() -> u64 {
     edgevote_queue::now_ms()
@@ -60,11 +64,19 @@ pub fn manifest(id: &str, policy: Policy) -> ElectionManifest {
 }
 
 pub fn checker() -> Checker {
+    let capped = ElectionManifest {
+        limits: Limits {
+            max_votes_per_voter: CAPPED_LIMIT,
+            ..Limits::default()
+        },
+        ..manifest(CAPPED, Policy::FirstVoteWins)
+    };
     Checker::new(
         keyset(),
         vec![
             manifest(FIRST, Policy::FirstVoteWins),
             manifest(LAST, Policy::LastVoteWins),
+            capped,
         ],
         true,
     )

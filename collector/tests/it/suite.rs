@@ -18,6 +18,7 @@ async fn tally(store: &dyn Store, election: &str, policy: Policy) -> edgevote_st
     let rules = ElectionRules {
         id: election.into(),
         policy,
+        max_votes_per_voter: edgevote_shared::manifest::MAX_VOTES_PER_VOTER,
     };
     final_tally(store, &rules).await.unwrap()
 }
@@ -361,4 +362,203 @@ pub async fn packed_envelopes_count_whole_or_not_at_all(
         "{}",
         letters[0].reason
     );
+}
+
+/// The vote ids of a voter's stored ballots, sorted.
+async fn stored_ids(
+    store: &dyn Store,
+    election: &str,
+    voter: &str,
+) -> Vec<edgevote_shared::Digest32> {
+    let mut ids: Vec<_> = store
+        .voter_ballots(election, voter)
+        .await
+        .unwrap()
+        .iter()
+        .map(|b| b.vote_id)
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// A voter who keeps voting past the election's `max_votes_per_voter` (2 in [`CAPPED`]): the
+/// ballots beyond the limit are refused one by one (not stored, not counted, counted in
+/// `edgevote_collector_ballots_over_limit_total`), while the honest voters packed into the same
+/// message are stored, nothing is dead-lettered, and retries of the voter's stored ballots
+/// (same vote ids, one a later copy) still come out as duplicates, not as over the limit. The
+/// refused ballot stamped earliest would win under first-vote-wins if it were stored.
+pub async fn ballots_beyond_the_voter_limit_are_refused(
+    queue: Arc<dyn Queue>,
+    store: Arc<dyn Store>,
+) {
+    assert_eq!(CAPPED_LIMIT, 2);
+    let t = now_ms();
+    let greedy = |nonce: u8, choice: &str| ballot(CAPPED, "greedy", choice, nonce);
+    // Phase 1: the voter fills the limit, next to an honest voter.
+    let fill = vec![
+        envelope(
+            "cap.1",
+            vec![(greedy(1, "yes"), t), (ballot(CAPPED, "h1", "no", 1), t)],
+        ),
+        envelope("cap.2", vec![(greedy(2, "no"), t + 10)]),
+    ];
+    queue.send_batch(fill).await.unwrap();
+    drain(&collector(Arc::clone(&queue), Arc::clone(&store)), DRAIN).await;
+    // Phase 2: two more ballots, packed with other voters' ballots in one message, and retries.
+    let beyond = vec![
+        envelope(
+            "cap.3",
+            vec![
+                (greedy(3, "blank"), t - 60_000),
+                (ballot(CAPPED, "h2", "yes", 1), t),
+                (greedy(4, "blank"), t + 20),
+                (ballot(CAPPED, "h3", "blank", 1), t),
+            ],
+        ),
+        envelope("cap.4", vec![(greedy(1, "yes"), t)]),
+        envelope("cap.5", vec![(greedy(2, "no"), t + 5_000)]),
+    ];
+    queue.send_batch(beyond).await.unwrap();
+    let c = collector(Arc::clone(&queue), Arc::clone(&store));
+    drain(&c, DRAIN).await;
+
+    let letters = queue.peek_dead_letters(10).await.unwrap();
+    assert!(letters.is_empty(), "nothing dead-lettered: {letters:?}");
+    let mut expected = vec![
+        greedy(1, "yes").vote_id("tok-greedy"),
+        greedy(2, "no").vote_id("tok-greedy"),
+    ];
+    expected.sort();
+    assert_eq!(
+        stored_ids(store.as_ref(), CAPPED, "greedy").await,
+        expected,
+        "only the first {CAPPED_LIMIT} ballots of the voter are stored"
+    );
+    for honest in ["h1", "h2", "h3"] {
+        assert_eq!(
+            stored_ids(store.as_ref(), CAPPED, honest).await.len(),
+            1,
+            "{honest}"
+        );
+    }
+    let result = tally(store.as_ref(), CAPPED, Policy::FirstVoteWins).await;
+    assert_eq!((result.voters, result.ballots), (4, 5));
+    let counts = |choice: &str| result.counts.get(choice).copied().unwrap_or(0);
+    assert_eq!(
+        (counts("yes"), counts("no"), counts("blank")),
+        (2, 1, 1),
+        "greedy counts 'yes' (its first ballot), not the refused earlier-stamped 'blank'"
+    );
+    let live = live_overall(&store.live_tally(CAPPED).await.unwrap());
+    for (choice, n) in &result.counts {
+        assert_eq!(
+            live.get(choice).copied().unwrap_or(0),
+            *n as i64,
+            "{choice}"
+        );
+    }
+    assert_eq!(live.values().sum::<i64>(), 4);
+    assert_eq!(
+        c.metrics.votes_stored.load(Ordering::Relaxed),
+        2,
+        "h2 and h3"
+    );
+    assert_eq!(
+        c.metrics.votes_duplicate.load(Ordering::Relaxed),
+        2,
+        "the two retries are duplicates, not over the limit"
+    );
+    let rendered = c.metrics.render("r1");
+    assert!(
+        rendered.contains("edgevote_collector_ballots_over_limit_total{region=\"r1\"} 2\n"),
+        "{rendered}"
+    );
+}
+
+/// A vote accepted twice (a client that got no answer retried it through another edge), whose
+/// copies reach the collector later copy first: the store must end up holding the earliest copy,
+/// as every replica does, and count from it. An earlier copy is never overwritten by a later
+/// one. Voter `c2`'s counted ballot depends on which copy is kept: its retried 'yes' was first
+/// accepted at t, its other ballot 'no' at t+5s, and the late copy of 'yes' says t+10s.
+pub async fn retried_vote_keeps_its_earliest_copy(queue: Arc<dyn Queue>, store: Arc<dyn Store>) {
+    let t = now_ms();
+    let c1 = ballot(FIRST, "c1", "yes", 1);
+    let c2 = ballot(FIRST, "c2", "yes", 1);
+    let c2_other = ballot(FIRST, "c2", "no", 2);
+    let c3 = ballot(FIRST, "c3", "blank", 1);
+    let late = t + 10_000;
+    // Phase 1: the late copies of c1 and c2, c2's other ballot, and c3's early copy.
+    queue
+        .send_batch(vec![
+            envelope(
+                "copy.late",
+                vec![(c1.clone(), late), (c2.clone(), late), (c3.clone(), t)],
+            ),
+            envelope("copy.other", vec![(c2_other, t + 5_000)]),
+        ])
+        .await
+        .unwrap();
+    drain(&collector(Arc::clone(&queue), Arc::clone(&store)), DRAIN).await;
+    let before = tally(store.as_ref(), FIRST, Policy::FirstVoteWins).await;
+    assert_eq!(before.counts.get("no"), Some(&1), "c2 counts 'no' so far");
+    // Phase 2: the early copies of c1 and c2, and a late copy of c3.
+    queue
+        .send_batch(vec![
+            envelope("copy.early", vec![(c1, t), (c2.clone(), t)]),
+            envelope("copy.later", vec![(c3, late)]),
+        ])
+        .await
+        .unwrap();
+    let c = collector(Arc::clone(&queue), Arc::clone(&store));
+    drain(&c, DRAIN).await;
+
+    let copy = |voter: &'static str, vote_id| {
+        let store = Arc::clone(&store);
+        async move {
+            let ballots = store.voter_ballots(FIRST, voter).await.unwrap();
+            let found: Vec<_> = ballots
+                .into_iter()
+                .filter(|b| b.vote_id == vote_id)
+                .collect();
+            assert_eq!(found.len(), 1, "{voter}: one item per vote id");
+            (found[0].received_at_ms, found[0].batch_id.clone())
+        }
+    };
+    assert_eq!(
+        copy("c1", ballot(FIRST, "c1", "yes", 1).vote_id("tok-c1")).await,
+        (t, "copy.early".to_owned()),
+        "c1: the earlier copy replaced the later one"
+    );
+    assert_eq!(
+        copy("c2", c2.vote_id("tok-c2")).await,
+        (t, "copy.early".to_owned()),
+        "c2: the earlier copy replaced the later one"
+    );
+    assert_eq!(
+        copy("c3", ballot(FIRST, "c3", "blank", 1).vote_id("tok-c3")).await,
+        (t, "copy.late".to_owned()),
+        "c3: a later copy never overwrites an earlier one"
+    );
+    let result = tally(store.as_ref(), FIRST, Policy::FirstVoteWins).await;
+    assert_eq!(
+        (result.voters, result.ballots),
+        (3, 4),
+        "copies add no ballot"
+    );
+    assert_eq!(
+        result.counts,
+        std::collections::BTreeMap::from([("yes".into(), 2), ("blank".into(), 1)]),
+        "c2's earliest ballot is its 'yes' at t"
+    );
+    let live = live_overall(&store.live_tally(FIRST).await.unwrap());
+    for choice in ["yes", "no", "blank"] {
+        let exact = result.counts.get(choice).copied().unwrap_or(0) as i64;
+        assert_eq!(
+            live.get(choice).copied().unwrap_or(0),
+            exact,
+            "live {choice}"
+        );
+    }
+    assert_eq!(c.metrics.votes_stored.load(Ordering::Relaxed), 0);
+    assert_eq!(c.metrics.votes_duplicate.load(Ordering::Relaxed), 3);
 }

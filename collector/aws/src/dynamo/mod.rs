@@ -19,11 +19,24 @@
 //!
 //! # Why this is safe on a Global Table
 //!
-//! - Ballots are immutable items with distinct keys (voter, vote id), written once with a
-//!   conditional put. Global Tables resolve concurrent writes *of one item* by last writer wins;
+//! - Ballots are immutable items with distinct keys (voter, vote id), written with a conditional
+//!   put. Global Tables resolve concurrent writes *of one item* by last writer wins;
 //!   different ballots are different items, so replication never loses a ballot. The same vote
 //!   id written in two regions is the same vote (the id commits to election, token, choice and
 //!   nonce), so whichever copy wins holds the same choice.
+//! - Two copies of one vote (a client retried it through another edge, so it was accepted
+//!   twice with different `received_at_ms`) merge to the earliest, as in the embedded store
+//!   (`edgevote_store::counting::replaces_copy`). The put's condition
+//!   ([`KEEP_EARLIEST_COPY`]) lets a copy in only when no copy is stored or the stored one is
+//!   later by (`received_at_ms`, `edge`, `batch_id`), a total order: a later copy never
+//!   overwrites an earlier one, and an earlier one replaces a later one, whatever the arrival
+//!   order. Conditions are evaluated in the local region only: if two regions write different
+//!   copies within the replication delay, last writer wins picks one of them for every region
+//!   (so all regions still count the same copy), and the next delivery of the earlier copy to any
+//!   region replaces it.
+//! - The per-voter limit (`ElectionRules::max_votes_per_voter`) is checked against the voter's
+//!   ballots read (strongly consistent) before the puts, in the local region; see
+//!   `ElectionRules` for what that guarantees across regions.
 //! - No "counted" flag is stored. Which ballot of a voter counts is recomputed from the voter's
 //!   ballots by the deterministic rule (`edgevote_store::counting`), so every replica that holds
 //!   the same ballots agrees, in whatever order they arrived.
@@ -33,19 +46,21 @@
 //!
 //! # Cost per vote (on-demand)
 //!
-//! `record` makes one conditional `PutItem` per ballot (1 WCU for a ballot under 1 KB, also when
-//! the condition fails on a redelivery), one strongly consistent Query per voter with a newly
-//! stored ballot (1 RCU while the voter's ballots fit in 4 KB), and one `UpdateItem` per batch on
-//! a counter item (1 WCU while the item is under 1 KB). So WCU per vote ≈ 1 + 1/batch size, and
-//! RCU per vote ≈ 1. [`SimDynamo`] counts exactly these units.
+//! `record` makes one strongly consistent Query per voter of the batch (1 RCU while the voter's
+//! ballots fit in 4 KB; at most [`MAX_VOTER_BALLOTS`] items are read), one conditional `PutItem`
+//! per new ballot (1 WCU for a ballot under 1 KB) and per copy that replaces a later one, and one
+//! `UpdateItem` per batch on a counter item (1 WCU while the item is under 1 KB). A redelivered
+//! ballot is found by the Query and costs no write, and a ballot over the voter's limit costs
+//! none either. So WCU per vote ≈ 1 + 1/batch size, and RCU per vote ≈ 1. [`SimDynamo`] counts
+//! exactly these units.
 //!
 //! # Limits of the live tally
 //!
 //! The live tally is provisional, as the store trait says; [`edgevote_store::final_tally`] is
 //! exact. The live change of a batch is lost when `record` fails after some puts (the retry finds
 //! those ballots `Duplicate`), and two collectors recording ballots of one voter at the same
-//! moment may each take the other's ballot as already counted. Both are rare and bounded by one
-//! vote per affected voter.
+//! moment may each miss the other's ballot. Both are rare and bounded by one vote per affected
+//! voter. A voter holding more than [`MAX_VOTER_BALLOTS`] ballots is not recounted at all.
 
 pub mod item;
 mod sdk;
@@ -55,15 +70,16 @@ mod store;
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
+use edgevote_shared::Digest32;
 use edgevote_store::{LiveTally, PutOutcome, ScanPage, StoreError, StoredBallot};
 use serde::Deserialize;
 
-pub use sdk::{SdkDynamo, THROTTLING_CODES, create_table};
+pub use sdk::{KEEP_EARLIEST_COPY, SdkDynamo, THROTTLING_CODES, create_table};
 pub use sim::{CostSnapshot, SimCosts, SimDynamo};
 pub use store::{DEFAULT_MAX_CONCURRENT_REQUESTS, DynamoStore, MAX_CONCURRENT_REQUESTS};
 
-/// Most ballots of one voter that [`DynamoApi::query_voter`] reads; more is refused.
-pub const MAX_VOTER_BALLOTS: usize = 10_000;
+/// Most ballots of one voter that [`DynamoStore`] reads (see the store crate's constant).
+pub use edgevote_store::MAX_VOTER_BALLOTS;
 /// Most Query pages read for one key (voter or counter shard).
 pub const MAX_QUERY_PAGES: usize = 100;
 /// Most choices one [`DynamoApi::add_counters`] call changes (an election's option limit).
@@ -89,20 +105,62 @@ fn default_max_concurrent_requests() -> usize {
     DEFAULT_MAX_CONCURRENT_REQUESTS
 }
 
+/// What [`DynamoApi::put_ballot`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BallotWrite {
+    /// No copy of the vote was stored; now this one is.
+    Stored,
+    /// A later copy was stored; this earlier one replaced it.
+    Replaced,
+    /// An earlier (or the same) copy is stored and stays; nothing changed.
+    Kept,
+}
+
+impl BallotWrite {
+    /// The store outcome: only [`BallotWrite::Stored`] is a new ballot.
+    pub fn outcome(self) -> PutOutcome {
+        match self {
+            BallotWrite::Stored => PutOutcome::Stored,
+            BallotWrite::Replaced | BallotWrite::Kept => PutOutcome::Duplicate,
+        }
+    }
+}
+
+/// Some of a voter's ballots, from [`DynamoApi::query_voter`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct VoterBallots {
+    /// At most the `max_items` asked for, in vote id order.
+    pub ballots: Vec<StoredBallot>,
+    /// False when the voter holds more than `max_items` ballots (or more than
+    /// [`MAX_QUERY_PAGES`] pages of them).
+    pub complete: bool,
+}
+
 /// The few DynamoDB operations the store needs. [`SdkDynamo`] runs them on DynamoDB,
 /// [`SimDynamo`] in memory with a simulated latency and capacity accounting.
 #[async_trait]
 pub trait DynamoApi: Send + Sync {
-    /// Writes the ballot unless an item with its key exists (conditional `PutItem`,
-    /// `attribute_not_exists(pk)`).
-    async fn put_ballot_if_absent(&self, ballot: &StoredBallot) -> Result<PutOutcome, StoreError>;
+    /// Writes the ballot unless a copy of the same vote that is earlier or equal by
+    /// `edgevote_store::counting::replaces_copy` is stored: one conditional `PutItem`
+    /// ([`KEEP_EARLIEST_COPY`]) that returns the replaced item, if any.
+    async fn put_ballot(&self, ballot: &StoredBallot) -> Result<BallotWrite, StoreError>;
 
-    /// Every ballot of one voter (strongly consistent Query on the voter's partition key).
+    /// At most `max_items` ballots of one voter (strongly consistent Query on the voter's
+    /// partition key, reading at most `max_items + 1` items).
     async fn query_voter(
         &self,
         election: &str,
         voter: &str,
-    ) -> Result<Vec<StoredBallot>, StoreError>;
+        max_items: usize,
+    ) -> Result<VoterBallots, StoreError>;
+
+    /// The stored copy of one vote, if any (strongly consistent Query on its key).
+    async fn get_ballot(
+        &self,
+        election: &str,
+        voter: &str,
+        vote_id: &Digest32,
+    ) -> Result<Option<StoredBallot>, StoreError>;
 
     /// Adds `deltas` (choice → change) to `region`'s live counts of `election`, on one
     /// randomly chosen counter shard, in one `UpdateItem ADD`. Zero changes are skipped.

@@ -6,16 +6,24 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ReturnValue,
     ScalarAttributeType,
 };
 use edgevote_shared::Digest32;
-use edgevote_store::{LiveTally, PutOutcome, ScanPage, StoreError, StoredBallot};
+use edgevote_store::{LiveTally, ScanPage, StoreError, StoredBallot};
 
 use super::item::{self, COUNT_PREFIX, COUNTER_SHARDS, PK, SK, Scalar};
 use super::{
-    DynamoApi, DynamoStoreConfig, MAX_COUNTER_CHOICES, MAX_QUERY_PAGES, MAX_VOTER_BALLOTS,
+    BallotWrite, DynamoApi, DynamoStoreConfig, MAX_COUNTER_CHOICES, MAX_QUERY_PAGES, VoterBallots,
 };
+
+/// The condition of a ballot put: no copy of the vote is stored, or the stored copy is later
+/// than this one by (`received_at_ms`, `edge`, `batch_id`), compared as
+/// `edgevote_store::counting::replaces_copy` does (numbers by value, strings by their UTF-8
+/// bytes, as DynamoDB compares them). `#t #e #b` name those attributes and `:t :e :b` are this
+/// copy's values.
+pub const KEEP_EARLIEST_COPY: &str =
+    "attribute_not_exists(pk) OR #t > :t OR (#t = :t AND (#e > :e OR (#e = :e AND #b > :b)))";
 
 /// DynamoDB error codes that mean "slow down"; they become [`StoreError::Throttled`] (after the
 /// SDK's own retries).
@@ -145,8 +153,51 @@ impl SdkDynamo {
         &self.table
     }
 
-    /// Every item of one partition key, at most `max_items` in at most [`MAX_QUERY_PAGES`]
-    /// pages.
+    /// The items of one partition key (and, with `sk`, of one key), at most `max_items` in at
+    /// most [`MAX_QUERY_PAGES`] pages. Each page asks for no more items than are still wanted
+    /// (plus one, to know whether there are more), so at most `max_items + 1` items are read.
+    /// The flag is false when the key holds more.
+    async fn query_bounded(
+        &self,
+        stage: &'static str,
+        pk: String,
+        sk: Option<String>,
+        consistent: bool,
+        max_items: usize,
+    ) -> Result<(Vec<Item>, bool), StoreError> {
+        let mut items: Vec<Item> = Vec::new();
+        let mut start = None;
+        for _ in 0..MAX_QUERY_PAGES {
+            let wanted = max_items + 1 - items.len();
+            let mut query = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .expression_attribute_values(":pk", AttributeValue::S(pk.clone()))
+                .consistent_read(consistent)
+                .limit(i32::try_from(wanted).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start);
+            query = match &sk {
+                Some(sk) => query
+                    .key_condition_expression("pk = :pk AND sk = :sk")
+                    .expression_attribute_values(":sk", AttributeValue::S(sk.clone())),
+                None => query.key_condition_expression("pk = :pk"),
+            };
+            let out = query.send().await.map_err(store_err(stage))?;
+            items.extend_from_slice(out.items());
+            if items.len() > max_items {
+                items.truncate(max_items);
+                return Ok((items, false));
+            }
+            match out.last_evaluated_key() {
+                Some(last) => start = Some(last.clone()),
+                None => return Ok((items, true)),
+            }
+        }
+        Ok((items, false))
+    }
+
+    /// Every item of one partition key; more than `max_items` is refused.
     async fn query_all(
         &self,
         stage: &'static str,
@@ -154,58 +205,52 @@ impl SdkDynamo {
         consistent: bool,
         max_items: usize,
     ) -> Result<Vec<Item>, StoreError> {
-        let mut items = Vec::new();
-        let mut start = None;
-        for _ in 0..MAX_QUERY_PAGES {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk")
-                .expression_attribute_values(":pk", AttributeValue::S(pk.clone()))
-                .consistent_read(consistent)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(store_err(stage))?;
-            items.extend_from_slice(out.items());
-            if items.len() > max_items {
-                break;
-            }
-            match out.last_evaluated_key() {
-                Some(last) => start = Some(last.clone()),
-                None => return Ok(items),
-            }
+        let (items, complete) = self
+            .query_bounded(stage, pk.clone(), None, consistent, max_items)
+            .await?;
+        if !complete {
+            return Err(StoreError::Invalid {
+                stage,
+                detail: format!("{pk} holds more than {max_items} items"),
+            });
         }
-        Err(StoreError::Invalid {
-            stage,
-            detail: format!("{pk} holds more than {max_items} items"),
-        })
+        Ok(items)
     }
 }
 
 #[async_trait]
 impl DynamoApi for SdkDynamo {
-    async fn put_ballot_if_absent(&self, ballot: &StoredBallot) -> Result<PutOutcome, StoreError> {
+    async fn put_ballot(&self, ballot: &StoredBallot) -> Result<BallotWrite, StoreError> {
         let item = item::ballot_item(ballot)
             .into_iter()
             .map(|(name, value)| (name.to_owned(), attribute_value(value)))
             .collect();
+        let received_at_ms = AttributeValue::N(ballot.received_at_ms.to_string());
         let put = self
             .client
             .put_item()
             .table_name(&self.table)
             .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
+            .condition_expression(KEEP_EARLIEST_COPY)
+            .expression_attribute_names("#t", "received_at_ms")
+            .expression_attribute_names("#e", "edge")
+            .expression_attribute_names("#b", "batch_id")
+            .expression_attribute_values(":t", received_at_ms)
+            .expression_attribute_values(":e", AttributeValue::S(ballot.edge.clone()))
+            .expression_attribute_values(":b", AttributeValue::S(ballot.batch_id.clone()))
+            .return_values(ReturnValue::AllOld)
             .send()
             .await;
         match put {
-            Ok(_) => Ok(PutOutcome::Stored),
+            Ok(out) if out.attributes().is_some_and(|old| !old.is_empty()) => {
+                Ok(BallotWrite::Replaced)
+            }
+            Ok(_) => Ok(BallotWrite::Stored),
             Err(e)
                 if e.as_service_error()
                     .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
             {
-                Ok(PutOutcome::Duplicate)
+                Ok(BallotWrite::Kept)
             }
             Err(e) => Err(store_err("put_ballot")(e)),
         }
@@ -215,17 +260,44 @@ impl DynamoApi for SdkDynamo {
         &self,
         election: &str,
         voter: &str,
-    ) -> Result<Vec<StoredBallot>, StoreError> {
+        max_items: usize,
+    ) -> Result<VoterBallots, StoreError> {
         let stage = "query_voter";
-        let items = self
-            .query_all(
+        let (items, complete) = self
+            .query_bounded(
                 stage,
                 item::ballot_pk(election, voter),
+                None,
                 true,
-                MAX_VOTER_BALLOTS,
+                max_items,
             )
             .await?;
-        items.iter().map(|item| ballot_of(stage, item)).collect()
+        Ok(VoterBallots {
+            ballots: items
+                .iter()
+                .map(|item| ballot_of(stage, item))
+                .collect::<Result<_, _>>()?,
+            complete,
+        })
+    }
+
+    async fn get_ballot(
+        &self,
+        election: &str,
+        voter: &str,
+        vote_id: &Digest32,
+    ) -> Result<Option<StoredBallot>, StoreError> {
+        let stage = "get_ballot";
+        let (items, _) = self
+            .query_bounded(
+                stage,
+                item::ballot_pk(election, voter),
+                Some(vote_id.to_b64()),
+                true,
+                1,
+            )
+            .await?;
+        items.first().map(|item| ballot_of(stage, item)).transpose()
     }
 
     async fn add_counters(

@@ -1,8 +1,13 @@
 //! [`DynamoApi`] in memory, for benchmarks: every request sleeps a configurable latency and is
 //! billed by the DynamoDB capacity rules, so a benchmark can report WCU and RCU per vote.
 //!
+//! Writes follow the same conditions as [`super::SdkDynamo`]: a ballot put keeps the earliest copy
+//! of a vote ([`super::KEEP_EARLIEST_COPY`], here through
+//! `edgevote_store::counting::replaces_copy`, which that expression mirrors).
+//!
 //! Billing (on-demand request units, as documented by AWS):
-//! - `PutItem`: 1 WCU per started KB of the item, also when its condition fails;
+//! - `PutItem`: 1 WCU per started KB of the larger of the item before and after, also when its
+//!   condition fails;
 //! - `UpdateItem`: 1 WCU per started KB of the larger of the item before and after;
 //! - `Query`/`Scan`: the sizes of the items read (evaluated, for Scan) are summed and billed per
 //!   started 4 KB, at least one unit: 1 RCU each when strongly consistent, 0.5 RCU when
@@ -15,10 +20,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use edgevote_store::{LiveTally, PutOutcome, ScanPage, StoreError, StoredBallot};
+use edgevote_shared::Digest32;
+use edgevote_store::{LiveTally, ScanPage, StoreError, StoredBallot, counting};
 
 use super::item::{self, COUNTER_SHARDS};
-use super::{DynamoApi, MAX_COUNTER_CHOICES, MAX_VOTER_BALLOTS};
+use super::{BallotWrite, DynamoApi, MAX_COUNTER_CHOICES, VoterBallots};
 
 const WRITE_UNIT_BYTES: usize = 1024;
 const READ_UNIT_BYTES: usize = 4096;
@@ -121,26 +127,30 @@ fn ballot_key(ballot: &StoredBallot) -> (String, String) {
 
 #[async_trait]
 impl DynamoApi for SimDynamo {
-    async fn put_ballot_if_absent(&self, ballot: &StoredBallot) -> Result<PutOutcome, StoreError> {
+    async fn put_ballot(&self, ballot: &StoredBallot) -> Result<BallotWrite, StoreError> {
         self.request().await;
-        self.costs.write(item::ballot_size(ballot));
         let mut tables = self.tables("put_ballot")?;
         let key = ballot_key(ballot);
-        if tables.ballots.contains_key(&key) {
-            return Ok(PutOutcome::Duplicate);
-        }
+        let before = tables.ballots.get(&key).map_or(0, item::ballot_size);
+        self.costs.write(before.max(item::ballot_size(ballot)));
+        let write = match tables.ballots.get(&key) {
+            None => BallotWrite::Stored,
+            Some(existing) if counting::replaces_copy(ballot, existing) => BallotWrite::Replaced,
+            Some(_) => return Ok(BallotWrite::Kept),
+        };
         tables.ballots.insert(key, ballot.clone());
-        Ok(PutOutcome::Stored)
+        Ok(write)
     }
 
     async fn query_voter(
         &self,
         election: &str,
         voter: &str,
-    ) -> Result<Vec<StoredBallot>, StoreError> {
+        max_items: usize,
+    ) -> Result<VoterBallots, StoreError> {
         self.request().await;
         let pk = item::ballot_pk(election, voter);
-        let found: Vec<StoredBallot> = {
+        let mut found: Vec<StoredBallot> = {
             let tables = self.tables("query_voter")?;
             let from = (pk.clone(), String::new());
             let voter_items = tables
@@ -148,18 +158,31 @@ impl DynamoApi for SimDynamo {
                 .range(from..)
                 .take_while(|((p, _), _)| *p == pk);
             voter_items
-                .take(MAX_VOTER_BALLOTS + 1)
+                .take(max_items + 1)
                 .map(|(_, b)| b.clone())
                 .collect()
         };
         self.costs
             .read(found.iter().map(item::ballot_size).sum(), true);
-        if found.len() > MAX_VOTER_BALLOTS {
-            return Err(StoreError::Invalid {
-                stage: "query_voter",
-                detail: format!("{pk} holds more than {MAX_VOTER_BALLOTS} items"),
-            });
-        }
+        let complete = found.len() <= max_items;
+        found.truncate(max_items);
+        Ok(VoterBallots {
+            ballots: found,
+            complete,
+        })
+    }
+
+    async fn get_ballot(
+        &self,
+        election: &str,
+        voter: &str,
+        vote_id: &Digest32,
+    ) -> Result<Option<StoredBallot>, StoreError> {
+        self.request().await;
+        let key = (item::ballot_pk(election, voter), vote_id.to_b64());
+        let found = self.tables("get_ballot")?.ballots.get(&key).cloned();
+        self.costs
+            .read(found.as_ref().map_or(0, item::ballot_size), true);
         Ok(found)
     }
 

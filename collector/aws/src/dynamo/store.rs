@@ -1,17 +1,19 @@
 //! [`DynamoStore`]: the `edgevote_store::Store` logic over any [`DynamoApi`].
 
 use std::collections::BTreeMap;
+use std::future::Future;
 
 use async_trait::async_trait;
 use edgevote_shared::Policy;
 use edgevote_store::counting;
 use edgevote_store::{
-    ElectionRules, LiveTally, MAX_SCAN_PAGE, PutOutcome, ScanPage, Store, StoreError, StoredBallot,
+    ElectionRules, LiveTally, MAX_SCAN_PAGE, MAX_VOTER_BALLOTS, PutOutcome, ScanPage, Store,
+    StoreError, StoredBallot,
 };
 use futures_util::{StreamExt, TryStreamExt, stream};
 
 use super::item::key_safe;
-use super::{DynamoApi, DynamoStoreConfig, SdkDynamo};
+use super::{BallotWrite, DynamoApi, DynamoStoreConfig, SdkDynamo, VoterBallots};
 
 /// Default of [`DynamoStoreConfig::max_concurrent_requests`].
 pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 64;
@@ -51,76 +53,125 @@ impl<A: DynamoApi> DynamoStore<A> {
         &self.api
     }
 
-    /// Puts every ballot, at most `max_concurrent_requests` at a time; outcomes in order.
-    async fn put_all(&self, ballots: &[StoredBallot]) -> Result<Vec<PutOutcome>, StoreError> {
-        // The futures are lazy; `buffered` runs at most that many at once. (Collected first: a
-        // closure inside the stream would trip the `Send` check of the async_trait future.)
-        let puts: Vec<_> = ballots
-            .iter()
-            .map(|b| self.api.put_ballot_if_absent(b))
-            .collect();
-        stream::iter(puts)
+    /// Runs `calls` (lazy futures), at most `max_concurrent_requests` at a time; results in
+    /// order.
+    async fn bounded<T, F>(&self, calls: Vec<F>) -> Result<Vec<T>, StoreError>
+    where
+        F: Future<Output = Result<T, StoreError>>,
+    {
+        // `buffered` runs at most that many at once. (The futures are collected by the caller
+        // first: a closure inside the stream would trip the `Send` check of the async_trait
+        // future.)
+        stream::iter(calls)
             .buffered(self.max_concurrent_requests)
             .try_collect()
             .await
     }
 
-    /// The change of the live tally caused by the newly stored ballots.
-    async fn live_delta(
+    /// Decides what to do with one voter's ballots of the batch (`indices` into `ballots`, in
+    /// batch order), given the voter's ballots read before any write.
+    async fn plan_voter(
         &self,
         rules: &ElectionRules,
         ballots: &[StoredBallot],
-        outcomes: &[PutOutcome],
-    ) -> Result<BTreeMap<String, i64>, StoreError> {
-        let fresh = fresh_by_voter(ballots, outcomes);
-        let queries: Vec<_> = fresh
-            .keys()
-            .map(|v| self.api.query_voter(&rules.id, v))
-            .collect();
-        let stored: Vec<Vec<StoredBallot>> = stream::iter(queries)
-            .buffered(self.max_concurrent_requests)
-            .try_collect()
-            .await?;
-        let mut delta = BTreeMap::new();
-        for (new, all) in fresh.values().zip(stored) {
-            voter_change(rules.policy, new, all, &mut delta);
+        indices: &[usize],
+        read: VoterBallots,
+    ) -> Result<VoterPlan, StoreError> {
+        // One write per vote id at most: of the batch's copies of one vote, the least.
+        let mut copies: Vec<(usize, Vec<usize>)> = Vec::new();
+        for &i in indices {
+            let ballot = &ballots[i];
+            match copies
+                .iter_mut()
+                .find(|(least, _)| ballots[*least].vote_id == ballot.vote_id)
+            {
+                Some((least, all)) => {
+                    if counting::replaces_copy(ballot, &ballots[*least]) {
+                        *least = i;
+                    }
+                    all.push(i);
+                }
+                None => copies.push((i, vec![i])),
+            }
         }
-        delta.retain(|_, change| *change != 0);
-        Ok(delta)
+        let mut held = read.ballots.len();
+        let mut plan = VoterPlan {
+            writes: Vec::new(),
+            over_limit: Vec::new(),
+            read,
+        };
+        for (least, all) in copies {
+            let ballot = &ballots[least];
+            let mut existing = plan
+                .read
+                .ballots
+                .iter()
+                .find(|b| b.vote_id == ballot.vote_id)
+                .cloned();
+            if existing.is_none() && !plan.read.complete {
+                // The voter holds more ballots than were read: this one may be among the rest.
+                existing = self
+                    .api
+                    .get_ballot(&rules.id, &ballot.voter, &ballot.vote_id)
+                    .await?;
+            }
+            match existing {
+                // A copy of a vote the voter has: a duplicate, never over the limit. Written only
+                // when it is the earlier copy (the put's condition decides again, atomically).
+                Some(existing) => {
+                    if counting::replaces_copy(ballot, &existing) {
+                        plan.writes.push(least);
+                    }
+                }
+                None if held >= rules.voter_limit() => plan.over_limit.extend(all),
+                None => {
+                    held += 1;
+                    plan.writes.push(least);
+                }
+            }
+        }
+        Ok(plan)
     }
 }
 
-/// The newly stored ballots, by voter.
-fn fresh_by_voter<'a>(
-    ballots: &'a [StoredBallot],
-    outcomes: &[PutOutcome],
-) -> BTreeMap<&'a str, Vec<&'a StoredBallot>> {
-    let mut fresh: BTreeMap<&str, Vec<&StoredBallot>> = BTreeMap::new();
-    for (ballot, outcome) in ballots.iter().zip(outcomes) {
-        if *outcome == PutOutcome::Stored {
-            fresh.entry(&ballot.voter).or_default().push(ballot);
-        }
-    }
-    fresh
+/// What `record` does with one voter's ballots.
+#[derive(Debug)]
+struct VoterPlan {
+    /// The voter's ballots before the batch.
+    read: VoterBallots,
+    /// Ballots to put (new ones within the limit, and earlier copies of stored votes).
+    writes: Vec<usize>,
+    /// New ballots refused: the voter is at the limit.
+    over_limit: Vec<usize>,
 }
 
-/// Adds to `delta` the change of one voter's counted ballot: before = counted over the voter's
-/// ballots without the new ones, after = counted over all of them.
+/// Adds to `delta` the change of one voter's counted ballot that the batch's writes made: before
+/// = counted over the ballots read, after = counted over them with the new ballots added and the
+/// replaced copies swapped in. Nothing for a voter whose ballots were not all read.
 fn voter_change(
     policy: Policy,
-    new: &[&StoredBallot],
-    mut all: Vec<StoredBallot>,
+    plan: &VoterPlan,
+    written: &[(&StoredBallot, BallotWrite)],
     delta: &mut BTreeMap<String, i64>,
 ) {
-    for ballot in new {
-        // A strongly consistent read sees our own writes; keep the rule right regardless.
-        if !all.iter().any(|b| b.vote_id == ballot.vote_id) {
-            all.push((*ballot).clone());
+    if !plan.read.complete {
+        return;
+    }
+    let before = counting::counted(policy, &plan.read.ballots);
+    let mut after = plan.read.ballots.clone();
+    for (ballot, write) in written {
+        match write {
+            BallotWrite::Stored => after.push((*ballot).clone()),
+            BallotWrite::Replaced => {
+                // (A copy stored by someone else since the read is theirs to count.)
+                if let Some(copy) = after.iter_mut().find(|b| b.vote_id == ballot.vote_id) {
+                    *copy = (*ballot).clone();
+                }
+            }
+            BallotWrite::Kept => {}
         }
     }
-    let is_new = |b: &StoredBallot| new.iter().any(|n| n.vote_id == b.vote_id);
-    let before = counting::counted(policy, all.iter().filter(|b| !is_new(b)));
-    let after = counting::counted(policy, &all);
+    let after = counting::counted(policy, &after);
     counting::apply_change(delta, before.as_ref(), after.as_ref());
 }
 
@@ -155,16 +206,56 @@ impl<A: DynamoApi> Store for DynamoStore<A> {
         ballots: Vec<StoredBallot>,
     ) -> Result<Vec<PutOutcome>, StoreError> {
         check_batch(rules, region, &ballots)?;
-        let outcomes = self.put_all(&ballots).await?;
-        let delta = self.live_delta(rules, &ballots, &outcomes).await?;
+        let mut by_voter: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for (i, ballot) in ballots.iter().enumerate() {
+            by_voter.entry(&ballot.voter).or_default().push(i);
+        }
+        // Every voter's ballots, read before any write: the limit and the counting rule need them.
+        let reads = by_voter
+            .keys()
+            .map(|voter| self.api.query_voter(&rules.id, voter, MAX_VOTER_BALLOTS))
+            .collect();
+        let reads: Vec<VoterBallots> = self.bounded(reads).await?;
+        let mut plans = Vec::with_capacity(reads.len());
+        for (indices, read) in by_voter.values().zip(reads) {
+            plans.push(self.plan_voter(rules, &ballots, indices, read).await?);
+        }
+        let to_write: Vec<usize> = plans
+            .iter()
+            .flat_map(|p| p.writes.iter().copied())
+            .collect();
+        let puts = to_write
+            .iter()
+            .map(|&i| self.api.put_ballot(&ballots[i]))
+            .collect();
+        let written: Vec<BallotWrite> = self.bounded(puts).await?;
+
+        let mut outcomes = vec![PutOutcome::Duplicate; ballots.len()];
+        for (&i, write) in to_write.iter().zip(&written) {
+            outcomes[i] = write.outcome();
+        }
+        let mut written = to_write.iter().zip(written);
+        let mut delta = BTreeMap::new();
+        for (voter, plan) in by_voter.keys().zip(&plans) {
+            for &i in &plan.over_limit {
+                outcomes[i] = PutOutcome::OverLimit;
+            }
+            let mine: Vec<(&StoredBallot, BallotWrite)> = written
+                .by_ref()
+                .take(plan.writes.len())
+                .map(|(&i, w)| (&ballots[i], w))
+                .collect();
+            if !plan.read.complete {
+                tracing::warn!(election = %rules.id, voter, held_more_than = MAX_VOTER_BALLOTS, "voter holds too many ballots to recount; live tally left as it is");
+            }
+            voter_change(rules.policy, plan, &mine, &mut delta);
+        }
+        delta.retain(|_, change| *change != 0);
         if !delta.is_empty() {
             self.api.add_counters(&rules.id, region, &delta).await?;
         }
-        let stored = outcomes
-            .iter()
-            .filter(|o| **o == PutOutcome::Stored)
-            .count();
-        tracing::debug!(election = %rules.id, region, ballots = ballots.len(), stored, choices_changed = delta.len(), "ballots recorded");
+        let count = |o: PutOutcome| outcomes.iter().filter(|x| **x == o).count();
+        tracing::debug!(election = %rules.id, region, ballots = ballots.len(), stored = count(PutOutcome::Stored), over_limit = count(PutOutcome::OverLimit), writes = to_write.len(), choices_changed = delta.len(), "ballots recorded");
         Ok(outcomes)
     }
 
@@ -173,7 +264,17 @@ impl<A: DynamoApi> Store for DynamoStore<A> {
         election: &str,
         voter: &str,
     ) -> Result<Vec<StoredBallot>, StoreError> {
-        self.api.query_voter(election, voter).await
+        let read = self
+            .api
+            .query_voter(election, voter, MAX_VOTER_BALLOTS)
+            .await?;
+        if !read.complete {
+            return Err(StoreError::Invalid {
+                stage: "voter_ballots",
+                detail: format!("voter {voter:?} holds more than {MAX_VOTER_BALLOTS} ballots"),
+            });
+        }
+        Ok(read.ballots)
     }
 
     async fn live_tally(&self, election: &str) -> Result<LiveTally, StoreError> {

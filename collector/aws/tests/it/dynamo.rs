@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use edgevote_aws::dynamo::{DynamoApi, create_table, item};
+use edgevote_aws::dynamo::{BallotWrite, DynamoApi, MAX_VOTER_BALLOTS, create_table, item};
 use edgevote_aws::moto::MotoServer;
 use edgevote_aws::{DynamoStore, SdkDynamo, SimDynamo};
 use edgevote_shared::{Digest32, Policy};
@@ -32,6 +32,7 @@ fn rules(id: &str, policy: Policy) -> ElectionRules {
     ElectionRules {
         id: id.into(),
         policy,
+        max_votes_per_voter: edgevote_shared::manifest::MAX_VOTES_PER_VOTER,
     }
 }
 
@@ -58,13 +59,10 @@ async fn put_twice<A: DynamoApi>(store: &DynamoStore<A>) {
     let rules = rules("put-twice", Policy::FirstVoteWins);
     let b = ballot(&rules.id, "v1", 1, "yes", 1_000);
     assert_eq!(
-        store.api().put_ballot_if_absent(&b).await.unwrap(),
-        PutOutcome::Stored
+        store.api().put_ballot(&b).await.unwrap(),
+        BallotWrite::Stored
     );
-    assert_eq!(
-        store.api().put_ballot_if_absent(&b).await.unwrap(),
-        PutOutcome::Duplicate
-    );
+    assert_eq!(store.api().put_ballot(&b).await.unwrap(), BallotWrite::Kept);
 
     let b2 = ballot(&rules.id, "v2", 2, "no", 1_000);
     let first = store
@@ -220,16 +218,17 @@ async fn sim_dynamo_bills_one_wcu_per_small_ballot() {
 
     store.record(&rules, REGION, ballots.clone()).await.unwrap();
     let after_first = costs.snapshot();
-    // 100 puts + 1 counter update; 100 strongly consistent voter queries.
+    // 100 strongly consistent voter queries, then 100 puts + 1 counter update.
     assert_eq!(after_first.write_units, 101);
     assert_eq!(after_first.requests, 201);
     assert_eq!(after_first.read_units, 100.0);
 
-    // A redelivery: the failed conditional puts are billed too; nothing else happens.
+    // A redelivery: the queries find every ballot, so nothing is written.
     store.record(&rules, REGION, ballots).await.unwrap();
     let after_second = costs.snapshot();
-    assert_eq!(after_second.write_units, 201);
+    assert_eq!(after_second.write_units, 101);
     assert_eq!(after_second.requests, 301);
+    assert_eq!(after_second.read_units, 200.0);
     assert_eq!(
         overall(&store, &rules.id).await,
         BTreeMap::from([("a".into(), 50), ("b".into(), 50)])
@@ -250,5 +249,195 @@ async fn sim_dynamo_overlaps_requests_up_to_the_limit() {
         started.elapsed() < Duration::from_secs(3),
         "{:?}",
         started.elapsed()
+    );
+}
+
+/// `ballot` as a copy accepted at `at_ms` by `edge` in `batch`.
+fn copy_of(ballot: &StoredBallot, at_ms: u64, edge: &str, batch: &str) -> StoredBallot {
+    StoredBallot {
+        received_at_ms: at_ms,
+        edge: edge.into(),
+        batch_id: batch.into(),
+        ..ballot.clone()
+    }
+}
+
+/// Two copies of one vote, recorded in both orders: the stored item is always the earliest by
+/// (received_at_ms, edge, batch id), the order of `counting::replaces_copy`, including the
+/// tie-breaks and a later timestamp whose edge and batch sort first. Every second recording is
+/// a duplicate.
+async fn copies_merge_to_the_earliest<A: DynamoApi>(store: &DynamoStore<A>) {
+    let rules = rules("copies", Policy::FirstVoteWins);
+    let base = ballot(&rules.id, "v", 1, "yes", 0);
+    // (earlier, later) pairs.
+    let pairs = [
+        (
+            copy_of(&base, 100, "edge-b", "b"),
+            copy_of(&base, 200, "edge-a", "a"),
+        ),
+        (
+            copy_of(&base, 100, "edge-a", "z"),
+            copy_of(&base, 100, "edge-b", "a"),
+        ),
+        (
+            copy_of(&base, 100, "edge-a", "a"),
+            copy_of(&base, 100, "edge-a", "b"),
+        ),
+        (
+            copy_of(&base, 9, "edge-z", "z"),
+            copy_of(&base, 10, "edge-a", "a"),
+        ),
+    ];
+    for (case, (early, late)) in pairs.iter().enumerate() {
+        assert!(edgevote_store::counting::replaces_copy(early, late));
+        for (n, order) in [[late, early], [early, late]].iter().enumerate() {
+            let voter = format!("v{case}-{n}");
+            let [first, second] = order.map(|b| StoredBallot {
+                voter: voter.clone(),
+                ..b.clone()
+            });
+            let a = store.record(&rules, REGION, vec![first]).await.unwrap();
+            let b = store.record(&rules, REGION, vec![second]).await.unwrap();
+            assert_eq!(
+                (a, b),
+                (vec![PutOutcome::Stored], vec![PutOutcome::Duplicate]),
+                "case {case} order {n}"
+            );
+            let stored = store.voter_ballots(&rules.id, &voter).await.unwrap();
+            let want = StoredBallot {
+                voter: voter.clone(),
+                ..early.clone()
+            };
+            assert_eq!(
+                stored,
+                vec![want],
+                "case {case} order {n}: the earliest copy"
+            );
+        }
+    }
+    let exact = final_tally(store, &rules).await.unwrap();
+    assert_eq!((exact.voters, exact.ballots), (8, 8));
+    assert_eq!(
+        overall(store, &rules.id).await,
+        BTreeMap::from([("yes".into(), 8)])
+    );
+}
+
+#[tokio::test]
+async fn copies_of_a_vote_merge_to_the_earliest_in_any_order() {
+    let server = moto();
+    copies_merge_to_the_earliest(&sdk_store(&server).await).await;
+    copies_merge_to_the_earliest(&sim_store()).await;
+}
+
+/// A voter at the limit: new ballots are refused, in batch order, without touching the other
+/// voters of the batch; copies of the voter's stored ballots stay duplicates.
+async fn limit_refuses_new_ballots_only<A: DynamoApi>(store: &DynamoStore<A>) {
+    let rules = ElectionRules {
+        max_votes_per_voter: 2,
+        ..rules("limited", Policy::LastVoteWins)
+    };
+    let g = |id: u8, at: u64| ballot(&rules.id, "greedy", id, "yes", at);
+    let first = store
+        .record(
+            &rules,
+            REGION,
+            vec![
+                g(1, 10),
+                ballot(&rules.id, "h1", 50, "no", 10),
+                g(2, 20),
+                g(3, 30),
+                g(3, 30),
+            ],
+        )
+        .await
+        .unwrap();
+    use PutOutcome::{Duplicate, OverLimit, Stored};
+    assert_eq!(first, vec![Stored, Stored, Stored, OverLimit, OverLimit]);
+    let second = store
+        .record(
+            &rules,
+            REGION,
+            vec![
+                g(4, 40),
+                copy_of(&g(1, 10), 5, "edge-0", "early"),
+                g(2, 20),
+                ballot(&rules.id, "h2", 51, "no", 10),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(second, vec![OverLimit, Duplicate, Duplicate, Stored]);
+    let mut held: Vec<(u8, u64)> = store
+        .voter_ballots(&rules.id, "greedy")
+        .await
+        .unwrap()
+        .iter()
+        .map(|b| (b.vote_id.0[0], b.received_at_ms))
+        .collect();
+    held.sort();
+    assert_eq!(
+        held,
+        vec![(1, 5), (2, 20)],
+        "the limit's two, one as its earlier copy"
+    );
+    // Last vote wins: greedy counts 'yes' (its ballot 2); h1 and h2 'no'.
+    assert_eq!(
+        overall(store, &rules.id).await,
+        BTreeMap::from([("no".into(), 2), ("yes".into(), 1)])
+    );
+}
+
+#[tokio::test]
+async fn voter_limit_refuses_new_ballots_not_copies() {
+    let server = moto();
+    limit_refuses_new_ballots_only(&sdk_store(&server).await).await;
+    limit_refuses_new_ballots_only(&sim_store()).await;
+}
+
+/// A voter who holds more ballots than a store reads at once (written around the limit, e.g.
+/// before it was enforced): a batch with their new ballot, a retry of their ballot that sorts
+/// last (beyond the bounded read) and another voter's ballot is not failed; the new ballot is
+/// over the limit, the retry a duplicate, the other voter's ballot stored and counted.
+#[tokio::test]
+async fn voter_beyond_the_read_bound_fails_no_batch() {
+    let store = sim_store();
+    let rules = rules("hoarder", Policy::FirstVoteWins);
+    let hoarded: Vec<StoredBallot> = (0..=MAX_VOTER_BALLOTS as u32)
+        .map(|i| StoredBallot {
+            vote_id: Digest32::of(&i.to_le_bytes()),
+            ..ballot(&rules.id, "hoarder", 0, "yes", u64::from(i))
+        })
+        .collect();
+    for b in &hoarded {
+        assert_eq!(
+            store.api().put_ballot(b).await.unwrap(),
+            BallotWrite::Stored
+        );
+    }
+    let last = hoarded.iter().max_by_key(|b| b.vote_id.to_b64()).unwrap();
+    let outcomes = store
+        .record(
+            &rules,
+            REGION,
+            vec![
+                ballot(&rules.id, "hoarder", 1, "no", 1),
+                copy_of(last, last.received_at_ms + 1, "edge-9", "retry"),
+                ballot(&rules.id, "honest", 2, "no", 1),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        outcomes,
+        vec![
+            PutOutcome::OverLimit,
+            PutOutcome::Duplicate,
+            PutOutcome::Stored
+        ]
+    );
+    assert_eq!(
+        overall(&store, &rules.id).await,
+        BTreeMap::from([("no".into(), 1)])
     );
 }
