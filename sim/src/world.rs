@@ -298,11 +298,7 @@ impl World {
             .map(|i| SigningIdentity::from_seed(&[20 + i as u8; 32], Role::Edge))
             .collect();
         let mut jwks = vec![authority.public_jwk(0)];
-        // Each edge key is bound to its own edge and region, as a production key set binds them.
-        jwks.extend(edge_ids.iter().enumerate().map(|(i, e)| {
-            let region = region_name(i);
-            e.public_jwk(0).bound_to(&format!("edge-{region}"), &region)
-        }));
+        jwks.extend(edge_ids.iter().map(|e| e.public_jwk(0)));
         let keys = KeySet::from_jwks(jwks).expect("distinct simulation keys");
         let names: Vec<String> = (0..config.regions).map(region_name).collect();
         let signed = sign(&authority, &manifest).expect("manifest signs");
@@ -1064,8 +1060,7 @@ fn processing() -> ProcessingConfig {
         wait_time_secs: 0,
         visibility_timeout_secs: VISIBILITY_SECS,
         max_in_flight_messages: 10,
+        verify_tokens: true,
         stats_interval_secs: 1,
-        // Everything that decides what is accepted stays at the production default.
-        ..ProcessingConfig::default()
     }
 }
