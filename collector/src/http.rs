@@ -20,9 +20,11 @@
 //!
 //! **The final tally is bounded.** It scans every ballot of the election, so a computed tally
 //! is kept for `http.final_cache_ms` and shared: concurrent requests wait for the one scan
-//! running for their election (single flight), at most `http.final_max_scans` scans run at
-//! once over all elections, and a request that cannot get a result within `http.final_wait_ms`
-//! is answered 503 `busy` with `Retry-After`. `edgevote collector tally` is the uncached way.
+//! running for their election (single flight; the scan runs detached, so it finishes and is
+//! kept even if every requester gave up), at most `http.final_max_scans` scans run at once over
+//! all elections, and a request that cannot get a result within `http.final_wait_ms` is
+//! answered 503 `busy` with `Retry-After`. The store has no cheap change sequence to key the
+//! cache on, hence the time bound. `edgevote collector tally` is the uncached way.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -38,7 +40,7 @@ use axum::routing::get;
 use edgevote_shared::{Digest32, Policy};
 use edgevote_store::FinalTally;
 use serde_json::json;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 
 use crate::config::HttpConfig;
@@ -141,13 +143,24 @@ struct Http {
 /// Final tallies computed, and the bound on the scans computing them.
 struct FinalTallies {
     scans: Semaphore,
-    /// Election → its last computed tally. The lock is held for the whole scan, so requests
-    /// for that election wait for that scan instead of starting their own. Only elections the
+    /// Election → its last computed tally and the scan running for it. Only elections the
     /// collector is configured for get a slot.
-    slots: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Computed>>>>>,
+    slots: Mutex<HashMap<String, Arc<Mutex<Slot>>>>,
     scans_total: AtomicU64,
     busy_total: AtomicU64,
     running: AtomicU64,
+}
+
+/// What a scan ends with (`None` until it ends).
+type Outcome = Option<Result<Arc<Computed>, String>>;
+
+/// One election's final tally.
+#[derive(Default)]
+struct Slot {
+    /// The last one computed.
+    last: Option<Arc<Computed>>,
+    /// The scan running for it, which every request for the election waits for.
+    scan: Option<watch::Receiver<Outcome>>,
 }
 
 /// A computed final tally.
@@ -169,7 +182,7 @@ impl FinalTallies {
         }
     }
 
-    fn slot(&self, election: &str) -> Arc<tokio::sync::Mutex<Option<Computed>>> {
+    fn slot(&self, election: &str) -> Arc<Mutex<Slot>> {
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         Arc::clone(slots.entry(election.to_owned()).or_default())
     }
@@ -206,7 +219,7 @@ impl FinalTallies {
     }
 }
 
-/// Counts a scan as running until dropped (also when the request is cancelled mid-scan).
+/// Counts a scan as running until dropped.
 struct Running<'a>(&'a AtomicU64);
 
 impl<'a> Running<'a> {
@@ -314,41 +327,81 @@ async fn live_results(State(h): State<Arc<Http>>, Path(election): Path<String>) 
     }
 }
 
-/// The exact final tally, from a scan at most `final_cache` old or one finished after this
-/// request arrived (see the module doc).
+/// The exact final tally, from a scan that finished at most `final_cache` ago or from the one
+/// running for the election (see the module doc).
 async fn final_results(State(h): State<Arc<Http>>, Path(election): Path<String>) -> Response {
     let Some(rules) = h.collector.checker.rules(&election) else {
         return error(StatusCode::NOT_FOUND, "unknown_election", election);
     };
-    let arrived = Instant::now();
-    let deadline = arrived + h.options.final_wait;
-    let slot = h.finals.slot(&election);
-    let Ok(mut computed) = tokio::time::timeout_at(deadline, slot.lock()).await else {
-        return busy(&h);
+    let deadline = Instant::now() + h.options.final_wait;
+    let mut scan = {
+        let slot = h.finals.slot(&election);
+        let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = &slot.last
+            && c.at.elapsed() < h.options.final_cache
+        {
+            return final_answer(&h, c);
+        }
+        match &slot.scan {
+            // A running scan (its sender is alive): share it.
+            Some(scan) if scan.has_changed().is_ok() => scan.clone(),
+            _ => {
+                let (tx, rx) = watch::channel(None);
+                slot.scan = Some(rx.clone());
+                // Detached: the scan finishes (and is cached) even if every waiter gives up.
+                tokio::spawn(run_scan(Arc::clone(&h), rules, tx));
+                rx
+            }
+        }
     };
-    if let Some(c) = computed.as_ref()
-        && (c.at >= arrived || c.at.elapsed() < h.options.final_cache)
-    {
-        return final_answer(&h, c);
-    }
-    let Ok(Ok(_permit)) = tokio::time::timeout_at(deadline, h.finals.scans.acquire()).await else {
-        return busy(&h);
-    };
-    h.finals.scans_total.fetch_add(1, Ordering::Relaxed);
-    let running = Running::start(&h.finals.running);
-    let scanned = edgevote_store::final_tally(h.collector.store.as_ref(), &rules).await;
-    drop(running);
-    match scanned {
-        Ok(tally) => final_answer(
-            &h,
-            computed.insert(Computed {
-                at: Instant::now(),
-                at_ms: edgevote_queue::now_ms(),
-                tally,
-            }),
+    match tokio::time::timeout_at(deadline, scan.wait_for(Option::is_some)).await {
+        Err(_) => busy(&h),
+        Ok(Ok(outcome)) => match outcome.as_ref() {
+            Some(Ok(computed)) => final_answer(&h, computed),
+            Some(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", e),
+            None => error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                "no tally",
+            ),
+        },
+        Ok(Err(_)) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            "the scan stopped",
         ),
-        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", e),
     }
+}
+
+/// Scans the store for one election's final tally once a scan slot is free, keeps the result
+/// and hands it to every request waiting for it.
+async fn run_scan(h: Arc<Http>, rules: edgevote_store::ElectionRules, tx: watch::Sender<Outcome>) {
+    let outcome = match h.finals.scans.acquire().await {
+        Ok(_permit) => {
+            h.finals.scans_total.fetch_add(1, Ordering::Relaxed);
+            let _running = Running::start(&h.finals.running);
+            edgevote_store::final_tally(h.collector.store.as_ref(), &rules)
+                .await
+                .map(|tally| {
+                    Arc::new(Computed {
+                        at: Instant::now(),
+                        at_ms: edgevote_queue::now_ms(),
+                        tally,
+                    })
+                })
+                .map_err(|e| e.to_string())
+        }
+        Err(closed) => Err(closed.to_string()),
+    };
+    {
+        let slot = h.finals.slot(&rules.id);
+        let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
+        if let Ok(computed) = &outcome {
+            slot.last = Some(Arc::clone(computed));
+        }
+        slot.scan = None;
+    }
+    let _ = tx.send(Some(outcome));
 }
 
 fn final_answer(h: &Http, c: &Computed) -> Response {

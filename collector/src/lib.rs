@@ -5,7 +5,8 @@
 //! - [`config`]: the TOML configuration;
 //! - [`check`]: message → ballots, or a dead-letter reason;
 //! - [`service`]: the receive loops, shutdown and fault injection;
-//! - [`http`]: `/metrics`, `/healthz`, `/v1/results/...`;
+//! - [`http`]: `/metrics`, `/healthz`, `/v1/results/...`, the per-receipt lookup and the
+//!   auditor's voter listing;
 //! - [`metrics`]: the Prometheus metrics.
 
 pub mod check;
