@@ -57,6 +57,11 @@ pub enum BundleCommand {
         /// Its signed manifest (from `bundle sign`).
         #[arg(long)]
         manifest: PathBuf,
+        /// Deploy even if its serial is lower than the active bundle's (the host refuses such
+        /// a downgrade otherwise, with `bundle_downgrade`). Going back to the kept previous
+        /// bundle needs no flag: that is `bundle rollback`.
+        #[arg(long)]
+        allow_downgrade: bool,
     },
     /// Swap the previous bundle back in on a running edge host.
     Rollback {
@@ -78,9 +83,13 @@ pub enum BundleCommand {
         /// Bundle name.
         #[arg(long, default_value = "edgevote-edge")]
         name: String,
-        /// Bundle version.
+        /// Bundle version (a label).
         #[arg(long, default_value = env!("CARGO_PKG_VERSION"))]
         bundle_version: String,
+        /// Monotonic release serial: edge hosts refuse to deploy a lower serial than the one
+        /// they run. Default: the signing time in unix seconds, so a later signature is newer.
+        #[arg(long)]
+        serial: Option<u64>,
         /// Target platform.
         #[arg(long, value_enum, default_value = "wasi-http")]
         platform: PlatformArg,
@@ -109,13 +118,18 @@ pub fn run(command: BundleCommand) -> anyhow::Result<ExitCode> {
             target,
             wasm,
             manifest,
+            allow_downgrade,
         } => {
             let bytes = read_wasm(&wasm)?;
             let signed = crate::input::read_file(&manifest)?;
-            let body = serde_json::json!({
+            let mut body = serde_json::json!({
                 "wasm_base64": edgevote_shared::b64::encode_std(&bytes),
                 "manifest": signed.trim(),
             });
+            if allow_downgrade {
+                // Only when asked: a host that predates downgrade checks refuses the member.
+                body["allow_downgrade"] = true.into();
+            }
             println!(
                 "deploying {} (sha256={}) to {} ...",
                 wasm.display(),
@@ -133,14 +147,17 @@ pub fn run(command: BundleCommand) -> anyhow::Result<ExitCode> {
             wasm,
             name,
             bundle_version,
+            serial,
             platform,
             out,
         } => {
             let bytes = read_wasm(&wasm)?;
+            let created_at = timearg::now_secs();
             let manifest = BundleManifest {
                 v: 1,
                 name,
                 version: bundle_version,
+                serial: serial.unwrap_or(created_at),
                 platform: match platform {
                     PlatformArg::WasiHttp => Platform::WasiHttp,
                     PlatformArg::CloudflareWorker => Platform::CloudflareWorker,
@@ -148,7 +165,7 @@ pub fn run(command: BundleCommand) -> anyhow::Result<ExitCode> {
                 wasm_sha256: Digest32::of(&bytes),
                 wasm_bytes: bytes.len() as u64,
                 config_schema: config_schema(platform),
-                created_at: timearg::now_secs(),
+                created_at,
             };
             let ops = KeyStore::open(&keys.dir)?.signing_identity(Role::Ops, None)?;
             let signed = edgevote_shared::sign(&ops, &manifest)
@@ -156,9 +173,10 @@ pub fn run(command: BundleCommand) -> anyhow::Result<ExitCode> {
             std::fs::write(&out, signed + "\n")
                 .with_context(|| format!("writing {}", out.display()))?;
             println!(
-                "signed {} {} sha256={} ({} bytes) by {} -> {}",
+                "signed {} {} serial {} sha256={} ({} bytes) by {} -> {}",
                 manifest.name,
                 manifest.version,
+                manifest.serial,
                 manifest.wasm_sha256.to_hex(),
                 manifest.wasm_bytes,
                 ops.kid(),
@@ -179,8 +197,8 @@ pub fn run(command: BundleCommand) -> anyhow::Result<ExitCode> {
             match outcome {
                 Ok(v) => {
                     println!(
-                        "VALID bundle {} {} signed by {}",
-                        v.doc.name, v.doc.version, v.kid
+                        "VALID bundle {} {} serial {} signed by {}",
+                        v.doc.name, v.doc.version, v.doc.serial, v.kid
                     );
                     Ok(ExitCode::SUCCESS)
                 }
@@ -223,8 +241,12 @@ fn admin(
         body,
     ))?;
     if status != 200 {
+        let code = value["code"]
+            .as_str()
+            .map(|c| format!(" code={c}"))
+            .unwrap_or_default();
         println!(
-            "REFUSED by {} ({status}): {} {}",
+            "REFUSED by {} ({status}): {}{code} {}",
             target.host,
             value["error"].as_str().unwrap_or("?"),
             value["detail"].as_str().unwrap_or("")
@@ -233,10 +255,11 @@ fn admin(
     }
     let show = |b: &serde_json::Value| {
         format!(
-            "{} {} sha256={}",
+            "{} {} sha256={} serial {}",
             b["name"].as_str().unwrap_or("?"),
             b["version"].as_str().unwrap_or("?"),
-            b["wasm_sha256"].as_str().unwrap_or("?")
+            b["wasm_sha256"].as_str().unwrap_or("?"),
+            b["serial"].as_u64().unwrap_or(0)
         )
     };
     println!("active:   {}", show(&value["active"]));

@@ -266,6 +266,8 @@ fn sign_bundle(dir: &Path, store: &KeyStore, component: &Path) -> anyhow::Result
         v: 1,
         name: "edgevote-edge".into(),
         version: env!("CARGO_PKG_VERSION").into(),
+        // The signing time: a stack signed later is newer.
+        serial: timearg::now_secs(),
         platform: Platform::WasiHttp,
         wasm_sha256: Digest32::of(&wasm),
         wasm_bytes: wasm.len() as u64,

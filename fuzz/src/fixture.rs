@@ -278,6 +278,7 @@ impl Sample for BundleManifest {
             v: 1,
             name: "edgevote-edge".into(),
             version: "0.1.0".into(),
+            serial: 3,
             platform: Platform::WasiHttp,
             wasm_sha256: Digest32::of(SAMPLE_WASM),
             wasm_bytes: SAMPLE_WASM.len() as u64,

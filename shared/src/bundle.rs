@@ -1,6 +1,7 @@
 //! The bundle manifest: describes a built edge component, signed by ops (`typ`
 //! `edgevote-bundle+jws`). Edge hosts refuse a component whose manifest does not verify or whose
-//! digest does not match.
+//! digest does not match, and a deploy whose [`BundleManifest::serial`] is lower than the
+//! running bundle's (a downgrade) unless the operator explicitly allows it.
 
 use serde::{Deserialize, Serialize};
 
@@ -45,8 +46,13 @@ pub struct BundleManifest {
     pub v: u32,
     /// Bundle name.
     pub name: String,
-    /// Bundle version.
+    /// Bundle version (a label, e.g. `1.4.0`; not compared).
     pub version: String,
+    /// Monotonic release serial: a bundle signed later for the same hosts carries a higher one.
+    /// Edge hosts refuse to deploy a lower serial than the running bundle's (`bundle_downgrade`)
+    /// unless told to. Manifests signed before the field existed read as serial 0.
+    #[serde(default)]
+    pub serial: u64,
     /// Target platform.
     pub platform: Platform,
     /// SHA-256 of the Wasm file.

@@ -98,33 +98,156 @@ pub fn verify<T: Document>(compact: &str, keys: &KeySet) -> Result<Verified<T>, 
 }
 
 /// Verifies many documents of one type with a single Ed25519 batch verification (about twice
-/// as fast per signature). When the batch fails, each document is verified on its own with
-/// strict verification, so every culprit gets its own error and no good document is refused.
-/// Keys come from a checked [`KeySet`], so none is weak.
+/// as fast per signature). When the batch fails, it is split in halves, recursively, so that one
+/// forged signature among many costs a few smaller batches rather than a strict verification of
+/// every document; a signature is accepted only inside a passing batch or by strict
+/// verification on its own, so every culprit gets its own error and no good document is
+/// refused. Keys come from a checked [`KeySet`], so none is weak.
 pub fn verify_many<T: Document>(
     compacts: &[&str],
     keys: &KeySet,
 ) -> Vec<Result<Verified<T>, WireError>> {
+    verify_many_counted(compacts, keys).0
+}
+
+/// The signature checks one [`verify_many`] call made.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchCount {
+    /// Batch verifications.
+    pub batches: usize,
+    /// Signatures in those batches, summed.
+    pub batched: usize,
+    /// Strict verifications of one signature.
+    pub singles: usize,
+}
+
+/// [`verify_many`], with the signature checks it made.
+pub fn verify_many_counted<T: Document>(
+    compacts: &[&str],
+    keys: &KeySet,
+) -> (Vec<Result<Verified<T>, WireError>>, BatchCount) {
     let prepared: Vec<Result<Prepared<'_, '_>, WireError>> =
         compacts.iter().map(|c| prepare::<T>(c, keys)).collect();
     let ready: Vec<&Prepared<'_, '_>> = prepared.iter().filter_map(|p| p.as_ref().ok()).collect();
-    let messages: Vec<&[u8]> = ready.iter().map(|p| p.signing_input.as_bytes()).collect();
-    let signatures: Vec<Signature> = ready.iter().map(|p| p.signature).collect();
-    let verifying_keys: Vec<ed25519_dalek::VerifyingKey> = ready.iter().map(|p| *p.key).collect();
-    let batch_ok = !ready.is_empty()
-        && ed25519_dalek::verify_batch(&messages, &signatures, &verifying_keys).is_ok();
-    prepared
+    let batch = |items: &[usize]| {
+        let messages: Vec<&[u8]> = items
+            .iter()
+            .map(|&i| ready[i].signing_input.as_bytes())
+            .collect();
+        let signatures: Vec<Signature> = items.iter().map(|&i| ready[i].signature).collect();
+        let keys: Vec<ed25519_dalek::VerifyingKey> = items.iter().map(|&i| *ready[i].key).collect();
+        ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok()
+    };
+    let strict = |i: usize| {
+        let p = ready[i];
+        p.key
+            .verify_strict(p.signing_input.as_bytes(), &p.signature)
+            .is_ok()
+    };
+    let (valid, count) = settle(ready.len(), batch, strict);
+    let mut valid = valid.into_iter();
+    let results = prepared
         .into_iter()
         .map(|p| {
             let p = p?;
-            if !batch_ok {
-                p.key
-                    .verify_strict(p.signing_input.as_bytes(), &p.signature)
-                    .map_err(|_| WireError::BadSignature)?;
+            if !valid.next().unwrap_or(false) {
+                return Err(WireError::BadSignature);
             }
             finish(p)
         })
-        .collect()
+        .collect();
+    (results, count)
+}
+
+/// Deepest split of a failed batch; below it, strict verification one by one.
+const MAX_SPLIT_DEPTH: usize = 16;
+
+/// Decides which of `n` signatures are valid: one batch over all, and on failure halves,
+/// recursively. A signature is valid only inside a passing batch, or by its own strict check
+/// (`strict`, for a batch of one). A half whose sibling passed is known to hold a culprit, so
+/// it is split without being checked as a whole. The signatures checked in batches after the
+/// first are bounded by twice `n` (enough to isolate one culprit) and the depth by
+/// [`MAX_SPLIT_DEPTH`]; past either bound the rest is checked strictly one by one, so many
+/// forgeries cost no more than that bound over a strict check of each.
+pub fn settle(
+    n: usize,
+    batch: impl FnMut(&[usize]) -> bool,
+    strict: impl FnMut(usize) -> bool,
+) -> (Vec<bool>, BatchCount) {
+    let mut settle = Settle {
+        valid: vec![false; n],
+        count: BatchCount::default(),
+        budget: 2 * n,
+        batch,
+        strict,
+    };
+    let all: Vec<usize> = (0..n).collect();
+    if n > 1 {
+        settle.count.batches += 1;
+        settle.count.batched += n;
+        if (settle.batch)(&all) {
+            settle.valid.fill(true);
+        } else {
+            settle.known_bad(&all, 0);
+        }
+    } else if n == 1 {
+        settle.one_by_one(&all);
+    }
+    (settle.valid, settle.count)
+}
+
+struct Settle<B, S> {
+    valid: Vec<bool>,
+    count: BatchCount,
+    /// Signatures that may still be checked in batches.
+    budget: usize,
+    batch: B,
+    strict: S,
+}
+
+impl<B: FnMut(&[usize]) -> bool, S: FnMut(usize) -> bool> Settle<B, S> {
+    /// Settles `items`, of which nothing is known; whether all are valid.
+    fn check(&mut self, items: &[usize], depth: usize) -> bool {
+        if items.len() == 1 || items.len() > self.budget || depth > MAX_SPLIT_DEPTH {
+            return self.one_by_one(items);
+        }
+        self.budget -= items.len();
+        self.count.batches += 1;
+        self.count.batched += items.len();
+        if (self.batch)(items) {
+            for &i in items {
+                self.valid[i] = true;
+            }
+            return true;
+        }
+        self.known_bad(items, depth);
+        false
+    }
+
+    /// Settles `items`, known to hold at least one invalid signature.
+    fn known_bad(&mut self, items: &[usize], depth: usize) {
+        if items.len() == 1 || depth >= MAX_SPLIT_DEPTH {
+            self.one_by_one(items);
+            return;
+        }
+        let (left, right) = items.split_at(items.len() / 2);
+        if self.check(left, depth + 1) {
+            self.known_bad(right, depth + 1);
+        } else {
+            self.check(right, depth + 1);
+        }
+    }
+
+    /// Strict verification of each; whether all are valid.
+    fn one_by_one(&mut self, items: &[usize]) -> bool {
+        let mut all = true;
+        for &i in items {
+            self.count.singles += 1;
+            self.valid[i] = (self.strict)(i);
+            all &= self.valid[i];
+        }
+        all
+    }
 }
 
 /// Parses and checks a document WITHOUT verifying its signature: size, shape, `typ`, payload and
@@ -278,4 +401,63 @@ fn check_role<T: Document>(kid: &str, role: Role) -> Result<(), WireError> {
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `settle` with a batch oracle that passes exactly the batches holding no bad signature.
+    fn settle_with(n: usize, bad: &[usize]) -> (Vec<bool>, BatchCount) {
+        settle(
+            n,
+            |items| items.iter().all(|i| !bad.contains(i)),
+            |i| !bad.contains(&i),
+        )
+    }
+
+    #[test]
+    fn every_pattern_of_culprits_is_settled_exactly() {
+        for n in 0..=10 {
+            for mask in 0u32..(1 << n) {
+                let bad: Vec<usize> = (0..n).filter(|i| mask & (1 << i) != 0).collect();
+                let (valid, count) = settle_with(n, &bad);
+                let expected: Vec<bool> = (0..n).map(|i| !bad.contains(&i)).collect();
+                assert_eq!(valid, expected, "n {n} bad {bad:?}");
+                assert!(count.batched <= 3 * n, "n {n} bad {bad:?}: {count:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn one_culprit_costs_log_n_batches() {
+        for culprit in 0..256 {
+            let (valid, count) = settle_with(256, &[culprit]);
+            assert_eq!(valid.iter().filter(|v| !**v).count(), 1);
+            assert!(!valid[culprit]);
+            assert!(count.batches <= 17, "{culprit}: {count:?}");
+            assert!(count.singles <= 2, "{culprit}: {count:?}");
+        }
+        let (_, clean) = settle_with(256, &[]);
+        assert_eq!(
+            clean,
+            BatchCount {
+                batches: 1,
+                batched: 256,
+                singles: 0
+            }
+        );
+    }
+
+    #[test]
+    fn many_culprits_cost_at_most_the_bound_over_strict_one_by_one() {
+        let all: Vec<usize> = (0..256).collect();
+        let every_other: Vec<usize> = (0..256).step_by(2).collect();
+        for bad in [all, every_other] {
+            let (valid, count) = settle_with(256, &bad);
+            assert_eq!(valid.iter().filter(|v| !**v).count(), bad.len());
+            assert!(count.batched <= 3 * 256, "{count:?}");
+            assert!(count.singles <= 256, "{count:?}");
+        }
+    }
 }

@@ -110,6 +110,50 @@ fn operator_deploys_then_rolls_back_a_bundle() {
 
     let rolled = ok(dir.path(), &[&["bundle", "rollback"][..], &target].concat());
     assert!(rolled.contains("previous: edgevote-edge 2"), "{rolled}");
+
+    // An old signed bundle (serial 1, below the running one's) is a downgrade: refused, and
+    // nothing changes, unless the operator says so explicitly.
+    let old = path(&bundle.join("old.jws"));
+    let old_sign = [
+        "bundle",
+        "sign",
+        "--keys",
+        &keys,
+        "--wasm",
+        &wasm,
+        "--bundle-version",
+        "0.9",
+        "--serial",
+        "1",
+        "--out",
+        &old,
+    ];
+    ok(dir.path(), &old_sign);
+    let deploy_old = [
+        &["bundle", "deploy"][..],
+        &target,
+        &["--wasm", &wasm, "--manifest", &old],
+    ]
+    .concat();
+    let downgrade = edgevote(dir.path(), &deploy_old);
+    let downgrade_text = String::from_utf8_lossy(&downgrade.stdout);
+    assert!(
+        !downgrade.status.success() && downgrade_text.contains("bundle_downgrade"),
+        "{downgrade_text}"
+    );
+    let unchanged = ok(dir.path(), &[&["bundle", "status"][..], &target].concat());
+    assert!(
+        unchanged.contains("previous: edgevote-edge 2"),
+        "{unchanged}"
+    );
+    let allowed = ok(
+        dir.path(),
+        &[&deploy_old[..], &["--allow-downgrade"]].concat(),
+    );
+    assert!(
+        allowed.contains("active:   edgevote-edge 0.9 sha256=") && allowed.contains("serial 1"),
+        "{allowed}"
+    );
     let wrong = std::fs::write(dir.path().join("wrong.token"), "x".repeat(40));
     wrong.unwrap();
     let unauthorized = edgevote(

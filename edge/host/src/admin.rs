@@ -1,7 +1,12 @@
 //! The admin endpoint: `GET /admin/v1/bundle` (status), `POST /admin/v1/bundle` (deploy:
-//! `{"wasm_base64": ..., "manifest": <signed bundle manifest>}`) and
+//! `{"wasm_base64": ..., "manifest": <signed bundle manifest>, "allow_downgrade": false}`) and
 //! `POST /admin/v1/bundle/rollback`. Every call needs `Authorization: Bearer <token>`; without a
 //! configured token the endpoint does not exist (404).
+//!
+//! Refusals: 422 `bundle_refused` with the verifier's `code` (`bad_signature`,
+//! `key_role_mismatch`, `bundle_mismatch`, ...) for a bundle that does not verify or compile,
+//! 409 `bundle_downgrade` for a lower serial than the active bundle's without
+//! `allow_downgrade`, 409 `no_previous_bundle` for a rollback with nothing to go back to.
 
 use http_body_util::BodyExt;
 use serde::Deserialize;
@@ -22,6 +27,9 @@ struct DeployRequest {
     wasm_base64: String,
     /// The signed bundle manifest (compact JWS).
     manifest: String,
+    /// Deploy even if the bundle's serial is lower than the active one's.
+    #[serde(default)]
+    allow_downgrade: bool,
 }
 
 /// An admin answer: status and JSON body.
@@ -83,8 +91,15 @@ fn ok(status: &crate::bundles::BundleStatus) -> Answer {
 
 fn refused(e: &DeployError) -> Answer {
     match e {
-        DeployError::Refused(inner) => error(422, "bundle_refused", inner),
+        DeployError::Refused(inner) => {
+            let (status, mut body) = error(422, "bundle_refused", inner);
+            if let crate::StartError::Bundle { code, .. } = inner {
+                body["code"] = (*code).into();
+            }
+            (status, body)
+        }
         DeployError::NoPrevious => error(409, "no_previous_bundle", e),
+        DeployError::Downgrade { .. } => error(409, "bundle_downgrade", e),
         DeployError::Persist { .. } => error(500, "bundle_not_saved", e),
     }
 }
@@ -105,7 +120,11 @@ async fn deploy(host: &EdgeHost, body: hyper::body::Incoming) -> Answer {
         Ok(w) => w,
         Err(e) => return error(400, e.code(), e),
     };
-    match host.bundles.deploy(wasm, request.manifest).await {
+    match host
+        .bundles
+        .deploy(wasm, request.manifest, request.allow_downgrade)
+        .await
+    {
         Ok(status) => ok(&status),
         Err(e) => refused(&e),
     }

@@ -3,14 +3,26 @@
 //! A deploy verifies the new bundle (ops signature, SHA-256), compiles it, and only then swaps
 //! it in. A request takes the active bundle when it starts and keeps it to the end, so a swap
 //! drops nothing in flight: old requests finish on the old component, new ones start on the
-//! new. The replaced bundle stays loaded as the rollback target. With a bundle directory
-//! configured, both are written there and a restart comes back on the deployed bundle.
+//! new. The replaced bundle stays loaded as the rollback target.
+//!
+//! Downgrades: a deploy whose manifest carries a lower `serial` than the active bundle's is
+//! refused (`bundle_downgrade`, nothing changes) unless the operator passes `allow_downgrade`.
+//! A rollback to the kept previous bundle is itself the explicit operator action, and allowed.
+//!
+//! With a bundle directory configured, both are written there, crash-safe
+//! ([`crate::bundle_dir`]), and a restart starts on the deployed bundle unless the configured
+//! one (`component_path`, `bundle_manifest_path`) has a higher serial: configuration
+//! management rolling a newer release out is not undone by an older deploy left on disk. A
+//! deployed bundle the operator chose explicitly (rollback, allowed downgrade) is kept whatever
+//! the configured serial.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, RwLock};
 
 use edgevote_shared::{BundleManifest, KeySet};
+
+use crate::bundle_dir::{self, Pair};
 use serde::Serialize;
 
 use edgevote_edge_core::{Edge, ServedElection};
@@ -40,6 +52,17 @@ pub enum DeployError {
     /// Rollback asked with no previous bundle.
     #[error("no previous bundle to roll back to")]
     NoPrevious,
+    /// The bundle is older (lower serial) than the active one and no downgrade was allowed.
+    #[error(
+        "bundle serial {serial} is lower than the active bundle's {active}: a downgrade needs \
+         allow_downgrade (or a rollback to the kept previous bundle)"
+    )]
+    Downgrade {
+        /// The refused bundle's serial.
+        serial: u64,
+        /// The active bundle's serial.
+        active: u64,
+    },
     /// The bundle directory could not be written.
     #[error("writing the bundle directory {path}: {detail}")]
     Persist {
@@ -66,6 +89,8 @@ pub struct BundleSummary {
     pub name: String,
     /// Version.
     pub version: String,
+    /// Monotonic release serial (deploys of a lower one are refused as downgrades).
+    pub serial: u64,
     /// SHA-256 of the component, hex.
     pub wasm_sha256: String,
 }
@@ -75,6 +100,7 @@ impl LoadedBundle {
         BundleSummary {
             name: self.manifest.name.clone(),
             version: self.manifest.version.clone(),
+            serial: self.manifest.serial,
             wasm_sha256: self.manifest.wasm_sha256.to_hex(),
         }
     }
@@ -94,14 +120,14 @@ pub(crate) struct Loader {
 }
 
 impl Loader {
-    /// Verifies and compiles a bundle (CPU-heavy: call off the async threads).
-    pub(crate) fn load(
+    /// Compiles a bundle whose manifest [`verify_bundle`] accepted (CPU-heavy: call off the
+    /// async threads).
+    pub(crate) fn compile(
         &self,
+        manifest: BundleManifest,
         wasm: Arc<[u8]>,
-        source: &Path,
         signed: String,
     ) -> Result<LoadedBundle, StartError> {
-        let manifest = verify_bundle(&wasm, source, &signed, &self.keys)?;
         let env = component_env(
             &self.config,
             self.keyset_text.clone(),
@@ -142,9 +168,6 @@ pub struct Bundles {
     dir: Option<PathBuf>,
 }
 
-const ACTIVE: &str = "active";
-const PREVIOUS: &str = "previous";
-
 impl Bundles {
     pub(crate) fn new(active: LoadedBundle, loader: Loader) -> Self {
         let dir = loader.config.admin.bundle_dir.clone();
@@ -178,12 +201,27 @@ impl Bundles {
     }
 
     /// Verifies, compiles and swaps in a new bundle; the replaced one becomes the rollback
-    /// target.
-    pub async fn deploy(&self, wasm: Vec<u8>, signed: String) -> Result<BundleStatus, DeployError> {
+    /// target. A bundle with a lower serial than the active one is refused, before it is
+    /// compiled, unless `allow_downgrade`.
+    pub async fn deploy(
+        &self,
+        wasm: Vec<u8>,
+        signed: String,
+        allow_downgrade: bool,
+    ) -> Result<BundleStatus, DeployError> {
         let _one_at_a_time = self.swapping.lock().await;
+        let active_serial = self.active().manifest.serial;
         let loader = Arc::clone(&self.loader);
         let loaded = tokio::task::spawn_blocking(move || {
-            loader.load(wasm.into(), Path::new("deployed bundle"), signed)
+            let source = Path::new("deployed bundle");
+            let manifest = verify_bundle(&wasm, source, &signed, &loader.keys)?;
+            if manifest.serial < active_serial && !allow_downgrade {
+                return Err(DeployError::Downgrade {
+                    serial: manifest.serial,
+                    active: active_serial,
+                });
+            }
+            Ok(loader.compile(manifest, wasm.into(), signed)?)
         })
         .await
         .map_err(|e| StartError::Component(anyhow::anyhow!("compile task failed: {e}")))?;
@@ -195,17 +233,18 @@ impl Bundles {
                     .bundle_refusals
                     .fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(error = %e, "bundle deploy refused");
-                return Err(e.into());
+                return Err(e);
             }
         };
-        self.persist(&loaded, &self.active())?;
+        let downgrade = loaded.manifest.serial < active_serial;
+        self.persist(&loaded, &self.active(), downgrade)?;
         let replaced = self.swap_active(Arc::clone(&loaded));
         *self.previous.lock().unwrap_or_else(|p| p.into_inner()) = Some(replaced);
         self.loader
             .metrics
             .bundle_deploys
             .fetch_add(1, Ordering::Relaxed);
-        tracing::info!(bundle = %loaded.manifest.wasm_sha256.to_hex(), version = %loaded.manifest.version, "bundle deployed");
+        tracing::info!(bundle = %loaded.manifest.wasm_sha256.to_hex(), version = %loaded.manifest.version, serial = loaded.manifest.serial, downgrade, "bundle deployed");
         Ok(self.status())
     }
 
@@ -213,7 +252,7 @@ impl Bundles {
     pub async fn rollback(&self) -> Result<BundleStatus, DeployError> {
         let _one_at_a_time = self.swapping.lock().await;
         let target = self.previous().ok_or(DeployError::NoPrevious)?;
-        self.persist(&target, &self.active())?;
+        self.persist(&target, &self.active(), true)?;
         let replaced = self.swap_active(Arc::clone(&target));
         *self.previous.lock().unwrap_or_else(|p| p.into_inner()) = Some(replaced);
         self.loader
@@ -229,53 +268,113 @@ impl Bundles {
         std::mem::replace(&mut *active, next)
     }
 
-    /// Writes the bundles to the bundle directory (previous first, so a crash in between
-    /// leaves the old active bundle active).
-    fn persist(&self, active: &LoadedBundle, previous: &LoadedBundle) -> Result<(), DeployError> {
+    /// Writes the bundles to the bundle directory, crash-safe; `pinned`: the operator chose
+    /// `active` explicitly (rollback, allowed downgrade), so a restart keeps it.
+    fn persist(
+        &self,
+        active: &LoadedBundle,
+        previous: &LoadedBundle,
+        pinned: bool,
+    ) -> Result<(), DeployError> {
         let Some(dir) = &self.dir else {
             return Ok(());
         };
-        write_bundle(dir, PREVIOUS, previous)?;
-        write_bundle(dir, ACTIVE, active)
+        bundle_dir::write(dir, active.pair(), Some(previous.pair()), pinned).map_err(|e| {
+            DeployError::Persist {
+                path: dir.display().to_string(),
+                detail: e.to_string(),
+            }
+        })
     }
 }
 
-fn write_bundle(dir: &Path, stem: &str, bundle: &LoadedBundle) -> Result<(), DeployError> {
-    let fail = |path: &Path, e: std::io::Error| DeployError::Persist {
-        path: path.display().to_string(),
-        detail: e.to_string(),
-    };
-    std::fs::create_dir_all(dir).map_err(|e| fail(dir, e))?;
-    for (ext, bytes) in [
-        ("wasm", &bundle.wasm[..]),
-        ("jws", bundle.signed.as_bytes()),
-    ] {
-        let path = dir.join(format!("{stem}.{ext}"));
-        let tmp = dir.join(format!("{stem}.{ext}.tmp"));
-        std::fs::write(&tmp, bytes).map_err(|e| fail(&tmp, e))?;
-        std::fs::File::open(&tmp)
-            .and_then(|f| f.sync_all())
-            .map_err(|e| fail(&tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| fail(&path, e))?;
-    }
-    Ok(())
-}
-
-/// The bundle a host starts on: the last deployed one in the bundle directory, if there is
-/// one, else the configured component and manifest.
-pub(crate) fn startup_paths(config: &HostConfig) -> (PathBuf, PathBuf) {
-    if let Some(dir) = &config.admin.bundle_dir {
-        let (wasm, jws) = (
-            dir.join(format!("{ACTIVE}.wasm")),
-            dir.join(format!("{ACTIVE}.jws")),
-        );
-        if wasm.is_file() && jws.is_file() {
-            tracing::info!(dir = %dir.display(), "starting on the last deployed bundle");
-            return (wasm, jws);
+impl LoadedBundle {
+    fn pair(&self) -> Pair<'_> {
+        Pair {
+            wasm: &self.wasm,
+            manifest: &self.signed,
         }
     }
-    (
-        config.component_path.clone(),
-        config.bundle_manifest_path.clone(),
-    )
+}
+
+/// The bundle a host starts on, read and its manifest verified, not compiled yet.
+#[derive(Debug)]
+pub struct StartupBundle {
+    /// The component.
+    pub wasm: Vec<u8>,
+    /// Its signed manifest.
+    pub signed: String,
+    /// The component's file.
+    pub source: PathBuf,
+    /// Its verified manifest.
+    pub manifest: BundleManifest,
+}
+
+/// The bundle a host starts on: without a bundle directory, or with nothing deployed there,
+/// the configured component and manifest. Else the deployed bundle, unless the configured one
+/// verifies with a higher serial and the deployed one was not chosen explicitly by an operator
+/// (rollback, allowed downgrade). A deployed pair that is unreadable or does not verify (a
+/// component next to another bundle's manifest) refuses the start: it was written crash-safe,
+/// so it was tampered with or the disk is failing.
+pub fn startup_bundle(config: &HostConfig, keys: &KeySet) -> Result<StartupBundle, StartError> {
+    let configured = || -> Result<StartupBundle, StartError> {
+        let source = config.component_path.clone();
+        let wasm = std::fs::read(&source).map_err(|e| StartError::Input {
+            what: "component",
+            path: source.display().to_string(),
+            detail: e.to_string(),
+        })?;
+        let signed = crate::read("bundle manifest", &config.bundle_manifest_path)?;
+        let manifest = verify_bundle(&wasm, &source, &signed, keys)?;
+        Ok(StartupBundle {
+            wasm,
+            signed,
+            source,
+            manifest,
+        })
+    };
+    let Some(dir) = &config.admin.bundle_dir else {
+        return configured();
+    };
+    let deployed = match bundle_dir::read(dir) {
+        Ok(Some(deployed)) => deployed,
+        Ok(None) => return configured(),
+        Err(detail) => {
+            return Err(StartError::Input {
+                what: "bundle directory",
+                path: dir.display().to_string(),
+                detail,
+            });
+        }
+    };
+    let pinned = deployed.pinned;
+    let deployed = StartupBundle {
+        manifest: verify_bundle(&deployed.wasm, &deployed.path, &deployed.manifest, keys)?,
+        wasm: deployed.wasm,
+        signed: deployed.manifest,
+        source: deployed.path,
+    };
+    let serial = deployed.manifest.serial;
+    if pinned {
+        tracing::info!(dir = %dir.display(), serial, "starting on the deployed bundle an operator chose");
+        return Ok(deployed);
+    }
+    match configured() {
+        Ok(configured) if configured.manifest.serial > serial => {
+            tracing::info!(
+                serial = configured.manifest.serial,
+                deployed = serial,
+                "the configured bundle is newer than the deployed one: starting on it"
+            );
+            Ok(configured)
+        }
+        Ok(_) => {
+            tracing::info!(dir = %dir.display(), serial, "starting on the last deployed bundle");
+            Ok(deployed)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "the configured bundle is unusable: starting on the deployed one");
+            Ok(deployed)
+        }
+    }
 }

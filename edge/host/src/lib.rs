@@ -19,6 +19,7 @@
 //! - [`metrics`]: Prometheus metrics.
 
 pub mod admin;
+pub mod bundle_dir;
 pub mod bundles;
 pub mod commit;
 pub mod config;
@@ -67,6 +68,8 @@ pub enum StartError {
     Bundle {
         /// The component file.
         path: String,
+        /// The stable error code (`bundle_mismatch`, `key_role_mismatch`, ...).
+        code: &'static str,
         /// Why (code and message).
         detail: String,
     },
@@ -154,6 +157,7 @@ pub fn verify_bundle(
 ) -> Result<BundleManifest, StartError> {
     let refuse = |e: edgevote_shared::WireError| StartError::Bundle {
         path: component_path.display().to_string(),
+        code: e.code(),
         detail: format!("{} ({})", e, e.code()),
     };
     let verified = verify::<BundleManifest>(signed_manifest.trim(), keys).map_err(refuse)?;
@@ -273,13 +277,7 @@ pub async fn start_with_queue(
         path: config.keyset_path.display().to_string(),
         detail: format!("{e} ({})", e.code()),
     })?;
-    let (component_path, manifest_path) = bundles::startup_paths(config);
-    let component = std::fs::read(&component_path).map_err(|e| StartError::Input {
-        what: "component",
-        path: component_path.display().to_string(),
-        detail: e.to_string(),
-    })?;
-    let signed = read("bundle manifest", &manifest_path)?;
+    let startup = bundles::startup_bundle(config, &keys)?;
     let admin_token = read_admin_token(config)?;
     let elections = load_elections(config, &keys)?;
     let sealer = Arc::new(native_sealer(config, &keys, elections.clone())?);
@@ -301,7 +299,7 @@ pub async fn start_with_queue(
         committer,
         metrics: Arc::clone(&metrics),
     };
-    let active = loader.load(component.into(), &component_path, signed)?;
+    let active = loader.compile(startup.manifest, startup.wasm.into(), startup.signed)?;
     // Only once the bundle is verified: a refused start leaves no forwarder running.
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let forwarder = spill.map(|spill| {
@@ -382,6 +380,7 @@ path = "q.redb"
             v: 1,
             name: "edge".into(),
             version: "1".into(),
+            serial: 1,
             platform: edgevote_shared::Platform::WasiHttp,
             wasm_sha256: edgevote_shared::Digest32::of(b"wasm"),
             wasm_bytes: 4,

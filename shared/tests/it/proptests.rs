@@ -165,25 +165,29 @@ fn bundle() -> impl Strategy<Value = BundleManifest> {
         any::<u64>(),
         vec((id(), label(), any::<bool>(), any::<bool>()), 0..5),
         time(),
+        any::<u64>(),
     )
         .prop_map(
-            |(name, version, platform, wasm_sha256, wasm_bytes, vars, created_at)| BundleManifest {
-                v: 1,
-                name,
-                version,
-                platform,
-                wasm_sha256,
-                wasm_bytes,
-                config_schema: vars
-                    .into_iter()
-                    .map(|(name, description, required, secret)| ConfigVar {
-                        name,
-                        description,
-                        required,
-                        secret,
-                    })
-                    .collect(),
-                created_at,
+            |(name, version, platform, wasm_sha256, wasm_bytes, vars, created_at, serial)| {
+                BundleManifest {
+                    v: 1,
+                    name,
+                    version,
+                    serial,
+                    platform,
+                    wasm_sha256,
+                    wasm_bytes,
+                    config_schema: vars
+                        .into_iter()
+                        .map(|(name, description, required, secret)| ConfigVar {
+                            name,
+                            description,
+                            required,
+                            secret,
+                        })
+                        .collect(),
+                    created_at,
+                }
             },
         )
 }

@@ -72,6 +72,7 @@ fn bundle_sign_then_verify() {
         v: 1,
         name: "edge-handler".into(),
         version: "1.0.0".into(),
+        serial: 7,
         platform: Platform::WasiHttp,
         wasm_sha256: Digest32::of(b"\0asm"),
         wasm_bytes: 4,
@@ -88,6 +89,32 @@ fn bundle_sign_then_verify() {
         verify::<BundleManifest>(&compact, &keys).unwrap().doc,
         bundle
     );
+}
+
+/// A manifest signed before bundles carried a serial still verifies, as serial 0: any
+/// serialled bundle deployed after it is newer.
+#[test]
+fn bundle_manifest_without_a_serial_reads_as_serial_0() {
+    let ops = identity(3, Role::Ops);
+    let mut keys = keyset();
+    keys.insert(ops.public_jwk(NOW - 10)).unwrap();
+    let header = format!(
+        r#"{{"alg":"EdDSA","kid":"{}","typ":"edgevote-bundle+jws"}}"#,
+        ops.kid()
+    );
+    let payload = format!(
+        r#"{{"v":1,"name":"edge","version":"1.0.0","platform":"wasi_http","wasm_sha256":"{}","wasm_bytes":4,"config_schema":[],"created_at":{NOW}}}"#,
+        Digest32::of(b"\0asm").to_b64()
+    );
+    let input = format!(
+        "{}.{}",
+        edgevote_shared::b64::encode(header),
+        edgevote_shared::b64::encode(payload)
+    );
+    let signature = edgevote_shared::b64::encode(ops.sign_message(input.as_bytes()));
+    let old = verify::<BundleManifest>(&format!("{input}.{signature}"), &keys).unwrap();
+    assert_eq!(old.doc.serial, 0);
+    assert_eq!(old.doc.version, "1.0.0");
 }
 
 #[test]
@@ -156,4 +183,40 @@ fn batch_verification_finds_the_culprit_and_keeps_the_rest() {
         .map(|r| r.as_ref().map_or_else(|e| e.code(), |_| "ok"))
         .collect();
     assert_eq!(codes, ["ok", "ok", "bad_signature", "malformed_jws", "ok"]);
+}
+
+/// One forged token in a group commit of 256 (an attacker holding no key, sending one junk
+/// signature to slow the edge down): only it is refused, with the code strict verification
+/// gives it, and it costs a few halving batches, not 256 strict verifications.
+#[test]
+fn one_forged_token_among_256_costs_log_n_batches_not_n_singles() {
+    let good: Vec<String> = (0..256)
+        .map(|i| {
+            let mut claims = token_claims("ref-2026");
+            claims.jti = format!("t{i}");
+            sign(&authority(), &claims).unwrap()
+        })
+        .collect();
+    for culprit in [0, 137, 255] {
+        let forged = crate::common::with_payload(
+            &good[culprit],
+            br#"{"jti":"x","sub":"y","aud":"ref-2026","iat":1,"nbf":1,"exp":2}"#,
+        );
+        let mut batch: Vec<&str> = good.iter().map(String::as_str).collect();
+        batch[culprit] = &forged;
+        let (results, count) =
+            edgevote_shared::jws::verify_many_counted::<VoteToken>(&batch, &keyset());
+        for (i, (result, compact)) in results.iter().zip(&batch).enumerate() {
+            let strict = verify::<VoteToken>(compact, &keyset());
+            assert_eq!(
+                result, &strict,
+                "vote {i}: same outcome as strict verification"
+            );
+            assert_eq!(result.is_ok(), i != culprit, "vote {i}");
+        }
+        println!("one forged token at {culprit} among 256: {count:?}");
+        assert!(count.batches <= 1 + 2 * 8, "{count:?}");
+        assert!(count.singles <= 2, "{count:?}");
+        assert!(count.batched <= 3 * 256, "{count:?}");
+    }
 }

@@ -118,25 +118,40 @@ impl Deployment {
         self.dir.path().join(name)
     }
 
-    /// Signs a bundle manifest for `wasm` with a key of `role` into bundle.jws.
+    /// Signs a bundle manifest (serial 1) for `wasm` with a key of `role` into bundle.jws: the
+    /// deployment's ops key, or for another role a key outside the key set.
     pub fn sign_bundle(&self, wasm: &[u8], role: Role) {
+        let signer = match role {
+            Role::Ops => self.store.signing_identity(Role::Ops, None).unwrap(),
+            other => SigningIdentity::from_seed(&[3; 32], other),
+        };
+        std::fs::write(
+            self.path("bundle.jws"),
+            self.bundle_manifest(wasm, &signer, 1),
+        )
+        .unwrap();
+    }
+
+    /// A signed bundle manifest for `wasm` with `serial`, signed by `signer` whatever its role.
+    pub fn bundle_manifest(&self, wasm: &[u8], signer: &SigningIdentity, serial: u64) -> String {
         let manifest = BundleManifest {
             v: 1,
             name: "edge".into(),
-            version: "1".into(),
+            version: format!("1.{serial}"),
+            serial,
             platform: Platform::WasiHttp,
             wasm_sha256: Digest32::of(wasm),
             wasm_bytes: wasm.len() as u64,
             config_schema: vec![],
             created_at: now_secs() - 60,
         };
-        let signer = match role {
-            Role::Ops => self.store.signing_identity(Role::Ops, None).unwrap(),
-            other => SigningIdentity::from_seed(&[3; 32], other),
-        };
-        let signed = edgevote_shared::jws::sign(&signer, &manifest)
-            .unwrap_or_else(|_| raw_sign(&signer, &manifest));
-        std::fs::write(self.path("bundle.jws"), signed).unwrap();
+        edgevote_shared::jws::sign(signer, &manifest)
+            .unwrap_or_else(|_| raw_sign(signer, &manifest))
+    }
+
+    /// The deployment's key of `role` (in its key set).
+    pub fn key(&self, role: Role) -> SigningIdentity {
+        self.store.signing_identity(role, None).unwrap()
     }
 
     pub fn config(&self, spill: bool) -> HostConfig {
