@@ -1,6 +1,15 @@
 //! Per-IP and per-token rate limits (token buckets) in front of the component: a client over
-//! its budget gets 429 with `Retry-After`, before any Wasm runs. Both maps are bounded; idle
-//! buckets are dropped when a map is full.
+//! its budget gets 429 with `Retry-After`, before any Wasm runs.
+//!
+//! The per-token limit runs before the token's signature is checked, so it must not trust what
+//! the token says. Its key is a digest of the whole token, not the token's `jti`: a forged token
+//! that names an honest voter's `jti` gets a bucket of its own and cannot drain theirs (a valid
+//! token is one exact string: its signature is strict Ed25519, not malleable).
+//!
+//! Both maps are bounded and never refuse a newcomer for being full: when a map is full, the
+//! buckets that have refilled (no different from a fresh one) are dropped, and if that is not
+//! enough the least recently used sixteenth goes. A flood of junk keys can therefore only
+//! give the keys it pushes out a fresh bucket again; it never locks a new voter out.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -8,10 +17,14 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use edgevote_shared::Digest32;
 use serde::Deserialize;
 
 /// Most buckets kept per map.
 const MAX_BUCKETS: usize = 100_000;
+/// Buckets dropped at once, least recently used first, when a full map has no refilled bucket
+/// to drop (one sixteenth: the scan that finds them runs at most once per that many newcomers).
+const EVICT_AT_ONCE: usize = MAX_BUCKETS / 16;
 
 /// Rate limit settings.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -60,7 +73,7 @@ struct Buckets<K> {
     burst: f64,
 }
 
-impl<K: Hash + Eq> Buckets<K> {
+impl<K: Hash + Eq + Copy> Buckets<K> {
     fn new(rate_per_sec: f64, burst: f64) -> Self {
         Buckets {
             map: Mutex::new(HashMap::new()),
@@ -76,7 +89,14 @@ impl<K: Hash + Eq> Buckets<K> {
             let full_after = Duration::from_secs_f64(self.burst / self.rate_per_sec);
             map.retain(|_, b| now.duration_since(b.last) < full_after);
             if map.len() >= MAX_BUCKETS {
-                return Err(Duration::from_secs(1)); // still full: shed load rather than grow
+                // Still full: the least recently used make room, so a newcomer always gets a
+                // bucket (never refused for the map's fullness).
+                let mut by_age: Vec<(Instant, K)> = map.iter().map(|(k, b)| (b.last, *k)).collect();
+                let evict = EVICT_AT_ONCE.min(by_age.len());
+                by_age.select_nth_unstable_by_key(evict - 1, |(last, _)| *last);
+                for (_, old) in &by_age[..evict] {
+                    map.remove(old);
+                }
             }
         }
         let bucket = map.entry(key).or_insert(Bucket {
@@ -103,7 +123,7 @@ pub struct RateLimiter {
     enabled: bool,
     forwarded_for_hops: u8,
     per_ip: Buckets<IpAddr>,
-    per_token: Buckets<String>,
+    per_token: Buckets<Digest32>,
 }
 
 impl RateLimiter {
@@ -153,15 +173,29 @@ impl RateLimiter {
         self.per_ip.take(ip, Instant::now()).map_err(retry_secs)
     }
 
-    /// Admits one vote with token id `token`; on refusal, the `Retry-After` in whole seconds.
+    /// Admits one vote carrying `token` (the compact JWS, its signature not checked yet: the
+    /// bucket is keyed by a digest of the whole token); on refusal, the `Retry-After` in whole
+    /// seconds.
     pub fn admit_token(&self, token: &str) -> Result<(), u64> {
         if !self.enabled {
             return Ok(());
         }
         self.per_token
-            .take(token.to_owned(), Instant::now())
+            .take(Digest32::of(token.as_bytes()), Instant::now())
             .map_err(retry_secs)
     }
+}
+
+/// The vote token of a vote request body, if it carries a well-formed one (the component checks
+/// the rest): what [`RateLimiter::admit_token`] is given.
+pub fn vote_token(body: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct VoteBody {
+        token: String,
+    }
+    let token = serde_json::from_slice::<VoteBody>(body).ok()?.token;
+    edgevote_shared::decode_unverified::<edgevote_shared::VoteToken>(&token).ok()?;
+    Some(token)
 }
 
 fn retry_secs(wait: Duration) -> u64 {
@@ -221,5 +255,74 @@ mod tests {
         assert!(wait <= Duration::from_millis(100), "{wait:?}");
         assert!(buckets.take("b", t0).is_ok(), "keys are independent");
         assert!(buckets.take("a", t0 + Duration::from_millis(150)).is_ok());
+    }
+}
+
+#[cfg(test)]
+mod lockout {
+    use super::*;
+
+    /// An attacker with no valid token fills the per-token map with 100k junk tokens (more than
+    /// it holds), then keeps flooding; every honest voter who comes next still gets a bucket.
+    #[test]
+    fn junk_tokens_never_lock_an_honest_voter_out() {
+        let limiter = RateLimiter::new(&RateLimitConfig::default());
+        for i in 0..100_000 {
+            let _ = limiter.admit_token(&format!("junk-{i}"));
+        }
+        assert_eq!(limiter.admit_token("honest-voter-1"), Ok(()));
+        for i in 100_000..150_000 {
+            let _ = limiter.admit_token(&format!("junk-{i}"));
+        }
+        for voter in 2..50 {
+            assert_eq!(
+                limiter.admit_token(&format!("honest-voter-{voter}")),
+                Ok(())
+            );
+        }
+        // The limit itself still holds for a token that keeps voting.
+        for _ in 1..RateLimitConfig::default().per_token_burst {
+            assert_eq!(limiter.admit_token("honest-voter-1"), Ok(()));
+        }
+        assert!(limiter.admit_token("honest-voter-1").is_err());
+    }
+
+    /// The same for client addresses (an attacker with many addresses, e.g. an IPv6 prefix).
+    #[test]
+    fn many_addresses_never_lock_a_new_client_out() {
+        let limiter = RateLimiter::new(&RateLimitConfig::default());
+        for i in 0..100_000u128 {
+            let _ = limiter.admit_ip(IpAddr::V6((0x2001_0db8_u128 << 96 | i).into()));
+        }
+        assert_eq!(limiter.admit_ip("203.0.113.7".parse().unwrap()), Ok(()));
+    }
+
+    /// Forged tokens that copy an honest voter's `jti` (it is not secret once seen) do not
+    /// drain the honest voter's bucket: the key is the whole token.
+    #[test]
+    fn forged_tokens_naming_a_voters_jti_do_not_drain_their_bucket() {
+        let authority =
+            edgevote_shared::SigningIdentity::from_seed(&[1; 32], edgevote_shared::Role::Authority);
+        let claims = edgevote_shared::VoteToken {
+            jti: "t-alice".into(),
+            sub: "alice".into(),
+            aud: "e".into(),
+            iat: 1_000,
+            nbf: 1_000,
+            exp: 2_000,
+        };
+        let honest = edgevote_shared::sign(&authority, &claims).unwrap();
+        let body = |token: &str| format!(r#"{{"election":"e","token":"{token}","choice":"yes"}}"#);
+        assert_eq!(vote_token(body(&honest).as_bytes()), Some(honest.clone()));
+        assert_eq!(vote_token(b"{\"token\": 5}"), None);
+        let limiter = RateLimiter::new(&RateLimitConfig::default());
+        let (head, _) = honest.rsplit_once('.').unwrap();
+        for i in 0..100u8 {
+            let forged = format!("{head}.{}", edgevote_shared::b64::encode([i; 64]));
+            let token = vote_token(body(&forged).as_bytes()).expect("well formed");
+            let _ = limiter.admit_token(&token);
+        }
+        let token = vote_token(body(&honest).as_bytes()).unwrap();
+        assert_eq!(limiter.admit_token(&token), Ok(()));
     }
 }

@@ -82,15 +82,6 @@ fn with_retry_after(
 /// Seconds a client is told to wait after a request ran past its deadline.
 const DEADLINE_RETRY_AFTER_SECS: u64 = 2;
 
-/// The token id of a vote body, if it has a well-formed token (the component checks the rest).
-fn token_id(body: &[u8]) -> Option<String> {
-    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
-    let token = value.get("token")?.as_str()?;
-    edgevote_shared::decode_unverified::<edgevote_shared::VoteToken>(token)
-        .ok()
-        .map(|t| t.jti)
-}
-
 /// Reads a whole request body, bounded in bytes and time.
 async fn read_body<B>(host: &EdgeHost, body: B) -> Result<Bytes, hyper::Response<HyperOutgoingBody>>
 where
@@ -144,8 +135,8 @@ where
         Err(refused) => return (refused, Stage::Host),
     };
     if parts.method == hyper::Method::POST
-        && let Some(jti) = token_id(&body)
-        && let Err(retry) = host.limiter.admit_token(&jti)
+        && let Some(token) = crate::limit::vote_token(&body)
+        && let Err(retry) = host.limiter.admit_token(&token)
     {
         return (rate_limited(retry, "vote token"), Stage::Host);
     }
