@@ -22,14 +22,18 @@ step "ops: dashboard, alert rules and runbook links"
 step "cargo fmt --check"
 cargo fmt --all -- --check
 cargo fmt --manifest-path edge/spin/Cargo.toml -- --check
+cargo fmt --manifest-path edge/host/tests/rogue/Cargo.toml -- --check
 
 step "cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "the edge component (wasm32-wasip2) and its lints"
+step "the edge component and the hostile test component (wasm32-wasip2) and their lints"
 bash scripts/build-wasm.sh spin
-CARGO_TARGET_DIR="$PWD/target" cargo clippy --locked --manifest-path edge/spin/Cargo.toml \
-    --target wasm32-wasip2 -- -D warnings
+bash scripts/build-wasm.sh rogue
+for manifest in edge/spin/Cargo.toml edge/host/tests/rogue/Cargo.toml; do
+    CARGO_TARGET_DIR="$PWD/target" cargo clippy --locked --manifest-path "$manifest" \
+        --target wasm32-wasip2 -- -D warnings
+done
 
 step "wasm builds of the portable crates"
 for target in wasm32-wasip2 wasm32-unknown-unknown; do

@@ -28,6 +28,13 @@ pub enum KeysCommand {
         /// ops (bundles), log (checkpoints).
         #[arg(long, value_parser = parse_role)]
         role: Role,
+        /// Edge keys: the edge this key signs for (receipts and envelopes naming another edge
+        /// are refused).
+        #[arg(long, requires = "region")]
+        edge: Option<String>,
+        /// Edge keys: the region of that edge.
+        #[arg(long, requires = "edge")]
+        region: Option<String>,
     },
     /// List the keys: id, role, validity window, status.
     Show {
@@ -48,6 +55,10 @@ pub enum KeysCommand {
         /// Rotate the one active key of this role.
         #[arg(long, value_parser = parse_role)]
         role: Option<Role>,
+        /// With --role: rotate every active key of the role (edge keys: each edge gets its
+        /// own successor, bound to the same edge).
+        #[arg(long, requires = "role")]
+        all: bool,
     },
 }
 
@@ -59,10 +70,34 @@ pub fn parse_role(text: &str) -> Result<Role, String> {
 pub fn run(command: KeysCommand) -> anyhow::Result<ExitCode> {
     let now = timearg::now_secs();
     match command {
-        KeysCommand::Gen { keys, role } => {
+        KeysCommand::Gen {
+            keys,
+            role,
+            edge,
+            region,
+        } => {
             let store = KeyStore::open_or_create(&keys.dir)?;
-            let jwk = store.generate(role, now)?;
-            println!("generated {role} key {}", jwk.kid);
+            let jwk = match (role, edge, region) {
+                (Role::Edge, Some(edge), Some(region)) => {
+                    store.generate_edge(&edge, &region, now)?
+                }
+                (Role::Edge, _, _) => {
+                    anyhow::bail!(
+                        "an edge key belongs to one edge: add --edge EDGE --region REGION"
+                    )
+                }
+                (_, None, None) => store.generate(role, now)?,
+                (_, _, _) => anyhow::bail!("--edge and --region apply to edge keys only"),
+            };
+            match jwk.binding() {
+                Some((edge, region)) => {
+                    println!(
+                        "generated {role} key {} for edge {edge} in {region}",
+                        jwk.kid
+                    )
+                }
+                None => println!("generated {role} key {}", jwk.kid),
+            }
             println!("key set: {}", store.keyset_path().display());
         }
         KeysCommand::Show { keys, json } => {
@@ -73,18 +108,36 @@ pub fn run(command: KeysCommand) -> anyhow::Result<ExitCode> {
                 print_table(&set, now);
             }
         }
-        KeysCommand::Rotate { keys, kid, role } => {
+        KeysCommand::Rotate {
+            keys,
+            kid,
+            role,
+            all,
+        } => {
             let store = KeyStore::open(&keys.dir)?;
-            let kid = match (kid, role) {
-                (Some(kid), _) => kid,
-                (None, Some(role)) => store.active_kid(role, None)?,
+            let kids = match (kid, role) {
+                (Some(kid), _) => vec![kid],
+                (None, Some(role)) if all => store
+                    .keyset()?
+                    .active(role)
+                    .map(|j| j.kid.clone())
+                    .collect(),
+                (None, Some(role)) => vec![store.active_kid(role, None)?],
                 (None, None) => anyhow::bail!("name the key to rotate with --kid or --role"),
             };
-            let new = store
-                .rotate(&kid, now)
-                .with_context(|| format!("rotating key {kid}"))?;
-            println!("archived {kid} (valid until {})", timearg::show(now));
-            println!("new {} key {}", new.edgevote_role, new.kid);
+            for kid in kids {
+                let new = store
+                    .rotate(&kid, now)
+                    .with_context(|| format!("rotating key {kid}"))?;
+                println!("archived {kid} (valid until {})", timearg::show(now));
+                match new.binding() {
+                    Some((edge, region)) => println!(
+                        "new {} key {} for edge {edge} in {region}",
+                        new.edgevote_role, new.kid
+                    ),
+                    None => println!("new {} key {}", new.edgevote_role, new.kid),
+                }
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -92,8 +145,8 @@ pub fn run(command: KeysCommand) -> anyhow::Result<ExitCode> {
 
 fn print_table(set: &edgevote_shared::KeySet, now: u64) {
     println!(
-        "{:<44} {:<9} {:<8} {:<21} VALID UNTIL",
-        "KID", "ROLE", "STATUS", "VALID FROM"
+        "{:<44} {:<9} {:<8} {:<21} {:<21} FOR EDGE",
+        "KID", "ROLE", "STATUS", "VALID FROM", "VALID UNTIL"
     );
     let mut keys: Vec<_> = set.iter().collect();
     keys.sort_by_key(|k| (k.edgevote_role, k.valid_from));
@@ -107,8 +160,12 @@ fn print_table(set: &edgevote_shared::KeySet, now: u64) {
             .valid_until
             .map(timearg::show)
             .unwrap_or_else(|| "-".into());
+        let bound = key.binding().map_or_else(
+            || "-".to_owned(),
+            |(edge, region)| format!("{edge}@{region}"),
+        );
         println!(
-            "{:<44} {:<9} {:<8} {:<21} {until}",
+            "{:<44} {:<9} {:<8} {:<21} {until:<21} {bound}",
             key.kid,
             key.edgevote_role,
             status,

@@ -29,12 +29,13 @@ pub enum ReceiptCommand {
         /// The chosen option id.
         #[arg(long)]
         choice: String,
-        /// Edge id written into the receipt.
-        #[arg(long, default_value = "offline")]
-        edge_id: String,
-        /// Region written into the receipt.
-        #[arg(long, default_value = "local")]
-        region: String,
+        /// Edge id written into the receipt: the edge key bound to it signs (default: the
+        /// store's one active edge key, for the edge it is bound to).
+        #[arg(long, requires = "region")]
+        edge_id: Option<String>,
+        /// Region written into the receipt (with --edge-id).
+        #[arg(long, requires = "edge_id")]
+        region: Option<String>,
         /// Write the receipt here instead of stdout.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -66,7 +67,18 @@ pub fn run(command: ReceiptCommand) -> anyhow::Result<ExitCode> {
     let now_ms = timearg::now_ms();
     let admitted = admit(&manifest, &keyset, ballot, now_ms / 1000)
         .map_err(|e| anyhow::anyhow!("ballot refused ({}): {e}", e.code()))?;
-    let edge = store.signing_identity(Role::Edge, None)?;
+    let (edge, edge_id, region) = match (edge_id, region) {
+        (Some(edge_id), Some(region)) => (store.edge_identity(&edge_id, &region)?, edge_id, region),
+        _ => {
+            let edge = store.signing_identity(Role::Edge, None)?;
+            let (edge_id, region) = keyset
+                .get(edge.kid())
+                .and_then(|(jwk, _)| jwk.binding())
+                .map(|(e, r)| (e.to_owned(), r.to_owned()))
+                .context("the active edge key is bound to no edge; generate one with --edge and --region")?;
+            (edge, edge_id, region)
+        }
+    };
     let (receipt, compact) = sign_receipt(&edge, &admitted, &edge_id, &region, now_ms)?;
     match out {
         Some(path) => {

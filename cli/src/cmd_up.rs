@@ -209,12 +209,29 @@ async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
 fn ensure_keys(dir: &Path) -> anyhow::Result<KeyStore> {
     let store = KeyStore::open_or_create(dir.join("keys"))?;
     let keys = store.keyset()?;
-    for role in [Role::Authority, Role::Edge, Role::Ops, Role::Log] {
+    // Edge keys are per edge, bound to it: see `edge_key_path`.
+    for role in [Role::Authority, Role::Ops, Role::Log] {
         if keys.active(role).next().is_none() {
             store.generate(role, timearg::now_secs())?;
         }
     }
     Ok(store)
+}
+
+/// The private key file of `edge`'s own key in `region`, generated on first use.
+fn edge_key_path(store: &KeyStore, edge: &str, region: &str) -> anyhow::Result<PathBuf> {
+    let identity = match store.edge_identity(edge, region) {
+        Ok(identity) => identity,
+        Err(edgevote_signer::SignerError::NoEdgeKey { .. }) => {
+            store.generate_edge(edge, region, timearg::now_secs())?;
+            store.edge_identity(edge, region)?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    Ok(store
+        .dir()
+        .join("private")
+        .join(format!("{}.jwk", identity.kid())))
 }
 
 fn ensure_election(
@@ -330,16 +347,17 @@ async fn start_region(
     let region_store = Arc::new(EmbeddedStore::open(&EmbeddedStoreConfig {
         path: dir.join("store.redb"),
     })?);
-    let edge_kid = store.active_kid(Role::Edge, None)?;
+    let edge_id = format!("edge-{name}");
+    let edge_key_path = edge_key_path(store, &edge_id, name)?;
     let host_config = HostConfig {
         listen_addr: "127.0.0.1:0".into(),
-        edge_id: format!("edge-{name}"),
+        edge_id,
         region: name.to_owned(),
         component_path: args.component.clone(),
         bundle_manifest_path: bundle_path.to_owned(),
         keyset_path: store.keyset_path(),
         election_paths: vec![election_path.to_owned()],
-        edge_key_path: store.dir().join("private").join(format!("{edge_kid}.jwk")),
+        edge_key_path,
         sealing: edgevote_edge_host::SealingMode::Host,
         max_concurrent_requests: 128,
         group_commit: GroupCommitConfig::default(),
@@ -371,7 +389,12 @@ async fn start_region(
         name.to_owned(),
         Arc::clone(&queue) as Arc<dyn Queue>,
         Arc::clone(&region_store) as Arc<dyn edgevote_store::Store>,
-        Checker::new(keys.clone(), vec![manifest.clone()], false),
+        // The production defaults: every token verified again.
+        Checker::new(
+            keys.clone(),
+            vec![manifest.clone()],
+            ProcessingConfig::default().verify_tokens,
+        ),
         ProcessingConfig::default(),
     );
     let edge_listener = bind_again(before.map(|b| b.edge_url.as_str())).await?;

@@ -214,7 +214,11 @@ async fn dynamo_run(latency: Duration, concurrency: usize, calls: usize) -> (f64
 fn main() {
     let authority = SigningIdentity::from_seed(&[1; 32], Role::Authority);
     let edge = SigningIdentity::from_seed(&[2; 32], Role::Edge);
-    let keys = KeySet::from_jwks(vec![authority.public_jwk(0), edge.public_jwk(0)]).unwrap();
+    let keys = KeySet::from_jwks(vec![
+        authority.public_jwk(0),
+        edge.public_jwk(0).bound_to("edge-bench", "r1"),
+    ])
+    .unwrap();
     eprintln!("preparing {ENVELOPES} envelopes x {VOTES_PER_ENVELOPE} votes ...");
     let bodies = envelopes(&authority, &edge);
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -38,6 +38,61 @@ impl Rejection {
     }
 }
 
+/// Clock difference tolerated between an edge and the election's timeline, milliseconds.
+pub const MAX_CLOCK_SKEW_MS: u64 = 2 * 60 * 1000;
+/// Longest an edge may hold an accepted vote before sealing it, milliseconds: above the edge
+/// host's largest request deadline (`http.request_timeout_ms`, at most 300 s).
+pub const MAX_SEAL_DELAY_MS: u64 = 6 * 60 * 1000;
+
+/// The times an envelope states for a vote must fit each other: the vote was received while the
+/// election was open and its token valid (within [`MAX_CLOCK_SKEW_MS`]), and sealed after it was
+/// received, within [`MAX_SEAL_DELAY_MS`]. Together with the key's own validity at the
+/// envelope's sealing time, this keeps a retired or leaked edge key from dating votes where it
+/// pleases: what it signs must still read as an honest edge's timeline.
+fn check_times(
+    manifest: &ElectionManifest,
+    token: &VoteToken,
+    envelope: &QueueEnvelope,
+    received_at_ms: u64,
+) -> Result<(), Rejection> {
+    let window = |from_secs: u64, until_secs: u64| {
+        let from = (from_secs * 1000).saturating_sub(MAX_CLOCK_SKEW_MS);
+        let until = (until_secs * 1000).saturating_add(MAX_CLOCK_SKEW_MS);
+        (from..=until).contains(&received_at_ms)
+    };
+    let refuse = |code: &'static str, detail: String| Err(Rejection { code, detail });
+    if !window(manifest.opens_at, manifest.closes_at) {
+        return refuse(
+            "outside_election_window",
+            format!(
+                "vote received at {received_at_ms} ms, election {} open {}..{} s",
+                manifest.id, manifest.opens_at, manifest.closes_at
+            ),
+        );
+    }
+    if !window(token.nbf, token.exp) {
+        return refuse(
+            "outside_token_validity",
+            format!(
+                "vote received at {received_at_ms} ms, token {} valid {}..{} s",
+                token.jti, token.nbf, token.exp
+            ),
+        );
+    }
+    let sealed = envelope.created_at_ms;
+    if received_at_ms > sealed.saturating_add(MAX_CLOCK_SKEW_MS)
+        || received_at_ms < sealed.saturating_sub(MAX_SEAL_DELAY_MS)
+    {
+        return refuse(
+            "inconsistent_times",
+            format!(
+                "vote received at {received_at_ms} ms in an envelope sealed at {sealed} ms (at most {MAX_SEAL_DELAY_MS} ms before)"
+            ),
+        );
+    }
+    Ok(())
+}
+
 /// Most envelopes one queue message may carry.
 pub const MAX_ENVELOPES_PER_MESSAGE: usize = 256;
 
@@ -180,6 +235,7 @@ impl Checker {
                 found: token.aud,
             }));
         }
+        check_times(manifest, &token, envelope, received_at_ms)?;
         if manifest.option(&ballot.choice).is_none() {
             return Err(Rejection {
                 code: "invalid_choice",

@@ -70,4 +70,8 @@ impl Document for QueueEnvelope {
     fn signed_at_secs(&self) -> u64 {
         self.created_at_ms / 1000
     }
+
+    fn signing_edge(&self) -> Option<(&str, &str)> {
+        Some((&self.edge, &self.region))
+    }
 }

@@ -119,6 +119,16 @@ pub enum WireError {
     /// A bundle's Wasm does not match its signed manifest.
     #[error("bundle mismatch: {0}")]
     BundleMismatch(String),
+    /// An edge key signed for an edge or region it is not bound to.
+    #[error("key {kid} is bound to {bound}, not {claimed}")]
+    KeyBindingMismatch {
+        /// The signing key.
+        kid: String,
+        /// The edge@region the document names.
+        claimed: String,
+        /// The edge@region the key set binds the key to ("no edge" when unbound).
+        bound: String,
+    },
     /// A receipt names another ballot than the one sent (another choice, nonce or token).
     #[error("ballot mismatch: {0}")]
     BallotMismatch(String),
@@ -156,6 +166,7 @@ impl WireError {
             WireError::WrongElection { .. } => "wrong_election",
             WireError::BundleMismatch(_) => "bundle_mismatch",
             WireError::BallotMismatch(_) => "ballot_mismatch",
+            WireError::KeyBindingMismatch { .. } => "key_binding_mismatch",
         }
     }
 
@@ -189,4 +200,5 @@ pub const ALL_CODES: &[&str] = &[
     "wrong_election",
     "bundle_mismatch",
     "ballot_mismatch",
+    "key_binding_mismatch",
 ];

@@ -111,6 +111,13 @@ pub struct PublicJwk {
     /// the key stays in the set so older documents keep verifying).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub valid_until: Option<u64>,
+    /// Edge keys only: the edge this key belongs to. Receipts and envelopes signed by the key
+    /// must name this edge, so one edge's key cannot speak for another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edgevote_edge: Option<String>,
+    /// Edge keys only: the region of that edge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edgevote_region: Option<String>,
 }
 
 impl PublicJwk {
@@ -126,7 +133,41 @@ impl PublicJwk {
             edgevote_role: role,
             valid_from,
             valid_until: None,
+            edgevote_edge: None,
+            edgevote_region: None,
         }
+    }
+
+    /// This key, bound to one edge of one region (edge keys).
+    pub fn bound_to(self, edge: &str, region: &str) -> Self {
+        PublicJwk {
+            edgevote_edge: Some(edge.to_owned()),
+            edgevote_region: Some(region.to_owned()),
+            ..self
+        }
+    }
+
+    /// The edge and region an edge key is bound to, if any.
+    pub fn binding(&self) -> Option<(&str, &str)> {
+        Some((
+            self.edgevote_edge.as_deref()?,
+            self.edgevote_region.as_deref()?,
+        ))
+    }
+
+    /// Checks that this key may sign for `edge` in `region`: an edge key must be bound to
+    /// exactly that edge and region (an unbound edge key speaks for no edge).
+    pub fn check_binding(&self, edge: &str, region: &str) -> Result<(), WireError> {
+        if self.binding() == Some((edge, region)) {
+            return Ok(());
+        }
+        Err(WireError::KeyBindingMismatch {
+            kid: self.kid.clone(),
+            claimed: format!("{edge}@{region}"),
+            bound: self
+                .binding()
+                .map_or_else(|| "no edge".to_owned(), |(e, r)| format!("{e}@{r}")),
+        })
     }
 
     /// Checks the fixed members, decodes the point, refuses weak keys and checks that `kid` is
@@ -157,7 +198,27 @@ impl PublicJwk {
         if let Some(until) = self.valid_until {
             crate::validate::check_window("valid_from/valid_until", self.valid_from, until)?;
         }
+        self.check_binding_fields()?;
         Ok(key)
+    }
+
+    /// A binding names both an edge and a region, by valid ids, and only on an edge key.
+    fn check_binding_fields(&self) -> Result<(), WireError> {
+        match (&self.edgevote_edge, &self.edgevote_region) {
+            (None, None) => Ok(()),
+            (Some(edge), Some(region)) if self.edgevote_role == Role::Edge => {
+                crate::validate::check_id("edgevote_edge", edge)?;
+                crate::validate::check_id("edgevote_region", region)
+            }
+            (Some(_), Some(_)) => Err(WireError::invalid(
+                "edgevote_edge",
+                "only edge keys are bound to an edge",
+            )),
+            _ => Err(WireError::invalid(
+                "edgevote_edge",
+                "edgevote_edge and edgevote_region come together",
+            )),
+        }
     }
 
     /// True when a document signed at `at_secs` falls inside this key's validity window.

@@ -87,4 +87,8 @@ impl Document for Receipt {
     fn signed_at_secs(&self) -> u64 {
         self.received_at_ms / 1000
     }
+
+    fn signing_edge(&self) -> Option<(&str, &str)> {
+        Some((&self.edge, &self.region))
+    }
 }

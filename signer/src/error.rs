@@ -45,6 +45,19 @@ pub enum SignerError {
         /// How many are active.
         count: usize,
     },
+    /// An edge key must be bound to its edge and region.
+    #[error("an edge key belongs to one edge: generate it with --edge EDGE --region REGION")]
+    EdgeKeyUnbound,
+    /// No active edge key bound to this edge and region.
+    #[error(
+        "no active edge key for edge {edge} in {region} (generate one with: edgevote keys gen --role edge --edge {edge} --region {region})"
+    )]
+    NoEdgeKey {
+        /// The edge id.
+        edge: String,
+        /// The region.
+        region: String,
+    },
     /// A key id not present in the store.
     #[error("no key {0:?} in the key store")]
     UnknownKey(String),

@@ -63,16 +63,57 @@ impl KeyStore {
         load_keyset(&self.keyset_path())
     }
 
-    /// Generates a new key of `role`, valid from `now_secs`, and adds it to the set.
+    /// Generates a new key of `role`, valid from `now_secs`, and adds it to the set. Edge keys
+    /// are bound to one edge: use [`KeyStore::generate_edge`].
     pub fn generate(&self, role: Role, now_secs: u64) -> Result<PublicJwk, SignerError> {
+        if role == Role::Edge {
+            return Err(SignerError::EdgeKeyUnbound);
+        }
+        self.generate_bound(role, None, now_secs)
+    }
+
+    /// Generates a new edge key for `edge` in `region`, valid from `now_secs`: the key set
+    /// binds it to them, so it can sign receipts and envelopes for that edge only.
+    pub fn generate_edge(
+        &self,
+        edge: &str,
+        region: &str,
+        now_secs: u64,
+    ) -> Result<PublicJwk, SignerError> {
+        self.generate_bound(Role::Edge, Some((edge, region)), now_secs)
+    }
+
+    fn generate_bound(
+        &self,
+        role: Role,
+        binding: Option<(&str, &str)>,
+        now_secs: u64,
+    ) -> Result<PublicJwk, SignerError> {
         let seed = zeroize::Zeroizing::new(random::bytes::<32>()?);
         let identity = SigningIdentity::from_seed(&seed, role);
-        keyfile::write(&self.private_path(identity.kid()), &identity)?;
-        let jwk = identity.public_jwk(now_secs);
+        let mut jwk = identity.public_jwk(now_secs);
+        if let Some((edge, region)) = binding {
+            jwk = jwk.bound_to(edge, region);
+        }
         let mut set = self.keyset()?;
-        set.insert(jwk.clone())?;
+        set.insert(jwk.clone())?; // checks the binding before anything is written
+        keyfile::write(&self.private_path(identity.kid()), &identity)?;
         self.save_keyset(&set)?;
         Ok(jwk)
+    }
+
+    /// The private key of the active edge key bound to `edge` in `region`.
+    pub fn edge_identity(&self, edge: &str, region: &str) -> Result<SigningIdentity, SignerError> {
+        let set = self.keyset()?;
+        let kid = set
+            .active(Role::Edge)
+            .find(|j| j.binding() == Some((edge, region)))
+            .map(|j| j.kid.clone())
+            .ok_or_else(|| SignerError::NoEdgeKey {
+                edge: edge.to_owned(),
+                region: region.to_owned(),
+            })?;
+        self.signing_identity(Role::Edge, Some(&kid))
     }
 
     /// Rotates key `kid`: a new key of the same role becomes active at `now_secs` and `kid` is
@@ -85,8 +126,8 @@ impl KeyStore {
         if old.valid_until.is_some() {
             return Err(SignerError::AlreadyRetired(kid.to_owned()));
         }
-        let role = old.edgevote_role;
-        let new = self.generate(role, now_secs)?;
+        let (role, binding) = (old.edgevote_role, old.binding());
+        let new = self.generate_bound(role, binding, now_secs)?;
         set.insert(new.clone())?;
         set.retire(kid, now_secs)?;
         self.save_keyset(&set)?;

@@ -270,6 +270,11 @@ fn manifest(policy: Policy) -> ElectionManifest {
     }
 }
 
+/// The key of region `i`'s edge.
+fn edge_identity(i: usize) -> SigningIdentity {
+    SigningIdentity::from_seed(&[20 + i as u8; 32], Role::Edge)
+}
+
 fn token(authority: &SigningIdentity, sub: &str, election: &str) -> String {
     let now = START_MS / 1000;
     let token = VoteToken {
@@ -294,11 +299,13 @@ impl World {
         };
         let manifest = manifest(policy);
         let authority = SigningIdentity::from_seed(&[11; 32], Role::Authority);
-        let edge_ids: Vec<SigningIdentity> = (0..config.regions)
-            .map(|i| SigningIdentity::from_seed(&[20 + i as u8; 32], Role::Edge))
-            .collect();
+        let edge_ids: Vec<SigningIdentity> = (0..config.regions).map(edge_identity).collect();
         let mut jwks = vec![authority.public_jwk(0)];
-        jwks.extend(edge_ids.iter().map(|e| e.public_jwk(0)));
+        // Each edge key is bound to its own edge and region, as a production key set binds them.
+        jwks.extend(edge_ids.iter().enumerate().map(|(i, e)| {
+            let region = region_name(i);
+            e.public_jwk(0).bound_to(&format!("edge-{region}"), &region)
+        }));
         let keys = KeySet::from_jwks(jwks).expect("distinct simulation keys");
         let names: Vec<String> = (0..config.regions).map(region_name).collect();
         let signed = sign(&authority, &manifest).expect("manifest signs");
@@ -369,7 +376,11 @@ impl World {
             });
             let queue = Arc::new(SimQueue::new(clock.clone(), rng.fork()));
             let store = Arc::new(FaultyStore::new(world.regions.store(i)));
-            let checker = Checker::new(world.keys.clone(), vec![manifest.clone()], true);
+            let checker = Checker::new(
+                world.keys.clone(),
+                vec![manifest.clone()],
+                processing().verify_tokens,
+            );
             world.collectors.push(Collector::new(
                 name.clone(),
                 Arc::clone(&queue) as Arc<dyn Queue>,
@@ -966,7 +977,7 @@ impl World {
             ballot,
             received_at_ms: now,
         };
-        let (kind, body) = match self.rng.below(6) {
+        let (kind, body) = match self.rng.below(8) {
             0 => (
                 "envelope signed by an unknown edge key",
                 self.rogue_envelope(region, vec![vote(stolen)]),
@@ -1005,6 +1016,44 @@ impl World {
                     "invalid choice",
                     honest_edge
                         .seal("forged.choice", vec![vote(ballot)], now)
+                        .expect("seal"),
+                )
+            }
+            6 => {
+                // One edge's stolen key, speaking for another edge (whose id the envelope names).
+                let thief = (region + 1) % self.edges.len();
+                let envelope = QueueEnvelope {
+                    v: 1,
+                    batch_id: "forged.borrowed".into(),
+                    edge: format!("edge-{}", self.names[region]),
+                    region: self.names[region].clone(),
+                    created_at_ms: now,
+                    votes: vec![vote(stolen)],
+                };
+                (
+                    "an edge's key signing for another edge",
+                    sign(&edge_identity(thief), &envelope).expect("edge key signs"),
+                )
+            }
+            7 => {
+                // The same stolen key minting a voter: a token signed by an edge key, sealed by
+                // its own edge. Only verifying every token (the default) refuses it.
+                let key = edge_identity(region);
+                let header = serde_json::json!({"alg": "EdDSA", "kid": key.kid(), "typ": "edgevote-token+jwt"});
+                let claims = edgevote_shared::decode_unverified::<VoteToken>(&stolen.token)
+                    .expect("the attacker's template token decodes");
+                let minted = Ballot {
+                    token: edgevote_shared::forgery::sign_raw(
+                        &header,
+                        &serde_json::to_vec(&claims).expect("claims encode"),
+                        &key,
+                    ),
+                    ..stolen
+                };
+                (
+                    "a voter minted with an edge key",
+                    honest_edge
+                        .seal("forged.minted", vec![vote(minted)], now)
                         .expect("seal"),
                 )
             }
@@ -1060,7 +1109,8 @@ fn processing() -> ProcessingConfig {
         wait_time_secs: 0,
         visibility_timeout_secs: VISIBILITY_SECS,
         max_in_flight_messages: 10,
-        verify_tokens: true,
         stats_interval_secs: 1,
+        // Everything that decides what is accepted stays at the production default.
+        ..ProcessingConfig::default()
     }
 }

@@ -28,7 +28,7 @@ def world(tmp_path_factory):
     assert BIN.is_file(), f"build the CLI first (cargo build -p edgevote); missing {BIN}"
     d = tmp_path_factory.mktemp("edgevote")
     edgevote(d, "keys", "gen", "--role", "authority")
-    edgevote(d, "keys", "gen", "--role", "edge")
+    edgevote(d, "keys", "gen", "--role", "edge", "--edge", "offline", "--region", "local")
     edgevote(d, "election", "create", "--id", "ref-py", "--title", "Python check",
              "--option", "yes", "--option", "no", "--closes", "+1h")
     token = edgevote(d, "token", "issue", "--voter", "voter-py")

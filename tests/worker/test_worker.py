@@ -198,7 +198,7 @@ def world(cli, tmp_path_factory):
     d = tmp_path_factory.mktemp("world")
     keys = d / "keys"
     run(cli, "keys", "gen", "--keys", keys, "--role", "authority")
-    run(cli, "keys", "gen", "--keys", keys, "--role", "edge")
+    run(cli, "keys", "gen", "--keys", keys, "--role", "edge", "--edge", EDGE_ID, "--region", REGION)
     for election, out in ((ELECTION, "election.jws"), (OTHER_ELECTION, "other.jws")):
         run(cli, "election", "create", "--keys", keys, "--id", election, "--title", "Worker test",
             "--option", "yes:Yes", "--option", "no:No", "--opens", "now", "--closes", "+1h",

@@ -40,7 +40,12 @@ pub fn ok(dir: &Path, args: &[&str]) -> String {
 pub fn election_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     ok(dir.path(), &["keys", "gen", "--role", "authority"]);
-    ok(dir.path(), &["keys", "gen", "--role", "edge"]);
+    ok(
+        dir.path(),
+        &[
+            "keys", "gen", "--role", "edge", "--edge", "offline", "--region", "local",
+        ],
+    );
     ok(
         dir.path(),
         &[

@@ -27,7 +27,13 @@ fn rotating_edge_and_authority_keys_mid_election_keeps_every_receipt_valid() {
     let keys_arg = keys.to_str().unwrap();
     std::thread::sleep(std::time::Duration::from_millis(1100)); // rotation time > the old receipts' second
     for role in ["edge", "authority"] {
-        let out = edgevote(d, &["keys", "rotate", "--keys", keys_arg, "--role", role]);
+        // Every region's edge has its own key: rotate them all.
+        let out = edgevote(
+            d,
+            &[
+                "keys", "rotate", "--keys", keys_arg, "--role", role, "--all",
+            ],
+        );
         assert!(
             out.status.success(),
             "{}",

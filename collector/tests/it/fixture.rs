@@ -21,6 +21,11 @@ pub const CAPPED: &str = "capped";
 /// `max_votes_per_voter` of [`CAPPED`].
 pub const CAPPED_LIMIT: u32 = 2;
 
+/// The edge the fixture's edge key is bound to, and its region.
+pub const EDGE_ID: &str = "edge-t";
+/// The region of [`EDGE_ID`].
+pub const REGION: &str = "r1";
+
 pub fn now_ms() -> u64 {
     edgevote_queue::now_ms()
 }
@@ -39,7 +44,11 @@ pub fn rogue_edge() -> SigningIdentity {
 }
 
 pub fn keyset() -> KeySet {
-    KeySet::from_jwks(vec![authority().public_jwk(0), edge().public_jwk(0)]).unwrap()
+    KeySet::from_jwks(vec![
+        authority().public_jwk(0),
+        edge().public_jwk(0).bound_to(EDGE_ID, REGION),
+    ])
+    .unwrap()
 }
 
 pub fn manifest(id: &str, policy: Policy) -> ElectionManifest {
@@ -78,7 +87,8 @@ pub fn checker() -> Checker {
             manifest(LAST, Policy::LastVoteWins),
             capped,
         ],
-        true,
+        // The production default, so the catalogue attacks what ships.
+        ProcessingConfig::default().verify_tokens,
     )
 }
 
@@ -110,8 +120,8 @@ pub fn envelope_signed_by(
     let envelope = QueueEnvelope {
         v: 1,
         batch_id: batch.into(),
-        edge: "edge-t".into(),
-        region: "r1".into(),
+        edge: EDGE_ID.into(),
+        region: REGION.into(),
         created_at_ms: now_ms(),
         votes: votes
             .into_iter()
@@ -136,8 +146,8 @@ pub fn processing() -> ProcessingConfig {
         wait_time_secs: 1,
         visibility_timeout_secs: 2,
         max_in_flight_messages: 20,
-        verify_tokens: true,
         stats_interval_secs: 1,
+        ..ProcessingConfig::default()
     }
 }
 

@@ -118,6 +118,29 @@ pub async fn crash_after_store_before_delete_counts_once(
     assert_eq!(live.values().sum::<i64>(), 2);
 }
 
+/// An envelope from `edge_id` (in the fixture's region) signed with the fixture's edge key,
+/// holding `ballot` received at `received_at_ms`, sealed at `created_at_ms`.
+fn dated_envelope(
+    batch: &str,
+    edge_id: &str,
+    ballot: Ballot,
+    received_at_ms: u64,
+    created_at_ms: u64,
+) -> String {
+    let envelope = edgevote_shared::QueueEnvelope {
+        v: 1,
+        batch_id: batch.into(),
+        edge: edge_id.into(),
+        region: REGION.into(),
+        created_at_ms,
+        votes: vec![edgevote_shared::EnvelopeVote {
+            ballot,
+            received_at_ms,
+        }],
+    };
+    sign(&edge(), &envelope).unwrap()
+}
+
 /// The queue-consumer half of the hostile-input catalogue (the HTTP half is in the edge host's
 /// tests): messages a compromised queue writer, a faulty edge or a broken network could deliver.
 /// Each is dead-lettered whole with its reason, and only honest ballots count; replays count once.
@@ -154,7 +177,83 @@ pub async fn hostile_messages_are_dead_lettered_and_count_nothing(
         "\"received_at_ms\":1e400",
         1,
     );
+    // An attacker holding the edge's own key: envelopes that verify, but claim another edge,
+    // or date votes where no honest edge could have.
+    let minute = 60_000;
+    let expired = Ballot {
+        token: sign(
+            &authority(),
+            &VoteToken {
+                iat: t / 1000 - 3600,
+                nbf: t / 1000 - 3600,
+                exp: t / 1000 - 600,
+                ..decode_unverified::<VoteToken>(&ballot(FIRST, "v15", "yes", 1).token).unwrap()
+            },
+        )
+        .unwrap(),
+        ..ballot(FIRST, "v15", "yes", 1)
+    };
     let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "the edge's key signing for another edge",
+            dated_envelope(
+                "other.1",
+                "edge-elsewhere",
+                ballot(FIRST, "v16", "no", 1),
+                t,
+                t,
+            ),
+            "key_binding_mismatch",
+        ),
+        (
+            "vote dated 10 minutes before the election opened",
+            dated_envelope(
+                "early.1",
+                EDGE_ID,
+                ballot(FIRST, "v17", "no", 1),
+                t - 11 * minute,
+                t - 11 * minute,
+            ),
+            "outside_election_window",
+        ),
+        (
+            "vote dated 10 minutes after the election closed",
+            dated_envelope(
+                "late.1",
+                EDGE_ID,
+                ballot(FIRST, "v18", "no", 1),
+                t + 70 * minute,
+                t + 70 * minute,
+            ),
+            "outside_election_window",
+        ),
+        (
+            "vote dated after its token expired",
+            dated_envelope("expired.1", EDGE_ID, expired, t, t),
+            "outside_token_validity",
+        ),
+        (
+            "vote received after its envelope was sealed",
+            dated_envelope(
+                "after.1",
+                EDGE_ID,
+                ballot(FIRST, "v19", "no", 1),
+                t + 10 * minute,
+                t,
+            ),
+            "inconsistent_times",
+        ),
+        (
+            "vote held 10 minutes before sealing",
+            dated_envelope(
+                "held.1",
+                EDGE_ID,
+                ballot(FIRST, "v20", "no", 1),
+                t,
+                t + 10 * minute,
+            ),
+            "inconsistent_times",
+        ),
         (
             "not a JWS at all",
             "not a jws at all".into(),

@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use edgevote_shared::envelope::MAX_ENVELOPE_VOTES;
 use edgevote_shared::{
     AdmissionError, AdmittedBallot, Ballot, CheckedBallot, Digest32, ElectionManifest,
-    EnvelopeVote, KeySet, QueueEnvelope, SigningIdentity, WireError, check_ballot, sign,
+    EnvelopeVote, KeySet, QueueEnvelope, Role, SigningIdentity, WireError, check_ballot, sign,
     verify_checked,
 };
 use serde_json::json;
@@ -538,4 +538,37 @@ fn wire_refusal(e: &WireError) -> Response {
 
 fn admission_refusal(e: &AdmissionError) -> Response {
     Response::error(status_of(e.code()), e.code(), e)
+}
+
+/// Whether the edge key `kid` may sign for `edge_id` in `region` at `now_secs`: in `keys`, an
+/// edge key bound to exactly that edge and region, and valid now. Every adapter checks this
+/// before it serves, so that an edge never hands out receipts for envelopes that every collector
+/// would refuse (a mis-bound or retired key would turn acknowledged votes into dead letters).
+pub fn check_edge_key(
+    keys: &KeySet,
+    kid: &str,
+    edge_id: &str,
+    region: &str,
+    now_secs: u64,
+) -> Result<(), String> {
+    let (jwk, _) = keys
+        .get(kid)
+        .ok_or_else(|| format!("edge key {kid} is not in the key set"))?;
+    if jwk.edgevote_role != Role::Edge {
+        return Err(format!(
+            "key {kid} has role {}, not edge",
+            jwk.edgevote_role
+        ));
+    }
+    jwk.check_binding(edge_id, region)
+        .map_err(|e| format!("{e} ({})", e.code()))?;
+    if !jwk.valid_at(now_secs) {
+        return Err(format!(
+            "edge key {kid} is not valid now (valid from {} until {}): use the edge's current key",
+            jwk.valid_from,
+            jwk.valid_until
+                .map_or_else(|| "-".to_owned(), |u| u.to_string())
+        ));
+    }
+    Ok(())
 }

@@ -81,9 +81,10 @@ fn now() -> u64 {
 fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let store = KeyStore::open_or_create(dir.path().join("keys")).unwrap();
-    for role in [Role::Authority, Role::Edge, Role::Ops] {
+    for role in [Role::Authority, Role::Ops] {
         store.generate(role, now() - 60).unwrap();
     }
+    store.generate_edge("edge-b", "r1", now() - 60).unwrap();
     let authority = store.signing_identity(Role::Authority, None).unwrap();
     let manifest = ElectionManifest {
         v: 1,

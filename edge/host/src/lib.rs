@@ -191,12 +191,22 @@ fn native_sealer(
     keys: &KeySet,
     elections: Vec<ServedElection>,
 ) -> Result<Edge, StartError> {
+    let refuse = |detail: String| StartError::Input {
+        what: "edge key",
+        path: config.edge_key_path.display().to_string(),
+        detail,
+    };
     let signer =
-        edgevote_signer::keyfile::read(&config.edge_key_path).map_err(|e| StartError::Input {
-            what: "edge key",
-            path: config.edge_key_path.display().to_string(),
-            detail: e.to_string(),
-        })?;
+        edgevote_signer::keyfile::read(&config.edge_key_path).map_err(|e| refuse(e.to_string()))?;
+    let now_secs = edgevote_queue::now_ms() / 1000;
+    edgevote_edge_core::check_edge_key(
+        keys,
+        signer.kid(),
+        &config.edge_id,
+        &config.region,
+        now_secs,
+    )
+    .map_err(refuse)?;
     Ok(Edge::with_sealing(
         elections,
         keys.clone(),

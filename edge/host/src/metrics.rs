@@ -76,6 +76,30 @@ impl Stage {
     }
 }
 
+/// A counter family with one label.
+struct Family {
+    name: &'static str,
+    help: &'static str,
+    label: &'static str,
+    values: Vec<(&'static str, u64)>,
+}
+
+impl Family {
+    fn render(&self, out: &mut String, labels: &str) {
+        let Family {
+            name,
+            help,
+            label,
+            values,
+        } = self;
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} counter");
+        for (value_label, value) in values {
+            let _ = writeln!(out, "{name}{{{labels},{label}=\"{value_label}\"}} {value}");
+        }
+    }
+}
+
 /// Why an instance was dropped rather than reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Discard {
@@ -145,41 +169,37 @@ impl Metrics {
 
     /// The labelled error and discard counters.
     fn render_labelled(&self, out: &mut String, labels: &str) {
-        let families: [(&str, &str, &str, Vec<(&str, u64)>); 3] = [
-            (
-                "edgevote_edge_client_errors_total",
-                "Client errors (4xx answers and connections refused by the HTTP layer), by who refused them. Not a fault of the edge.",
-                "stage",
-                Stage::ALL
-                    .iter()
-                    .map(|s| (s.label(), self.client_errors_at(*s)))
-                    .collect(),
-            ),
-            (
-                "edgevote_edge_server_errors_total",
-                "Server errors (5xx answers), by who answered them. Each one is a fault of the edge or its queue: alert on these.",
-                "stage",
-                [Stage::Host, Stage::Component]
-                    .iter()
-                    .map(|s| (s.label(), self.server_errors_at(*s)))
-                    .collect(),
-            ),
-            (
-                "edgevote_edge_instances_discarded_total",
-                "Component instances dropped instead of reused, by reason (trap, deadline, quota).",
-                "reason",
-                Discard::ALL
+        let stages = |counters: &[AtomicU64; Stage::COUNT], which: &[Stage]| {
+            which
+                .iter()
+                .map(|s| (s.label(), counters[*s as usize].load(Ordering::Relaxed)))
+                .collect::<Vec<_>>()
+        };
+        let families = [
+            Family {
+                name: "edgevote_edge_client_errors_total",
+                help: "Client errors (4xx answers and connections refused by the HTTP layer), by who refused them. Not a fault of the edge.",
+                label: "stage",
+                values: stages(&self.client_errors, &Stage::ALL),
+            },
+            Family {
+                name: "edgevote_edge_server_errors_total",
+                help: "Server errors (5xx answers), by who answered them. Each one is a fault of the edge or its queue: alert on these.",
+                label: "stage",
+                values: stages(&self.server_errors, &[Stage::Host, Stage::Component]),
+            },
+            Family {
+                name: "edgevote_edge_instances_discarded_total",
+                help: "Component instances dropped instead of reused, by reason (trap, deadline, quota).",
+                label: "reason",
+                values: Discard::ALL
                     .iter()
                     .map(|d| (d.label(), self.discarded(*d)))
                     .collect(),
-            ),
+            },
         ];
-        for (name, help, label, values) in families {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} counter");
-            for (value_label, value) in values {
-                let _ = writeln!(out, "{name}{{{labels},{label}=\"{value_label}\"}} {value}");
-            }
+        for family in families {
+            family.render(out, labels);
         }
     }
 

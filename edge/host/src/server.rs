@@ -82,24 +82,33 @@ fn with_retry_after(
 /// Seconds a client is told to wait after a request ran past its deadline.
 const DEADLINE_RETRY_AFTER_SECS: u64 = 2;
 
+fn refused_response(refused: front::Refusal) -> hyper::Response<HyperOutgoingBody> {
+    refusal(refused.status, refused.code, refused.detail)
+}
+
 /// Reads a whole request body, bounded in bytes and time.
-async fn read_body<B>(host: &EdgeHost, body: B) -> Result<Bytes, hyper::Response<HyperOutgoingBody>>
+async fn read_body<B>(host: &EdgeHost, body: B) -> Result<Bytes, front::Refusal>
 where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    let refused = |status, code, detail: &str| front::Refusal {
+        status,
+        code,
+        detail: detail.to_owned(),
+    };
     let collect = http_body_util::Limited::new(body, front::MAX_BODY_BYTES).collect();
     match tokio::time::timeout(host.http.body_read_timeout(), collect).await {
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
         Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-            Err(refusal(413, "too_large", "request body too large"))
+            Err(refused(413, "too_large", "request body too large"))
         }
-        Ok(Err(_)) => Err(refusal(
+        Ok(Err(_)) => Err(refused(
             400,
             "incomplete_body",
             "the request body ended early or was malformed",
         )),
-        Err(_) => Err(refusal(
+        Err(_) => Err(refused(
             408,
             "request_timeout",
             "the request body did not arrive in time",
@@ -121,10 +130,7 @@ where
 {
     let (mut parts, body) = request.into_parts();
     if let Err(refused) = front::screen(&mut parts, &host.http.public_authority_header()) {
-        return (
-            refusal(refused.status, refused.code, refused.detail),
-            Stage::Host,
-        );
+        return (refused_response(refused), Stage::Host);
     }
     let client = host.limiter.client_ip(peer, &parts.headers);
     if let Err(retry) = host.limiter.admit_ip(client) {
@@ -132,7 +138,7 @@ where
     }
     let body = match read_body(host, body).await {
         Ok(body) => body,
-        Err(refused) => return (refused, Stage::Host),
+        Err(refused) => return (refused_response(refused), Stage::Host),
     };
     if parts.method == hyper::Method::POST
         && let Some(token) = crate::limit::vote_token(&body)

@@ -89,6 +89,10 @@ fn load() -> Result<EdgeConfig, String> {
         Err(_) => None,
     };
     let (sealing, delivery) = sealing()?;
+    if let Sealing::Local(signer) = &sealing {
+        edgevote_edge_core::check_edge_key(&keys, signer.kid(), &edge_id, &region, now_secs())
+            .map_err(|e| format!("EDGEVOTE_EDGE_KEY: {e}"))?;
+    }
     Ok(EdgeConfig {
         edge: Edge::with_sealing(elections, keys, sealing, &edge_id, &region, bundle),
         delivery,
@@ -162,4 +166,10 @@ fn queues(text: &str) -> Result<Vec<QueueTarget>, String> {
         return Err("EDGEVOTE_QUEUES names no queue".into());
     }
     Ok(queues)
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs())
 }

@@ -5,7 +5,7 @@
 //! |---|---|
 //! | `EDGEVOTE_KEYSET` | the published JWK Set (authority keys verify tokens and manifests) |
 //! | `EDGEVOTE_ELECTIONS` | signed election manifests (compact JWS), one per line |
-//! | `EDGEVOTE_EDGE_KEY` (secret) | this edge's private key: the JWK file `edgevote keys gen --role edge` wrote |
+//! | `EDGEVOTE_EDGE_KEY` (secret) | this edge's private key: the JWK file `edgevote keys gen --role edge --edge ID --region R` wrote; the key set must bind it to `EDGEVOTE_EDGE_ID` and `EDGEVOTE_REGION`, and it must be valid now |
 //! | `EDGEVOTE_EDGE_ID` | edge id written into receipts and envelopes (at most 41 characters) |
 //! | `EDGEVOTE_REGION` | region written into receipts and envelopes |
 //! | `EDGEVOTE_QUEUES` | `region=queue_url` pairs, comma-separated, tried in order |
@@ -76,8 +76,12 @@ fn bad(var: &'static str, reason: impl std::fmt::Display) -> ConfigError {
 }
 
 impl Config {
-    /// Reads and checks every variable through `lookup` (`None`: not set).
-    pub fn load(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    /// Reads and checks every variable through `lookup` (`None`: not set), at `now_secs` (the
+    /// edge key must be valid then).
+    pub fn load(
+        lookup: impl Fn(&str) -> Option<String>,
+        now_secs: u64,
+    ) -> Result<Config, ConfigError> {
         let required = |var: &'static str| -> Result<String, ConfigError> {
             match lookup(var) {
                 Some(value) if !value.trim().is_empty() => Ok(value),
@@ -104,6 +108,8 @@ impl Config {
         }
         let region = required("EDGEVOTE_REGION")?.trim().to_owned();
         check_id("region", &region).map_err(|e| bad("EDGEVOTE_REGION", e))?;
+        edgevote_edge_core::check_edge_key(&keys, signer.kid(), &edge_id, &region, now_secs)
+            .map_err(|e| bad("EDGEVOTE_EDGE_KEY", e))?;
         let queues = queues(&required("EDGEVOTE_QUEUES")?)?;
         let credentials = AwsCredentials {
             access_key_id: required("AWS_ACCESS_KEY_ID")?.trim().to_owned(),
@@ -281,7 +287,9 @@ mod tests {
     fn vars() -> HashMap<&'static str, String> {
         let keys = KeySet::from_jwks(vec![
             authority().public_jwk(0),
-            edge_identity().public_jwk(0),
+            edge_identity()
+                .public_jwk(0)
+                .bound_to("cf-edge-1", "eu-west-1"),
         ])
         .unwrap();
         let manifest = ElectionManifest {
@@ -322,7 +330,24 @@ mod tests {
     }
 
     fn load(vars: &HashMap<&'static str, String>) -> Result<Config, ConfigError> {
-        Config::load(|name| vars.get(name).cloned())
+        Config::load(|name| vars.get(name).cloned(), 1_800_000_000)
+    }
+
+    #[test]
+    fn an_edge_key_bound_to_another_edge_or_retired_is_refused() {
+        let mut other_edge = vars();
+        other_edge.insert("EDGEVOTE_EDGE_ID", "cf-edge-2".into());
+        let refused = load(&other_edge).err().expect("a key bound to cf-edge-1");
+        assert!(
+            refused.to_string().contains("key_binding_mismatch"),
+            "{refused}"
+        );
+        let mut retired = vars();
+        let mut keys = KeySet::parse(retired["EDGEVOTE_KEYSET"].as_bytes()).unwrap();
+        keys.retire(edge_identity().kid(), 100).unwrap();
+        retired.insert("EDGEVOTE_KEYSET", keys.to_json_pretty());
+        let refused = load(&retired).err().expect("a key retired at 100");
+        assert!(refused.to_string().contains("not valid now"), "{refused}");
     }
 
     #[test]

@@ -39,9 +39,10 @@ fn config(env: &Env) -> Result<Rc<Config>, crate::config::ConfigError> {
     if let Some(config) = CONFIG.with(|cell| cell.get().cloned()) {
         return Ok(config);
     }
-    let config = Rc::new(Config::load(|name| {
-        env.var(name).ok().map(|value| value.to_string())
-    })?);
+    let config = Rc::new(Config::load(
+        |name| env.var(name).ok().map(|value| value.to_string()),
+        now_ms() / 1000,
+    )?);
     CONFIG.with(|cell| {
         let _ = cell.set(Rc::clone(&config));
     });

@@ -50,6 +50,8 @@ locals {
     [processing]
     receivers = ${var.collector_receivers}
     visibility_timeout_secs = ${var.queue_visibility_timeout_seconds}
+    # Every token verified again: no edge key alone can mint a vote.
+    verify_tokens = true
 
     [queue]
     backend = "sqs"

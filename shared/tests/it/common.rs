@@ -19,11 +19,17 @@ pub fn edge() -> SigningIdentity {
     identity(2, Role::Edge)
 }
 
-/// A key set with the authority and edge keys, valid from `NOW - 3600`.
+/// The edge [`edge`]'s key is bound to, and its region.
+pub const EDGE_ID: &str = "edge-1";
+/// The region of [`EDGE_ID`].
+pub const REGION: &str = "r1";
+
+/// A key set with the authority and edge keys, valid from `NOW - 3600`; the edge key is bound
+/// to [`EDGE_ID`] in [`REGION`].
 pub fn keyset() -> KeySet {
     KeySet::from_jwks(vec![
         authority().public_jwk(NOW - 3600),
-        edge().public_jwk(NOW - 3600),
+        edge().public_jwk(NOW - 3600).bound_to(EDGE_ID, REGION),
     ])
     .unwrap()
 }

@@ -198,7 +198,11 @@ fn check_document<T: Document + PartialEq + std::fmt::Debug>(doc: T, seed: u8) {
     let decoded: T = parse_bounded(T::NAME, &bytes, T::MAX_JWS_BYTES).unwrap();
     assert_eq!(decoded, doc);
     let identity = SigningIdentity::from_seed(&[seed; 32], T::SIGNER);
-    let keys = KeySet::from_jwks(vec![identity.public_jwk(0)]).unwrap();
+    let mut jwk = identity.public_jwk(0);
+    if let Some((edge, region)) = doc.signing_edge() {
+        jwk = jwk.bound_to(edge, region); // an edge key speaks for its own edge only
+    }
+    let keys = KeySet::from_jwks(vec![jwk]).unwrap();
     let compact = sign(&identity, &doc).unwrap();
     assert_eq!(verify::<T>(&compact, &keys).unwrap().doc, doc);
 }

@@ -308,3 +308,71 @@ fn codes_are_distinct_for_the_required_cases() {
         assert!(edgevote_shared::error::ALL_CODES.contains(&code));
     }
 }
+
+/// An attacker holding one edge's key signs for another edge, or with an unbound edge key:
+/// receipts and envelopes name their edge and region, and the key set binds each edge key.
+#[test]
+fn an_edge_key_signs_only_for_its_own_edge_and_region() {
+    use edgevote_shared::{EnvelopeVote, QueueEnvelope};
+    let admitted = admit(&manifest(), &keyset(), ballot("yes"), NOW).unwrap();
+    let code_of = |edge_id: &str, region: &str, keys: &KeySet| {
+        let receipt = admitted.receipt(edge_id, region, NOW * 1000);
+        match verify::<Receipt>(&sign(&edge(), &receipt).unwrap(), keys) {
+            Ok(_) => "ok",
+            Err(e) => e.code(),
+        }
+    };
+    assert_eq!(code_of(EDGE_ID, REGION, &keyset()), "ok");
+    assert_eq!(code_of("edge-2", REGION, &keyset()), "key_binding_mismatch");
+    assert_eq!(code_of(EDGE_ID, "r2", &keyset()), "key_binding_mismatch");
+    let unbound = KeySet::from_jwks(vec![
+        authority().public_jwk(NOW - 3600),
+        edge().public_jwk(NOW - 3600),
+    ])
+    .unwrap();
+    assert_eq!(code_of(EDGE_ID, REGION, &unbound), "key_binding_mismatch");
+    // Envelopes too, in a batch.
+    let envelope = |edge_id: &str| QueueEnvelope {
+        v: 1,
+        batch_id: "b.1".into(),
+        edge: edge_id.into(),
+        region: REGION.into(),
+        created_at_ms: NOW * 1000,
+        votes: vec![EnvelopeVote {
+            ballot: ballot("no"),
+            received_at_ms: NOW * 1000,
+        }],
+    };
+    let signed: Vec<String> = [EDGE_ID, "edge-2"]
+        .iter()
+        .map(|e| sign(&edge(), &envelope(e)).unwrap())
+        .collect();
+    let refs: Vec<&str> = signed.iter().map(String::as_str).collect();
+    let codes: Vec<&str> = edgevote_shared::verify_many::<QueueEnvelope>(&refs, &keyset())
+        .iter()
+        .map(|r| r.as_ref().map_or_else(|e| e.code(), |_| "ok"))
+        .collect();
+    assert_eq!(codes, ["ok", "key_binding_mismatch"]);
+}
+
+#[test]
+fn key_bindings_are_whole_and_on_edge_keys_only() {
+    let half = PublicJwk {
+        edgevote_region: None,
+        ..edge().public_jwk(0).bound_to("e", "r")
+    };
+    assert_eq!(
+        KeySet::from_jwks(vec![half]).unwrap_err().code(),
+        "invalid_field"
+    );
+    let on_authority = authority().public_jwk(0).bound_to("e", "r");
+    assert_eq!(
+        KeySet::from_jwks(vec![on_authority]).unwrap_err().code(),
+        "invalid_field"
+    );
+    let bad_id = edge().public_jwk(0).bound_to("no spaces", "r");
+    assert_eq!(
+        KeySet::from_jwks(vec![bad_id]).unwrap_err().code(),
+        "invalid_field"
+    );
+}

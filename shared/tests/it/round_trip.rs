@@ -29,7 +29,7 @@ fn manifest_sign_then_verify() {
 fn ballot_admitted_and_receipt_verifies() {
     let admitted = admit(&manifest(), &keyset(), ballot("yes"), NOW).unwrap();
     assert_eq!(admitted.vote_id, ballot("yes").vote_id("tok-1"));
-    let receipt = admitted.receipt("edge-1", "eu-west-1", NOW * 1000 + 5);
+    let receipt = admitted.receipt("edge-1", "r1", NOW * 1000 + 5);
     let compact = sign(&edge(), &receipt).unwrap();
     let verified = verify::<Receipt>(&compact, &keyset()).unwrap();
     assert_eq!(verified.doc, receipt);
@@ -49,7 +49,7 @@ fn envelope_sign_then_verify() {
         v: 1,
         batch_id: "edge-1.42".into(),
         edge: "edge-1".into(),
-        region: "eu-west-1".into(),
+        region: "r1".into(),
         created_at_ms: NOW * 1000,
         votes: vec![EnvelopeVote {
             ballot: ballot("no"),
@@ -127,7 +127,8 @@ fn archived_key_still_verifies_old_receipts_after_rotation() {
     // Rotate: the old edge key ends at NOW + 10, a new one starts.
     let new_edge = identity(9, Role::Edge);
     keys.retire(edge().kid(), NOW + 10).unwrap();
-    keys.insert(new_edge.public_jwk(NOW + 10)).unwrap();
+    keys.insert(new_edge.public_jwk(NOW + 10).bound_to("edge-1", "r1"))
+        .unwrap();
     let reparsed = edgevote_shared::KeySet::parse(keys.to_json_pretty().as_bytes()).unwrap();
     assert!(verify::<Receipt>(&old, &reparsed).is_ok());
     let mut later = old_receipt.clone();

@@ -24,12 +24,18 @@ fn generate_writes_public_set_and_private_file() {
 fn rotation_archives_the_old_key() {
     let dir = tempfile::tempdir().unwrap();
     let store = KeyStore::open_or_create(dir.path()).unwrap();
-    let old = store.generate(Role::Edge, 1000).unwrap();
+    let old = store.generate_edge("edge-1", "r1", 1000).unwrap();
     let new = store.rotate(&old.kid, 2000).unwrap();
     let set = store.keyset().unwrap();
     assert_eq!(set.len(), 2);
     assert_eq!(set.get(&old.kid).unwrap().0.valid_until, Some(2000));
     assert_eq!(set.get(&new.kid).unwrap().0.valid_from, 2000);
+    // The successor speaks for the same edge, and only for it.
+    assert_eq!(
+        set.get(&new.kid).unwrap().0.binding(),
+        Some(("edge-1", "r1"))
+    );
+    assert_eq!(store.edge_identity("edge-1", "r1").unwrap().kid(), new.kid);
     assert_eq!(store.active_kid(Role::Edge, None).unwrap(), new.kid);
     assert!(matches!(
         store.rotate(&old.kid, 3000),
@@ -43,8 +49,19 @@ fn active_key_selection_errors_are_clear() {
     let store = KeyStore::open_or_create(dir.path()).unwrap();
     let err = store.signing_identity(Role::Log, None).unwrap_err();
     assert!(err.to_string().contains("no active log key"), "{err}");
-    store.generate(Role::Edge, 1).unwrap();
-    store.generate(Role::Edge, 2).unwrap();
+    // An edge key belongs to one edge: an unbound one is refused before anything is written.
+    assert!(matches!(
+        store.generate(Role::Edge, 1),
+        Err(SignerError::EdgeKeyUnbound)
+    ));
+    assert!(store.keyset().unwrap().is_empty());
+    let err = store.edge_identity("edge-1", "r1").unwrap_err();
+    assert!(
+        err.to_string().contains("--edge edge-1 --region r1"),
+        "{err}"
+    );
+    store.generate_edge("edge-1", "r1", 1).unwrap();
+    store.generate_edge("edge-2", "r1", 2).unwrap();
     let err = store.active_kid(Role::Edge, None).unwrap_err();
     assert!(
         matches!(err, SignerError::AmbiguousActiveKey { count: 2, .. }),

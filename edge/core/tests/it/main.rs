@@ -22,7 +22,11 @@ fn edge_key() -> SigningIdentity {
 }
 
 fn keys() -> KeySet {
-    KeySet::from_jwks(vec![authority().public_jwk(0), edge_key().public_jwk(0)]).unwrap()
+    KeySet::from_jwks(vec![
+        authority().public_jwk(0),
+        edge_key().public_jwk(0).bound_to("edge-1", "r1"),
+    ])
+    .unwrap()
 }
 
 fn manifest(id: &str, opens_at: u64, closes_at: u64) -> ElectionManifest {
@@ -465,4 +469,54 @@ fn read_routes() {
         Response::unavailable(2, "down").headers,
         vec![("retry-after", "2".to_owned())]
     );
+}
+
+/// A group commit of 256 votes, one carrying a token whose payload was changed under its valid
+/// signature (an attacker holding one token; its key id is known, so the batch itself fails):
+/// only that vote is refused, with the code strict verification gives it; every other vote is
+/// accepted, wherever the culprit sits.
+#[test]
+fn one_forged_token_in_a_group_commit_of_256_refuses_only_itself() {
+    let host = edge();
+    let token_of = |voter: usize| {
+        let claims = VoteToken {
+            jti: format!("t{voter}"),
+            sub: format!("v{voter}"),
+            aud: "open".into(),
+            iat: 0,
+            nbf: 0,
+            exp: NOW + 100,
+        };
+        sign(&authority(), &claims).unwrap()
+    };
+    for culprit in [0, 100, 255] {
+        let votes: Vec<_> = (0..256)
+            .map(|voter| {
+                let mut token = token_of(voter);
+                if voter == culprit {
+                    let parts: Vec<&str> = token.split('.').collect();
+                    let claims = json!({"jti": "forged", "sub": "mallory", "aud": "open",
+                        "iat": 0, "nbf": 0, "exp": NOW + 100});
+                    token = format!(
+                        "{}.{}.{}",
+                        parts[0],
+                        b64::encode(claims.to_string()),
+                        parts[2]
+                    );
+                }
+                host.check_handed("open", &body("open", &token, "yes"), NOW_MS)
+                    .unwrap()
+            })
+            .collect();
+        let results = host.verify_handed(votes);
+        assert_eq!(results.len(), 256);
+        for (voter, result) in results.iter().enumerate() {
+            if voter == culprit {
+                let refusal = result.as_ref().unwrap_err();
+                assert_eq!(refusal.error_code().as_deref(), Some("bad_signature"));
+            } else {
+                assert!(result.is_ok(), "culprit {culprit}: voter {voter} refused");
+            }
+        }
+    }
 }

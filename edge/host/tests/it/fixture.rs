@@ -73,9 +73,10 @@ impl Deployment {
         let dir = tempfile::tempdir().unwrap();
         let store = KeyStore::open_or_create(dir.path().join("keys")).unwrap();
         let now = now_secs() - 600;
-        for role in [Role::Authority, Role::Edge, Role::Ops] {
+        for role in [Role::Authority, Role::Ops] {
             store.generate(role, now).unwrap();
         }
+        store.generate_edge("edge-t1", "r1", now).unwrap();
         let authority = store.signing_identity(Role::Authority, None).unwrap();
         for (id, opens, closes) in [
             ("open", now, now + 7200),
