@@ -67,10 +67,15 @@ impl Fixture {
         for role in Role::ALL {
             let retired = SigningIdentity::from_seed(&seed(role, 0), role);
             let current = SigningIdentity::from_seed(&seed(role, 1), role);
-            let mut old_jwk = retired.public_jwk(RETIRED_FROM);
+            // Edge keys speak for the one edge the fixture's receipts and envelopes name.
+            let bind = |jwk: edgevote_shared::PublicJwk| match role {
+                Role::Edge => jwk.bound_to("edge-1", "eu-west-1"),
+                _ => jwk,
+            };
+            let mut old_jwk = bind(retired.public_jwk(RETIRED_FROM));
             old_jwk.valid_until = Some(RETIRED_UNTIL);
             keys.insert(old_jwk).expect("fixture keys are valid");
-            keys.insert(current.public_jwk(CURRENT_FROM))
+            keys.insert(bind(current.public_jwk(CURRENT_FROM)))
                 .expect("fixture keys are valid");
             identities.push([retired, current]);
         }
