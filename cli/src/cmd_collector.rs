@@ -42,6 +42,8 @@ pub fn run(command: CollectorCommand) -> anyhow::Result<ExitCode> {
 async fn run_collector(path: PathBuf) -> anyhow::Result<ExitCode> {
     let config = edgevote_collector::load_config(&path)?;
     let collector = edgevote_collector::build(&config).await?;
+    let http_options = edgevote_collector::http::HttpOptions::from_config(&config.http)
+        .map_err(|e| anyhow::anyhow!("collector config {}: {e}", path.display()))?;
     let interrupted = crate::signal::interrupt()?;
     let listener = tokio::net::TcpListener::bind(&config.listen_addr)
         .await
@@ -54,7 +56,7 @@ async fn run_collector(path: PathBuf) -> anyhow::Result<ExitCode> {
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(edgevote_collector::http::serve(
         listener,
-        edgevote_collector::http::router(std::sync::Arc::clone(&collector)),
+        edgevote_collector::http::router_with(std::sync::Arc::clone(&collector), http_options),
         async move {
             let _ = http_stopped.await;
         },

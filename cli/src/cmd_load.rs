@@ -3,7 +3,9 @@
 //! `load` issues tokens, votes through the regions' HTTP edges at a target rate (some voters
 //! vote twice, some in two regions at once, some retry the same ballot), keeps every receipt,
 //! and ends with throughput, acknowledgement latency and a reconciliation against every
-//! region's exact final tally.
+//! region: every receipt's vote is stored there (the public per-receipt lookup), and the
+//! tally of the region's counted ballots (from the voter listing, with the stack's auditor
+//! token) is the one the counting rule gives over the receipts.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -162,6 +164,18 @@ pub fn vote(args: VoteArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The stack's auditor token, which its collectors require for the voter listing.
+fn read_auditor_token(data_dir: &Path) -> anyhow::Result<String> {
+    let path = crate::cmd_up::auditor_token_path(data_dir);
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "no auditor token at {} (restart the stack with this edgevote: edgevote up writes it)",
+            path.display()
+        )
+    })?;
+    Ok(text.trim().to_owned())
+}
+
 fn stack_inputs(stack: &StackInfo) -> anyhow::Result<(KeySet, ElectionManifest, KeyStore)> {
     let store = KeyStore::open(&stack.keys_dir)?;
     let keys = store.keyset()?;
@@ -208,6 +222,8 @@ pub fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
 async fn run_load(args: LoadArgs) -> anyhow::Result<ExitCode> {
     let stack = read_stack(&args.data_dir)?;
     let (keys, manifest, store) = stack_inputs(&stack)?;
+    // Read before the load, so a stack without one fails fast.
+    let auditor_token = read_auditor_token(&args.data_dir)?;
     println!("issuing {} tokens for {} ...", args.voters, manifest.id);
     let waves = plan(&args, &stack, &manifest, &store)?;
     let total: usize = waves.iter().map(Vec::len).sum();
@@ -229,7 +245,7 @@ async fn run_load(args: LoadArgs) -> anyhow::Result<ExitCode> {
         .clone()
         .unwrap_or_else(|| args.data_dir.join("receipts"));
     keep_receipts(&receipts_dir, &tally.kept)?;
-    let ok = reconcile(&stack, &manifest, &keys, &tally.kept).await?;
+    let ok = reconcile(&stack, &manifest, &keys, &tally.kept, &auditor_token).await?;
     Ok(
         if ok && tally.failed == 0 && tally.bad_receipts.is_empty() {
             ExitCode::SUCCESS
@@ -514,19 +530,19 @@ async fn reconcile(
     manifest: &ElectionManifest,
     keys: &KeySet,
     kept: &[Kept],
+    auditor_token: &str,
 ) -> anyhow::Result<bool> {
     let invalid = kept
         .iter()
         .filter(|k| verify::<Receipt>(&k.compact, keys).is_err())
         .count();
     let (counts, voters, ballots) = expected(manifest, kept);
-    let mut by_voter: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
-    for k in kept {
-        by_voter
-            .entry(&k.voter)
-            .or_default()
-            .insert(k.receipt.vote_id.to_b64());
-    }
+    // Every distinct (voter, vote id) a receipt names; the voter is the store's partition key.
+    let receipts: BTreeSet<(&str, String)> = kept
+        .iter()
+        .map(|k| (k.voter.as_str(), k.receipt.vote_id.to_b64()))
+        .collect();
+    let voter_list: BTreeSet<&str> = kept.iter().map(|k| k.voter.as_str()).collect();
     let choice_of: HashMap<String, &str> = kept
         .iter()
         .map(|k| (k.receipt.vote_id.to_b64(), k.choice.as_str()))
@@ -537,18 +553,27 @@ async fn reconcile(
     let deadline = Instant::now() + SETTLE_TIMEOUT;
     let mut all_ok = invalid == 0;
     for region in &stack.regions {
-        let (stored, region_counts) = loop {
-            let (stored, region_counts) =
-                region_view(&region.collector_url, &manifest.id, &by_voter, &choice_of).await?;
-            if (stored == ballots && region_counts.values().sum::<u64>() == voters as u64)
-                || Instant::now() >= deadline
-            {
-                break (stored, region_counts);
+        let mut client = Client::connect(&region.collector_url).await?;
+        // Receipts not yet found stored in this region (a stored ballot is never removed).
+        let mut pending = receipts.clone();
+        let region_counts = loop {
+            client.keep_unstored(&manifest.id, &mut pending).await?;
+            let settled = pending.is_empty();
+            if settled || Instant::now() >= deadline {
+                let region_counts = client
+                    .counted_tally(&manifest.id, auditor_token, &voter_list, &choice_of)
+                    .await?;
+                if region_counts.values().sum::<u64>() == voters as u64
+                    || Instant::now() >= deadline
+                {
+                    break region_counts;
+                }
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         };
+        let stored = ballots - pending.len();
         let counted: u64 = region_counts.values().sum();
-        let ok = stored == ballots && counted == voters as u64 && region_counts == counts;
+        let ok = pending.is_empty() && counted == voters as u64 && region_counts == counts;
         all_ok &= ok;
         println!(
             "  {:<16} receipts stored {stored}/{ballots}  counted voters {counted}/{voters}  tally {:?}  {}",
@@ -556,6 +581,12 @@ async fn reconcile(
             region_counts,
             if ok { "OK" } else { "MISMATCH" }
         );
+        if let Some((voter, vote_id)) = pending.first() {
+            println!(
+                "    not stored: {} receipts (first: voter {voter}, vote id {vote_id})",
+                pending.len()
+            );
+        }
     }
     println!(
         "expected tally by the {} rule: {counts:?}",
@@ -572,49 +603,211 @@ async fn reconcile(
     Ok(all_ok)
 }
 
-/// How one region sees this run: receipts found stored, and the tally of its counted ballots.
-async fn region_view(
-    collector_url: &str,
-    election: &str,
-    by_voter: &BTreeMap<&str, BTreeSet<String>>,
-    choice_of: &HashMap<String, &str>,
-) -> anyhow::Result<(usize, BTreeMap<String, u64>)> {
-    let authority = collector_url.trim_start_matches("http://");
-    let stream = tokio::net::TcpStream::connect(authority).await?;
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
-    tokio::spawn(connection);
-    let mut stored = 0;
-    let mut counts = BTreeMap::new();
-    for (voter, receipts) in by_voter {
-        let request = hyper::Request::builder()
-            .uri(format!("/v1/elections/{election}/voters/{voter}/ballots"))
-            .header("host", authority)
-            .body(Full::new(Bytes::new()))?;
-        sender.ready().await?;
-        let response = sender.send_request(request).await?;
-        let value: serde_json::Value =
-            serde_json::from_slice(&response.into_body().collect().await?.to_bytes())?;
-        let ids: BTreeSet<String> = value["ballots"]
-            .as_array()
-            .map(|list| {
-                list.iter()
-                    .filter_map(|b| b["vote_id"].as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default();
-        stored += receipts.intersection(&ids).count();
-        if let Some(choice) = value["counted"].as_str().and_then(|id| choice_of.get(id)) {
-            *counts.entry((*choice).to_owned()).or_insert(0) += 1;
-        }
+/// One keep-alive connection to a region's collector.
+struct Client {
+    authority: String,
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+}
+
+impl Client {
+    async fn connect(collector_url: &str) -> anyhow::Result<Client> {
+        let authority = collector_url.trim_start_matches("http://").to_owned();
+        let stream = tokio::net::TcpStream::connect(&authority)
+            .await
+            .with_context(|| format!("connecting to the collector at {collector_url}"))?;
+        let (sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+        tokio::spawn(connection);
+        Ok(Client { authority, sender })
     }
-    Ok((stored, counts))
+
+    /// GET `path` (with the auditor's bearer token if given): status and JSON body.
+    async fn get(
+        &mut self,
+        path: &str,
+        bearer: Option<&str>,
+    ) -> anyhow::Result<(u16, serde_json::Value)> {
+        let mut request = hyper::Request::builder()
+            .uri(path)
+            .header("host", &self.authority);
+        if let Some(token) = bearer {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let request = request.body(Full::new(Bytes::new()))?;
+        self.sender.ready().await?;
+        let response = self.sender.send_request(request).await?;
+        let status = response.status().as_u16();
+        let bytes = response.into_body().collect().await?.to_bytes();
+        let value = serde_json::from_slice(&bytes)
+            .with_context(|| format!("GET {path} answered {status}, not JSON"))?;
+        Ok((status, value))
+    }
+
+    /// Asks the region, receipt by receipt, whether each pending vote is stored (the public
+    /// per-receipt lookup), and keeps only those it does not hold yet.
+    async fn keep_unstored(
+        &mut self,
+        election: &str,
+        pending: &mut BTreeSet<(&str, String)>,
+    ) -> anyhow::Result<()> {
+        let mut found = Vec::new();
+        for (voter, vote_id) in pending.iter() {
+            let path = format!("/v1/elections/{election}/votes/{vote_id}?voter={voter}");
+            match self.get(&path, None).await? {
+                (200, answer) if answer["stored"] == true => found.push((*voter, vote_id.clone())),
+                // Not (yet) replicated here, or the store is briefly unavailable.
+                (404, answer) if answer["error"] == "vote_not_found" => {}
+                (503, _) => {}
+                (status, answer) => anyhow::bail!("GET {path} answered {status}: {answer}"),
+            }
+        }
+        for receipt in found {
+            pending.remove(&receipt);
+        }
+        Ok(())
+    }
+
+    /// The tally of the region's counted ballots among `choice_of`, from each voter's counted
+    /// vote id in the auditor's voter listing (which under last-vote-wins only the auditor
+    /// token may see).
+    async fn counted_tally(
+        &mut self,
+        election: &str,
+        auditor_token: &str,
+        voters: &BTreeSet<&str>,
+        choice_of: &HashMap<String, &str>,
+    ) -> anyhow::Result<BTreeMap<String, u64>> {
+        let mut counts = BTreeMap::new();
+        for voter in voters {
+            let path = format!("/v1/elections/{election}/voters/{voter}/ballots");
+            let (status, listing) = self.get(&path, Some(auditor_token)).await?;
+            anyhow::ensure!(status == 200, "GET {path} answered {status}: {listing}");
+            if let Some(choice) = listing["counted"].as_str().and_then(|id| choice_of.get(id)) {
+                *counts.entry((*choice).to_owned()).or_insert(0) += 1;
+            }
+        }
+        Ok(counts)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use edgevote_shared::{SigningIdentity, VoteToken, sign};
+
+    /// The reconciliation's client against a real collector: receipts found stored through the
+    /// public per-receipt lookup (one never stored stays pending), and the counted tally of a
+    /// last-vote-wins election (which that lookup never reveals) through the auditor's listing
+    /// with the token; without the right token the reconciliation fails instead of guessing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reconciliation_reads_the_lookup_and_the_auditor_listing() {
+        use edgevote_queue::embedded::{EmbeddedQueue, EmbeddedQueueConfig};
+        use edgevote_store::embedded::{EmbeddedStore, EmbeddedStoreConfig};
+        use edgevote_store::{ElectionRules, Store, StoredBallot};
+
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = ElectionManifest {
+            v: 1,
+            id: "e".into(),
+            title: "t".into(),
+            options: ["yes", "no"]
+                .map(|o| edgevote_shared::ElectionOption {
+                    id: o.into(),
+                    label: o.into(),
+                })
+                .to_vec(),
+            opens_at: 1,
+            closes_at: 4_000_000_000,
+            policy: edgevote_shared::Policy::LastVoteWins,
+            limits: edgevote_shared::Limits::default(),
+            created_at: 1,
+        };
+        let ballot = |voter: &str, choice: &str, at: u64, n: u8| StoredBallot {
+            election: "e".into(),
+            voter: voter.into(),
+            vote_id: Digest32([n; 32]),
+            choice: choice.into(),
+            token_id: format!("t-{voter}"),
+            nonce: b64::encode([n; 16]),
+            received_at_ms: at,
+            edge: "edge-1".into(),
+            region: "r1".into(),
+            batch_id: "b".into(),
+        };
+        let store = Arc::new(
+            EmbeddedStore::open(&EmbeddedStoreConfig {
+                path: dir.path().join("s.redb"),
+            })
+            .unwrap(),
+        );
+        // v1 votes yes, then re-votes no (counted); v2 votes yes.
+        store
+            .record(
+                &ElectionRules::of(&manifest),
+                "r1",
+                vec![
+                    ballot("v1", "yes", 1_000, 1),
+                    ballot("v1", "no", 2_000, 2),
+                    ballot("v2", "yes", 1_500, 3),
+                ],
+            )
+            .await
+            .unwrap();
+        let queue = Arc::new(
+            EmbeddedQueue::open(&EmbeddedQueueConfig {
+                path: dir.path().join("q.redb"),
+                max_receives: 5,
+            })
+            .unwrap(),
+        );
+        let keys = KeySet::from_jwks(vec![
+            SigningIdentity::from_seed(&[1; 32], Role::Authority).public_jwk(0),
+        ])
+        .unwrap();
+        let collector = edgevote_collector::Collector::new(
+            "r1".into(),
+            queue,
+            store,
+            edgevote_collector::Checker::new(keys, vec![manifest], false),
+            edgevote_collector::config::ProcessingConfig::default(),
+        );
+        let token = "a".repeat(40);
+        let options = edgevote_collector::http::HttpOptions::default()
+            .with_auditor_token(&token)
+            .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(edgevote_collector::http::serve(
+            listener,
+            edgevote_collector::http::router_with(collector, options),
+            std::future::pending(),
+        ));
+
+        let id = |n: u8| Digest32([n; 32]).to_b64();
+        let mut client = Client::connect(&url).await.unwrap();
+        let mut pending: BTreeSet<(&str, String)> =
+            [("v1", id(1)), ("v1", id(2)), ("v2", id(3)), ("v2", id(4))].into();
+        client.keep_unstored("e", &mut pending).await.unwrap();
+        assert_eq!(
+            pending,
+            [("v2", id(4))].into(),
+            "only the unstored receipt is pending"
+        );
+
+        let voters: BTreeSet<&str> = ["v1", "v2"].into();
+        let choice_of: HashMap<String, &str> =
+            [(id(1), "yes"), (id(2), "no"), (id(3), "yes"), (id(4), "no")].into();
+        let counts = client
+            .counted_tally("e", &token, &voters, &choice_of)
+            .await
+            .unwrap();
+        assert_eq!(counts, [("no".to_owned(), 1), ("yes".to_owned(), 1)].into());
+        let refused = client
+            .counted_tally("e", &"b".repeat(40), &voters, &choice_of)
+            .await
+            .expect_err("a wrong token must not reconcile");
+        assert!(refused.to_string().contains("401"), "{refused}");
+    }
 
     /// An attacker holding the edge key (or a rogue component under component sealing) signs
     /// a perfectly valid receipt for the voter's token with the choice flipped.

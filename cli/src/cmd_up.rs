@@ -143,6 +143,7 @@ async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     // load still retrying, a browser on the results page) carry on.
     let previous = read_stack(&args.data_dir).ok();
     ensure_admin_token(&args.data_dir)?;
+    let auditor_token = ensure_token_file(&auditor_token_path(&args.data_dir))?;
     for name in &names {
         let before = previous
             .as_ref()
@@ -154,6 +155,7 @@ async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
             manifest: &manifest,
             election_path: &election_path,
             bundle_path: &bundle_path,
+            auditor_token: &auditor_token,
         };
         let (region, info) =
             start_region(name, before, &setup, stop_rx.clone(), &mut servers).await?;
@@ -322,6 +324,8 @@ struct RegionSetup<'a> {
     manifest: &'a ElectionManifest,
     election_path: &'a Path,
     bundle_path: &'a Path,
+    /// The collectors' auditor token (their voter listing).
+    auditor_token: &'a str,
 }
 
 async fn start_region(
@@ -338,6 +342,7 @@ async fn start_region(
         manifest,
         election_path,
         bundle_path,
+        auditor_token,
     } = *setup;
     let dir = args.data_dir.join(name);
     let queue = Arc::new(EmbeddedQueue::open(&EmbeddedQueueConfig {
@@ -417,7 +422,11 @@ async fn start_region(
         }
         background.stop().await;
     });
-    let collector_http = edgevote_collector::http::router(Arc::clone(&collector));
+    let http_options = edgevote_collector::http::HttpOptions::default()
+        .with_auditor_token(auditor_token)
+        .map_err(|e| anyhow::anyhow!("auditor token: {e}"))?;
+    let collector_http =
+        edgevote_collector::http::router_with(Arc::clone(&collector), http_options);
     let http_stop = stop.clone();
     servers.spawn(async move {
         if let Err(e) =
@@ -476,6 +485,15 @@ fn print_banner(stack: &StackInfo, manifest: &ElectionManifest, dir: &Path) {
         manifest.id
     );
     println!(
+        "check a receipt: <collector>/v1/elections/{}/votes/<vote id>?voter=<token sub>",
+        manifest.id
+    );
+    println!(
+        "voter listing (auditors): <collector>/v1/elections/{}/voters/<voter>/ballots with Authorization: Bearer $(cat {})",
+        manifest.id,
+        auditor_token_path(dir).display()
+    );
+    println!(
         "deploy a bundle: edgevote bundle deploy --host <edge> --admin-token-file {} --wasm W --manifest M",
         admin_token_path(dir).display()
     );
@@ -489,14 +507,26 @@ fn admin_token_path(data_dir: &Path) -> PathBuf {
 
 /// Creates the stack's admin token (32 random bytes, hex, mode 0600) unless it exists.
 fn ensure_admin_token(data_dir: &Path) -> anyhow::Result<()> {
-    let path = admin_token_path(data_dir);
-    if path.exists() {
-        return Ok(());
+    ensure_token_file(&admin_token_path(data_dir)).map(drop)
+}
+
+/// The collectors' auditor token file of a stack: the bearer token of their voter listing
+/// (`/v1/elections/{e}/voters/{voter}/ballots`), which `edgevote load` reconciles with.
+pub fn auditor_token_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("auditor.token")
+}
+
+/// Creates a bearer token file (32 random bytes, hex, mode 0600) unless it exists, and
+/// returns the token.
+fn ensure_token_file(path: &Path) -> anyhow::Result<String> {
+    if !path.exists() {
+        let bytes: [u8; 32] = edgevote_signer::random::bytes()?;
+        let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        edgevote_signer::keyfile::write_atomic(path, format!("{token}\n").as_bytes(), 0o600)?;
     }
-    let bytes: [u8; 32] = edgevote_signer::random::bytes()?;
-    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    edgevote_signer::keyfile::write_atomic(&path, format!("{token}\n").as_bytes(), 0o600)?;
-    Ok(())
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(text.trim().to_owned())
 }
 
 async fn live_table_until_stopped(

@@ -47,6 +47,7 @@ fn up_then_load_reconciles_in_every_region() {
     );
 
     check_ops_metrics_are_exported(&stack);
+    check_voter_listing_needs_the_auditor_token(&stack, &data);
 
     // Every kept receipt verifies offline against the published key set.
     let keyset = data.join("keys/keyset.json");
@@ -250,6 +251,38 @@ pub fn stop_up(dir: &std::path::Path, mut up: std::process::Child) {
     let exit = up.wait().unwrap();
     let stderr = std::fs::read_to_string(dir.join("up.stderr")).unwrap_or_default();
     assert!(exit.success(), "up exited {exit:?}: {stderr}");
+}
+
+/// The collectors' voter listing (which reveals re-voting) answers 401 to the public and only
+/// the stack's auditor token, from `auditor.token`, gets it.
+fn check_voter_listing_needs_the_auditor_token(stack: &serde_json::Value, data: &std::path::Path) {
+    let token = std::fs::read_to_string(data.join("auditor.token")).unwrap();
+    let collector = stack["regions"][0]["collector_url"].as_str().unwrap();
+    let path = "/v1/elections/demo-2026/voters/anyone/ballots";
+    let bearer = format!("Authorization: Bearer {}", token.trim());
+    for (headers, status) in [
+        (vec![], "401"),
+        (vec!["Authorization: Bearer not-the-token"], "401"),
+        (vec![bearer.as_str()], "200"),
+    ] {
+        let answer = http_get(collector, path, &headers);
+        assert_eq!(answer.get(9..12), Some(status), "{headers:?}: {answer}");
+    }
+}
+
+/// A GET's whole answer, head and body (empty if the service does not answer).
+fn http_get(base_url: &str, path: &str, headers: &[&str]) -> String {
+    use std::io::{Read, Write};
+    let addr = base_url.trim_start_matches("http://");
+    let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
+        return String::new();
+    };
+    let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: e\r\nConnection: close\r\n{extra}\r\n");
+    let _ = stream.write_all(request.as_bytes());
+    let mut text = String::new();
+    let _ = stream.read_to_string(&mut text);
+    text
 }
 
 /// The `/metrics` text of a service (empty if it does not answer).
