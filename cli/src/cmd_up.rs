@@ -127,7 +127,6 @@ async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     let store = ensure_keys(dir)?;
     let (manifest, election_path) = ensure_election(dir, &store, &args)?;
     let bundle_path = sign_bundle(dir, &store, &args.component)?;
-    let keys = store.keyset()?;
     let names: Vec<String> = (0..usize::from(args.regions))
         .map(|i| {
             DEFAULT_REGIONS
@@ -135,6 +134,11 @@ async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
                 .map_or_else(|| format!("region-{}", i + 1), |n| (*n).to_owned())
         })
         .collect();
+    // Every edge's own key exists before the key set is read: the collectors verify with it.
+    for name in &names {
+        edge_key_path(&store, &format!("edge-{name}"), name)?;
+    }
+    let keys = store.keyset()?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut regions = Vec::new();
     let mut infos = Vec::new();
