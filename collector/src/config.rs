@@ -212,3 +212,60 @@ impl CollectorConfig {
         Ok(config)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+region = "r1"
+keyset_path = "k.json"
+election_paths = []
+[queue]
+backend = "embedded"
+path = "q.redb"
+[store]
+backend = "embedded"
+path = "s.redb"
+"#;
+
+    /// `[http]` is optional with safe defaults (no voter listing, "counted" only under
+    /// first-vote-wins), its keys are checked, and the auditor token comes from a file.
+    #[test]
+    fn the_http_section_defaults_to_no_listing_and_is_checked() {
+        let config = CollectorConfig::parse(BASE).unwrap();
+        assert_eq!(config.http, HttpConfig::default());
+        assert_eq!(config.http.auditor_token_file, None);
+        assert_eq!(config.http.reveal_counted, RevealCounted::FirstVoteWins);
+        let with = |http: &str| CollectorConfig::parse(&format!("{BASE}[http]\n{http}\n"));
+        let set = with("reveal_counted = \"never\"\nfinal_max_scans = 2").unwrap();
+        assert_eq!(set.http.reveal_counted, RevealCounted::Never);
+        assert_eq!(set.http.final_max_scans, 2);
+        for bad in [
+            "final_max_scans = 0",
+            "final_wait_ms = 0",
+            "reveal_counted = \"sometimes\"",
+            "auditor_token = \"inline secrets are refused\"",
+        ] {
+            assert!(with(bad).is_err(), "{bad} was accepted");
+        }
+
+        let dir = std::env::temp_dir().join(format!("edgevote-http-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("auditor.token");
+        let http = |path: &std::path::Path| HttpConfig {
+            auditor_token_file: Some(path.to_owned()),
+            ..HttpConfig::default()
+        };
+        std::fs::write(&file, "short\n").unwrap();
+        assert!(crate::http::HttpOptions::from_config(&http(&file)).is_err());
+        std::fs::write(&file, format!("{}\n", "x".repeat(40))).unwrap();
+        let options = crate::http::HttpOptions::from_config(&http(&file)).unwrap();
+        assert_eq!(
+            options.auditor_token.as_deref(),
+            Some("x".repeat(40).as_str())
+        );
+        assert!(crate::http::HttpOptions::from_config(&http(&dir.join("missing"))).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
