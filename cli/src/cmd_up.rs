@@ -289,8 +289,9 @@ fn sign_bundle(dir: &Path, store: &KeyStore, component: &Path) -> anyhow::Result
         v: 1,
         name: "edgevote-edge".into(),
         version: env!("CARGO_PKG_VERSION").into(),
-        // The signing time: a stack signed later is newer.
-        serial: timearg::now_secs(),
+        // Re-signed at every start: serial 0, so that a bundle deployed into the stack (any
+        // serial) is never older, and a restart comes back on it.
+        serial: 0,
         platform: Platform::WasiHttp,
         wasm_sha256: Digest32::of(&wasm),
         wasm_bytes: wasm.len() as u64,

@@ -111,6 +111,12 @@ fn operator_deploys_then_rolls_back_a_bundle() {
     let rolled = ok(dir.path(), &[&["bundle", "rollback"][..], &target].concat());
     assert!(rolled.contains("previous: edgevote-edge 2"), "{rolled}");
 
+    // A second rollback re-applies bundle 2 (signed now: its serial is the signing time).
+    let again = ok(dir.path(), &[&["bundle", "rollback"][..], &target].concat());
+    assert!(
+        again.contains("active:   edgevote-edge 2 sha256="),
+        "{again}"
+    );
     // An old signed bundle (serial 1, below the running one's) is a downgrade: refused, and
     // nothing changes, unless the operator says so explicitly.
     let old = path(&bundle.join("old.jws"));
@@ -143,7 +149,7 @@ fn operator_deploys_then_rolls_back_a_bundle() {
     );
     let unchanged = ok(dir.path(), &[&["bundle", "status"][..], &target].concat());
     assert!(
-        unchanged.contains("previous: edgevote-edge 2"),
+        unchanged.contains("active:   edgevote-edge 2 sha256="),
         "{unchanged}"
     );
     let allowed = ok(
