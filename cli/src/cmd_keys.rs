@@ -59,8 +59,22 @@ pub enum KeysCommand {
         /// own successor, bound to the same edge).
         #[arg(long, requires = "role")]
         all: bool,
+        /// Seconds the old key stays valid after the successor is published, so that edge
+        /// hosts and collectors (which re-read the key set every 2 s) switch before it ends:
+        /// nothing an edge signs in that time is refused. 0 needs --revoke.
+        #[arg(long, default_value_t = DEFAULT_GRACE_SECS)]
+        grace_secs: u64,
+        /// End the old key now (no grace; e.g. a leaked key). Edges still holding it answer
+        /// 503 `edge_key_expired` until they load the successor, and envelopes it sealed after
+        /// now are dead-lettered.
+        #[arg(long)]
+        revoke: bool,
     },
 }
+
+/// Default grace period of a rotation: the old key stays valid 10 minutes after its successor
+/// is published.
+pub const DEFAULT_GRACE_SECS: u64 = 600;
 
 pub fn parse_role(text: &str) -> Result<Role, String> {
     text.parse::<Role>()
@@ -113,7 +127,17 @@ pub fn run(command: KeysCommand) -> anyhow::Result<ExitCode> {
             kid,
             role,
             all,
+            grace_secs,
+            revoke,
         } => {
+            let grace_secs = match (revoke, grace_secs) {
+                (true, _) => 0,
+                (false, 0) => anyhow::bail!(
+                    "--grace-secs 0 ends the old key at once: edges still signing with it lose \
+                     votes to the dead-letter queue. Pass --revoke to mean it"
+                ),
+                (false, grace) => grace,
+            };
             let store = KeyStore::open(&keys.dir)?;
             let kids = match (kid, role) {
                 (Some(kid), _) => vec![kid],
@@ -127,14 +151,21 @@ pub fn run(command: KeysCommand) -> anyhow::Result<ExitCode> {
             };
             for kid in kids {
                 let new = store
-                    .rotate(&kid, now)
+                    .rotate(&kid, now, grace_secs)
                     .with_context(|| format!("rotating key {kid}"))?;
-                println!("archived {kid} (valid until {})", timearg::show(now));
+                let until = now.saturating_add(grace_secs);
+                println!("retiring {kid} (valid until {})", timearg::show(until));
                 match new.binding() {
-                    Some((edge, region)) => println!(
-                        "new {} key {} for edge {edge} in {region}",
-                        new.edgevote_role, new.kid
-                    ),
+                    Some((edge, region)) => {
+                        println!(
+                            "new {} key {} for edge {edge} in {region}",
+                            new.edgevote_role, new.kid
+                        );
+                        let current = store.current_edge_key_path(edge, region);
+                        if current.is_file() {
+                            println!("  {} now holds it", current.display());
+                        }
+                    }
                     None => println!("new {} key {}", new.edgevote_role, new.kid),
                 }
             }

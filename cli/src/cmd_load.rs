@@ -245,6 +245,8 @@ async fn run_load(args: LoadArgs) -> anyhow::Result<ExitCode> {
         .clone()
         .unwrap_or_else(|| args.data_dir.join("receipts"));
     keep_receipts(&receipts_dir, &tally.kept)?;
+    // The key set as published now: a key rotated in during the load signed some receipts.
+    let keys = store.keyset().unwrap_or(keys);
     let ok = reconcile(&stack, &manifest, &keys, &tally.kept, &auditor_token).await?;
     Ok(
         if ok && tally.failed == 0 && tally.bad_receipts.is_empty() {

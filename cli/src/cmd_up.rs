@@ -224,20 +224,19 @@ fn ensure_keys(dir: &Path) -> anyhow::Result<KeyStore> {
     Ok(store)
 }
 
-/// The private key file of `edge`'s own key in `region`, generated on first use.
+/// The edge's key file: its stable current file in the key store
+/// (`private/<edge>@<region>.current.jwk`), written now with its active key (generated if it has
+/// none). `edgevote keys rotate` rewrites that file, and the running edge host, which re-reads
+/// it and the key set every 2 s, switches to the successor: rotation needs no restart.
 fn edge_key_path(store: &KeyStore, edge: &str, region: &str) -> anyhow::Result<PathBuf> {
-    let identity = match store.edge_identity(edge, region) {
-        Ok(identity) => identity,
+    match store.edge_identity(edge, region) {
+        Ok(_) => {}
         Err(edgevote_signer::SignerError::NoEdgeKey { .. }) => {
             store.generate_edge(edge, region, timearg::now_secs())?;
-            store.edge_identity(edge, region)?
         }
         Err(e) => return Err(e.into()),
-    };
-    Ok(store
-        .dir()
-        .join("private")
-        .join(format!("{}.jwk", identity.kid())))
+    }
+    Ok(store.write_current_edge_key(edge, region)?)
 }
 
 fn ensure_election(
@@ -399,12 +398,14 @@ async fn start_region(
         name.to_owned(),
         Arc::clone(&queue) as Arc<dyn Queue>,
         Arc::clone(&region_store) as Arc<dyn edgevote_store::Store>,
-        // The production defaults: every token verified again.
+        // The production defaults: every token verified again. It follows the key set, so a
+        // rotation (`edgevote keys rotate`) needs no restart.
         Checker::new(
             keys.clone(),
             vec![manifest.clone()],
             ProcessingConfig::default().verify_tokens,
-        ),
+        )
+        .following(store.keyset_path()),
         ProcessingConfig::default(),
     );
     let edge_listener = bind_again(before.map(|b| b.edge_url.as_str())).await?;

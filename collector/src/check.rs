@@ -7,6 +7,8 @@
 //! compromised edge, and is dead-lettered rather than partly counted.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
 
 use edgevote_shared::{
     Ballot, ElectionManifest, KeySet, QueueEnvelope, VoteToken, WireError, decode_unverified,
@@ -122,11 +124,28 @@ fn split_body(body: &str) -> Result<Vec<&str>, Rejection> {
 pub type AcceptedBallots = BTreeMap<String, Vec<StoredBallot>>;
 
 /// What the collector knows to check messages: edge and authority keys, and the elections.
-#[derive(Debug, Clone)]
+///
+/// The keys follow the published key set when the checker is given its file
+/// ([`Checker::following`]): [`Checker::reload_keys`] re-reads it (the collector does every
+/// [`crate::service::KEYSET_REFRESH`]), so envelopes signed with a freshly rotated-in key
+/// verify as soon as it is published. Each receive is checked against one key set.
+#[derive(Debug)]
 pub struct Checker {
-    keys: KeySet,
+    keys: RwLock<Arc<KeySet>>,
+    keyset_path: Option<PathBuf>,
     elections: BTreeMap<String, ElectionManifest>,
     verify_tokens: bool,
+}
+
+impl Clone for Checker {
+    fn clone(&self) -> Self {
+        Checker {
+            keys: RwLock::new(self.keys()),
+            keyset_path: self.keyset_path.clone(),
+            elections: self.elections.clone(),
+            verify_tokens: self.verify_tokens,
+        }
+    }
 }
 
 impl Checker {
@@ -135,10 +154,46 @@ impl Checker {
     pub fn new(keys: KeySet, elections: Vec<ElectionManifest>, verify_tokens: bool) -> Self {
         let elections = elections.into_iter().map(|m| (m.id.clone(), m)).collect();
         Checker {
-            keys,
+            keys: RwLock::new(Arc::new(keys)),
+            keyset_path: None,
             elections,
             verify_tokens,
         }
+    }
+
+    /// This checker, following the published key set file at `path` (see
+    /// [`Checker::reload_keys`]).
+    pub fn following(mut self, path: impl Into<PathBuf>) -> Self {
+        self.keyset_path = Some(path.into());
+        self
+    }
+
+    /// The key set file this checker follows, if any.
+    pub fn keyset_path(&self) -> Option<&std::path::Path> {
+        self.keyset_path.as_deref()
+    }
+
+    /// The keys messages are checked against now.
+    pub fn keys(&self) -> Arc<KeySet> {
+        Arc::clone(&self.keys.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Re-reads the followed key set file: `Ok(true)` when the keys changed. A file that does
+    /// not read or parse changes nothing (the error says why). A key set is published whole
+    /// (written to a temporary file and renamed), so a reader never sees half of one.
+    pub fn reload_keys(&self) -> Result<bool, String> {
+        let Some(path) = &self.keyset_path else {
+            return Ok(false);
+        };
+        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let keys =
+            KeySet::parse(&bytes).map_err(|e| format!("{}: {e} ({})", path.display(), e.code()))?;
+        let mut current = self.keys.write().unwrap_or_else(|p| p.into_inner());
+        if **current == keys {
+            return Ok(false);
+        }
+        *current = Arc::new(keys);
+        Ok(true)
     }
 
     /// The counting rules of an election the checker knows.
@@ -158,7 +213,8 @@ impl Checker {
         let split: Vec<Result<Vec<&str>, Rejection>> =
             bodies.iter().map(|b| split_body(b)).collect();
         let all: Vec<&str> = split.iter().flatten().flatten().copied().collect();
-        let mut verified = verify_many::<QueueEnvelope>(&all, &self.keys).into_iter();
+        let keys = self.keys();
+        let mut verified = verify_many::<QueueEnvelope>(&all, &keys).into_iter();
         split
             .into_iter()
             .map(|lines| {
@@ -168,7 +224,7 @@ impl Checker {
                 let mut accepted = AcceptedBallots::new();
                 for result in results {
                     let envelope = result.map_err(|e| Rejection::wire(&e))?.doc;
-                    for (election, mut ballots) in self.ballots_of(&envelope)? {
+                    for (election, mut ballots) in self.ballots_of(&envelope, &keys)? {
                         accepted.entry(election).or_default().append(&mut ballots);
                     }
                 }
@@ -177,8 +233,12 @@ impl Checker {
             .collect()
     }
 
-    fn ballots_of(&self, envelope: &QueueEnvelope) -> Result<AcceptedBallots, Rejection> {
-        let tokens = self.tokens_of(envelope);
+    fn ballots_of(
+        &self,
+        envelope: &QueueEnvelope,
+        keys: &KeySet,
+    ) -> Result<AcceptedBallots, Rejection> {
+        let tokens = self.tokens_of(envelope, keys);
         let mut accepted = AcceptedBallots::new();
         for (vote, token) in envelope.votes.iter().zip(tokens) {
             let token = token.map_err(|e| Rejection::wire(&e))?;
@@ -193,7 +253,11 @@ impl Checker {
 
     /// The envelope's tokens: batch-verified when `verify_tokens`, else only decoded (the
     /// envelope's verified edge signature covers them).
-    fn tokens_of(&self, envelope: &QueueEnvelope) -> Vec<Result<VoteToken, WireError>> {
+    fn tokens_of(
+        &self,
+        envelope: &QueueEnvelope,
+        keys: &KeySet,
+    ) -> Vec<Result<VoteToken, WireError>> {
         if !self.verify_tokens {
             return envelope
                 .votes
@@ -206,7 +270,7 @@ impl Checker {
             .iter()
             .map(|v| v.ballot.token.as_str())
             .collect();
-        verify_many::<VoteToken>(&compacts, &self.keys)
+        verify_many::<VoteToken>(&compacts, keys)
             .into_iter()
             .map(|r| r.map(|v| v.doc))
             .collect()

@@ -92,11 +92,11 @@ pub fn load_checker(config: &CollectorConfig) -> Result<Checker, StartError> {
             })?;
         elections.push(manifest.doc);
     }
-    Ok(Checker::new(
-        keys,
-        elections,
-        config.processing.verify_tokens,
-    ))
+    // It follows the key set file: rotated-in keys verify as soon as they are published.
+    Ok(
+        Checker::new(keys, elections, config.processing.verify_tokens)
+            .following(&config.keyset_path),
+    )
 }
 
 /// Opens the configured queue.

@@ -33,6 +33,11 @@ pub struct Metrics {
     pub queue_errors: AtomicU64,
     /// Messages whose visibility was extended during a slow batch.
     pub visibility_extensions: AtomicU64,
+    /// Messages left for redelivery because they name a key the key set did not hold yet
+    /// (`unknown_key_id` on an early receive: a key published moments ago).
+    pub messages_deferred: AtomicU64,
+    /// Key set reloads that changed the keys the collector verifies with.
+    pub keyset_reloads: AtomicU64,
     /// Age of the last processed message when processed, milliseconds.
     pub queue_lag_ms: AtomicU64,
     /// Queue depth: visible messages.
@@ -126,6 +131,16 @@ impl Metrics {
                 "edgevote_collector_visibility_extensions_total",
                 "Visibility extensions for slow batches.",
                 &self.visibility_extensions,
+            ),
+            (
+                "edgevote_collector_messages_deferred_total",
+                "Messages left for redelivery instead of dead-lettered: they name a key the collector's key set did not hold yet (unknown_key_id, early receives only).",
+                &self.messages_deferred,
+            ),
+            (
+                "edgevote_collector_keyset_reloads_total",
+                "Reloads of the key set file that changed the keys (rotation).",
+                &self.keyset_reloads,
             ),
         ];
         for (name, help, value) in counters {

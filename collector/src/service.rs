@@ -20,6 +20,14 @@
 //! theirs down). "Counted whole or not at all" is about the message's checks: every ballot of an
 //! accepted message reaches the store, and the store's verdict on each (stored, duplicate, over
 //! the limit) is final; a redelivery gets the same verdicts.
+//!
+//! **Key rotation.** The checker re-reads its key set file every [`KEYSET_REFRESH`], so an
+//! envelope signed with a successor key verifies as soon as the successor is published. A
+//! message refused only for `unknown_key_id` on one of its first [`UNKNOWN_KEY_RECEIVES`] - 1
+//! receives is not dead-lettered: the key may have been published after this collector's last
+//! reload. It is made visible again after [`KEYSET_REFRESH`] (counted in
+//! `edgevote_collector_messages_deferred_total`) and dead-lettered on a later receive if its key
+//! is still unknown. A forged key id therefore costs a few receives, never a ballot.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -62,6 +70,12 @@ impl BallotName {
 
 /// Pause after a failed queue or store call before the loop tries again.
 const ERROR_BACKOFF: Duration = Duration::from_millis(200);
+
+/// How often the collector re-reads its key set file (when its checker follows one).
+pub const KEYSET_REFRESH: Duration = Duration::from_secs(2);
+/// The receive on which a message whose key is unknown is dead-lettered; earlier receives leave
+/// it for redelivery after [`KEYSET_REFRESH`]. Keep it below the queue's own `max_receives`.
+pub const UNKNOWN_KEY_RECEIVES: u32 = 3;
 
 /// Injected faults, for crash tests. Each counter, while above zero, triggers its fault once
 /// per batch and counts down.
@@ -145,6 +159,9 @@ impl Collector {
         for _ in 0..self.processing.receivers {
             tasks.spawn(Arc::clone(&self).receive_loop(stop_rx.clone()));
         }
+        if self.checker.keyset_path().is_some() {
+            tasks.spawn(Arc::clone(&self).keyset_loop(stop_rx.clone()));
+        }
         tasks.spawn(Arc::clone(&self).stats_loop(stop_rx));
         tracing::info!(region = %self.region, receivers = self.processing.receivers, "collector started");
         shutdown.await;
@@ -206,6 +223,12 @@ impl Collector {
                     }
                     handles.push(message.handle.clone());
                 }
+                Err(rejection)
+                    if rejection.code == "unknown_key_id"
+                        && message.receive_count < UNKNOWN_KEY_RECEIVES =>
+                {
+                    self.defer(message, &rejection).await
+                }
                 Err(rejection) => self.dead_letter(message, &rejection).await,
             }
         }
@@ -221,6 +244,28 @@ impl Collector {
         }
         self.delete(handles, &messages).await;
         BatchOutcome::Done
+    }
+
+    /// Leaves a message naming a key the checker does not know yet for redelivery after the
+    /// next key set reload.
+    async fn defer(&self, message: &Received, rejection: &crate::check::Rejection) {
+        tracing::info!(message = %message.id, receives = message.receive_count, detail = %rejection.detail, "message names an unknown key; left for redelivery after the next key set reload");
+        match self
+            .queue
+            .change_visibility(vec![message.handle.clone()], KEYSET_REFRESH)
+            .await
+        {
+            Ok(()) => {
+                self.metrics
+                    .messages_deferred
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                // It comes back after its visibility timeout instead.
+                self.metrics.queue_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(stage = "defer", error = %e, "could not shorten visibility");
+            }
+        }
     }
 
     async fn dead_letter(&self, message: &Received, rejection: &crate::check::Rejection) {
@@ -339,6 +384,28 @@ impl Collector {
                 // The ballots are stored; the redelivered messages will come out as duplicates.
                 self.metrics.queue_errors.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(stage = "delete", error = %e, "delete failed; messages will be redelivered as duplicates");
+            }
+        }
+    }
+
+    /// Re-reads the checker's key set file every [`KEYSET_REFRESH`].
+    async fn keyset_loop(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        while !*stop.borrow() {
+            let checker = Arc::clone(&self.checker);
+            match tokio::task::spawn_blocking(move || checker.reload_keys()).await {
+                Ok(Ok(true)) => {
+                    self.metrics.keyset_reloads.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(region = %self.region, "key set reloaded");
+                }
+                Ok(Ok(false)) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(region = %self.region, error = %e, "could not reload the key set; keeping the current one")
+                }
+                Err(e) => tracing::warn!(error = %e, "key set reload failed"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(KEYSET_REFRESH) => {}
+                _ = stop.changed() => {}
             }
         }
     }

@@ -7,6 +7,14 @@
 //!
 //! Rotation never deletes: the old key gets a `valid_until` and stays in `keyset.json`, so
 //! every document it signed before then keeps verifying.
+//!
+//! Rotation has a grace period: the successor is published valid from *now*, and the old key
+//! stays valid until *now + grace*, so that an edge still signing with it (it re-reads the key
+//! set and its key file every few seconds) keeps producing documents collectors accept until it
+//! has switched. An edge that follows a store reads its key from a stable file,
+//! `private/<edge>@<region>.current.jwk` ([`KeyStore::write_current_edge_key`]); rotating an
+//! edge key rewrites that file, if present, with the successor, after the key set that
+//! publishes the successor is written.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -116,9 +124,18 @@ impl KeyStore {
         self.signing_identity(Role::Edge, Some(&kid))
     }
 
-    /// Rotates key `kid`: a new key of the same role becomes active at `now_secs` and `kid` is
-    /// archived (valid until `now_secs`). Returns the new key.
-    pub fn rotate(&self, kid: &str, now_secs: u64) -> Result<PublicJwk, SignerError> {
+    /// Rotates key `kid`: a new key of the same role (and, for an edge key, bound to the same
+    /// edge) is published valid from `now_secs`, and `kid` stays valid until `now_secs +
+    /// grace_secs`, then is archived. The key set holding the successor is written before
+    /// anything points to it: an edge key's stable current file
+    /// ([`KeyStore::current_edge_key_path`]), if there is one, is rewritten afterwards. A grace
+    /// of 0 ends the old key at once (revocation). Returns the new key.
+    pub fn rotate(
+        &self,
+        kid: &str,
+        now_secs: u64,
+        grace_secs: u64,
+    ) -> Result<PublicJwk, SignerError> {
         let mut set = self.keyset()?;
         let (old, _) = set
             .get(kid)
@@ -129,9 +146,32 @@ impl KeyStore {
         let (role, binding) = (old.edgevote_role, old.binding());
         let new = self.generate_bound(role, binding, now_secs)?;
         set.insert(new.clone())?;
-        set.retire(kid, now_secs)?;
+        set.retire(kid, now_secs.saturating_add(grace_secs))?;
         self.save_keyset(&set)?;
+        if let Some((edge, region)) = new.binding()
+            && self.current_edge_key_path(edge, region).is_file()
+        {
+            self.write_current_edge_key(edge, region)?;
+        }
         Ok(new)
+    }
+
+    /// The stable file an edge following this store reads its key from:
+    /// `private/<edge>@<region>.current.jwk` (0600). It always holds the edge's active key:
+    /// [`KeyStore::write_current_edge_key`] creates it and [`KeyStore::rotate`] rewrites it.
+    pub fn current_edge_key_path(&self, edge: &str, region: &str) -> PathBuf {
+        self.dir
+            .join(PRIVATE_DIR)
+            .join(format!("{edge}@{region}.current.jwk"))
+    }
+
+    /// Writes the active key of `edge` in `region` to its stable current file (atomically,
+    /// 0600) and returns the file's path.
+    pub fn write_current_edge_key(&self, edge: &str, region: &str) -> Result<PathBuf, SignerError> {
+        let identity = self.edge_identity(edge, region)?;
+        let path = self.current_edge_key_path(edge, region);
+        keyfile::write(&path, &identity)?;
+        Ok(path)
     }
 
     /// The one active key of `role`, or the active key `kid` when given.

@@ -25,12 +25,13 @@ use edgevote_shared::{BundleManifest, KeySet};
 use crate::bundle_dir::{self, Pair};
 use serde::Serialize;
 
-use edgevote_edge_core::{Edge, ServedElection};
+use edgevote_edge_core::ServedElection;
 
 use crate::commit::Committer;
 use crate::config::{HostConfig, SealingMode};
 use crate::metrics::Metrics;
 use crate::runtime::{EdgeHooks, EdgeRuntime};
+use crate::sealer::Sealer;
 use crate::{StartError, component_env, verify_bundle};
 
 /// One verified, compiled bundle.
@@ -113,8 +114,8 @@ pub(crate) struct Loader {
     pub(crate) keys: KeySet,
     /// The served elections, verified once at startup.
     pub(crate) elections: Vec<ServedElection>,
-    /// The native edge that seals under host sealing.
-    pub(crate) sealer: Arc<Edge>,
+    /// The native sealer under host sealing (it follows the published key set).
+    pub(crate) sealer: Arc<Sealer>,
     pub(crate) committer: Committer,
     pub(crate) metrics: Arc<Metrics>,
 }

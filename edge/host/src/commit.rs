@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use crate::sealer::Sealer;
 use edgevote_edge_core::{Accepted, ENVELOPE_OVERHEAD_BYTES, Edge, HandedVote, Response};
 use edgevote_queue::Queue;
 use edgevote_queue::embedded::EmbeddedQueue;
@@ -50,6 +51,10 @@ pub enum CommitError {
     /// Host sealing: the votes could not be sealed into an envelope.
     #[error("sealing failed: {0}")]
     Sealing(String),
+    /// No edge key the host holds is valid for the vote now (per the latest key set), or a
+    /// component's envelope is signed with a key that is not: nothing is made durable.
+    #[error("edge_key_expired: {0}")]
+    KeyExpired(String),
 }
 
 /// Where a vote ended up.
@@ -79,9 +84,13 @@ impl Item {
     }
 }
 
+/// A host-sealed vote as accepted, with the native edge whose key sealed its envelope: the one
+/// that must sign its receipt.
+type SealedBy = (Accepted, Arc<Edge>);
+
 /// What a committed item learns: where it is durable, and for a host-sealed vote, the vote
-/// as accepted (for its receipt).
-type Committed = Result<(Durable, Option<Box<Accepted>>), CommitError>;
+/// as accepted and its sealer (for its receipt).
+type Committed = Result<(Durable, Option<Box<SealedBy>>), CommitError>;
 
 struct Pending {
     item: Item,
@@ -103,7 +112,7 @@ impl Committer {
         config: GroupCommitConfig,
         queue: Arc<dyn Queue>,
         spill: Option<Arc<EmbeddedQueue>>,
-        sealer: Arc<Edge>,
+        sealer: Arc<Sealer>,
         metrics: Arc<Metrics>,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(config.queue_capacity);
@@ -131,11 +140,16 @@ impl Committer {
     }
 
     /// Host sealing: verifies, seals and commits one checked vote; returns once it is durable
-    /// (with the vote as accepted, for its receipt), refused, or definitely not durable.
-    pub async fn commit_vote(&self, vote: HandedVote) -> Result<(Durable, Accepted), CommitError> {
-        let (durable, accepted) = self.submit(Item::Vote(Box::new(vote))).await?;
-        let accepted = accepted.ok_or(CommitError::Sealing("vote lost in sealing".into()))?;
-        Ok((durable, *accepted))
+    /// (with the vote as accepted and the native edge whose key sealed it, which signs its
+    /// receipt), refused, or definitely not durable.
+    pub async fn commit_vote(
+        &self,
+        vote: HandedVote,
+    ) -> Result<(Durable, Accepted, Arc<Edge>), CommitError> {
+        let (durable, sealed) = self.submit(Item::Vote(Box::new(vote))).await?;
+        let sealed = sealed.ok_or(CommitError::Sealing("vote lost in sealing".into()))?;
+        let (accepted, edge) = *sealed;
+        Ok((durable, accepted, edge))
     }
 
     /// The metrics the committer counts into (shared with its host).
@@ -157,7 +171,7 @@ impl Committer {
 struct Writer {
     queue: Arc<dyn Queue>,
     spill: Option<Arc<EmbeddedQueue>>,
-    sealer: Arc<Edge>,
+    sealer: Arc<Sealer>,
     metrics: Arc<Metrics>,
 }
 
@@ -253,8 +267,8 @@ async fn fill(
     (batch, None)
 }
 
-/// A host-sealed vote's request, waiting for durability with its accepted vote.
-type SealedVote = (oneshot::Sender<Committed>, Accepted);
+/// A host-sealed vote's request, waiting for durability with its accepted vote and sealer.
+type SealedVote = (oneshot::Sender<Committed>, SealedBy);
 
 impl Writer {
     async fn write(&self, batch: Vec<Pending>) {
@@ -264,6 +278,15 @@ impl Writer {
         for pending in batch {
             match pending.item {
                 Item::Envelope(envelope) => {
+                    // Component sealing: never commit what collectors would refuse.
+                    if let Err(detail) = self.sealer.check_envelope(&envelope) {
+                        self.metrics
+                            .votes_refused_key_expired
+                            .fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(stage = "commit", detail = %detail, "component envelope signed with a key that is not valid; refused");
+                        let _ = pending.done.send(Err(CommitError::KeyExpired(detail)));
+                        continue;
+                    }
                     lines.push(envelope);
                     waiting_envelopes.push(pending.done);
                 }
@@ -271,20 +294,9 @@ impl Writer {
             }
         }
         let votes_in_envelopes = lines.len() as u64;
-        let sealed = self.seal(handed).await;
-        let host_votes = sealed.as_ref().map_or(0, |(_, votes)| votes.len() as u64);
-        let waiting_votes = match sealed {
-            Ok((envelopes, votes)) => {
-                lines.extend(envelopes);
-                votes
-            }
-            Err((error, votes)) => {
-                for (done, _) in votes {
-                    let _ = done.send(Err(error.clone()));
-                }
-                Vec::new()
-            }
-        };
+        let (envelopes, waiting_votes) = self.seal(handed).await;
+        let host_votes = waiting_votes.len() as u64;
+        lines.extend(envelopes);
         if lines.is_empty() {
             return;
         }
@@ -292,45 +304,96 @@ impl Writer {
         for done in waiting_envelopes {
             let _ = done.send(outcome.clone().map(|d| (d, None)));
         }
-        for (done, accepted) in waiting_votes {
-            let _ = done.send(outcome.clone().map(|d| (d, Some(Box::new(accepted)))));
+        for (done, sealed) in waiting_votes {
+            let _ = done.send(outcome.clone().map(|d| (d, Some(Box::new(sealed)))));
         }
     }
 
     /// Verifies the handed votes' tokens in one batch, answers the refused ones, and seals the
-    /// rest into envelopes. CPU work (about 20 us a token): off the async threads.
+    /// rest into envelopes; the votes that failed sealing are answered too. CPU work (about
+    /// 20 us a token): off the async threads.
+    ///
+    /// The keys are read once for the batch. Each vote is sealed with the first key the host
+    /// holds that is valid, per the latest key set, both when the vote was received (its
+    /// receipt's date) and now (the envelope's): the current key, or during a rotation the one
+    /// it replaced for votes received before the successor's window. A vote with no such key
+    /// is refused with `edge_key_expired`: no envelope collectors would refuse is ever sealed.
     async fn seal(
         &self,
         handed: Vec<(oneshot::Sender<Committed>, HandedVote)>,
-    ) -> Result<(Vec<String>, Vec<SealedVote>), (CommitError, Vec<SealedVote>)> {
+    ) -> (Vec<String>, Vec<SealedVote>) {
         if handed.is_empty() {
-            return Ok((Vec::new(), Vec::new()));
+            return (Vec::new(), Vec::new());
         }
         let sealer = Arc::clone(&self.sealer);
         let metrics = Arc::clone(&self.metrics);
         let sealing = tokio::task::spawn_blocking(move || {
+            let keys = sealer.state();
             let (waiting, votes): (Vec<_>, Vec<_>) = handed.into_iter().unzip();
-            let (mut senders, mut accepted) = (Vec::new(), Vec::new());
-            for (done, verified) in waiting.into_iter().zip(sealer.verify_handed(votes)) {
-                match verified {
-                    Ok(vote) => {
-                        senders.push(done);
-                        accepted.push(vote);
-                    }
+            let now_ms = edgevote_queue::now_ms();
+            // One group of votes per signer (index into the key state's signers).
+            let mut groups: Vec<(usize, Vec<oneshot::Sender<Committed>>, Vec<Accepted>)> =
+                Vec::new();
+            let verified = keys.current().edge.verify_handed(votes);
+            for (done, verified) in waiting.into_iter().zip(verified) {
+                let vote = match verified {
+                    Ok(vote) => vote,
                     Err(refusal) => {
                         metrics
                             .votes_refused_by_sealer
                             .fetch_add(1, Ordering::Relaxed);
                         let _ = done.send(Err(CommitError::Refused(Box::new(refusal))));
+                        continue;
+                    }
+                };
+                let signer = keys.signer_index(
+                    sealer.edge_id(),
+                    sealer.region(),
+                    vote.vote.received_at_ms,
+                    now_ms,
+                );
+                let Some(index) = signer else {
+                    metrics
+                        .votes_refused_key_expired
+                        .fetch_add(1, Ordering::Relaxed);
+                    let _ = done.send(Err(CommitError::KeyExpired(format!(
+                        "no edge key of {} is valid for a vote received at {} ms sealed at \
+                         {now_ms} ms (current key {}): the host waits for its successor",
+                        sealer.edge_id(),
+                        vote.vote.received_at_ms,
+                        keys.current().kid
+                    ))));
+                    continue;
+                };
+                match groups.iter_mut().find(|(i, _, _)| *i == index) {
+                    Some((_, senders, accepted)) => {
+                        senders.push(done);
+                        accepted.push(vote);
+                    }
+                    None => groups.push((index, vec![done], vec![vote])),
+                }
+            }
+            let (mut envelopes, mut sealed_votes) = (Vec::new(), Vec::new());
+            for (index, senders, accepted) in groups {
+                let edge = keys.signer_edge(index);
+                match edge.seal_batch(&accepted, now_ms) {
+                    Ok(sealed) => {
+                        envelopes.extend(sealed);
+                        sealed_votes.extend(
+                            senders
+                                .into_iter()
+                                .zip(accepted)
+                                .map(|(done, vote)| (done, (vote, Arc::clone(&edge)))),
+                        );
+                    }
+                    Err(e) => {
+                        for done in senders {
+                            let _ = done.send(Err(CommitError::Sealing(e.to_string())));
+                        }
                     }
                 }
             }
-            let sealed = sealer.seal_batch(&accepted, edgevote_queue::now_ms());
-            let waiting: Vec<SealedVote> = senders.into_iter().zip(accepted).collect();
-            match sealed {
-                Ok(envelopes) => Ok((envelopes, waiting)),
-                Err(e) => Err((CommitError::Sealing(e.to_string()), waiting)),
-            }
+            (envelopes, sealed_votes)
         });
         match sealing.await {
             Ok(sealed) => sealed,
@@ -338,7 +401,7 @@ impl Writer {
             // `ShuttingDown` and gets 503, no receipt.
             Err(e) => {
                 tracing::error!(stage = "seal", error = %e, "sealing task failed");
-                Ok((Vec::new(), Vec::new()))
+                (Vec::new(), Vec::new())
             }
         }
     }

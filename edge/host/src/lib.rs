@@ -14,6 +14,7 @@
 //! - [`config`]: the TOML configuration;
 //! - [`runtime`]: wasmtime Engine / Linker / `ProxyPre`, outbound interception;
 //! - [`commit`]: group commit, spill log and its forwarder;
+//! - [`sealer`]: the edge key, following the published key set and key file at runtime;
 //! - [`server`]: the hyper front (`/metrics` and `/healthz` natively, the rest to the component);
 //! - [`front`]: the screen that refuses malformed request heads before any Wasm runs;
 //! - [`metrics`]: Prometheus metrics.
@@ -27,12 +28,13 @@ pub mod front;
 pub mod limit;
 pub mod metrics;
 pub mod runtime;
+pub mod sealer;
 pub mod server;
 
 use std::path::Path;
 use std::sync::Arc;
 
-use edgevote_edge_core::{Edge, Sealing, ServedElection};
+use edgevote_edge_core::ServedElection;
 use edgevote_queue::Queue;
 use edgevote_queue::embedded::{EmbeddedQueue, EmbeddedQueueConfig};
 use edgevote_shared::{BundleManifest, ElectionManifest, KeySet, verify};
@@ -118,15 +120,18 @@ impl EdgeHost {
 pub struct Background {
     stop: tokio::sync::watch::Sender<bool>,
     forwarder: Option<tokio::task::JoinHandle<()>>,
+    keys: tokio::task::JoinHandle<()>,
 }
 
 impl Background {
-    /// Stops the spill forwarder (group commit stops when the host is dropped).
+    /// Stops the spill forwarder and the key follower (group commit stops when the host is
+    /// dropped).
     pub async fn stop(self) {
         let _ = self.stop.send(true);
         if let Some(task) = self.forwarder {
             let _ = task.await;
         }
+        let _ = self.keys.await;
     }
 }
 
@@ -184,13 +189,17 @@ fn load_elections(config: &HostConfig, keys: &KeySet) -> Result<Vec<ServedElecti
         .collect()
 }
 
-/// The native edge that verifies, seals and signs for the component (host sealing). Reading
-/// through the key file checks its 0600 mode and its contents.
+/// The native sealer that verifies, seals and signs for the component (host sealing), and
+/// under component sealing checks the component's envelopes' keys. Reading through the key
+/// file checks its 0600 mode and its contents; the key must be bound to this edge and valid
+/// now. It then follows the key file and key set ([`sealer`]).
 fn native_sealer(
     config: &HostConfig,
     keys: &KeySet,
+    keyset_text: &str,
     elections: Vec<ServedElection>,
-) -> Result<Edge, StartError> {
+    metrics: &Arc<Metrics>,
+) -> Result<sealer::Sealer, StartError> {
     let refuse = |detail: String| StartError::Input {
         what: "edge key",
         path: config.edge_key_path.display().to_string(),
@@ -198,23 +207,18 @@ fn native_sealer(
     };
     let signer =
         edgevote_signer::keyfile::read(&config.edge_key_path).map_err(|e| refuse(e.to_string()))?;
-    let now_secs = edgevote_queue::now_ms() / 1000;
-    edgevote_edge_core::check_edge_key(
-        keys,
-        signer.kid(),
-        &config.edge_id,
-        &config.region,
-        now_secs,
-    )
-    .map_err(refuse)?;
-    Ok(Edge::with_sealing(
-        elections,
+    sealer::Sealer::new(
+        signer,
         keys.clone(),
-        Sealing::Local(Box::new(signer)),
+        keyset_text.to_owned(),
+        elections,
         &config.edge_id,
         &config.region,
-        None,
-    ))
+        config.keyset_path.clone(),
+        config.edge_key_path.clone(),
+        Arc::clone(metrics),
+    )
+    .map_err(refuse)
 }
 
 /// The environment the component reads its configuration from. Under host sealing it holds no
@@ -290,8 +294,14 @@ pub async fn start_with_queue(
     let startup = bundles::startup_bundle(config, &keys)?;
     let admin_token = read_admin_token(config)?;
     let elections = load_elections(config, &keys)?;
-    let sealer = Arc::new(native_sealer(config, &keys, elections.clone())?);
     let metrics = Arc::new(Metrics::default());
+    let sealer = Arc::new(native_sealer(
+        config,
+        &keys,
+        &keyset_text,
+        elections.clone(),
+        &metrics,
+    )?);
     let spill = open_spill(config)?;
     let (committer, _commit_task) = Committer::start(
         config.group_commit.clone(),
@@ -305,7 +315,7 @@ pub async fn start_with_queue(
         keyset_text,
         keys,
         elections,
-        sealer,
+        sealer: Arc::clone(&sealer),
         committer,
         metrics: Arc::clone(&metrics),
     };
@@ -317,9 +327,10 @@ pub async fn start_with_queue(
             spill,
             Arc::clone(&queue),
             Arc::clone(&metrics),
-            stop_rx,
+            stop_rx.clone(),
         ))
     });
+    let keys_task = tokio::spawn(sealer::follow_keys(sealer, stop_rx));
     tracing::info!(edge = %config.edge_id, region = %config.region, bundle = %active.manifest.wasm_sha256.to_hex(), "edge host ready");
     let host = EdgeHost {
         bundles: bundles::Bundles::new(active, loader),
@@ -330,7 +341,14 @@ pub async fn start_with_queue(
         http: config.http.clone(),
         admin_token,
     };
-    Ok((Arc::new(host), Background { stop, forwarder }))
+    Ok((
+        Arc::new(host),
+        Background {
+            stop,
+            forwarder,
+            keys: keys_task,
+        },
+    ))
 }
 
 /// Shortest admin token accepted.

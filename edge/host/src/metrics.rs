@@ -41,6 +41,10 @@ pub struct Metrics {
     pub server_errors: [AtomicU64; Stage::COUNT],
     /// Component instances dropped instead of going back to the pool, by [`Discard`] reason.
     pub instances_discarded: [AtomicU64; Discard::COUNT],
+    /// Edge key switches after a rotation (the host follows its key file and key set).
+    pub key_switches: AtomicU64,
+    /// Votes refused with `edge_key_expired`: no key the host holds is valid for them now.
+    pub votes_refused_key_expired: AtomicU64,
     /// Bundles deployed through the admin endpoint.
     pub bundle_deploys: AtomicU64,
     /// Rollbacks to the previous bundle.
@@ -243,6 +247,16 @@ impl Metrics {
                 "edgevote_edge_sealer_refusals_total",
                 "Host sealing: votes whose token the host's batch verification refused.",
                 &self.votes_refused_by_sealer,
+            ),
+            (
+                "edgevote_edge_key_switches_total",
+                "Edge key switches after a rotation (the host follows the published key set and its key file).",
+                &self.key_switches,
+            ),
+            (
+                "edgevote_edge_key_expired_refusals_total",
+                "Votes refused with 503 edge_key_expired: no edge key the host holds is valid for them (nothing durable, no receipt).",
+                &self.votes_refused_key_expired,
             ),
             (
                 "edgevote_edge_handover_mismatches_total",

@@ -27,11 +27,12 @@ use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
-use edgevote_edge_core::{Edge, HOST_SEALER_AUTHORITY, host_seal_election};
+use edgevote_edge_core::{HOST_SEALER_AUTHORITY, host_seal_election};
 use edgevote_shared::Digest32;
 
 use crate::commit::{CommitError, Committer, Durable};
 use crate::metrics::{Discard, Metrics};
+use crate::sealer::{KEY_EXPIRED_CODE, Sealer};
 
 /// Requests one instance serves before it is retired (bounds any slow leak in the guest).
 const MAX_REQUESTS_PER_INSTANCE: u32 = 10_000;
@@ -90,8 +91,9 @@ impl WasiHttpView for HostState {
 pub struct EdgeHooks {
     committer: Committer,
     forward: bool,
-    /// Under host sealing, the native edge that checks, verifies and signs.
-    sealer: Option<Arc<Edge>>,
+    /// Under host sealing, the native sealer that checks, verifies and signs (it follows the
+    /// published key set: read once per request).
+    sealer: Option<Arc<Sealer>>,
     /// The bundle whose requests these hooks serve (named in host-signed receipts).
     bundle_sha256: Digest32,
     /// The body of the request the instance is serving: the only ballot it may hand over,
@@ -104,7 +106,7 @@ impl EdgeHooks {
     pub fn new(
         committer: Committer,
         forward: bool,
-        sealer: Option<Arc<Edge>>,
+        sealer: Option<Arc<Sealer>>,
         bundle_sha256: Digest32,
     ) -> Self {
         EdgeHooks {
@@ -222,7 +224,7 @@ impl EdgeHooks {
     /// ballot) is refused with 403 `ballot_mismatch` and counted, and nothing is sealed.
     async fn seal_outbound(
         &self,
-        sealer: &Edge,
+        sealer: &Sealer,
         request: http::Request<WasiBody>,
         voter_body: Option<Bytes>,
     ) -> edgevote_edge_core::Response {
@@ -251,13 +253,24 @@ impl EdgeHooks {
             );
             return Response::error(403, "ballot_mismatch", detail);
         }
-        let vote = match sealer.check_handed(election, &body, edgevote_queue::now_ms()) {
+        let checking = sealer.current();
+        let vote = match checking.check_handed(election, &body, edgevote_queue::now_ms()) {
             Ok(vote) => vote,
             Err(refusal) => return refusal,
         };
         match self.committer.commit_vote(vote).await {
-            Ok((_, accepted)) => sealer.receipt_response_for(&accepted, Some(self.bundle_sha256)),
+            // Signed by the key that sealed its envelope, valid when the vote was received.
+            Ok((_, accepted, edge)) => {
+                edge.receipt_response_for(&accepted, Some(self.bundle_sha256))
+            }
             Err(CommitError::Refused(refusal)) => *refusal,
+            Err(CommitError::KeyExpired(detail)) => {
+                let mut refusal = Response::error(503, KEY_EXPIRED_CODE, detail);
+                refusal
+                    .headers
+                    .push(("retry-after", RETRY_AFTER_SECS.to_string()));
+                refusal
+            }
             Err(e) => Response::unavailable(RETRY_AFTER_SECS, e),
         }
     }

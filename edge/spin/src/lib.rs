@@ -78,6 +78,20 @@ async fn hand_to_host(handed: &edgevote_edge_core::Handed) -> CoreResponse {
             headers: Vec::new(),
             body: response.into_body(),
         },
+        // The host's own 503 (its code, e.g. `edge_key_expired` or `queue_unavailable`, and
+        // its Retry-After): nothing was made durable, no receipt.
+        503 => {
+            let retry_after = response
+                .header("retry-after")
+                .and_then(|v| v.as_str())
+                .map_or_else(|| RETRY_AFTER_SECS.to_string(), str::to_owned);
+            CoreResponse {
+                status: 503,
+                content_type: "application/json",
+                headers: vec![("retry-after", retry_after)],
+                body: response.into_body(),
+            }
+        }
         status => CoreResponse::unavailable(
             RETRY_AFTER_SECS,
             format!("the host sealer answered {status}"),

@@ -25,7 +25,7 @@ fn rotation_archives_the_old_key() {
     let dir = tempfile::tempdir().unwrap();
     let store = KeyStore::open_or_create(dir.path()).unwrap();
     let old = store.generate_edge("edge-1", "r1", 1000).unwrap();
-    let new = store.rotate(&old.kid, 2000).unwrap();
+    let new = store.rotate(&old.kid, 2000, 0).unwrap();
     let set = store.keyset().unwrap();
     assert_eq!(set.len(), 2);
     assert_eq!(set.get(&old.kid).unwrap().0.valid_until, Some(2000));
@@ -38,9 +38,38 @@ fn rotation_archives_the_old_key() {
     assert_eq!(store.edge_identity("edge-1", "r1").unwrap().kid(), new.kid);
     assert_eq!(store.active_kid(Role::Edge, None).unwrap(), new.kid);
     assert!(matches!(
-        store.rotate(&old.kid, 3000),
+        store.rotate(&old.kid, 3000, 0),
         Err(SignerError::AlreadyRetired(_))
     ));
+}
+
+#[test]
+fn rotation_with_grace_keeps_the_old_key_valid_and_refreshes_the_current_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = KeyStore::open_or_create(dir.path()).unwrap();
+    let old = store.generate_edge("edge-1", "r1", 1000).unwrap();
+    let current = store.write_current_edge_key("edge-1", "r1").unwrap();
+    assert_eq!(current, store.current_edge_key_path("edge-1", "r1"));
+    assert_eq!(
+        edgevote_signer::keyfile::read(&current).unwrap().kid(),
+        old.kid
+    );
+    let new = store.rotate(&old.kid, 2000, 600).unwrap();
+    let set = store.keyset().unwrap();
+    let (old_jwk, _) = set.get(&old.kid).unwrap();
+    assert_eq!(old_jwk.valid_until, Some(2600));
+    assert!(old_jwk.valid_at(2599) && !old_jwk.valid_at(2600));
+    assert!(set.get(&new.kid).unwrap().0.valid_at(2000));
+    // Retiring, not active: the edge's key is the successor, and so is its current file.
+    assert_eq!(store.edge_identity("edge-1", "r1").unwrap().kid(), new.kid);
+    assert_eq!(
+        edgevote_signer::keyfile::read(&current).unwrap().kid(),
+        new.kid
+    );
+    // A store with no current file for an edge gets none from a rotation.
+    let other = store.generate_edge("edge-2", "r1", 1000).unwrap();
+    store.rotate(&other.kid, 2000, 600).unwrap();
+    assert!(!store.current_edge_key_path("edge-2", "r1").exists());
 }
 
 #[test]

@@ -11,5 +11,6 @@ mod front;
 mod hostile;
 mod http;
 mod rogue;
+mod rotation;
 mod spin_sqs;
 mod votes;
