@@ -154,7 +154,10 @@ pub fn run(command: KeysCommand) -> anyhow::Result<ExitCode> {
                     .rotate(&kid, now, grace_secs)
                     .with_context(|| format!("rotating key {kid}"))?;
                 let until = now.saturating_add(grace_secs);
-                println!("retiring {kid} (valid until {})", timearg::show(until));
+                println!(
+                    "archived {kid}: valid until {} (grace period {grace_secs} s)",
+                    timearg::show(until)
+                );
                 match new.binding() {
                     Some((edge, region)) => {
                         println!(
