@@ -8,4 +8,5 @@ mod aws;
 mod embedded;
 mod fixture;
 mod http;
+mod rotation;
 mod suite;
