@@ -322,7 +322,9 @@ fn malformed_request(i: usize, body: &[u8]) -> BenchRequest {
         ), // 415
         4 => (vote().header("host", "edge"), b"{nope".to_vec()), // component: 400 malformed_json
         5 => (
-            vote()
+            hyper::Request::builder()
+                .method("POST")
+                .uri("/v1/elections/bench/votes")
                 .header("host", "edge")
                 .header("content-type", "text/plain"),
             body.to_vec(),
@@ -396,10 +398,16 @@ impl ComponentBench {
                     let peer = std::net::IpAddr::from([127, 0, 0, 1]);
                     for (i, body) in bodies.iter().enumerate().skip(lane).step_by(32) {
                         for k in 0..malformed {
-                            let bad = malformed_request(i * malformed + k, body);
+                            let kind = i * malformed + k;
+                            let bad = malformed_request(kind, body);
                             let (response, _) =
                                 edgevote_edge_host::server::answer(&host, peer, bad).await;
-                            assert!(response.status().is_client_error(), "{}", response.status());
+                            assert!(
+                                response.status().is_client_error(),
+                                "malformed kind {}: {}",
+                                kind % 8,
+                                response.status()
+                            );
                             std::hint::black_box(response.into_body().collect().await.unwrap());
                         }
                         let (response, _) =

@@ -8,6 +8,7 @@
 //! | a target that is not a path (authority-form, `*` other than with OPTIONS) | 400 `bad_target` |
 //! | HTTP/1.1 without `Host` (and without an absolute URI) | 400 `missing_host` |
 //! | two `Host` headers, or one that is not a valid authority | 400 `bad_host` |
+//! | two `Content-Type` headers (one reader takes the first, another the last) | 400 `duplicate_header` |
 //! | `Expect` other than `100-continue` | 417 `expectation_failed` |
 //! | a declared `Content-Length` over the largest ballot | 413 `too_large` (no `100 Continue`) |
 //! | a `Content-Encoding` other than identity, a `Transfer-Encoding` other than chunked | 415 `unsupported_encoding` |
@@ -18,7 +19,8 @@
 //! with `Expect: 100-continue` would be invited to send it.
 
 use http::header::{
-    CONTENT_ENCODING, CONTENT_LENGTH, EXPECT, HOST, HeaderMap, HeaderValue, TRANSFER_ENCODING,
+    CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, EXPECT, HOST, HeaderMap, HeaderValue,
+    TRANSFER_ENCODING,
 };
 use http::{Method, Version};
 
@@ -58,6 +60,7 @@ pub fn screen(
     check_method(&parts.method)?;
     check_target(&parts.method, &parts.uri)?;
     check_host(parts, public_authority)?;
+    check_single(&parts.headers, CONTENT_TYPE)?;
     check_expect(&parts.headers)?;
     check_length(&parts.headers)?;
     check_encodings(&parts.headers)
@@ -131,6 +134,19 @@ fn is_authority(value: &HeaderValue) -> bool {
         return false;
     };
     !text.is_empty() && !text.contains('@') && text.parse::<http::uri::Authority>().is_ok()
+}
+
+/// A header that must appear at most once: with two, components and proxies could each read
+/// a different one.
+fn check_single(headers: &HeaderMap, name: http::HeaderName) -> Result<(), Refusal> {
+    if headers.get_all(&name).iter().nth(1).is_some() {
+        return Err(refuse(
+            400,
+            "duplicate_header",
+            format!("more than one {name} header"),
+        ));
+    }
+    Ok(())
 }
 
 fn check_expect(headers: &HeaderMap) -> Result<(), Refusal> {
@@ -295,6 +311,14 @@ mod tests {
                     .header("expect", "100-Continue")
             ),
             None
+        );
+        assert_eq!(
+            code(
+                post()
+                    .header("content-type", "application/json")
+                    .header("content-type", "text/plain")
+            ),
+            Some("duplicate_header")
         );
         assert_eq!(
             code(post().header("expect", "fly")),

@@ -172,6 +172,7 @@ fn cases(d: &Deployment) -> Vec<Case> {
         case("Expect: 100-continue with a 1 GB Content-Length", Raw(head("POST", &votes, "Expect: 100-continue\r\n", 1 << 30)), Refused(413, "too_large")),
         case("Content-Length over the ballot limit, no Expect", Raw(head("POST", &votes, "", 20_000)), Refused(413, "too_large")),
         case("unknown expectation", Raw([head("POST", &votes, "Expect: 200-ok\r\n", good.len()), good.clone()].concat()), Refused(417, "expectation_failed")),
+        case("two Content-Type headers", Raw([head("POST", &votes, "Content-Type: text/plain\r\n", good.len()), good.clone()].concat()), Refused(400, "duplicate_header")),
         case("gzip Content-Encoding", Raw([head("POST", &votes, "Content-Encoding: gzip\r\n", good.len()), good.clone()].concat()), Refused(415, "unsupported_encoding")),
         case("gzip then chunked Transfer-Encoding", Raw(b"POST /v1/elections/open/votes HTTP/1.1\r\nHost: e\r\nContent-Type: application/json\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n".to_vec()), Refused(415, "unsupported_encoding")),
         case("Transfer-Encoding without chunked", Raw(b"POST /v1/elections/open/votes HTTP/1.1\r\nHost: e\r\nContent-Type: application/json\r\nTransfer-Encoding: gzip\r\n\r\nxx".to_vec()), StatusOrClosed(400)),
