@@ -99,6 +99,8 @@ pub struct EdgeHost {
     pub http: config::HttpConfig,
     /// The admin bearer token; `None` turns the admin endpoint off.
     pub admin_token: Option<String>,
+    /// The edge key and the latest key set, followed at runtime (`GET /v1/keys` serves it).
+    pub sealer: Arc<sealer::Sealer>,
 }
 
 impl std::fmt::Debug for EdgeHost {
@@ -330,7 +332,7 @@ pub async fn start_with_queue(
             stop_rx.clone(),
         ))
     });
-    let keys_task = tokio::spawn(sealer::follow_keys(sealer, stop_rx));
+    let keys_task = tokio::spawn(sealer::follow_keys(Arc::clone(&sealer), stop_rx));
     tracing::info!(edge = %config.edge_id, region = %config.region, bundle = %active.manifest.wasm_sha256.to_hex(), "edge host ready");
     let host = EdgeHost {
         bundles: bundles::Bundles::new(active, loader),
@@ -340,6 +342,7 @@ pub async fn start_with_queue(
         limiter: limit::RateLimiter::new(&config.rate_limit),
         http: config.http.clone(),
         admin_token,
+        sealer,
     };
     Ok((
         Arc::new(host),

@@ -202,6 +202,12 @@ impl Sealer {
         Arc::clone(&self.state().current().edge)
     }
 
+    /// The latest key set as the host publishes it at `GET /v1/keys` (the component's copy is
+    /// the one it was loaded with).
+    pub fn keyset_json(&self) -> String {
+        self.state().keys.to_json_pretty() + "\n"
+    }
+
     /// This edge's id.
     pub fn edge_id(&self) -> &str {
         &self.edge_id
@@ -314,9 +320,10 @@ impl Sealer {
             Err((waiting, detail)) => {
                 // The key set still follows: validity is judged against the latest one.
                 let signers = rebuilt(&state.signers);
+                // The key file differs from the current key: it is looked at again next time.
                 self.set(KeyState {
                     keys,
-                    keyset_text: String::new(), // look at the key file again next time
+                    keyset_text: text,
                     signers,
                 });
                 if waiting {

@@ -146,6 +146,14 @@ where
     {
         return (rate_limited(retry, "vote token"), Stage::Host);
     }
+    // The key set the host follows, not the copy the component was loaded with: after a
+    // rotation it holds the successor, so receipts signed with it verify against it.
+    if parts.method == hyper::Method::GET && parts.uri.path() == "/v1/keys" {
+        return (
+            text(200, "application/jwk-set+json", host.sealer.keyset_json()),
+            Stage::Host,
+        );
+    }
     // The request keeps the bundle it started on, even if a deploy swaps another in meanwhile.
     let bundle = host.bundles.active();
     let deadline = host.http.request_timeout();

@@ -146,6 +146,10 @@ async fn rotation_with_grace_while_votes_flow_loses_no_acknowledged_vote() {
     assert!(by_kid.get(&old).is_some_and(|n| *n > 0), "{by_kid:?}");
     assert!(by_kid.get(&new).is_some_and(|n| *n > 0), "{by_kid:?}");
     assert_eq!(queued.len(), receipts.len());
+    // The edge publishes the key set it follows: the successor is in it.
+    let published = crate::http::request(edge.addr, "GET", "/v1/keys", None, b"").await;
+    assert_eq!(published.status, 200);
+    assert_eq!(KeySet::parse(published.body.as_bytes()).unwrap(), keys);
     edge.shutdown().await;
 }
 
