@@ -267,31 +267,10 @@ impl Sealer {
                 .map(|s| self.signer(copy(&s.identity), &keys))
                 .collect()
         };
-        // Err((waiting, detail)): `waiting` for a good key that is not settled yet.
         let verdict = if same_key {
             Ok(())
         } else {
-            check_edge_key(&keys, identity.kid(), edge_id, region, now_secs)
-                .map_err(|detail| (false, detail))
-                .and_then(|()| {
-                let current_valid =
-                    check_edge_key(&keys, &state.current().kid, edge_id, region, now_secs).is_ok();
-                let published = keys
-                    .get(identity.kid())
-                    .map_or(0, |(jwk, _)| jwk.valid_from);
-                if current_valid && now_secs < published.saturating_add(KEY_SETTLE_SECS) {
-                    Err((
-                        true,
-                        format!(
-                            "edge key {} is too new (valid from {published}): the host switches \
-                             {KEY_SETTLE_SECS} s after, once collectors know it",
-                            identity.kid()
-                        ),
-                    ))
-                } else {
-                    Ok(())
-                }
-            })
+            self.adoptable(&keys, identity.kid(), &state.current().kid, now_secs)
         };
         let outcome = match verdict {
             Ok(()) if same_key => {
@@ -342,6 +321,30 @@ impl Sealer {
             tracing::error!(edge = %edge_id, region = %region, kid = %state.current().kid, "no valid edge key: votes are refused with edge_key_expired until the key file holds a valid one");
         }
         outcome
+    }
+
+    /// Whether the host may switch from `current` to `kid` now, per `keys`: `kid` must pass
+    /// `check_edge_key`, and have been valid for [`KEY_SETTLE_SECS`] unless `current` is no
+    /// longer valid. `Err((waiting, detail))`, `waiting` for a good key that has not settled.
+    fn adoptable(
+        &self,
+        keys: &KeySet,
+        kid: &str,
+        current: &str,
+        now_secs: u64,
+    ) -> Result<(), (bool, String)> {
+        let (edge_id, region) = (&self.edge_id, &self.region);
+        check_edge_key(keys, kid, edge_id, region, now_secs).map_err(|detail| (false, detail))?;
+        let current_valid = check_edge_key(keys, current, edge_id, region, now_secs).is_ok();
+        let published = keys.get(kid).map_or(0, |(jwk, _)| jwk.valid_from);
+        if current_valid && now_secs < published.saturating_add(KEY_SETTLE_SECS) {
+            let detail = format!(
+                "edge key {kid} is too new (valid from {published}): the host switches \
+                 {KEY_SETTLE_SECS} s after, once collectors know it"
+            );
+            return Err((true, detail));
+        }
+        Ok(())
     }
 
     fn unreadable(&self, detail: String) -> Refresh {
