@@ -37,9 +37,23 @@ pub fn component() -> std::path::PathBuf {
 }
 
 fn setup(d: &Path) {
-    for role in ["authority", "edge", "ops"] {
+    for role in ["authority", "ops"] {
         ok(d, &["keys", "gen", "--role", role]);
     }
+    // The edge's key is bound to the edge and region of its config below.
+    ok(
+        d,
+        &[
+            "keys",
+            "gen",
+            "--role",
+            "edge",
+            "--edge",
+            "edge-crash",
+            "--region",
+            "r1",
+        ],
+    );
     ok(
         d,
         &[
