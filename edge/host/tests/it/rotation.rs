@@ -224,3 +224,41 @@ async fn host_never_switches_to_a_key_that_fails_the_check() {
     assert_eq!(edge.host.metrics.key_switches.load(Ordering::Relaxed), 0);
     edge.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn component_sealing_past_the_grace_period_commits_nothing() {
+    let d = Deployment::new();
+    let mut config = d.config(false);
+    config.sealing = edgevote_edge_host::SealingMode::Component;
+    config.rate_limit.enabled = false;
+    let edge = Running::start_with(&d, config).await;
+    let token = |voter: &str| d.token("open", voter, now_secs() + 3600);
+    let before = vote(edge.addr, "open", &ballot("open", &token("m1"), "yes", 1)).await;
+    assert_eq!(before.status, 202, "{}", before.body);
+    // The component holds the key it was loaded with; the rotation ends it 2 s later.
+    let old = d.store.active_kid(Role::Edge, None).unwrap();
+    let rotated_at = now_secs();
+    d.store.rotate(&old, rotated_at, 2).unwrap();
+    tokio::time::sleep(Duration::from_millis(2_200)).await;
+    while now_secs() < rotated_at + 2 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let after = vote(edge.addr, "open", &ballot("open", &token("m2"), "yes", 2)).await;
+    println!(
+        "component sealing after the grace period: {} {}",
+        after.status, after.body
+    );
+    assert_eq!(after.status, 503, "{}", after.body);
+    assert!(!after.body.contains("receipt"), "{}", after.body);
+    let envelopes = edge.queue.envelopes().await;
+    assert_eq!(envelopes.len(), 1, "only the vote from before the rotation");
+    verify::<QueueEnvelope>(&envelopes[0], &d.keyset()).unwrap();
+    assert_eq!(
+        edge.host
+            .metrics
+            .votes_refused_key_expired
+            .load(Ordering::Relaxed),
+        1
+    );
+    edge.shutdown().await;
+}
