@@ -34,7 +34,7 @@ pub mod server;
 use std::path::Path;
 use std::sync::Arc;
 
-use edgevote_edge_core::ServedElection;
+use edgevote_edge_core::{Edge, Sealing, ServedElection};
 use edgevote_queue::Queue;
 use edgevote_queue::embedded::{EmbeddedQueue, EmbeddedQueueConfig};
 use edgevote_shared::{BundleManifest, ElectionManifest, KeySet, verify};
@@ -101,6 +101,9 @@ pub struct EdgeHost {
     pub admin_token: Option<String>,
     /// The edge key and the latest key set, followed at runtime (`GET /v1/keys` serves it).
     pub sealer: Arc<sealer::Sealer>,
+    /// Under host sealing: a keyless native edge that runs the core's checks on a vote before
+    /// any Wasm does, so a ballot the host would refuse at hand-over is refused at once.
+    pub prescreen: Option<Edge>,
 }
 
 impl std::fmt::Debug for EdgeHost {
@@ -312,6 +315,16 @@ pub async fn start_with_queue(
         Arc::clone(&sealer),
         Arc::clone(&metrics),
     );
+    let prescreen = (config.sealing == SealingMode::Host).then(|| {
+        Edge::with_sealing(
+            elections.clone(),
+            keys.clone(),
+            Sealing::Host,
+            &config.edge_id,
+            &config.region,
+            None,
+        )
+    });
     let loader = bundles::Loader {
         config: config.clone(),
         keyset_text,
@@ -343,6 +356,7 @@ pub async fn start_with_queue(
         http: config.http.clone(),
         admin_token,
         sealer,
+        prescreen,
     };
     Ok((
         Arc::new(host),

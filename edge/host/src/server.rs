@@ -22,10 +22,10 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 fn text(
     status: u16,
     content_type: &'static str,
-    body: String,
+    body: impl Into<Bytes>,
 ) -> hyper::Response<HyperOutgoingBody> {
     let mut response = hyper::Response::new(
-        Full::new(Bytes::from(body))
+        Full::new(body.into())
             .map_err(|never| match never {})
             .boxed_unsync(),
     );
@@ -116,6 +116,51 @@ where
     }
 }
 
+/// Under host sealing, a vote that the host's native check at hand-over would refuse anyway
+/// (malformed JSON, wrong content type, unknown or closed election, invalid choice, a token of
+/// the wrong shape, audience or window) is refused here with the same core's answer, before any
+/// Wasm runs: a malformed vote then costs a native parse, not a Wasm call. Only the refusals
+/// are taken from it; a vote that passes goes to the component as before.
+fn prescreen(
+    host: &EdgeHost,
+    parts: &http::request::Parts,
+    body: &Bytes,
+) -> Option<hyper::Response<HyperOutgoingBody>> {
+    let screen = host.prescreen.as_ref()?;
+    let path = parts.uri.path();
+    let is_vote = parts.method == hyper::Method::POST
+        && path.starts_with(edgevote_edge_core::ELECTIONS_PREFIX)
+        && path.ends_with("/votes");
+    if !is_vote {
+        return None;
+    }
+    let content_type = parts
+        .headers
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let request = edgevote_edge_core::Request {
+        method: "POST",
+        path,
+        content_type,
+        body,
+    };
+    match screen.handle(request, edgevote_queue::now_ms()) {
+        edgevote_edge_core::Outcome::Respond(refused) => Some(core_response(refused)),
+        _ => None,
+    }
+}
+
+/// A response the core built, as the host sends it.
+fn core_response(response: edgevote_edge_core::Response) -> hyper::Response<HyperOutgoingBody> {
+    let mut answer = text(response.status, response.content_type, response.body);
+    for (name, value) in response.headers {
+        if let Ok(value) = hyper::header::HeaderValue::from_str(&value) {
+            answer.headers_mut().insert(name, value);
+        }
+    }
+    answer
+}
+
 /// A request for the component, through the host's front: the head screen ([`front`]), the
 /// rate limits, the body (bounded), then the component under the request deadline. Returns the
 /// response and who answered it. Public so that benchmarks drive the same path without sockets.
@@ -153,6 +198,9 @@ where
             text(200, "application/jwk-set+json", host.sealer.keyset_json()),
             Stage::Host,
         );
+    }
+    if let Some(refused) = prescreen(host, &parts, &body) {
+        return (refused, Stage::Host);
     }
     // The request keeps the bundle it started on, even if a deploy swaps another in meanwhile.
     let bundle = host.bundles.active();
@@ -202,7 +250,7 @@ async fn route(
             Stage::Host,
         ),
         (&hyper::Method::GET, "/healthz") => (
-            text(200, "application/json", "{\"status\":\"ok\"}".into()),
+            text(200, "application/json", "{\"status\":\"ok\"}"),
             Stage::Host,
         ),
         (_, path) if path.starts_with(crate::admin::PREFIX) => {
