@@ -28,8 +28,7 @@ use serde_json::json;
 pub const SINGLE_BATCH_VOTE_ID_CHARS: usize = 22;
 
 /// The vote route's prefix and suffix: `/v1/elections/{election}/votes`.
-/// Where every election's routes start.
-pub const ELECTIONS_PREFIX: &str = "/v1/elections/";
+const ELECTIONS_PREFIX: &str = "/v1/elections/";
 
 /// Host sealing: the authority a component sends checked ballots to. The host intercepts it;
 /// `.invalid` (RFC 6761) never resolves, so on any other platform the call fails closed (503,

@@ -116,22 +116,20 @@ where
     }
 }
 
-/// Under host sealing, a vote that the host's native check at hand-over would refuse anyway
-/// (malformed JSON, wrong content type, unknown or closed election, invalid choice, a token of
-/// the wrong shape, audience or window) is refused here with the same core's answer, before any
-/// Wasm runs: a malformed vote then costs a native parse, not a Wasm call. Only the refusals
-/// are taken from it; a vote that passes goes to the component as before.
+/// Under host sealing, a request the core would refuse (a vote the host's native check at
+/// hand-over would refuse anyway: malformed JSON, wrong content type, unknown or closed
+/// election, invalid choice, a token of the wrong shape, audience or window; an unknown path or
+/// a method a route does not take) is refused here with the same core's answer, before any
+/// Wasm runs: a malformed request then costs a native parse, not a Wasm call. Only refusals are
+/// taken from it; what passes goes to the component as before. Reads (`GET`, `HEAD`) are left to
+/// the component, whose answers they are.
 fn prescreen(
     host: &EdgeHost,
     parts: &http::request::Parts,
     body: &Bytes,
 ) -> Option<hyper::Response<HyperOutgoingBody>> {
     let screen = host.prescreen.as_ref()?;
-    let path = parts.uri.path();
-    let is_vote = parts.method == hyper::Method::POST
-        && path.starts_with(edgevote_edge_core::ELECTIONS_PREFIX)
-        && path.ends_with("/votes");
-    if !is_vote {
+    if parts.method == hyper::Method::GET || parts.method == hyper::Method::HEAD {
         return None;
     }
     let content_type = parts
@@ -139,13 +137,15 @@ fn prescreen(
         .get(hyper::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
     let request = edgevote_edge_core::Request {
-        method: "POST",
-        path,
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
         content_type,
         body,
     };
     match screen.handle(request, edgevote_queue::now_ms()) {
-        edgevote_edge_core::Outcome::Respond(refused) => Some(core_response(refused)),
+        edgevote_edge_core::Outcome::Respond(refused) if refused.status >= 400 => {
+            Some(core_response(refused))
+        }
         _ => None,
     }
 }
