@@ -281,12 +281,12 @@ fn vote_request(body: &[u8]) -> BenchRequest {
         .unwrap()
 }
 
-/// A read the component answers without any signature work: the cost of a request's trip
-/// through the host and the component alone.
-fn keys_request(_: &[u8]) -> BenchRequest {
+/// A read the component answers without any signature work (the election's manifest): the
+/// cost of a request's trip through the host and the component alone.
+fn read_request(_: &[u8]) -> BenchRequest {
     hyper::Request::builder()
         .method("GET")
-        .uri("/v1/keys")
+        .uri("/v1/elections/bench")
         .header("host", "edge")
         .body(Full::new(Bytes::new()))
         .unwrap()
@@ -597,9 +597,9 @@ fn main() {
         1e6 / native.median
     );
     malformed_traffic(&s, &host_sealed, &component_sealed);
-    let reads = host_sealed.run(&s.bodies, keys_request, 200);
+    let reads = host_sealed.run(&s.bodies, read_request, 200);
     println!(
-        "  a read through the component (GET /v1/keys, no signatures): {:.0} us of CPU each",
+        "  a read through the component (GET /v1/elections/bench, no signatures): {:.0} us of CPU each",
         1e6 / reads.per_cpu_sec
     );
     drop((host_sealed, component_sealed));
