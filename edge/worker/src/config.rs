@@ -337,7 +337,9 @@ mod tests {
     fn an_edge_key_bound_to_another_edge_or_retired_is_refused() {
         let mut other_edge = vars();
         other_edge.insert("EDGEVOTE_EDGE_ID", "cf-edge-2".into());
-        let refused = load(&other_edge).err().expect("a key bound to cf-edge-1");
+        let Err(refused) = load(&other_edge) else {
+            panic!("a key bound to cf-edge-1 was accepted for cf-edge-2");
+        };
         assert!(
             refused.to_string().contains("key_binding_mismatch"),
             "{refused}"
@@ -346,7 +348,9 @@ mod tests {
         let mut keys = KeySet::parse(retired["EDGEVOTE_KEYSET"].as_bytes()).unwrap();
         keys.retire(edge_identity().kid(), 100).unwrap();
         retired.insert("EDGEVOTE_KEYSET", keys.to_json_pretty());
-        let refused = load(&retired).err().expect("a key retired at 100");
+        let Err(refused) = load(&retired) else {
+            panic!("a key retired at 100 was accepted");
+        };
         assert!(refused.to_string().contains("not valid now"), "{refused}");
     }
 
