@@ -2,7 +2,7 @@
 //! from before and after still verifies with the archived key set, and all are in the log.
 
 use crate::edgevote;
-use crate::up::{start_up, stop_up};
+use crate::up::{metrics_of, start_up, stop_up};
 
 fn load(dir: &std::path::Path, data: &str) {
     let out = edgevote(
@@ -88,19 +88,6 @@ fn rotating_edge_and_authority_keys_mid_election_keeps_every_receipt_valid() {
         4,
         "{table}"
     );
-}
-
-/// The whole text of a GET `/metrics` (empty if the service does not answer).
-fn metrics_of(base_url: &str) -> String {
-    use std::io::{Read, Write};
-    let addr = base_url.trim_start_matches("http://");
-    let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
-        return String::new();
-    };
-    let _ = stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: e\r\nConnection: close\r\n\r\n");
-    let mut text = String::new();
-    let _ = stream.read_to_string(&mut text);
-    text
 }
 
 /// The sum of a counter family's samples in a Prometheus text.

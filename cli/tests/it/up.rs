@@ -286,7 +286,7 @@ fn http_get(base_url: &str, path: &str, headers: &[&str]) -> String {
 }
 
 /// The `/metrics` text of a service (empty if it does not answer).
-fn metrics_of(base_url: &str) -> String {
+pub fn metrics_of(base_url: &str) -> String {
     use std::io::{Read, Write};
     let addr = base_url.trim_start_matches("http://");
     let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
