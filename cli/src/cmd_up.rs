@@ -578,7 +578,7 @@ async fn print_table(regions: &[Region], election: &str) {
             "{:<16} {:>9} {:>8} {:>9} {:>6} {:>8}  {tally}",
             r.name,
             r.edge.metrics.votes_committed.load(Ordering::Relaxed)
-                + r.edge.metrics.envelopes_spilled.load(Ordering::Relaxed),
+                + r.edge.metrics.votes_spilled.load(Ordering::Relaxed),
             stats.visible + stats.in_flight,
             m.votes_stored.load(Ordering::Relaxed),
             m.votes_duplicate.load(Ordering::Relaxed),

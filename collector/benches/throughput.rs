@@ -24,7 +24,7 @@ const ENVELOPES: usize = 240;
 const VOTES_PER_ENVELOPE: usize = 150;
 
 fn now_secs() -> u64 {
-    edgevote_queue::now_ms() / 1000
+    edgevote_signer::clock::now_ms() / 1000
 }
 
 fn manifest() -> ElectionManifest {
@@ -75,7 +75,7 @@ fn envelopes(authority: &SigningIdentity, edge: &SigningIdentity) -> Vec<String>
                         choice: format!("o{}", n % 4),
                         nonce: b64::encode((n as u128).to_le_bytes()),
                     },
-                    received_at_ms: edgevote_queue::now_ms() + n as u64,
+                    received_at_ms: edgevote_signer::clock::now_ms() + n as u64,
                 }
             })
             .collect();
@@ -84,7 +84,7 @@ fn envelopes(authority: &SigningIdentity, edge: &SigningIdentity) -> Vec<String>
             batch_id: format!("bench.{e}"),
             edge: "edge-bench".into(),
             region: "r1".into(),
-            created_at_ms: edgevote_queue::now_ms(),
+            created_at_ms: edgevote_signer::clock::now_ms(),
             votes,
         };
         out.push(sign(edge, &envelope).unwrap());

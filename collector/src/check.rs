@@ -95,29 +95,12 @@ fn check_times(
     Ok(())
 }
 
-/// Most envelopes one queue message may carry.
-pub const MAX_ENVELOPES_PER_MESSAGE: usize = 256;
-
-/// Splits a message body into its envelopes (one per line), bounded.
+/// Splits a message body into its envelopes (one per line), bounded by the message format.
 fn split_body(body: &str) -> Result<Vec<&str>, Rejection> {
-    let lines: Vec<&str> = body
-        .lines()
-        .filter(|l| !l.is_empty())
-        .take(MAX_ENVELOPES_PER_MESSAGE + 1)
-        .collect();
-    if lines.len() > MAX_ENVELOPES_PER_MESSAGE {
-        return Err(Rejection {
-            code: "too_many_envelopes",
-            detail: format!("more than {MAX_ENVELOPES_PER_MESSAGE} envelopes in one message"),
-        });
-    }
-    if lines.is_empty() {
-        return Err(Rejection {
-            code: "malformed_jws",
-            detail: "empty message".into(),
-        });
-    }
-    Ok(lines)
+    edgevote_shared::message::split(body).map_err(|e| Rejection {
+        code: e.code(),
+        detail: e.to_string(),
+    })
 }
 
 /// Ballots of one message, grouped by election.

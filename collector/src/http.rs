@@ -385,7 +385,7 @@ async fn run_scan(h: Arc<Http>, rules: edgevote_store::ElectionRules, tx: watch:
                 .map(|tally| {
                     Arc::new(Computed {
                         at: Instant::now(),
-                        at_ms: edgevote_queue::now_ms(),
+                        at_ms: edgevote_signer::clock::now_ms(),
                         tally,
                     })
                 })

@@ -236,7 +236,7 @@ impl Metrics {
         let Some(status) = self.replication.get() else {
             return;
         };
-        for (peer, lag) in status.lag_into(region, edgevote_queue::now_ms()) {
+        for (peer, lag) in status.lag_into(region, edgevote_signer::clock::now_ms()) {
             let _ = writeln!(out, "{name}{{region=\"{region}\",peer=\"{peer}\"}} {lag}");
         }
     }

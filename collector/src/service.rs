@@ -35,8 +35,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use edgevote_queue::{Queue, Received, now_ms};
+use edgevote_queue::{Queue, Received};
 use edgevote_shared::Digest32;
+use edgevote_signer::clock::now_ms;
 use edgevote_store::{PutOutcome, Store, StoredBallot};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;

@@ -24,6 +24,7 @@ pub mod jws;
 pub mod keys;
 pub mod manifest;
 pub mod merkle;
+pub mod message;
 pub mod receipt;
 pub mod tally;
 pub mod token;

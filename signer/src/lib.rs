@@ -8,6 +8,7 @@
 //! Unlike `edgevote-shared`, this crate touches the file system and the OS random number
 //! generator, so it is for native tools (the CLI, test harnesses), not for Wasm.
 
+pub mod clock;
 pub mod error;
 pub mod issue;
 pub mod keyfile;

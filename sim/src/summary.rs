@@ -82,8 +82,8 @@ impl fmt::Display for Summary {
         )?;
         writeln!(
             f,
-            "  queue messages sent    {:>10}",
-            self.counts.messages_sent
+            "  queue messages sent    {:>10}  ({} closed by the vote bound, {} by a byte bound)",
+            self.counts.messages_sent, self.counts.cut_by_votes, self.counts.cut_by_bytes
         )?;
         writeln!(
             f,

@@ -11,18 +11,21 @@
 //! holds a receipt for each ballot, every queue is empty and every link has shipped everything.
 //! Then [`crate::check`] tests the invariants.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use edgevote_collector::config::ProcessingConfig;
 use edgevote_collector::{Checker, Collector};
-use edgevote_edge_core::{Accepted, Edge, HandedVote, Outcome, Request, Sealing, ServedElection};
+use edgevote_edge_core::commit::{
+    Batch, CommitBounds, Item, MIN_MESSAGE_BYTES, Sealed, SealedVote, VoteRefused,
+};
+use edgevote_edge_core::{Accepted, Edge, Outcome, Request, Sealing, ServedElection};
 use edgevote_queue::Queue;
 use edgevote_shared::{
     Ballot, Digest32, ElectionManifest, ElectionOption, EnvelopeVote, KeySet, Limits, Policy,
-    QueueEnvelope, Role, SigningIdentity, VoteToken, b64, sign,
+    QueueEnvelope, Role, SigningIdentity, VoteToken, b64, message, sign,
 };
 use edgevote_store::{ElectionRules, Store};
 
@@ -31,14 +34,22 @@ use crate::queue::{QueueFaults, SimQueue};
 use crate::rng::{Clock, Rng};
 use crate::store::{Design, FaultyStore, Regions, StoreFaults};
 
+mod attack;
+mod edges;
+mod faults;
+
+use edges::Waiting;
+
 /// The election every run votes in.
 pub const ELECTION: &str = "sim-election";
 /// Virtual time at the start of every run (unix ms).
 const START_MS: u64 = 1_900_000_000_000;
 /// The collector's visibility timeout, in virtual seconds.
 const VISIBILITY_SECS: u64 = 2;
-/// Most votes an edge packs into one queue message.
-const GROUP_COMMIT_MAX: usize = 16;
+/// Largest `max_message_bytes` a run draws. Half the runs draw at most twice the smallest
+/// bound, where a few waiting votes fill a message (one vote's envelope is about 1.3 KB), so
+/// that the byte bound closes messages and carries votes into the next.
+const MAX_DRAWN_MESSAGE_BYTES: u64 = 24 * 1024;
 /// Options of the election.
 const OPTIONS: [&str; 3] = ["yes", "no", "blank"];
 
@@ -101,6 +112,11 @@ pub struct Counts {
     pub forged: u64,
     /// Messages dead-lettered.
     pub dead_lettered: u64,
+    /// Group commits closed by the vote bound with votes still waiting.
+    pub cut_by_votes: u64,
+    /// Group commits closed by a byte bound: the vote that did not fit was carried into the
+    /// next message.
+    pub cut_by_bytes: u64,
 }
 
 impl Counts {
@@ -117,6 +133,8 @@ impl Counts {
             (&mut self.redeliveries, other.redeliveries),
             (&mut self.forged, other.forged),
             (&mut self.dead_lettered, other.dead_lettered),
+            (&mut self.cut_by_votes, other.cut_by_votes),
+            (&mut self.cut_by_bytes, other.cut_by_bytes),
         ];
         for (total, n) in fields {
             *total += n;
@@ -184,19 +202,10 @@ struct EdgeNode {
     /// Under host sealing, the keyless edge the component runs.
     keyless: Option<Edge>,
     skew_ms: i64,
-    buffer: Vec<(usize, Buffered)>,
-    next_batch: u64,
+    /// Votes waiting for the edge's group commit, oldest first.
+    buffer: VecDeque<Waiting>,
     crash_before_enqueue: bool,
     crash_after_enqueue: bool,
-}
-
-/// A vote waiting in an edge for its group commit.
-#[derive(Debug, Clone)]
-enum Buffered {
-    /// Local sealing: admitted, token verified.
-    Accepted(Box<Accepted>),
-    /// Host sealing: checked by the component and again by the host, token not yet verified.
-    Handed(Box<HandedVote>),
 }
 
 /// A fault in effect until a step.
@@ -222,6 +231,10 @@ pub(crate) struct World {
     pub(crate) rules: ElectionRules,
     pub(crate) keys: KeySet,
     edges: Vec<EdgeNode>,
+    /// The edges' group-commit bounds, drawn per run.
+    bounds: CommitBounds,
+    cut_by_votes: u64,
+    cut_by_bytes: u64,
     pub(crate) queues: Vec<Arc<SimQueue>>,
     stores: Vec<Arc<FaultyStore>>,
     collectors: Vec<Arc<Collector>>,
@@ -310,6 +323,14 @@ impl World {
         let names: Vec<String> = (0..config.regions).map(region_name).collect();
         let signed = sign(&authority, &manifest).expect("manifest signs");
         let regions = Regions::new(config.design, &names).expect("in-memory stores open");
+        let bounds = CommitBounds {
+            max_votes: rng.between(1, 48) as usize,
+            max_message_bytes: if rng.chance(500) {
+                rng.between(MIN_MESSAGE_BYTES as u64, 2 * MIN_MESSAGE_BYTES as u64) as usize
+            } else {
+                rng.between(MIN_MESSAGE_BYTES as u64, MAX_DRAWN_MESSAGE_BYTES) as usize
+            },
+        };
         let mut world = World {
             config,
             seed,
@@ -317,6 +338,9 @@ impl World {
             step: 0,
             rules: ElectionRules::of(&manifest),
             edges: Vec::new(),
+            bounds,
+            cut_by_votes: 0,
+            cut_by_bytes: 0,
             queues: Vec::new(),
             stores: Vec::new(),
             collectors: Vec::new(),
@@ -369,8 +393,7 @@ impl World {
                 edge,
                 keyless,
                 skew_ms: rng.between(0, 4000) as i64 - 2000,
-                buffer: Vec::new(),
-                next_batch: 0,
+                buffer: VecDeque::new(),
                 crash_before_enqueue: false,
                 crash_after_enqueue: false,
             });
@@ -528,190 +551,6 @@ impl World {
         Some(ready[self.rng.index(ready.len())])
     }
 
-    fn edge_time(&self, region: usize) -> u64 {
-        self.clock
-            .now_ms()
-            .saturating_add_signed(self.edges[region].skew_ms)
-    }
-
-    fn submit(&mut self, plan: usize, region: usize) {
-        self.submissions += 1;
-        let now = self.edge_time(region);
-        let path = format!("/v1/elections/{ELECTION}/votes");
-        let request = Request {
-            method: "POST",
-            path: &path,
-            content_type: Some("application/json"),
-            body: &self.plans[plan].body,
-        };
-        let node = &self.edges[region];
-        let outcome = node
-            .keyless
-            .as_ref()
-            .unwrap_or(&node.edge)
-            .handle(request, now);
-        let buffered = match outcome {
-            Outcome::Enqueue(accepted) => Ok(Buffered::Accepted(accepted)),
-            Outcome::HandToHost(handed) => node
-                .edge
-                .check_handed(&handed.election, &handed.body, now)
-                .map(|vote| Buffered::Handed(Box::new(vote))),
-            Outcome::Respond(response) => Err(response),
-        };
-        match buffered {
-            Ok(buffered) => {
-                self.edges[region].buffer.push((plan, buffered));
-                self.plans[plan].state = PlanState::AtEdge;
-                self.trace(format_args!("submit plan={plan} region={region}"));
-            }
-            Err(response) => self.refused(plan, region, &response),
-        }
-    }
-
-    fn refused(&mut self, plan: usize, region: usize, response: &edgevote_edge_core::Response) {
-        self.plans[plan].state = PlanState::Refused;
-        let code = response.error_code().unwrap_or_default();
-        self.violation(
-            ViolationKind::LegitRefused,
-            format!(
-                "ballot {plan} refused by r{region}: {} {code}",
-                response.status
-            ),
-        );
-    }
-
-    /// Under host sealing (even seeds) the component holds no key and its host verifies, seals
-    /// and signs; under local sealing the edge does it all.
-    fn host_sealing(&self) -> bool {
-        self.seed.is_multiple_of(2)
-    }
-
-    /// The buffered votes as accepted: handed ones have their tokens verified in one batch
-    /// (a legitimate ballot refused there is a violation).
-    fn verify_buffered(
-        &mut self,
-        region: usize,
-        batch: Vec<(usize, Buffered)>,
-    ) -> Vec<(usize, Accepted)> {
-        let mut accepted = Vec::new();
-        let mut handed = Vec::new();
-        for (plan, buffered) in batch {
-            match buffered {
-                Buffered::Accepted(a) => accepted.push((plan, *a)),
-                Buffered::Handed(v) => handed.push((plan, *v)),
-            }
-        }
-        let (plans, votes): (Vec<usize>, Vec<HandedVote>) = handed.into_iter().unzip();
-        let verified = self.edges[region].edge.verify_handed(votes);
-        for (plan, result) in plans.into_iter().zip(verified) {
-            match result {
-                Ok(a) => accepted.push((plan, a)),
-                Err(response) => self.refused(plan, region, &response),
-            }
-        }
-        accepted
-    }
-
-    /// One queue message for `batch`: under host sealing the host's envelopes (batch ids from
-    /// the vote ids), under local sealing one envelope with the edge's next batch id.
-    fn seal(&mut self, region: usize, batch: &[(usize, Accepted)]) -> String {
-        let now = self.edge_time(region);
-        let accepted: Vec<Accepted> = batch.iter().map(|(_, a)| a.clone()).collect();
-        if self.host_sealing() {
-            let envelopes = self.edges[region].edge.seal_batch(&accepted, now);
-            return envelopes.expect("valid votes seal").join("\n");
-        }
-        let node = &mut self.edges[region];
-        let batch_id = format!("edge-r{region}.{}", node.next_batch);
-        node.next_batch += 1;
-        let votes: Vec<EnvelopeVote> = accepted.into_iter().map(|a| a.vote).collect();
-        node.edge
-            .seal(&batch_id, votes, now)
-            .expect("valid votes seal")
-    }
-
-    /// The voter got no answer (edge crash, 503): it tries again a little later.
-    fn retry_later(&mut self, plan: usize) {
-        let delay = self.rng.between(50, 1500);
-        let p = &mut self.plans[plan];
-        p.state = PlanState::Waiting;
-        p.ready_at_ms = self.clock.now_ms() + delay;
-    }
-
-    /// The edge's group commit: one message for the buffered votes, receipts after the queue
-    /// said yes.
-    async fn flush(&mut self, region: usize) {
-        let take = self.edges[region].buffer.len().min(GROUP_COMMIT_MAX);
-        if take == 0 {
-            return;
-        }
-        let buffered: Vec<(usize, Buffered)> = self.edges[region].buffer.drain(..take).collect();
-        let batch = self.verify_buffered(region, buffered);
-        if batch.is_empty() {
-            return;
-        }
-        if std::mem::take(&mut self.edges[region].crash_before_enqueue) {
-            self.trace(format_args!(
-                "edge r{region} crashed before enqueue ({take} votes)"
-            ));
-            batch.iter().for_each(|(plan, _)| self.retry_later(*plan));
-            return;
-        }
-        let envelope = self.seal(region, &batch);
-        if let Err(e) = self.queues[region].send_batch(vec![envelope]).await {
-            self.trace(format_args!("edge r{region} 503: {e}"));
-            batch.iter().for_each(|(plan, _)| self.retry_later(*plan));
-            return;
-        }
-        for (plan, accepted) in &batch {
-            let key = (self.plans[*plan].sub.clone(), accepted.admitted.vote_id);
-            let copy = (
-                accepted.vote.received_at_ms,
-                accepted.vote.ballot.choice.clone(),
-            );
-            let earliest = self.enqueued.entry(key).or_insert(copy.clone());
-            if copy.0 < earliest.0 {
-                *earliest = copy;
-            }
-        }
-        if std::mem::take(&mut self.edges[region].crash_after_enqueue) {
-            self.trace(format_args!(
-                "edge r{region} crashed after enqueue, before replying ({take} votes)"
-            ));
-            batch.iter().for_each(|(plan, _)| self.retry_later(*plan));
-            return;
-        }
-        let committed = batch.len();
-        for (plan, accepted) in batch {
-            self.give_receipt(region, plan, &accepted);
-        }
-        self.trace(format_args!("edge r{region} committed {committed} votes"));
-    }
-
-    fn give_receipt(&mut self, region: usize, plan: usize, accepted: &Accepted) {
-        let response = self.edges[region].edge.receipt_response(accepted);
-        let receipt = serde_json::from_slice::<serde_json::Value>(&response.body)
-            .ok()
-            .and_then(|v| v.get("receipt")?.as_str().map(str::to_owned));
-        let Some(receipt) = receipt.filter(|_| response.status == 202) else {
-            self.violation(
-                ViolationKind::InvalidReceipt,
-                format!(
-                    "edge r{region} answered {} without a receipt",
-                    response.status
-                ),
-            );
-            self.plans[plan].state = PlanState::Refused;
-            return;
-        };
-        self.receipts.push((self.plans[plan].sub.clone(), receipt));
-        if std::mem::take(&mut self.plans[plan].resubmit) {
-            self.retry_later(plan);
-        } else {
-            self.plans[plan].state = PlanState::Done;
-        }
-    }
-
     async fn collect(&mut self, region: usize) {
         if self.is_active(Fault::CollectorDown(region)) {
             return;
@@ -753,132 +592,6 @@ impl World {
                 format!("replication failed: {e}"),
             ),
         }
-    }
-
-    fn is_active(&self, fault: Fault) -> bool {
-        self.active.iter().any(|(f, _)| *f == fault)
-    }
-
-    fn count_fault(&mut self, kind: &'static str) {
-        *self.faults_injected.entry(kind).or_insert(0) += 1;
-    }
-
-    /// Starts a random fault. Lasting faults hold for a number of steps; one-shot faults fire
-    /// at the next matching action.
-    fn start_fault(&mut self) {
-        let r = self.rng.index(self.config.regions);
-        let other = (r + 1 + self.rng.index(self.config.regions - 1)) % self.config.regions;
-        let link = (r.min(other), r.max(other));
-        let until = self.step + self.rng.between(10, 120);
-        let (kind, lasting) = match self.rng.below(13) {
-            0 => (
-                "network partition between regions",
-                Some(Fault::LinkPartition(link.0, link.1)),
-            ),
-            1 => (
-                "replication delay",
-                Some(Fault::ReplicationDelay(link.0, link.1)),
-            ),
-            2 => ("partition collector-store", Some(Fault::StorePartition(r))),
-            3 => ("partition edge-queue", Some(Fault::QueueDown(r))),
-            4 => ("duplicate delivery", Some(Fault::DuplicateDelivery(r))),
-            5 => ("lost delete (redelivery)", Some(Fault::LostDeletes(r))),
-            6 => ("collector down", Some(Fault::CollectorDown(r))),
-            7 => {
-                let store = &self.stores[r];
-                let mut f = store.current_faults();
-                f.throttled_calls += self.rng.between(1, 5) as u32;
-                store.set_faults(f);
-                ("store throttling", None)
-            }
-            8 => {
-                let store = &self.stores[r];
-                let mut f = store.current_faults();
-                f.lost_replies += 1;
-                store.set_faults(f);
-                ("store write with lost reply", None)
-            }
-            9 => {
-                self.collectors[r]
-                    .faults
-                    .crash_after_store
-                    .store(1, Ordering::SeqCst);
-                ("collector crash between store write and delete", None)
-            }
-            10 => {
-                self.pending_crash_before_store[r] = true;
-                ("collector crash before store write", None)
-            }
-            11 => {
-                if self.rng.chance(500) {
-                    self.edges[r].crash_after_enqueue = true;
-                    ("edge crash after enqueue, before reply", None)
-                } else {
-                    self.edges[r].crash_before_enqueue = true;
-                    ("edge crash before enqueue", None)
-                }
-            }
-            _ => {
-                let jump = self.rng.between(0, 6000) as i64 - 3000;
-                self.edges[r].skew_ms = (self.edges[r].skew_ms + jump).clamp(-5000, 5000);
-                ("clock skew jump", None)
-            }
-        };
-        self.count_fault(kind);
-        self.trace(format_args!("fault: {kind} at r{r}/link {link:?}"));
-        if let Some(fault) = lasting {
-            self.active.push((fault, until));
-            self.apply_lasting_faults();
-        }
-    }
-
-    fn expire_faults(&mut self) {
-        let before = self.active.len();
-        let step = self.step;
-        self.active.retain(|(_, until)| *until > step);
-        if self.active.len() != before {
-            self.apply_lasting_faults();
-        }
-    }
-
-    /// Pushes the lasting faults' combined state into the queues and stores.
-    fn apply_lasting_faults(&mut self) {
-        for r in 0..self.config.regions {
-            self.queues[r].set_faults(QueueFaults {
-                send_down: self.is_active(Fault::QueueDown(r)),
-                duplicate_per_mille: if self.is_active(Fault::DuplicateDelivery(r)) {
-                    300
-                } else {
-                    0
-                },
-                delete_lost_per_mille: if self.is_active(Fault::LostDeletes(r)) {
-                    400
-                } else {
-                    0
-                },
-            });
-            let store = &self.stores[r];
-            store.set_faults(StoreFaults {
-                unreachable: self.is_active(Fault::StorePartition(r)),
-                ..store.current_faults()
-            });
-        }
-    }
-
-    fn heal_all(&mut self) {
-        self.active.clear();
-        self.apply_lasting_faults();
-        for r in 0..self.config.regions {
-            self.stores[r].set_faults(StoreFaults::default());
-            self.collectors[r]
-                .faults
-                .crash_after_store
-                .store(0, Ordering::SeqCst);
-            self.pending_crash_before_store[r] = false;
-            self.edges[r].crash_after_enqueue = false;
-            self.edges[r].crash_before_enqueue = false;
-        }
-        self.trace(format_args!("all faults healed"));
     }
 
     async fn quiescent(&self) -> bool {
@@ -939,6 +652,8 @@ impl World {
                 .get("forged message")
                 .copied()
                 .unwrap_or(0),
+            cut_by_votes: self.cut_by_votes,
+            cut_by_bytes: self.cut_by_bytes,
             ..Counts::default()
         };
         for queue in &self.queues {
@@ -959,147 +674,6 @@ impl World {
             trace: std::mem::take(&mut self.trace),
         }
     }
-
-    /// The attacker writes a message straight into a region's queue. None of these may change
-    /// a count; each must end in the dead-letter queue.
-    fn forge(&mut self, region: usize) {
-        self.ghosts += 1;
-        let ghost = format!("ghost-{:04}", self.ghosts);
-        let stolen = Ballot {
-            election: ELECTION.into(),
-            token: token(&self.authority, &ghost, ELECTION),
-            choice: OPTIONS[0].into(),
-            nonce: b64::encode([7u8; 16]),
-        };
-        let honest_edge = &self.edges[region].edge;
-        let now = self.edge_time(region);
-        let vote = |ballot: Ballot| EnvelopeVote {
-            ballot,
-            received_at_ms: now,
-        };
-        let (kind, body) = match self.rng.below(8) {
-            0 => (
-                "envelope signed by an unknown edge key",
-                self.rogue_envelope(region, vec![vote(stolen)]),
-            ),
-            1 => {
-                let honest = honest_edge
-                    .seal("forged.tamper", vec![vote(stolen)], now)
-                    .expect("seal");
-                ("tampered envelope", tamper(&honest))
-            }
-            2 => {
-                let honest = honest_edge
-                    .seal("forged.cut", vec![vote(stolen)], now)
-                    .expect("seal");
-                ("truncated envelope", honest[..honest.len() / 2].to_owned())
-            }
-            3 => {
-                let ballot = Ballot {
-                    election: "other-election".into(),
-                    token: token(&self.authority, &ghost, "other-election"),
-                    ..stolen
-                };
-                (
-                    "ballot for an unknown election",
-                    honest_edge
-                        .seal("forged.election", vec![vote(ballot)], now)
-                        .expect("seal"),
-                )
-            }
-            4 => {
-                let ballot = Ballot {
-                    choice: "not-an-option".into(),
-                    ..stolen
-                };
-                (
-                    "invalid choice",
-                    honest_edge
-                        .seal("forged.choice", vec![vote(ballot)], now)
-                        .expect("seal"),
-                )
-            }
-            6 => {
-                // One edge's stolen key, speaking for another edge (whose id the envelope names).
-                let thief = (region + 1) % self.edges.len();
-                let envelope = QueueEnvelope {
-                    v: 1,
-                    batch_id: "forged.borrowed".into(),
-                    edge: format!("edge-{}", self.names[region]),
-                    region: self.names[region].clone(),
-                    created_at_ms: now,
-                    votes: vec![vote(stolen)],
-                };
-                (
-                    "an edge's key signing for another edge",
-                    sign(&edge_identity(thief), &envelope).expect("edge key signs"),
-                )
-            }
-            7 => {
-                // The same stolen key minting a voter: a token signed by an edge key, sealed by
-                // its own edge. Only verifying every token (the default) refuses it.
-                let key = edge_identity(region);
-                let header = serde_json::json!({"alg": "EdDSA", "kid": key.kid(), "typ": "edgevote-token+jwt"});
-                let claims = edgevote_shared::decode_unverified::<VoteToken>(&stolen.token)
-                    .expect("the attacker's template token decodes");
-                let minted = Ballot {
-                    token: edgevote_shared::forgery::sign_raw(
-                        &header,
-                        &serde_json::to_vec(&claims).expect("claims encode"),
-                        &key,
-                    ),
-                    ..stolen
-                };
-                (
-                    "a voter minted with an edge key",
-                    honest_edge
-                        .seal("forged.minted", vec![vote(minted)], now)
-                        .expect("seal"),
-                )
-            }
-            _ => {
-                let rogue = self.rogue_envelope(region, vec![vote(stolen.clone())]);
-                let other = Ballot {
-                    nonce: b64::encode([8u8; 16]),
-                    ..stolen
-                };
-                let honest = tamper(
-                    &honest_edge
-                        .seal("forged.mixed", vec![vote(other)], now)
-                        .expect("seal"),
-                );
-                (
-                    "message mixing a forged envelope into a batch",
-                    format!("{honest}\n{rogue}"),
-                )
-            }
-        };
-        self.count_fault("forged message");
-        self.trace(format_args!("attacker wrote to r{region}: {kind}"));
-        self.queues[region].inject(body.clone());
-        self.forged.insert(body);
-    }
-
-    fn rogue_envelope(&self, region: usize, votes: Vec<EnvelopeVote>) -> String {
-        let envelope = QueueEnvelope {
-            v: 1,
-            batch_id: "forged.rogue".into(),
-            edge: format!("edge-r{region}"),
-            region: self.names[region].clone(),
-            created_at_ms: self.edge_time(region),
-            votes,
-        };
-        sign(&self.rogue, &envelope).expect("rogue key signs")
-    }
-}
-
-/// Flips one character of a compact JWS's payload, keeping it base64url.
-fn tamper(compact: &str) -> String {
-    let mut bytes = compact.as_bytes().to_vec();
-    let dot = compact.find('.').unwrap_or(0);
-    let i = dot + 10;
-    bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
-    String::from_utf8(bytes).expect("ASCII stays ASCII")
 }
 
 fn processing() -> ProcessingConfig {

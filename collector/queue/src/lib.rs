@@ -192,8 +192,9 @@ pub fn bounded_reason(reason: &str) -> &str {
     &reason[..end]
 }
 
-/// Current unix time in milliseconds.
-pub fn now_ms() -> u64 {
+/// Current unix time in milliseconds: the embedded backend's own clock (send times,
+/// visibility). Other crates take the wall clock from `edgevote_signer::clock`.
+pub(crate) fn now_ms() -> u64 {
     let since = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or(Duration::ZERO);

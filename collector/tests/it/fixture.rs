@@ -27,7 +27,7 @@ pub const EDGE_ID: &str = "edge-t";
 pub const REGION: &str = "r1";
 
 pub fn now_ms() -> u64 {
-    edgevote_queue::now_ms()
+    edgevote_signer::clock::now_ms()
 }
 
 pub fn authority() -> SigningIdentity {

@@ -14,6 +14,8 @@
 //! batch ([`Edge::check_handed`], [`Edge::verify_handed`]), seals them into one envelope and
 //! signs each receipt once the envelope is durable.
 
+pub mod commit;
+
 use std::collections::BTreeMap;
 
 use edgevote_shared::envelope::MAX_ENVELOPE_VOTES;

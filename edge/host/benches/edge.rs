@@ -75,7 +75,7 @@ struct Setup {
 }
 
 fn now() -> u64 {
-    edgevote_queue::now_ms() / 1000
+    edgevote_signer::clock::now_ms() / 1000
 }
 
 fn setup() -> Setup {
@@ -222,14 +222,15 @@ fn native_loop(s: &Setup, edge: &Edge) {
             content_type: Some("application/json"),
             body,
         };
-        let Outcome::Enqueue(accepted) = edge.handle(request, edgevote_queue::now_ms()) else {
+        let Outcome::Enqueue(accepted) = edge.handle(request, edgevote_signer::clock::now_ms())
+        else {
             panic!("refused")
         };
         let envelope = edge
             .seal(
                 "edge-b.1",
                 vec![accepted.vote.clone()],
-                edgevote_queue::now_ms(),
+                edgevote_signer::clock::now_ms(),
             )
             .unwrap();
         std::hint::black_box(envelope);

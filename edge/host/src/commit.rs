@@ -19,10 +19,11 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::sealer::Sealer;
-use edgevote_edge_core::{Accepted, ENVELOPE_OVERHEAD_BYTES, Edge, HandedVote, Response};
+use edgevote_edge_core::commit::{Batch, Item, Sealed, VoteRefused};
+use edgevote_edge_core::{Accepted, Edge, HandedVote, Response};
 use edgevote_queue::Queue;
 use edgevote_queue::embedded::EmbeddedQueue;
-use edgevote_shared::envelope::MAX_ENVELOPE_JWS_BYTES;
+use edgevote_shared::message;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::config::GroupCommitConfig;
@@ -30,6 +31,8 @@ use crate::metrics::Metrics;
 
 /// Commits in flight at once (one being written while the next batch fills).
 const COMMITS_IN_FLIGHT: usize = 2;
+// The message format's byte bound must fit in what the queue takes.
+const _: () = assert!(message::MAX_BYTES <= edgevote_queue::MAX_BODY_BYTES);
 /// Pause of the spill forwarder between attempts while the queue is down.
 const FORWARD_RETRY: Duration = Duration::from_millis(500);
 
@@ -66,36 +69,13 @@ pub enum Durable {
     Spilled(String),
 }
 
-/// What one request waits to have committed.
-enum Item {
-    /// An envelope the component sealed (component sealing).
-    Envelope(String),
-    /// A checked vote for the host to verify and seal (host sealing).
-    Vote(Box<HandedVote>),
-}
-
-impl Item {
-    /// Bytes the item adds to the message (its envelope line, or its share of the host's).
-    fn bytes(&self) -> usize {
-        match self {
-            Item::Envelope(envelope) => envelope.len(),
-            Item::Vote(vote) => vote.envelope_bytes(),
-        }
-    }
-}
-
-/// A host-sealed vote as accepted, with the native edge whose key sealed its envelope: the one
-/// that must sign its receipt.
-type SealedBy = (Accepted, Arc<Edge>);
-
-/// What a committed item learns: where it is durable, and for a host-sealed vote, the vote
-/// as accepted and its sealer (for its receipt).
-type Committed = Result<(Durable, Option<Box<SealedBy>>), CommitError>;
-
-struct Pending {
-    item: Item,
-    done: oneshot::Sender<Committed>,
-}
+/// What a component-sealed envelope's request learns.
+type EnvelopeReply = oneshot::Sender<Result<Durable, CommitError>>;
+/// What a host-sealed vote's request learns: where it is durable, the vote as accepted, and
+/// the native edge whose key sealed it (which must sign its receipt).
+type VoteReply = oneshot::Sender<Result<(Durable, Accepted, Arc<Edge>), CommitError>>;
+/// One request waiting in group commit.
+type Pending = Item<EnvelopeReply, VoteReply>;
 
 /// The handle requests use to commit their envelope or vote.
 #[derive(Debug, Clone)]
@@ -133,10 +113,16 @@ impl Committer {
 
     /// Commits one envelope; returns once it is durable (or definitely not).
     pub async fn commit(&self, envelope: String) -> Result<Durable, CommitError> {
-        if envelope.len() + 1 > self.max_message_bytes {
+        if envelope.len() > self.max_message_bytes {
             return Err(CommitError::TooLarge(envelope.len()));
         }
-        self.submit(Item::Envelope(envelope)).await.map(|(d, _)| d)
+        let (reply, outcome) = oneshot::channel();
+        self.submit(Item::Envelope {
+            line: envelope,
+            reply,
+        })
+        .await?;
+        outcome.await.map_err(|_| CommitError::ShuttingDown)?
     }
 
     /// Host sealing: verifies, seals and commits one checked vote; returns once it is durable
@@ -146,10 +132,13 @@ impl Committer {
         &self,
         vote: HandedVote,
     ) -> Result<(Durable, Accepted, Arc<Edge>), CommitError> {
-        let (durable, sealed) = self.submit(Item::Vote(Box::new(vote))).await?;
-        let sealed = sealed.ok_or(CommitError::Sealing("vote lost in sealing".into()))?;
-        let (accepted, edge) = *sealed;
-        Ok((durable, accepted, edge))
+        let (reply, outcome) = oneshot::channel();
+        self.submit(Item::Vote {
+            vote: Box::new(vote),
+            reply,
+        })
+        .await?;
+        outcome.await.map_err(|_| CommitError::ShuttingDown)?
     }
 
     /// The metrics the committer counts into (shared with its host).
@@ -157,13 +146,11 @@ impl Committer {
         &self.metrics
     }
 
-    async fn submit(&self, item: Item) -> Committed {
-        let (done, outcome) = oneshot::channel();
+    async fn submit(&self, pending: Pending) -> Result<(), CommitError> {
         self.tx
-            .send(Pending { item, done })
+            .send(pending)
             .await
-            .map_err(|_| CommitError::ShuttingDown)?;
-        outcome.await.map_err(|_| CommitError::ShuttingDown)?
+            .map_err(|_| CommitError::ShuttingDown)
     }
 }
 
@@ -203,51 +190,23 @@ async fn run(config: GroupCommitConfig, mut rx: mpsc::Receiver<Pending>, writer:
     let _ = in_flight.acquire_many(COMMITS_IN_FLIGHT as u32).await;
 }
 
-/// Bytes one message's items take: all lines, and the host's envelope alone.
-#[derive(Default)]
-struct Size {
-    message: usize,
-    host_envelope: usize,
-}
+/// A batch of waiting requests.
+type PendingBatch = Batch<EnvelopeReply, VoteReply>;
 
-impl Size {
-    /// The size with `item` added.
-    fn plus(&self, item: &Item) -> Size {
-        let bytes = item.bytes();
-        match item {
-            Item::Envelope(_) => Size {
-                message: self.message + 1 + bytes,
-                host_envelope: self.host_envelope,
-            },
-            Item::Vote(_) if self.host_envelope == 0 => Size {
-                message: self.message + 1 + ENVELOPE_OVERHEAD_BYTES + bytes,
-                host_envelope: ENVELOPE_OVERHEAD_BYTES + bytes,
-            },
-            Item::Vote(_) => Size {
-                message: self.message + 1 + bytes,
-                host_envelope: self.host_envelope + 1 + bytes,
-            },
-        }
-    }
-
-    /// Whether the message and the host's envelope are inside their bounds.
-    fn fits(&self, max_message_bytes: usize) -> bool {
-        self.message <= max_message_bytes && self.host_envelope <= MAX_ENVELOPE_JWS_BYTES
-    }
-}
-
-/// Collects items after `first` until a bound is hit; returns the batch and, if the next item
-/// did not fit, that item.
+/// Collects items after `first` until a bound is hit or the wait is over; returns the batch
+/// and, if the next item did not fit, that item (it starts the next batch).
 async fn fill(
     first: Pending,
     rx: &mut mpsc::Receiver<Pending>,
     config: &GroupCommitConfig,
-) -> (Vec<Pending>, Option<Pending>) {
+) -> (PendingBatch, Option<Pending>) {
     let deadline = tokio::time::Instant::now() + config.max_wait();
-    // The first item is taken even when alone it is over a bound: sealing splits or refuses it.
-    let mut size = Size::default().plus(&first.item);
-    let mut batch = vec![first];
-    while batch.len() < config.max_envelopes {
+    let mut batch = Batch::new(config.bounds());
+    // The first item is always taken (see `Batch::offer`).
+    if let Err(first) = batch.offer(first) {
+        unreachable!("an empty batch takes any item: {first:?}");
+    }
+    while !batch.is_full() {
         let next = match rx.try_recv() {
             Ok(next) => next,
             // No waiting configured: do not even arm a timer (its 1 ms tick would be the wait).
@@ -257,168 +216,121 @@ async fn fill(
                 _ => break,
             },
         };
-        let bigger = size.plus(&next.item);
-        if !bigger.fits(config.max_message_bytes) {
-            return (batch, Some(next));
+        if let Err(carried) = batch.offer(next) {
+            return (batch, Some(carried));
         }
-        size = bigger;
-        batch.push(next);
     }
     (batch, None)
 }
 
-/// A host-sealed vote's request, waiting for durability with its accepted vote and sealer.
-type SealedVote = (oneshot::Sender<Committed>, SealedBy);
+/// A sealed batch of waiting requests.
+type SealedBatch = Sealed<EnvelopeReply, VoteReply, Arc<Edge>>;
 
 impl Writer {
-    async fn write(&self, batch: Vec<Pending>) {
-        let mut lines = Vec::new();
-        let mut waiting_envelopes = Vec::new();
-        let mut handed = Vec::new();
-        for pending in batch {
-            match pending.item {
-                Item::Envelope(envelope) => {
-                    // Component sealing: never commit what collectors would refuse.
-                    if let Err(detail) = self.sealer.check_envelope(&envelope) {
-                        self.metrics
-                            .votes_refused_key_expired
-                            .fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(stage = "commit", detail = %detail, "component envelope signed with a key that is not valid; refused");
-                        let _ = pending.done.send(Err(CommitError::KeyExpired(detail)));
-                        continue;
-                    }
-                    lines.push(envelope);
-                    waiting_envelopes.push(pending.done);
-                }
-                Item::Vote(vote) => handed.push((pending.done, *vote)),
-            }
-        }
-        let votes_in_envelopes = lines.len() as u64;
-        let (envelopes, waiting_votes) = self.seal(handed).await;
-        let host_votes = waiting_votes.len() as u64;
-        lines.extend(envelopes);
+    async fn write(&self, batch: PendingBatch) {
+        let Some(sealed) = self.seal(batch).await else {
+            return;
+        };
+        let Sealed {
+            lines,
+            envelopes,
+            votes,
+            refused_envelopes,
+            refused_votes,
+        } = sealed;
+        self.answer_refused(refused_envelopes, refused_votes);
         if lines.is_empty() {
             return;
         }
-        let outcome = self.store(lines, votes_in_envelopes + host_votes).await;
-        for done in waiting_envelopes {
-            let _ = done.send(outcome.clone().map(|d| (d, None)));
+        let vote_count = (envelopes.len() + votes.len()) as u64;
+        let outcome = self.store(&lines, vote_count).await;
+        for reply in envelopes {
+            let _ = reply.send(outcome.clone());
         }
-        for (done, sealed) in waiting_votes {
-            let _ = done.send(outcome.clone().map(|d| (d, Some(Box::new(sealed)))));
+        for vote in votes {
+            let answer = outcome
+                .clone()
+                .map(|durable| (durable, vote.accepted, vote.signer));
+            let _ = vote.reply.send(answer);
         }
     }
 
-    /// Verifies the handed votes' tokens in one batch, answers the refused ones, and seals the
-    /// rest into envelopes; the votes that failed sealing are answered too. CPU work (about
-    /// 20 us a token): off the async threads.
-    ///
-    /// The keys are read once for the batch. Each vote is sealed with the first key the host
-    /// holds that is valid, per the latest key set, both when the vote was received (its
-    /// receipt's date) and now (the envelope's): the current key, or during a rotation the one
-    /// it replaced for votes received before the successor's window. A vote with no such key
-    /// is refused with `edge_key_expired`: no envelope collectors would refuse is ever sealed.
-    async fn seal(
-        &self,
-        handed: Vec<(oneshot::Sender<Committed>, HandedVote)>,
-    ) -> (Vec<String>, Vec<SealedVote>) {
-        if handed.is_empty() {
-            return (Vec::new(), Vec::new());
+    /// Seals the batch with the keys as they are now (read once for the batch). Handed votes
+    /// mean signature work (about 20 us a token): then off the async threads. `None` when the
+    /// sealing task panicked: its replies are dropped, so every request of it hears
+    /// `ShuttingDown` and gets 503, no receipt.
+    async fn seal(&self, batch: PendingBatch) -> Option<SealedBatch> {
+        let keys = self.sealer.batch_keys();
+        if !batch.has_votes() {
+            return Some(batch.seal(&keys, edgevote_signer::clock::now_ms()));
         }
-        let sealer = Arc::clone(&self.sealer);
-        let metrics = Arc::clone(&self.metrics);
         let sealing = tokio::task::spawn_blocking(move || {
-            let keys = sealer.state();
-            let (waiting, votes): (Vec<_>, Vec<_>) = handed.into_iter().unzip();
-            let now_ms = edgevote_queue::now_ms();
-            // One group of votes per signer (index into the key state's signers).
-            let mut groups: Vec<(usize, Vec<oneshot::Sender<Committed>>, Vec<Accepted>)> =
-                Vec::new();
-            let verified = keys.current().edge.verify_handed(votes);
-            for (done, verified) in waiting.into_iter().zip(verified) {
-                let vote = match verified {
-                    Ok(vote) => vote,
-                    Err(refusal) => {
-                        metrics
-                            .votes_refused_by_sealer
-                            .fetch_add(1, Ordering::Relaxed);
-                        let _ = done.send(Err(CommitError::Refused(Box::new(refusal))));
-                        continue;
-                    }
-                };
-                let signer = keys.signer_index(
-                    sealer.edge_id(),
-                    sealer.region(),
-                    vote.vote.received_at_ms,
-                    now_ms,
-                );
-                let Some(index) = signer else {
+            batch.seal(&keys, edgevote_signer::clock::now_ms())
+        });
+        match sealing.await {
+            Ok(sealed) => Some(sealed),
+            Err(e) => {
+                tracing::error!(stage = "seal", error = %e, "sealing task failed");
+                None
+            }
+        }
+    }
+
+    /// Answers at once the requests sealing refused, and counts them.
+    fn answer_refused(
+        &self,
+        envelopes: Vec<(EnvelopeReply, String)>,
+        votes: Vec<(VoteReply, VoteRefused)>,
+    ) {
+        let metrics = &self.metrics;
+        for (reply, detail) in envelopes {
+            metrics
+                .votes_refused_key_expired
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(stage = "commit", detail = %detail, "component envelope signed with a key that is not valid; refused");
+            let _ = reply.send(Err(CommitError::KeyExpired(detail)));
+        }
+        for (reply, refused) in votes {
+            let error = match refused {
+                VoteRefused::Token(response) => {
+                    metrics
+                        .votes_refused_by_sealer
+                        .fetch_add(1, Ordering::Relaxed);
+                    CommitError::Refused(response)
+                }
+                VoteRefused::KeyExpired(detail) => {
                     metrics
                         .votes_refused_key_expired
                         .fetch_add(1, Ordering::Relaxed);
-                    let _ = done.send(Err(CommitError::KeyExpired(format!(
-                        "no edge key of {} is valid for a vote received at {} ms sealed at \
-                         {now_ms} ms (current key {}): the host waits for its successor",
-                        sealer.edge_id(),
-                        vote.vote.received_at_ms,
-                        keys.current().kid
-                    ))));
-                    continue;
-                };
-                match groups.iter_mut().find(|(i, _, _)| *i == index) {
-                    Some((_, senders, accepted)) => {
-                        senders.push(done);
-                        accepted.push(vote);
-                    }
-                    None => groups.push((index, vec![done], vec![vote])),
+                    CommitError::KeyExpired(detail)
                 }
-            }
-            let (mut envelopes, mut sealed_votes) = (Vec::new(), Vec::new());
-            for (index, senders, accepted) in groups {
-                let edge = keys.signer_edge(index);
-                match edge.seal_batch(&accepted, now_ms) {
-                    Ok(sealed) => {
-                        envelopes.extend(sealed);
-                        sealed_votes.extend(
-                            senders
-                                .into_iter()
-                                .zip(accepted)
-                                .map(|(done, vote)| (done, (vote, Arc::clone(&edge)))),
-                        );
-                    }
-                    Err(e) => {
-                        for done in senders {
-                            let _ = done.send(Err(CommitError::Sealing(e.to_string())));
-                        }
-                    }
-                }
-            }
-            (envelopes, sealed_votes)
-        });
-        match sealing.await {
-            Ok(sealed) => sealed,
-            // The blocking task panicked: its senders are dropped, so every vote of it hears
-            // `ShuttingDown` and gets 503, no receipt.
-            Err(e) => {
-                tracing::error!(stage = "seal", error = %e, "sealing task failed");
-                (Vec::new(), Vec::new())
-            }
+                VoteRefused::Sealing(detail) => CommitError::Sealing(detail),
+            };
+            let _ = reply.send(Err(error));
         }
     }
 
     /// Writes one message of `lines` holding `votes` votes: to the queue, or the spill log.
-    async fn store(&self, lines: Vec<String>, votes: u64) -> Result<Durable, CommitError> {
-        let envelopes = lines.len() as u64;
-        let body = lines.join("\n");
+    async fn store(&self, lines: &[String], votes: u64) -> Result<Durable, CommitError> {
+        let body = match message::encode(lines) {
+            Ok(body) => body,
+            // The batch bounds are inside the message bounds (checked with the config), so
+            // this is a bug: refuse rather than write what collectors would dead-letter.
+            Err(e) => {
+                debug_assert!(false, "a group commit broke the message bounds: {e}");
+                tracing::error!(stage = "commit", error = %e, "group commit broke the message bounds");
+                return Err(CommitError::Sealing(e.to_string()));
+            }
+        };
         let metrics = &self.metrics;
         match self.queue.send_batch(vec![body.clone()]).await {
             Ok(ids) => {
                 metrics.group_commits.fetch_add(1, Ordering::Relaxed);
                 metrics
                     .envelopes_committed
-                    .fetch_add(envelopes, Ordering::Relaxed);
+                    .fetch_add(lines.len() as u64, Ordering::Relaxed);
                 metrics.votes_committed.fetch_add(votes, Ordering::Relaxed);
-                Ok(Durable::Queued(ids.into_iter().next().unwrap_or_default()))
+                Ok(Durable::Queued(first_id(ids)))
             }
             Err(e) => {
                 metrics.queue_errors.fetch_add(1, Ordering::Relaxed);
@@ -427,6 +339,14 @@ impl Writer {
             }
         }
     }
+}
+
+/// The id of the one message a send of one message returned.
+fn first_id(ids: Vec<String>) -> String {
+    debug_assert_eq!(ids.len(), 1, "one message sent, one id back");
+    ids.into_iter()
+        .next()
+        .expect("a successful send of one message returns its id")
 }
 
 async fn spill_or_refuse(
@@ -438,20 +358,18 @@ async fn spill_or_refuse(
 ) -> Result<Durable, CommitError> {
     let Some(spill) = spill else {
         metrics
-            .envelopes_refused
+            .votes_queue_refused
             .fetch_add(count, Ordering::Relaxed);
         return Err(CommitError::Unavailable(queue_error));
     };
     match spill.send_batch(vec![body]).await {
         Ok(ids) => {
-            metrics
-                .envelopes_spilled
-                .fetch_add(count, Ordering::Relaxed);
-            Ok(Durable::Spilled(ids.into_iter().next().unwrap_or_default()))
+            metrics.votes_spilled.fetch_add(count, Ordering::Relaxed);
+            Ok(Durable::Spilled(first_id(ids)))
         }
         Err(e) => {
             metrics
-                .envelopes_refused
+                .votes_queue_refused
                 .fetch_add(count, Ordering::Relaxed);
             tracing::error!(stage = "spill", error = %e, "spill log refused a write");
             Err(CommitError::Unavailable(format!(
@@ -506,20 +424,21 @@ async fn forward_once(spill: &EmbeddedQueue, queue: &dyn Queue, metrics: &Metric
             // Sent but not deleted: it will be sent again and deduplicated by the collector.
             tracing::warn!(stage = "forward", error = %e, "spill delete failed");
         }
-        metrics
-            .envelopes_forwarded
-            .fetch_add(votes, Ordering::Relaxed);
+        metrics.votes_forwarded.fetch_add(votes, Ordering::Relaxed);
     }
     true
 }
 
-/// Votes in a queue message: the sum over its envelopes (one per line). The envelopes are this
-/// host's own; a line that does not decode counts as one.
+/// Votes in a queue message: the sum over its envelopes. The envelopes are this host's own; a
+/// line that does not decode counts as one.
 fn votes_in(body: &str) -> u64 {
-    body.lines()
-        .map(|line| {
-            edgevote_shared::decode_unverified::<edgevote_shared::QueueEnvelope>(line)
-                .map_or(1, |envelope| envelope.votes.len() as u64)
-        })
-        .sum()
+    message::split(body).map_or(1, |lines| {
+        lines
+            .iter()
+            .map(|line| {
+                edgevote_shared::decode_unverified::<edgevote_shared::QueueEnvelope>(line)
+                    .map_or(1, |envelope| envelope.votes.len() as u64)
+            })
+            .sum()
+    })
 }

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use edgevote_aws::backends::QueueBackendConfig;
+use edgevote_edge_core::commit::CommitBounds;
 use serde::Deserialize;
 
 /// The whole edge host configuration.
@@ -87,8 +88,11 @@ fn default_max_concurrent_requests() -> u32 {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GroupCommitConfig {
-    /// Most votes in one queue message.
-    pub max_envelopes: usize,
+    /// Most votes in one queue message (1..=256, the most envelopes a message may carry:
+    /// under component sealing each vote is its own envelope). Formerly `max_envelopes`, which
+    /// is still accepted.
+    #[serde(alias = "max_envelopes")]
+    pub max_votes: usize,
     /// Most bytes in one queue message.
     pub max_message_bytes: usize,
     /// Longest wait for more votes once one is pending, milliseconds.
@@ -100,8 +104,8 @@ pub struct GroupCommitConfig {
 impl Default for GroupCommitConfig {
     fn default() -> Self {
         GroupCommitConfig {
-            max_envelopes: 128,
-            max_message_bytes: 192 * 1024,
+            max_votes: CommitBounds::default().max_votes,
+            max_message_bytes: CommitBounds::default().max_message_bytes,
             max_wait_ms: 2,
             queue_capacity: 4096,
         }
@@ -109,6 +113,14 @@ impl Default for GroupCommitConfig {
 }
 
 impl GroupCommitConfig {
+    /// The bounds of one message, for [`edgevote_edge_core::commit::Batch`].
+    pub fn bounds(&self) -> CommitBounds {
+        CommitBounds {
+            max_votes: self.max_votes,
+            max_message_bytes: self.max_message_bytes,
+        }
+    }
+
     /// The wait bound.
     pub fn max_wait(&self) -> Duration {
         Duration::from_millis(self.max_wait_ms)
@@ -215,15 +227,6 @@ impl HostConfig {
                 "max_concurrent_requests must be 1..=10000",
             ),
             (
-                gc.max_envelopes >= 1 && gc.max_envelopes <= 256,
-                "group_commit.max_envelopes must be 1..=256",
-            ),
-            (
-                gc.max_message_bytes >= 4096
-                    && gc.max_message_bytes <= edgevote_queue::MAX_BODY_BYTES,
-                "group_commit.max_message_bytes must be 4096..=262144",
-            ),
-            (
                 gc.max_wait_ms <= 1000,
                 "group_commit.max_wait_ms must be at most 1000",
             ),
@@ -265,6 +268,9 @@ impl HostConfig {
         if let Some((_, message)) = checks.iter().find(|(ok, _)| !ok) {
             return Err((*message).to_owned());
         }
+        gc.bounds()
+            .check()
+            .map_err(|e| format!("group_commit.{e}"))?;
         edgevote_shared::validate::check_id("edge_id", &config.edge_id)
             .map_err(|e| e.to_string())?;
         edgevote_shared::validate::check_id("region", &config.region).map_err(|e| e.to_string())?;

@@ -26,11 +26,11 @@ pub struct Metrics {
     /// Queue messages written by group commit.
     pub group_commits: AtomicU64,
     /// Votes written to the spill log because the queue refused them.
-    pub envelopes_spilled: AtomicU64,
+    pub votes_spilled: AtomicU64,
     /// Votes forwarded from the spill log to the queue.
-    pub envelopes_forwarded: AtomicU64,
+    pub votes_forwarded: AtomicU64,
     /// Votes refused (queue down, no spill): their voters got 503 and no receipt.
-    pub envelopes_refused: AtomicU64,
+    pub votes_queue_refused: AtomicU64,
     /// Failed queue calls.
     pub queue_errors: AtomicU64,
     /// Requests refused because the component failed (trap, bad response).
@@ -269,19 +269,36 @@ impl Metrics {
                 &self.group_commits,
             ),
             (
-                "edgevote_edge_envelopes_spilled_total",
+                "edgevote_edge_votes_spilled_total",
                 "Votes fsync'd to the spill log while the queue was unavailable.",
-                &self.envelopes_spilled,
+                &self.votes_spilled,
+            ),
+            (
+                "edgevote_edge_votes_forwarded_total",
+                "Votes forwarded from the spill log to the queue.",
+                &self.votes_forwarded,
+            ),
+            (
+                "edgevote_edge_votes_queue_refused_total",
+                "Votes refused with 503 because neither the queue nor a spill log took them.",
+                &self.votes_queue_refused,
+            ),
+            // The names these counters had before they said what they count (votes, not
+            // envelopes); kept so that existing dashboards and alerts go on working.
+            (
+                "edgevote_edge_envelopes_spilled_total",
+                "Deprecated alias of edgevote_edge_votes_spilled_total.",
+                &self.votes_spilled,
             ),
             (
                 "edgevote_edge_envelopes_forwarded_total",
-                "Votes forwarded from the spill log to the queue.",
-                &self.envelopes_forwarded,
+                "Deprecated alias of edgevote_edge_votes_forwarded_total.",
+                &self.votes_forwarded,
             ),
             (
                 "edgevote_edge_envelopes_refused_total",
-                "Votes refused with 503 (queue down, no spill).",
-                &self.envelopes_refused,
+                "Deprecated alias of edgevote_edge_votes_queue_refused_total.",
+                &self.votes_queue_refused,
             ),
             (
                 "edgevote_edge_queue_errors_total",

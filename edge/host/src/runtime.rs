@@ -254,7 +254,7 @@ impl EdgeHooks {
             return Response::error(403, "ballot_mismatch", detail);
         }
         let checking = sealer.current();
-        let vote = match checking.check_handed(election, &body, edgevote_queue::now_ms()) {
+        let vote = match checking.check_handed(election, &body, edgevote_signer::clock::now_ms()) {
             Ok(vote) => vote,
             Err(refusal) => return refusal,
         };

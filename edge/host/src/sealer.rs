@@ -23,8 +23,11 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use edgevote_edge_core::{Edge, Sealing, ServedElection, check_edge_key};
-use edgevote_shared::{KeySet, QueueEnvelope, SigningIdentity};
+use edgevote_edge_core::commit::SealKeys;
+use edgevote_edge_core::{
+    Accepted, Edge, HandedVote, Response, Sealing, ServedElection, check_edge_key,
+};
+use edgevote_shared::{KeySet, SigningIdentity, WireError};
 
 use crate::metrics::Metrics;
 
@@ -147,7 +150,7 @@ impl Sealer {
         key_path: PathBuf,
         metrics: Arc<Metrics>,
     ) -> Result<Self, String> {
-        let now_secs = edgevote_queue::now_ms() / 1000;
+        let now_secs = edgevote_signer::clock::now_ms() / 1000;
         check_edge_key(&keys, identity.kid(), edge_id, region, now_secs)?;
         let sealer = Sealer {
             state: RwLock::new(Arc::new(KeyState {
@@ -218,28 +221,17 @@ impl Sealer {
         &self.region
     }
 
-    /// Component sealing: whether the envelope a component sealed may be committed, i.e. its key
-    /// is, per the latest key set, an edge key of this edge valid when the envelope was sealed.
-    /// A component got its key at load and cannot switch; once that key's grace period ends,
-    /// its envelopes are refused here (the component's SQS call gets 503) instead of being
-    /// dead-lettered by collectors after its voters got receipts.
-    pub fn check_envelope(&self, envelope: &str) -> Result<(), String> {
-        let header = edgevote_shared::jws::peek_header(envelope)
-            .map_err(|e| format!("{e} ({})", e.code()))?;
-        let doc = edgevote_shared::decode_unverified::<QueueEnvelope>(envelope)
-            .map_err(|e| format!("{e} ({})", e.code()))?;
-        check_edge_key(
-            &self.state().keys,
-            &header.kid,
-            &self.edge_id,
-            &self.region,
-            doc.created_at_ms / 1000,
-        )
+    /// The keys as they are now, for one group commit (see [`BatchKeys`]).
+    pub fn batch_keys(self: &Arc<Self>) -> BatchKeys {
+        BatchKeys {
+            state: self.state(),
+            sealer: Arc::clone(self),
+        }
     }
 
     /// Re-reads the key file and the key set once, and switches as the module doc says.
     pub fn refresh(&self) -> Refresh {
-        let now_secs = edgevote_queue::now_ms() / 1000;
+        let now_secs = edgevote_signer::clock::now_ms() / 1000;
         // The key file first: a rotation publishes the successor in the key set before it
         // writes the key file, so a new key read here is in the key set read next.
         let identity = match edgevote_signer::keyfile::read(&self.key_path) {
@@ -362,5 +354,56 @@ pub async fn follow_keys(sealer: Arc<Sealer>, mut stop: tokio::sync::watch::Rece
             _ = tokio::time::sleep(KEY_REFRESH) => {}
             _ = stop.changed() => {}
         }
+    }
+}
+
+/// The host's keys for one group commit: the key state read once, with this edge's identity.
+pub struct BatchKeys {
+    state: Arc<KeyState>,
+    sealer: Arc<Sealer>,
+}
+
+impl SealKeys for BatchKeys {
+    type Signer = Arc<Edge>;
+
+    /// Component sealing: whether the envelope a component sealed may be committed, i.e. its
+    /// key is, per the latest key set (the current signer's edge holds it), an edge key of this
+    /// edge valid when the envelope was sealed. A component got its key at load and cannot
+    /// switch; once that key's grace period ends, its envelopes are refused here (the
+    /// component's SQS call gets 503) instead of being dead-lettered by collectors after its
+    /// voters got receipts.
+    fn check_envelope(&self, line: &str) -> Result<(), String> {
+        self.state.current().edge.check_envelope(line)
+    }
+
+    fn verify_handed(&self, votes: Vec<HandedVote>) -> Vec<Result<Accepted, Response>> {
+        self.state.current().edge.verify_handed(votes)
+    }
+
+    fn signer_index(&self, vote: &Accepted, now_ms: u64) -> Result<usize, String> {
+        let (edge_id, region) = (self.sealer.edge_id(), self.sealer.region());
+        let received_at_ms = vote.vote.received_at_ms;
+        self.state
+            .signer_index(edge_id, region, received_at_ms, now_ms)
+            .ok_or_else(|| {
+                format!(
+                    "no edge key of {edge_id} is valid for a vote received at {received_at_ms} ms \
+                     sealed at {now_ms} ms (current key {}): the host waits for its successor",
+                    self.state.current().kid
+                )
+            })
+    }
+
+    fn seal(
+        &self,
+        index: usize,
+        votes: &[Accepted],
+        now_ms: u64,
+    ) -> Result<Vec<String>, WireError> {
+        self.state.signer_edge(index).seal_batch(votes, now_ms)
+    }
+
+    fn signer(&self, index: usize) -> Arc<Edge> {
+        self.state.signer_edge(index)
     }
 }

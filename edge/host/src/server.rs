@@ -142,7 +142,7 @@ fn prescreen(
         content_type,
         body,
     };
-    match screen.handle(request, edgevote_queue::now_ms()) {
+    match screen.handle(request, edgevote_signer::clock::now_ms()) {
         edgevote_edge_core::Outcome::Respond(refused) if refused.status >= 400 => {
             Some(core_response(refused))
         }

@@ -56,6 +56,13 @@ fn edgevote_holds_its_invariants_and_every_fault_is_exercised() {
     assert!(
         summary.counts.redeliveries > 0 && summary.counts.forged > 0 && summary.counts.receipts > 0
     );
+    // The edges run the host's group-commit core with bounds drawn per seed: both bounds must
+    // close messages, and the vote that did not fit must be carried into the next one.
+    assert!(
+        summary.counts.cut_by_votes > 0 && summary.counts.cut_by_bytes > 0,
+        "group commit bounds never hit: {:?}",
+        summary.counts
+    );
     assert_eq!(
         summary.faults.len(),
         kinds.len(),

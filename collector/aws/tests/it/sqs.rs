@@ -45,7 +45,7 @@ async fn send_receive_delete_round_trip() {
     let queue = queue(&server, 5, 30).await;
     let ids = queue.send_batch(bodies(&["a", "b", "c"])).await.unwrap();
     assert_eq!(ids.len(), 3);
-    let before = edgevote_queue::now_ms();
+    let before = edgevote_signer::clock::now_ms();
 
     let got = receive_n(&queue, 3, Duration::from_secs(30)).await;
     let got_bodies: BTreeSet<&str> = got.iter().map(|m| m.body.as_str()).collect();

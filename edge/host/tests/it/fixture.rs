@@ -58,7 +58,7 @@ pub fn rogue_component() -> PathBuf {
 }
 
 pub fn now_secs() -> u64 {
-    edgevote_queue::now_ms() / 1000
+    edgevote_signer::clock::now_ms() / 1000
 }
 
 /// Files of one edge deployment in a temp dir.

@@ -129,31 +129,16 @@ async fn queue_down_with_spill_acknowledges_then_forwards() {
         let reply = vote(edge.addr, "open", &ballot("open", &token, "yes", i)).await;
         assert_eq!(reply.status, 202, "{}", reply.body);
     }
-    assert_eq!(
-        edge.host.metrics.envelopes_spilled.load(Ordering::Relaxed),
-        3
-    );
+    assert_eq!(edge.host.metrics.votes_spilled.load(Ordering::Relaxed), 3);
     edge.queue.down.store(false, Ordering::SeqCst);
     // The forwarder retries every 500 ms; wait (bounded) for it.
     for _ in 0..50 {
-        if edge
-            .host
-            .metrics
-            .envelopes_forwarded
-            .load(Ordering::Relaxed)
-            == 3
-        {
+        if edge.host.metrics.votes_forwarded.load(Ordering::Relaxed) == 3 {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    assert_eq!(
-        edge.host
-            .metrics
-            .envelopes_forwarded
-            .load(Ordering::Relaxed),
-        3
-    );
+    assert_eq!(edge.host.metrics.votes_forwarded.load(Ordering::Relaxed), 3);
     assert_eq!(edge.queue.votes().await.len(), 3);
     edge.shutdown().await;
 }
