@@ -7,6 +7,7 @@ mod admin_client;
 mod cmd_audit;
 mod cmd_bundle;
 mod cmd_collector;
+mod cmd_cost;
 mod cmd_edge;
 mod cmd_election;
 mod cmd_keys;
@@ -15,7 +16,6 @@ mod cmd_receipt;
 mod cmd_token;
 mod cmd_up;
 mod cmd_verify;
-mod cost;
 mod input;
 mod signal;
 mod timearg;
@@ -69,7 +69,7 @@ enum Command {
     #[command(subcommand)]
     Collector(cmd_collector::CollectorCommand),
     /// Estimate an election's cost per region and per million votes: group commit vs naive.
-    Cost(cost::CostArgs),
+    Cost(cmd_cost::CostArgs),
 }
 
 fn main() -> ExitCode {
@@ -94,7 +94,7 @@ fn main() -> ExitCode {
         Command::Audit(c) => cmd_audit::run(c),
         Command::Vote(a) => cmd_load::vote(a),
         Command::Load(a) => cmd_load::load(a),
-        Command::Cost(a) => cost::run(a),
+        Command::Cost(a) => cmd_cost::run(a),
     };
     match outcome {
         Ok(code) => code,
