@@ -216,8 +216,8 @@ macro_rules! cost_inputs {
         /// group-commit cycle. Measure it as edgevote_edge_votes_committed_total divided by
         /// edgevote_edge_group_commits_total.
         envelopes_per_message: Option<f64> = None, "envelopes", between(1.0, 256.0), "not set: estimated from the commit cycle";
-        /// Group commit's bound on envelopes per message.
-        group_commit_max_envelopes: u32 = 128, "envelopes", between(1.0, 256.0), "edge host default [group_commit] max_envelopes";
+        /// Group commit's bound on votes per message (each its own envelope under component sealing).
+        group_commit_max_votes: u32 = 128, "votes", between(1.0, 256.0), "edge host default [group_commit] max_votes";
         /// Group commit's bound on message bytes.
         group_commit_max_message_bytes: f64 = 196_608.0, "bytes", above(0.0, 1_048_576.0), "edge host default [group_commit] max_message_bytes";
         /// Group commit's longest wait for more envelopes, in milliseconds.
@@ -327,7 +327,7 @@ impl CostInputs {
     pub fn envelopes_cap(&self) -> f64 {
         let by_bytes =
             ((self.group_commit_max_message_bytes + 1.0) / (self.avg_envelope_bytes + 1.0)).floor();
-        f64::from(self.group_commit_max_envelopes)
+        f64::from(self.group_commit_max_votes)
             .min(by_bytes)
             .max(1.0)
     }
@@ -413,11 +413,11 @@ pub fn validate(config: &CostConfig) -> Result<(), CostError> {
         if fill > cap {
             return Err(CostError::Invalid(format!(
                 "--envelopes-per-message {} exceeds what a message holds: {} envelopes of {} bytes \
-                 (--group-commit-max-envelopes {}, --group-commit-max-message-bytes {})",
+                 (--group-commit-max-votes {}, --group-commit-max-message-bytes {})",
                 num(fill),
                 num(cap),
                 num(inputs.avg_envelope_bytes),
-                inputs.group_commit_max_envelopes,
+                inputs.group_commit_max_votes,
                 num(inputs.group_commit_max_message_bytes)
             )));
         }
