@@ -1,7 +1,7 @@
 //! Keys, an election, a store of ballots, their receipts and the log published from them.
 
 use edgevote_audit::verify::{Inputs, ReceiptInput};
-use edgevote_audit::{LogFiles, LogKind, PublishParams, Published, Report};
+use edgevote_audit::{LogFiles, LogKind, PublishError, PublishParams, Published, Report};
 use edgevote_shared::{
     Digest32, ElectionManifest, ElectionOption, KeySet, Limits, Policy, Receipt, Role,
     SigningIdentity, sign,
@@ -18,30 +18,34 @@ pub const REGION: &str = "r1";
 /// Publication time, unix seconds: after the close.
 pub const NOW: u64 = 1_800_000_000;
 
-pub fn authority() -> SigningIdentity {
-    SigningIdentity::from_seed(&[1; 32], Role::Authority)
+/// The fixture's key of `role`, one per role; the edge key is bound to [`EDGE`] in [`REGION`].
+pub fn key(role: Role) -> SigningIdentity {
+    let seed = match role {
+        Role::Authority => 1,
+        Role::Edge => 2,
+        Role::Ops => 3,
+        Role::Log => 4,
+    };
+    SigningIdentity::from_seed(&[seed; 32], role)
 }
 
-pub fn edge() -> SigningIdentity {
-    SigningIdentity::from_seed(&[2; 32], Role::Edge)
+/// A key of `role` that is not in the key set.
+pub fn rogue(role: Role) -> SigningIdentity {
+    SigningIdentity::from_seed(&[99; 32], role)
 }
 
-pub fn log_key() -> SigningIdentity {
-    SigningIdentity::from_seed(&[3; 32], Role::Log)
-}
-
-/// A log key that is not in the key set.
-pub fn rogue_log_key() -> SigningIdentity {
-    SigningIdentity::from_seed(&[4; 32], Role::Log)
-}
-
+/// The key set: the authority, edge and log keys.
 pub fn keyset() -> KeySet {
-    KeySet::from_jwks(vec![
-        authority().public_jwk(0),
-        edge().public_jwk(0).bound_to(EDGE, REGION),
-        log_key().public_jwk(0),
-    ])
-    .unwrap()
+    let edge = key(Role::Edge).public_jwk(0).bound_to(EDGE, REGION);
+    let [authority, log] = [Role::Authority, Role::Log].map(|r| key(r).public_jwk(0));
+    KeySet::from_jwks(vec![authority, edge, log]).unwrap()
+}
+
+fn option(id: &str, label: &str) -> ElectionOption {
+    ElectionOption {
+        id: id.into(),
+        label: label.into(),
+    }
 }
 
 /// A first-vote-wins election that closed before [`NOW`].
@@ -50,13 +54,7 @@ pub fn manifest() -> ElectionManifest {
         v: 1,
         id: ELECTION.into(),
         title: "Referendum".into(),
-        options: ["yes", "no"]
-            .iter()
-            .map(|o| ElectionOption {
-                id: (*o).into(),
-                label: (*o).into(),
-            })
-            .collect(),
+        options: vec![option("yes", "Yes"), option("no", "No")],
         opens_at: NOW - 7200,
         closes_at: NOW - 3600,
         policy: Policy::FirstVoteWins,
@@ -120,21 +118,29 @@ pub fn receipt_signed_by(signer: &SigningIdentity, ballot: &StoredBallot) -> Str
 
 /// The edge's receipt for `ballot`.
 pub fn receipt(ballot: &StoredBallot) -> String {
-    receipt_signed_by(&edge(), ballot)
+    receipt_signed_by(&key(Role::Edge), ballot)
 }
 
-/// The log of [`ballots`], published at [`NOW`].
-pub async fn published() -> Published {
-    let store = store(ballots()).await;
-    let (manifest, log_key, keys) = (manifest(), log_key(), keyset());
+/// Publishes the log of `store` at `now_secs` with the fixture's election and keys.
+pub async fn publish(
+    store: &EmbeddedStore,
+    now_secs: u64,
+    before_close: bool,
+) -> Result<Published, PublishError> {
+    let (manifest, log_key, keys) = (manifest(), key(Role::Log), keyset());
     let params = PublishParams {
         manifest: &manifest,
         log_key: &log_key,
         keys: &keys,
-        now_secs: NOW,
-        before_close: false,
+        now_secs,
+        before_close,
     };
-    edgevote_audit::publish(&store, &params).await.unwrap()
+    edgevote_audit::publish(store, &params).await
+}
+
+/// The log of [`ballots`], published at [`NOW`].
+pub async fn published() -> Published {
+    publish(&store(ballots()).await, NOW, false).await.unwrap()
 }
 
 /// A published log's files by name, to tamper with.

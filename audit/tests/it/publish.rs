@@ -2,7 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use edgevote_audit::{LogKind, PublishError, PublishParams};
+use edgevote_audit::{LogKind, PublishError};
+use edgevote_shared::Role;
 use edgevote_shared::checkpoint::verifier_key;
 
 use crate::fixture::{self, Files};
@@ -36,7 +37,7 @@ async fn the_log_holds_every_ballot_and_the_counted_choices_sorted() {
     );
     let vkey = verifier_key(
         &LogKind::Receipts.origin(fixture::ELECTION),
-        &fixture::log_key().verifying_key(),
+        &fixture::key(Role::Log).verifying_key(),
     );
     assert_eq!(
         published.file("log.vkey"),
@@ -66,30 +67,14 @@ async fn every_store_order_publishes_the_same_log() {
     let mut reversed = fixture::ballots();
     reversed.reverse();
     let store = fixture::store(reversed).await;
-    let (manifest, log_key, keys) = (fixture::manifest(), fixture::log_key(), fixture::keyset());
-    let params = PublishParams {
-        manifest: &manifest,
-        log_key: &log_key,
-        keys: &keys,
-        now_secs: fixture::NOW,
-        before_close: false,
-    };
-    let again = edgevote_audit::publish(&store, &params).await.unwrap();
+    let again = fixture::publish(&store, fixture::NOW, false).await.unwrap();
     assert_eq!(again.files, fixture::published().await.files);
 }
 
 #[tokio::test]
 async fn an_empty_store_publishes_an_empty_log_that_verifies() {
     let store = fixture::store(Vec::new()).await;
-    let (manifest, log_key, keys) = (fixture::manifest(), fixture::log_key(), fixture::keyset());
-    let params = PublishParams {
-        manifest: &manifest,
-        log_key: &log_key,
-        keys: &keys,
-        now_secs: fixture::NOW,
-        before_close: false,
-    };
-    let published = edgevote_audit::publish(&store, &params).await.unwrap();
+    let published = fixture::publish(&store, fixture::NOW, false).await.unwrap();
     assert_eq!(published.file("receipts.log"), Some(""));
     let report = Files::of(&published).verify(&[]);
     assert!(report.is_valid(), "{report:?}");
@@ -98,22 +83,16 @@ async fn an_empty_store_publishes_an_empty_log_that_verifies() {
 #[tokio::test]
 async fn an_open_election_is_published_only_before_close() {
     let store = fixture::store(fixture::ballots()).await;
-    let (manifest, log_key, keys) = (fixture::manifest(), fixture::log_key(), fixture::keyset());
-    let mut params = PublishParams {
-        manifest: &manifest,
-        log_key: &log_key,
-        keys: &keys,
-        now_secs: manifest.closes_at - 1,
-        before_close: false,
-    };
-    let refused = edgevote_audit::publish(&store, &params).await.unwrap_err();
+    let closes = fixture::manifest().closes_at;
+    let refused = fixture::publish(&store, closes - 1, false)
+        .await
+        .unwrap_err();
     assert!(
         matches!(&refused, PublishError::ElectionOpen { election, closes_at }
-            if election == fixture::ELECTION && *closes_at == manifest.closes_at),
+            if election == fixture::ELECTION && *closes_at == closes),
         "{refused}"
     );
-    params.before_close = true;
-    let provisional = edgevote_audit::publish(&store, &params).await.unwrap();
+    let provisional = fixture::publish(&store, closes - 1, true).await.unwrap();
     assert_eq!(provisional.tally.ballots, 5);
 }
 

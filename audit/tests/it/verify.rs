@@ -7,7 +7,7 @@ use edgevote_audit::verify::{ReceiptOutcome, code};
 use edgevote_shared::checkpoint::Checkpoint;
 use edgevote_shared::merkle;
 use edgevote_shared::tally::PublishedTally;
-use edgevote_shared::{SigningIdentity, decode_unverified, sign};
+use edgevote_shared::{Role, SigningIdentity, decode_unverified, sign};
 
 use crate::fixture::{self, Files};
 
@@ -45,6 +45,14 @@ fn repeat_line(text: &str, a: usize) -> String {
     lines.iter().map(|l| format!("{l}\n")).collect()
 }
 
+/// Asserts that `files` fail with exactly one failure: `code`, about `file`.
+fn assert_refused(files: &Files, code: &str, file: &str) -> edgevote_audit::Report {
+    let report = files.verify(&[]);
+    assert_eq!(report.codes(), [code], "{report:?}");
+    assert_eq!(report.failures[0].file, file, "{report:?}");
+    report
+}
+
 #[tokio::test]
 async fn a_good_log_and_its_receipts_verify() {
     let files = Files::of(&fixture::published().await);
@@ -79,9 +87,7 @@ async fn a_tally_edited_after_signing_is_refused() {
     let original: Vec<&str> = files.tally.trim().split('.').collect();
     let claims = edgevote_shared::b64::encode(serde_json::to_vec(&tally).unwrap());
     files.tally = format!("{}.{claims}.{}\n", original[0], original[2]);
-    let report = files.verify(&[]);
-    assert_eq!(report.codes(), ["bad_signature"], "{report:?}");
-    assert_eq!(report.failures[0].file, "tally.jws");
+    let report = assert_refused(&files, "bad_signature", "tally.jws");
     assert!(report.summary.is_none());
 }
 
@@ -91,9 +97,8 @@ async fn a_signed_tally_that_differs_from_the_logs_is_refused() {
     let mut tally = tally(&files);
     // Signed by the log key itself: the counts add up, but not to what the choices log says.
     tally.counts = BTreeMap::from([("no".to_owned(), 1), ("yes".to_owned(), 3)]);
-    files.tally = sign(&fixture::log_key(), &tally).unwrap();
-    let report = files.verify(&[]);
-    assert_eq!(report.codes(), [code::TALLY_MISMATCH], "{report:?}");
+    files.tally = sign(&fixture::key(Role::Log), &tally).unwrap();
+    let report = assert_refused(&files, code::TALLY_MISMATCH, "tally.jws");
     assert!(report.failures[0].detail.contains("counts"));
     assert!(!report.summary.unwrap().tally_matches);
 
@@ -101,9 +106,8 @@ async fn a_signed_tally_that_differs_from_the_logs_is_refused() {
     let mut files = Files::of(&fixture::published().await);
     let mut tally = self::tally(&files);
     tally.ballots += 1;
-    files.tally = sign(&fixture::log_key(), &tally).unwrap();
-    let report = files.verify(&[]);
-    assert_eq!(report.codes(), [code::TALLY_MISMATCH], "{report:?}");
+    files.tally = sign(&fixture::key(Role::Log), &tally).unwrap();
+    let report = assert_refused(&files, code::TALLY_MISMATCH, "tally.jws");
     assert!(report.failures[0].detail.contains("6 ballots signed"));
 }
 
@@ -111,78 +115,46 @@ async fn a_signed_tally_that_differs_from_the_logs_is_refused() {
 async fn a_tampered_choices_log_is_refused() {
     let mut files = Files::of(&fixture::published().await);
     files.choices_log = files.choices_log.replacen("no\n", "yes\n", 1);
-    let report = files.verify(&[]);
-    assert_eq!(
-        report.codes(),
-        [code::LOG_CHECKPOINT_MISMATCH],
-        "{report:?}"
-    );
-    assert_eq!(report.failures[0].file, "choices.log");
+    assert_refused(&files, code::LOG_CHECKPOINT_MISMATCH, "choices.log");
 }
 
 #[tokio::test]
 async fn a_reordered_or_duplicated_receipts_log_is_refused() {
     let published = Files::of(&fixture::published().await);
-
-    let mut files = published.clone();
-    files.receipts_log = swap_lines(&files.receipts_log, 0, 1);
-    let report = files.verify(&[]);
-    assert_eq!(
-        report.codes(),
-        [code::LOG_CHECKPOINT_MISMATCH],
-        "{report:?}"
-    );
-    assert_eq!(report.failures[0].file, "receipts.log");
-
-    let mut files = published.clone();
-    files.receipts_log = repeat_line(&files.receipts_log, 2);
-    let report = files.verify(&[]);
-    assert_eq!(
-        report.codes(),
-        [code::LOG_CHECKPOINT_MISMATCH],
-        "{report:?}"
-    );
-
-    // Even with a checkpoint the log key signed over it, a log out of order or with a vote id
-    // twice is refused.
-    let log_key = fixture::log_key();
+    let log_key = fixture::key(Role::Log);
     for text in [
         swap_lines(&published.receipts_log, 0, 1),
         repeat_line(&published.receipts_log, 2),
     ] {
+        // Against the published checkpoint.
         let mut files = published.clone();
+        files.receipts_log = text.clone();
+        assert_refused(&files, code::LOG_CHECKPOINT_MISMATCH, "receipts.log");
+        // Even with a checkpoint the log key signed over it, a log out of order or with a vote
+        // id twice is refused.
         files.receipts_checkpoint = checkpoint(LogKind::Receipts, &text, &log_key);
-        files.receipts_log = text;
-        let report = files.verify(&[]);
-        assert_eq!(report.codes(), [code::LOG_NOT_SORTED], "{report:?}");
-        assert_eq!(report.failures[0].file, "receipts.log");
+        assert_refused(&files, code::LOG_NOT_SORTED, "receipts.log");
     }
 }
 
 #[tokio::test]
 async fn signatures_by_the_wrong_key_are_refused() {
     let published = Files::of(&fixture::published().await);
-    let rogue = fixture::rogue_log_key();
+    let rogue = fixture::rogue(Role::Log);
 
     // A tally signed by a log key that is not in the key set.
     let mut files = published.clone();
     files.tally = sign(&rogue, &tally(&files)).unwrap();
-    let report = files.verify(&[]);
-    assert_eq!(report.codes(), ["unknown_key_id"], "{report:?}");
+    assert_refused(&files, "unknown_key_id", "tally.jws");
 
     // A checkpoint signed by another key than the tally's.
     let mut files = published.clone();
     files.choices_checkpoint = checkpoint(LogKind::Choices, &files.choices_log, &rogue);
-    let report = files.verify(&[]);
-    assert_eq!(report.codes(), ["bad_signature"], "{report:?}");
-    assert_eq!(report.failures[0].file, "choices.checkpoint");
+    assert_refused(&files, "bad_signature", "choices.checkpoint");
 
     // A receipt signed by a key that is not the edge's: invalid, the others still included.
     let ballots = fixture::ballots();
-    let forged = fixture::receipt_signed_by(
-        &SigningIdentity::from_seed(&[9; 32], edgevote_shared::Role::Edge),
-        &ballots[0],
-    );
+    let forged = fixture::receipt_signed_by(&fixture::rogue(Role::Edge), &ballots[0]);
     let good = fixture::receipt(&ballots[1]);
     let report = published.verify(&[&forged, &good]);
     assert_eq!(report.codes(), ["unknown_key_id"], "{report:?}");

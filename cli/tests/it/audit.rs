@@ -67,7 +67,15 @@ fn audit_publish_verify_and_tampering() {
     let (data_arg, out) = (data.to_str().unwrap(), d.join("audit"));
     let out_arg = out.to_str().unwrap();
 
-    let open = edgevote(d, &["audit", "publish", "--up", data_arg, "--out", out_arg]);
+    let publish = |extra: &[&str]| {
+        let args = [
+            &["audit", "publish", "--up", data_arg, "--out", out_arg],
+            extra,
+        ]
+        .concat();
+        edgevote(d, &args)
+    };
+    let open = publish(&[]);
     assert_eq!(open.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&open.stderr);
     assert!(
@@ -75,18 +83,9 @@ fn audit_publish_verify_and_tampering() {
         "{stderr}"
     );
 
-    let published = ok(
-        d,
-        &[
-            "audit",
-            "publish",
-            "--up",
-            data_arg,
-            "--before-close",
-            "--out",
-            out_arg,
-        ],
-    );
+    let published = publish(&["--before-close"]);
+    assert!(published.status.success());
+    let published = String::from_utf8_lossy(&published.stdout);
     assert!(
         published.starts_with("published ref from r1: 3 ballots, 3 counted voters"),
         "{published}"
