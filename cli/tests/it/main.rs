@@ -3,6 +3,7 @@
 // Test helpers panic on failure by design.
 #![allow(clippy::unwrap_used)]
 
+mod audit;
 mod bundle;
 mod collector;
 mod cost;
