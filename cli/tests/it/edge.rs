@@ -116,7 +116,22 @@ path = "data/queue.redb"
 }
 
 fn start(d: &Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_edgevote"))
+    start_with_fd_limit(d, None)
+}
+
+/// `edgevote edge run` in `d`, with at most `fd_limit` open files if given (`ulimit -n`).
+fn start_with_fd_limit(d: &Path, fd_limit: Option<u32>) -> (Child, String) {
+    let mut command = match fd_limit {
+        None => Command::new(env!("CARGO_BIN_EXE_edgevote")),
+        Some(limit) => {
+            let mut sh = Command::new("sh");
+            sh.arg("-c")
+                .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
+                .arg(env!("CARGO_BIN_EXE_edgevote"));
+            sh
+        }
+    };
+    let mut child = command
         .args(["edge", "run"])
         .current_dir(d)
         .stdout(Stdio::piped())
@@ -273,4 +288,52 @@ fn kill_9_during_load_loses_no_acknowledged_vote() {
         receipts.len()
     );
     let _ = edgevote(d, &["keys", "show"]);
+}
+
+/// Out of file descriptors, `accept` fails at once every time: the host must pause instead of
+/// spinning, and serve again once connections close.
+#[test]
+fn out_of_file_descriptors_the_host_pauses_accepting_and_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    setup(d);
+    let (mut child, addr) = start_with_fd_limit(d, Some(64));
+    // Hold more connections than the host has descriptors for.
+    let held: Vec<std::net::TcpStream> = (0..100)
+        .filter_map(|_| std::net::TcpStream::connect(&addr).ok())
+        .collect();
+    assert!(held.len() > 64, "the backlog takes them: {}", held.len());
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    drop(held);
+    // The longest pause is 1 s: then the host accepts and answers again.
+    let mut answer = String::new();
+    for _ in 0..50 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let Ok(mut stream) = std::net::TcpStream::connect(&addr) else {
+            continue;
+        };
+        let request = "GET /v1/keys HTTP/1.1\r\nHost: e\r\nConnection: close\r\n\r\n";
+        answer.clear();
+        if stream.write_all(request.as_bytes()).is_ok()
+            && stream.read_to_string(&mut answer).is_ok()
+            && answer.starts_with("HTTP/1.1 200")
+        {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "no answer after recovery: {answer:?}"
+    );
+    let log = std::fs::read_to_string(d.join("edge.stderr")).unwrap();
+    let pauses = log.matches("accept failed; pausing").count();
+    // A spinning loop logs an error per attempt (hundreds of thousands in 2 s); pausing 5 ms
+    // doubling to 1 s logs a few dozen at most.
+    assert!(
+        (1..=60).contains(&pauses),
+        "{pauses} accept pauses logged:\n{}",
+        &log[..log.len().min(2000)]
+    );
 }

@@ -159,6 +159,9 @@ pub struct HttpConfig {
     /// The `host[:port]` an HTTP/1.0 request without a `Host` header is served as (HTTP/1.1
     /// without `Host` gets 400 `missing_host`).
     pub public_authority: String,
+    /// Most connections open at once (1..=1000000); beyond it the host stops accepting and new
+    /// connections wait in the kernel's backlog.
+    pub max_connections: usize,
 }
 
 impl Default for HttpConfig {
@@ -169,6 +172,7 @@ impl Default for HttpConfig {
             max_header_bytes: 16 * 1024,
             request_timeout_ms: 5_000,
             public_authority: "localhost".into(),
+            max_connections: 10_000,
         }
     }
 }
@@ -250,6 +254,10 @@ impl HostConfig {
                 (1..=300_000).contains(&config.http.header_read_timeout_ms)
                     && (1..=300_000).contains(&config.http.body_read_timeout_ms),
                 "http.header_read_timeout_ms and http.body_read_timeout_ms must be 1..=300000",
+            ),
+            (
+                (1..=1_000_000).contains(&config.http.max_connections),
+                "http.max_connections must be 1..=1000000",
             ),
             (
                 (10..=300_000).contains(&config.http.request_timeout_ms),

@@ -19,6 +19,7 @@
 //! - [`front`]: the screen that refuses malformed request heads before any Wasm runs;
 //! - [`metrics`]: Prometheus metrics.
 
+pub mod accept;
 pub mod admin;
 pub mod bundle_dir;
 pub mod bundles;

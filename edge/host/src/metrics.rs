@@ -51,6 +51,10 @@ pub struct Metrics {
     pub bundle_rollbacks: AtomicU64,
     /// Deploys refused (signature, digest, or a component that does not load).
     pub bundle_refusals: AtomicU64,
+    /// Failed accepts (a resource error pauses the accept loop; see [`crate::accept`]).
+    pub accept_errors: AtomicU64,
+    /// Connections open now (at most `http.max_connections`).
+    pub connections_open: AtomicU64,
 }
 
 /// Who answered (or refused) a request: what separates a client's mistake from a failure of
@@ -325,6 +329,11 @@ impl Metrics {
                 "Bundle deploys refused (signature, digest, or component).",
                 &self.bundle_refusals,
             ),
+            (
+                "edgevote_edge_accept_errors_total",
+                "Failed accepts; out of descriptors or buffers, the accept loop pauses (5 ms doubling to 1 s).",
+                &self.accept_errors,
+            ),
         ];
         self.render_labelled(&mut out, &labels);
         for (name, help, counter) in counters {
@@ -336,6 +345,13 @@ impl Metrics {
                 counter.load(Ordering::Relaxed)
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP edgevote_edge_connections_open Connections open now (at most http.max_connections).\n\
+             # TYPE edgevote_edge_connections_open gauge\n\
+             edgevote_edge_connections_open{{{labels}}} {}",
+            self.connections_open.load(Ordering::Relaxed)
+        );
         out
     }
 }

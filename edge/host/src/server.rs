@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -11,7 +12,10 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
+use tokio::sync::Semaphore;
+
 use crate::EdgeHost;
+use crate::accept;
 use crate::front;
 use crate::metrics::Stage;
 use crate::runtime::RunError;
@@ -290,32 +294,55 @@ pub async fn serve(
         // A client may close its sending side once its request is out and still get the answer.
         .half_close(true);
     tokio::pin!(shutdown);
+    let connections = Arc::new(Semaphore::new(host.http.max_connections));
+    let mut backoff = accept::Backoff::default();
     loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(pair) => pair,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        continue;
-                    }
-                };
-                let (for_service, for_errors) = (Arc::clone(&host), Arc::clone(&host));
-                let ip = peer.ip();
-                let service =
-                    service_fn(move |request| route(Arc::clone(&for_service), ip, request));
-                let connection = http1.serve_connection(TokioIo::new(stream), service);
-                let connection = graceful.watch(connection);
-                let host = for_errors;
-                tokio::spawn(async move {
-                    if let Err(e) = connection.await {
-                        count_protocol_error(&host, &e);
-                        tracing::debug!(error = %e, "connection ended with an error");
-                    }
-                });
+        // A permit first: with `max_connections` open, new ones wait in the kernel's backlog.
+        let permit = tokio::select! {
+            permit = Arc::clone(&connections).acquire_owned() => {
+                permit.expect("the connection semaphore is never closed")
             }
             _ = &mut shutdown => break,
-        }
+        };
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = &mut shutdown => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                host.metrics.accept_errors.fetch_add(1, Ordering::Relaxed);
+                let Some(pause) = backoff.after(&e) else {
+                    tracing::debug!(stage = "accept", error = %e, "connection failed before accept");
+                    continue;
+                };
+                tracing::warn!(stage = "accept", error = %e, pause_ms = pause.as_millis() as u64, "accept failed; pausing");
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => continue,
+                    _ = &mut shutdown => break,
+                }
+            }
+        };
+        backoff.reset();
+        let (for_service, for_errors) = (Arc::clone(&host), Arc::clone(&host));
+        let ip = peer.ip();
+        let service = service_fn(move |request| route(Arc::clone(&for_service), ip, request));
+        let connection = http1.serve_connection(TokioIo::new(stream), service);
+        let connection = graceful.watch(connection);
+        let host = for_errors;
+        host.metrics
+            .connections_open
+            .fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                count_protocol_error(&host, &e);
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+            host.metrics
+                .connections_open
+                .fetch_sub(1, Ordering::Relaxed);
+            drop(permit);
+        });
     }
     drop(listener);
     if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())

@@ -198,3 +198,42 @@ async fn group_commit_cut_by_size_answers_every_vote_without_waiting_for_more() 
     );
     edge.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_cap_wait_in_the_backlog_until_one_closes() {
+    let d = Deployment::new();
+    let mut config = d.config(false);
+    config.http.max_connections = 2;
+    let edge = Running::start_with(&d, config).await;
+    let read = b"GET /v1/keys HTTP/1.1\r\nHost: edge\r\n\r\n";
+    // Two keep-alive connections, each answered once and kept open.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut stream = tokio::net::TcpStream::connect(edge.addr).await.unwrap();
+        stream.write_all(read).await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+        held.push(stream);
+    }
+    assert_eq!(
+        edge.host
+            .metrics
+            .connections_open
+            .load(std::sync::atomic::Ordering::Relaxed),
+        2
+    );
+    // A third connects (the kernel's backlog takes it) but is not served while two are open.
+    let third = tokio::spawn(exchange(
+        edge.addr,
+        b"GET /v1/keys HTTP/1.1\r\nHost: edge\r\nConnection: close\r\n\r\n",
+        false,
+        Duration::from_secs(20),
+    ));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!third.is_finished(), "a connection over the cap was served");
+    drop(held.pop());
+    let reply = third.await.unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    edge.shutdown().await;
+}

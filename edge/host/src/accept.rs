@@ -1,0 +1,92 @@
+//! Accepting connections under load: a cap on open connections, and a pause after accept
+//! errors that mean the process is out of a resource.
+//!
+//! When the process has no file descriptor left (`EMFILE`, `ENFILE`) or the kernel no buffer
+//! (`ENOBUFS`, `ENOMEM`), `accept` fails at once, every time, until a connection closes. Retrying
+//! at once would spin a core and starve the connections that could close. So such an error
+//! pauses the accept loop, 5 ms at first and doubling up to 1 s, until an accept succeeds.
+//! Errors of one connection only (aborted or reset before it was accepted) are skipped at once.
+//!
+//! The cap: a connection holds a permit of a semaphore of `http.max_connections` from accept to
+//! close. With every permit taken, the loop stops accepting and the kernel's backlog holds new
+//! connections, so memory stays bounded however many clients connect.
+
+use std::io;
+use std::time::Duration;
+
+/// First pause after a resource error.
+const FIRST_PAUSE: Duration = Duration::from_millis(5);
+/// Longest pause.
+const MAX_PAUSE: Duration = Duration::from_secs(1);
+
+/// Whether an accept error concerns one connection only: the next accept may succeed at once.
+pub fn is_per_connection(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::Interrupted
+            | io::ErrorKind::WouldBlock
+    )
+}
+
+/// The pause policy of one accept loop.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    next: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff { next: FIRST_PAUSE }
+    }
+}
+
+impl Backoff {
+    /// How long to pause after `error`: nothing for an error of one connection, otherwise the
+    /// current pause, which then doubles (up to [`MAX_PAUSE`]).
+    pub fn after(&mut self, error: &io::Error) -> Option<Duration> {
+        if is_per_connection(error) {
+            return None;
+        }
+        let pause = self.next;
+        self.next = (self.next * 2).min(MAX_PAUSE);
+        Some(pause)
+    }
+
+    /// An accept succeeded: the next resource error pauses briefly again.
+    pub fn reset(&mut self) {
+        self.next = FIRST_PAUSE;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn emfile() -> io::Error {
+        // EMFILE on Linux and the BSDs: "too many open files".
+        io::Error::from_raw_os_error(24)
+    }
+
+    #[test]
+    fn resource_errors_pause_doubling_up_to_a_second_and_reset_on_success() {
+        let mut backoff = Backoff::default();
+        let pauses: Vec<Duration> = (0..10).filter_map(|_| backoff.after(&emfile())).collect();
+        assert_eq!(pauses.len(), 10, "every resource error pauses");
+        assert_eq!(pauses[0], FIRST_PAUSE);
+        assert!(pauses.windows(2).all(|w| w[1] >= w[0]));
+        assert_eq!(*pauses.last().expect("ten pauses"), MAX_PAUSE);
+        backoff.reset();
+        assert_eq!(backoff.after(&emfile()), Some(FIRST_PAUSE));
+    }
+
+    #[test]
+    fn an_error_of_one_connection_is_skipped_at_once() {
+        let mut backoff = Backoff::default();
+        let aborted = io::Error::from(io::ErrorKind::ConnectionAborted);
+        assert_eq!(backoff.after(&aborted), None);
+        assert_eq!(backoff.after(&emfile()), Some(FIRST_PAUSE));
+    }
+}
