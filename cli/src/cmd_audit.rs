@@ -25,7 +25,7 @@ use edgevote_signer::KeyStore;
 use edgevote_store::embedded::{EmbeddedStore, EmbeddedStoreConfig};
 use edgevote_store::{ElectionRules, MAX_SCAN_PAGE, Store, counting};
 
-use crate::{cmd_token, cmd_up, timearg};
+use crate::common::{self, timearg};
 
 /// Most ballots `publish` reads (bounds memory: a vote id and a choice each).
 const MAX_LOG_ENTRIES: usize = 100_000_000;
@@ -163,10 +163,10 @@ async fn publish(
     before_close: bool,
     out: &Path,
 ) -> anyhow::Result<ExitCode> {
-    let stack = cmd_up::read_stack(dir)?;
+    let stack = edgevote_stack::read_stack(dir)?;
     let store = KeyStore::open(&stack.keys_dir)?;
     let keys = store.keyset()?;
-    let manifest = crate::cmd_election::load_manifest(&stack.election_path, &keys)?;
+    let manifest = common::load_manifest(&stack.election_path, &keys)?;
     if timearg::now_secs() < manifest.closes_at && !before_close {
         anyhow::bail!(
             "election {} is open until {}; pass --before-close for a provisional log",
@@ -387,11 +387,11 @@ fn check_receipts(dir: &Path, keys: &KeySet, election: &str, log: &Log) -> anyho
         .enumerate()
         .map(|(i, e)| (e.as_str(), i))
         .collect();
-    let bar = cmd_token::progress_bar(files.len() as u64);
+    let bar = common::progress_bar(files.len() as u64);
     let (mut included, mut missing, mut invalid) = (0u64, 0u64, 0u64);
     for file in &files {
         bar.inc(1);
-        let text = crate::input::read_file(file)?;
+        let text = common::input::read_file(file)?;
         let receipt = match verify::<Receipt>(text.trim(), keys)
             .and_then(|v| v.doc.check_election(election).map(|()| v.doc))
         {

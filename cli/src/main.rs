@@ -15,10 +15,9 @@ mod cmd_receipt;
 mod cmd_token;
 mod cmd_up;
 mod cmd_verify;
+mod common;
 mod cost;
-mod input;
 mod signal;
-mod timearg;
 
 use std::process::ExitCode;
 
