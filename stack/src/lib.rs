@@ -29,13 +29,11 @@ pub use info::{RegionInfo, StackInfo, read_stack};
 /// A boxed error from a crate the stack wires (edge host, collector, queue, store, HTTP).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
-/// Why a stack operation failed. The variant names the stage.
+/// Why a stack operation failed. The variant names the stage; the cause, if any, is its
+/// [`source`](std::error::Error::source) (print the chain, e.g. `{:#}` with anyhow).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StackError {
-    /// The async runtime could not start.
-    #[error("starting the async runtime")]
-    Runtime(#[source] std::io::Error),
     /// No `stack.json` in the data directory: no stack was ever started there.
     #[error("no stack at {} (start one with: edgevote up)", path.display())]
     NoStack {
@@ -89,7 +87,7 @@ pub enum StackError {
     Keys(#[from] edgevote_signer::SignerError),
     /// A document was refused: one we would sign (election, bundle), or one we read (the
     /// election manifest, a receipt).
-    #[error("{what} ({}): {source}", source.code())]
+    #[error("{what} ({})", source.code())]
     Refused {
         /// What was refused, e.g. "election refused" or "receipt does not verify".
         what: String,
@@ -97,7 +95,7 @@ pub enum StackError {
         source: edgevote_shared::WireError,
     },
     /// A region's queue, store, edge host, listeners or collector could not start.
-    #[error("starting region {region}: {source}")]
+    #[error("starting region {region}")]
     StartRegion {
         /// The region.
         region: String,
@@ -108,7 +106,7 @@ pub enum StackError {
     #[error("{0}")]
     NoRegion(String),
     /// An HTTP exchange with an edge or a collector failed.
-    #[error("{target}: {source}")]
+    #[error("{target}")]
     Http {
         /// The edge or collector URL, or the request.
         target: String,
