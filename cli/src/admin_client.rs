@@ -15,7 +15,7 @@ pub async fn call(
     path: &str,
     body: Option<serde_json::Value>,
 ) -> anyhow::Result<(u16, serde_json::Value)> {
-    let token = crate::input::read_file(token_file)?;
+    let token = crate::common::input::read_file(token_file)?;
     let authority = host
         .strip_prefix("http://")
         .with_context(|| format!("--host {host:?} must be an http:// URL of an edge host"))?

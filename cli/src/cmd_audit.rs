@@ -13,7 +13,7 @@ use edgevote_shared::{KeySet, Role};
 use edgevote_signer::KeyStore;
 use edgevote_store::embedded::{EmbeddedStore, EmbeddedStoreConfig};
 
-use crate::{cmd_token, cmd_up, timearg};
+use crate::common::{self, timearg};
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
@@ -116,10 +116,10 @@ async fn publish(
     before_close: bool,
     out: &Path,
 ) -> anyhow::Result<ExitCode> {
-    let stack = cmd_up::read_stack(dir)?;
+    let stack = edgevote_stack::read_stack(dir)?;
     let store = KeyStore::open(&stack.keys_dir)?;
     let keys = store.keyset()?;
-    let manifest = crate::cmd_election::load_manifest(&stack.election_path, &keys)?;
+    let manifest = common::load_manifest(&stack.election_path, &keys)?;
     // Before opening the store: a running stack holds it, and an open election is the likelier
     // mistake.
     edgevote_audit::publish::ensure_closed(&manifest, timearg::now_secs(), before_close)
@@ -226,7 +226,7 @@ fn check_receipts(dir: &Path, keys: &KeySet, log: &CheckedLog) -> anyhow::Result
             .filter(|p| p.is_file())
             .collect()
     };
-    let bar = cmd_token::progress_bar(files.len() as u64);
+    let bar = common::progress_bar(files.len() as u64);
     // A hidden bar (stderr not a terminal) prints nothing: then print the line ourselves.
     let report = |line: String| {
         if bar.is_hidden() {
@@ -238,7 +238,7 @@ fn check_receipts(dir: &Path, keys: &KeySet, log: &CheckedLog) -> anyhow::Result
     let (mut included, mut missing, mut invalid) = (0u64, 0u64, 0u64);
     for file in &files {
         bar.inc(1);
-        let text = crate::input::read_file(file)?;
+        let text = common::input::read_file(file)?;
         match log.check_receipt(&text, keys) {
             ReceiptOutcome::Included { .. } => included += 1,
             ReceiptOutcome::NotIncluded { vote_id } => {

@@ -9,8 +9,7 @@ use clap::{Subcommand, ValueEnum};
 use edgevote_shared::{BundleManifest, ConfigVar, Digest32, Platform, Role, verify};
 use edgevote_signer::KeyStore;
 
-use crate::cmd_keys::KeysDir;
-use crate::timearg;
+use crate::common::{KeysDir, input, timearg};
 
 /// Largest component accepted (64 MiB).
 const MAX_WASM_BYTES: u64 = 64 * 1024 * 1024;
@@ -121,7 +120,7 @@ pub fn run(command: BundleCommand) -> anyhow::Result<ExitCode> {
             allow_downgrade,
         } => {
             let bytes = read_wasm(&wasm)?;
-            let signed = crate::input::read_file(&manifest)?;
+            let signed = input::read_file(&manifest)?;
             let mut body = serde_json::json!({
                 "wasm_base64": edgevote_shared::b64::encode_std(&bytes),
                 "manifest": signed.trim(),
@@ -191,7 +190,7 @@ pub fn run(command: BundleCommand) -> anyhow::Result<ExitCode> {
         } => {
             let keys = edgevote_signer::load_keyset(&keyset)?;
             let bytes = read_wasm(&wasm)?;
-            let signed = crate::input::read_file(&manifest)?;
+            let signed = input::read_file(&manifest)?;
             let outcome = verify::<BundleManifest>(signed.trim(), &keys)
                 .and_then(|v| v.doc.check_wasm(&bytes).map(|()| v));
             match outcome {
@@ -211,16 +210,8 @@ pub fn run(command: BundleCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn read_wasm(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
-    let len = std::fs::metadata(path)
-        .with_context(|| format!("cannot read {}", path.display()))?
-        .len();
-    anyhow::ensure!(
-        len <= MAX_WASM_BYTES,
-        "{} is {len} bytes, more than {MAX_WASM_BYTES}",
-        path.display()
-    );
-    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+fn read_wasm(path: &Path) -> anyhow::Result<Vec<u8>> {
+    input::read_bounded(path, MAX_WASM_BYTES)
 }
 
 /// Calls the admin endpoint and prints the outcome: the bundles on success, the refusal else.

@@ -1,23 +1,14 @@
 //! `edgevote election`: signed election manifests.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Subcommand, ValueEnum};
-use edgevote_shared::{ElectionManifest, ElectionOption, KeySet, Limits, Policy, Role};
+use clap::Subcommand;
+use edgevote_shared::{ElectionManifest, ElectionOption, Limits, Role};
 use edgevote_signer::KeyStore;
 
-use crate::cmd_keys::KeysDir;
-use crate::{input, timearg};
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum PolicyArg {
-    /// The voter's earliest ballot counts.
-    FirstVoteWins,
-    /// The voter's latest ballot counts (re-voting allowed).
-    LastVoteWins,
-}
+use crate::common::{KeysDir, PolicyArg, load_manifest, timearg};
 
 #[derive(Debug, Subcommand)]
 pub enum ElectionCommand {
@@ -85,10 +76,7 @@ pub fn run(command: ElectionCommand) -> anyhow::Result<ExitCode> {
                 options: options.iter().map(|o| parse_option(o)).collect(),
                 opens_at: timearg::parse(&opens, now)?,
                 closes_at: timearg::parse(&closes, now)?,
-                policy: match policy {
-                    PolicyArg::FirstVoteWins => Policy::FirstVoteWins,
-                    PolicyArg::LastVoteWins => Policy::LastVoteWins,
-                },
+                policy: policy.into(),
                 limits: Limits {
                     max_ballot_bytes,
                     max_votes_per_voter,
@@ -115,14 +103,6 @@ pub fn run(command: ElectionCommand) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Reads and verifies a signed manifest file.
-pub fn load_manifest(path: &Path, keys: &KeySet) -> anyhow::Result<ElectionManifest> {
-    let compact = input::read_file(path)?;
-    edgevote_shared::verify::<ElectionManifest>(compact.trim(), keys)
-        .map(|v| v.doc)
-        .map_err(|e| anyhow::anyhow!("manifest {} refused ({}): {e}", path.display(), e.code()))
 }
 
 fn parse_option(text: &str) -> ElectionOption {

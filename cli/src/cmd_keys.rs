@@ -1,22 +1,13 @@
 //! `edgevote keys`: the key store.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Args, Subcommand};
+use clap::Subcommand;
 use edgevote_shared::Role;
 use edgevote_signer::KeyStore;
 
-use crate::timearg;
-
-/// Where the key store lives.
-#[derive(Debug, Args)]
-pub struct KeysDir {
-    /// Key store directory (keyset.json + private/).
-    #[arg(long = "keys", env = "EDGEVOTE_KEYS", default_value = "edgevote-keys")]
-    pub dir: PathBuf,
-}
+use crate::common::{KeysDir, timearg};
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {

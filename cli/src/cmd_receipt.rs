@@ -11,8 +11,7 @@ use edgevote_shared::{Ballot, Role, admit, b64};
 use edgevote_signer::issue::sign_receipt;
 use edgevote_signer::{KeyStore, random};
 
-use crate::cmd_keys::KeysDir;
-use crate::{cmd_election, input, timearg};
+use crate::common::{KeysDir, input, load_manifest, timearg};
 
 #[derive(Debug, Subcommand)]
 pub enum ReceiptCommand {
@@ -54,7 +53,7 @@ pub fn run(command: ReceiptCommand) -> anyhow::Result<ExitCode> {
     } = command;
     let store = KeyStore::open(&keys.dir)?;
     let keyset = store.keyset()?;
-    let manifest = cmd_election::load_manifest(&election, &keyset)?;
+    let manifest = load_manifest(&election, &keyset)?;
     let ballot = Ballot {
         election: manifest.id.clone(),
         token: input::jws_arg(&token)?,

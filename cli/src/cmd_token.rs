@@ -10,10 +10,8 @@ use clap::Subcommand;
 use edgevote_shared::Role;
 use edgevote_signer::issue::{TokenWindow, issue_token, issue_tokens};
 use edgevote_signer::{KeyStore, SignerError};
-use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::cmd_keys::KeysDir;
-use crate::{cmd_election, timearg};
+use crate::common::{KeysDir, load_manifest, progress_bar, timearg};
 
 /// Most tokens one `token issue` call writes (1e9: beyond any electorate, bounds the loop).
 const MAX_TOKENS: u64 = 1_000_000_000;
@@ -52,7 +50,7 @@ pub fn run(command: TokenCommand) -> anyhow::Result<ExitCode> {
         threads,
     } = command;
     let store = KeyStore::open(&keys.dir)?;
-    let manifest = cmd_election::load_manifest(&election, &store.keyset()?)?;
+    let manifest = load_manifest(&election, &store.keyset()?)?;
     let authority = store.signing_identity(Role::Authority, None)?;
     let window = TokenWindow::for_election(&manifest, timearg::now_secs());
     let Some(count) = count else {
@@ -92,16 +90,4 @@ pub fn run(command: TokenCommand) -> anyhow::Result<ExitCode> {
         count as f64 / secs.max(1e-9)
     );
     Ok(ExitCode::SUCCESS)
-}
-
-/// A progress bar on stderr (hidden when stderr is not a terminal).
-pub fn progress_bar(len: u64) -> ProgressBar {
-    let bar = ProgressBar::new(len);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} ({per_sec}, eta {eta})",
-        )
-        .expect("static template is valid"),
-    );
-    bar
 }

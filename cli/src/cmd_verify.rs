@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Subcommand;
 use edgevote_shared::{Document, Receipt, VoteToken, WireError, verify};
 
-use crate::{input, timearg};
+use crate::common::{input, timearg};
 
 #[derive(Debug, Subcommand)]
 pub enum VerifyCommand {

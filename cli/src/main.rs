@@ -1,7 +1,8 @@
 //! `edgevote`: one command line for every user of the system.
 //!
-//! Subcommands today: `keys`, `election`, `token`, `receipt`, `verify`, `collector`. Planned (see
-//! the README): `up`, `edge`, `vote`, `audit`, `bundle`, `load`, `bench`.
+//! Each subcommand module parses its arguments, calls the library crates (`signer`, `stack`,
+//! `audit`, `cost`, `edge/host`, `collector`), prints, and chooses the exit code: 0 ok, 1
+//! INVALID (with a code), 2 usage or I/O. Helpers several commands share are in `common`.
 
 mod admin_client;
 mod cmd_audit;
@@ -16,9 +17,8 @@ mod cmd_receipt;
 mod cmd_token;
 mod cmd_up;
 mod cmd_verify;
-mod input;
+mod common;
 mod signal;
-mod timearg;
 
 use std::process::ExitCode;
 

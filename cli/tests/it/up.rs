@@ -11,8 +11,10 @@ fn up_then_load_reconciles_in_every_region() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("stack");
     let data_arg = data.to_str().unwrap().to_owned();
-    let started = std::time::Instant::now();
     let mut up = start_up(dir.path(), &data, &["--open-for", "45s"]);
+    // After the banner, so after the election was created: start_up may first wait for the
+    // component's build (under the lock shared by parallel tests).
+    let started = std::time::Instant::now();
 
     let load = edgevote(
         dir.path(),

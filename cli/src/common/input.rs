@@ -27,13 +27,19 @@ pub fn jws_arg(arg: &str) -> anyhow::Result<String> {
 
 /// Reads a text file of at most 1 MiB.
 pub fn read_file(path: &Path) -> anyhow::Result<String> {
+    let bytes = read_bounded(path, MAX_INPUT_BYTES)?;
+    String::from_utf8(bytes).with_context(|| format!("cannot read {}: not UTF-8", path.display()))
+}
+
+/// Reads a file of at most `max` bytes.
+pub fn read_bounded(path: &Path, max: u64) -> anyhow::Result<Vec<u8>> {
     let len = std::fs::metadata(path)
         .with_context(|| format!("cannot read {}", path.display()))?
         .len();
     anyhow::ensure!(
-        len <= MAX_INPUT_BYTES,
-        "{} is {len} bytes, more than {MAX_INPUT_BYTES}",
+        len <= max,
+        "{} is {len} bytes, more than {max}",
         path.display()
     );
-    std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
 }

@@ -1,21 +1,9 @@
 //! Time arguments: `now`, `+2h` (relative to now), unix seconds, or RFC 3339.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
-
-/// Current unix time in seconds.
-pub fn now_secs() -> u64 {
-    now_ms() / 1000
-}
-
-/// Current unix time in milliseconds.
-pub fn now_ms() -> u64 {
-    let since = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO);
-    u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
-}
+pub use edgevote_signer::clock::{now_ms, now_secs};
 
 /// Parses a time argument relative to `now_secs`.
 pub fn parse(text: &str, now_secs: u64) -> anyhow::Result<u64> {

@@ -1,0 +1,67 @@
+//! One keep-alive HTTP/1.1 connection to an edge or a collector of the stack.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+
+use crate::BoxError;
+
+/// A connection to `http://authority`.
+pub(crate) struct Conn {
+    authority: String,
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+}
+
+impl Conn {
+    /// Connects to `url` (`http://host:port`, or just `host:port`).
+    pub(crate) async fn connect(url: &str) -> Result<Conn, BoxError> {
+        let authority = url.trim_start_matches("http://").to_owned();
+        let stream = tokio::net::TcpStream::connect(&authority).await?;
+        let (sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+        tokio::spawn(connection);
+        Ok(Conn { authority, sender })
+    }
+
+    /// POSTs a ballot (`body`, JSON) to the edge's vote endpoint of `election`: status and
+    /// body text.
+    pub(crate) async fn post_vote(
+        &mut self,
+        election: &str,
+        body: Bytes,
+    ) -> Result<(u16, String), BoxError> {
+        let request = hyper::Request::builder()
+            .method("POST")
+            .uri(format!("/v1/elections/{election}/votes"))
+            .header("host", &self.authority)
+            .header("content-type", "application/json")
+            .body(Full::new(body))?;
+        let (status, bytes) = self.exchange(request).await?;
+        Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
+    }
+
+    /// GETs `path` (with a bearer token if given): status and body.
+    pub(crate) async fn get(
+        &mut self,
+        path: &str,
+        bearer: Option<&str>,
+    ) -> Result<(u16, Bytes), BoxError> {
+        let mut request = hyper::Request::builder()
+            .uri(path)
+            .header("host", &self.authority);
+        if let Some(token) = bearer {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        self.exchange(request.body(Full::new(Bytes::new()))?).await
+    }
+
+    async fn exchange(
+        &mut self,
+        request: hyper::Request<Full<Bytes>>,
+    ) -> Result<(u16, Bytes), BoxError> {
+        self.sender.ready().await?;
+        let response = self.sender.send_request(request).await?;
+        let status = response.status().as_u16();
+        let bytes = response.into_body().collect().await?.to_bytes();
+        Ok((status, bytes))
+    }
+}
