@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Subcommand, ValueEnum};
-use edgevote_shared::{BundleManifest, ConfigVar, Digest32, Platform, Role, verify};
+use edgevote_shared::{BundleManifest, Digest32, Platform, Release, Role, verify};
 use edgevote_signer::KeyStore;
 
 use crate::common::{KeysDir, input, timearg};
@@ -152,20 +152,17 @@ pub fn run(command: BundleCommand) -> anyhow::Result<ExitCode> {
         } => {
             let bytes = read_wasm(&wasm)?;
             let created_at = timearg::now_secs();
-            let manifest = BundleManifest {
-                v: 1,
+            let platform = match platform {
+                PlatformArg::WasiHttp => Platform::WasiHttp,
+                PlatformArg::CloudflareWorker => Platform::CloudflareWorker,
+            };
+            let release = Release {
                 name,
                 version: bundle_version,
                 serial: serial.unwrap_or(created_at),
-                platform: match platform {
-                    PlatformArg::WasiHttp => Platform::WasiHttp,
-                    PlatformArg::CloudflareWorker => Platform::CloudflareWorker,
-                },
-                wasm_sha256: Digest32::of(&bytes),
-                wasm_bytes: bytes.len() as u64,
-                config_schema: config_schema(platform),
-                created_at,
+                platform,
             };
+            let manifest = BundleManifest::for_component(release, &bytes, created_at);
             let ops = KeyStore::open(&keys.dir)?.signing_identity(Role::Ops, None)?;
             let signed = edgevote_shared::sign(&ops, &manifest)
                 .map_err(|e| anyhow::anyhow!("bundle manifest refused ({}): {e}", e.code()))?;
@@ -300,91 +297,4 @@ fn build(out: &Path, component: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         out.join("bundle.jws").display()
     );
     Ok(ExitCode::SUCCESS)
-}
-
-/// The configuration the edge component reads (Spin variables / environment on wasi-http,
-/// `[vars]` and secrets on Workers), written into the signed manifest so a deployment can be
-/// checked against it.
-fn config_schema(platform: PlatformArg) -> Vec<ConfigVar> {
-    let mut vars: Vec<(&str, &str, bool, bool)> = vec![
-        (
-            "EDGEVOTE_KEYSET",
-            "published JWK Set: authority keys verify manifests and tokens",
-            true,
-            false,
-        ),
-        (
-            "EDGEVOTE_ELECTIONS",
-            "signed election manifests served, one compact JWS per line",
-            true,
-            false,
-        ),
-        (
-            "EDGEVOTE_EDGE_KEY",
-            "this edge's private signing key (JWK); absent under host sealing",
-            true,
-            true,
-        ),
-        (
-            "EDGEVOTE_EDGE_ID",
-            "this edge's id, named in receipts and envelopes",
-            true,
-            false,
-        ),
-        ("EDGEVOTE_REGION", "this edge's region", true, false),
-        (
-            "EDGEVOTE_QUEUES",
-            "region=SQS queue URL pairs, tried in order",
-            true,
-            false,
-        ),
-        (
-            "EDGEVOTE_BUNDLE_SHA256",
-            "SHA-256 of this bundle, named in receipts",
-            false,
-            false,
-        ),
-        (
-            "AWS_ACCESS_KEY_ID",
-            "credentials allowed sqs:SendMessage on the queues",
-            true,
-            true,
-        ),
-        (
-            "AWS_SECRET_ACCESS_KEY",
-            "secret of those credentials",
-            true,
-            true,
-        ),
-        (
-            "AWS_SESSION_TOKEN",
-            "session token of temporary credentials",
-            false,
-            true,
-        ),
-    ];
-    let platform_var = if matches!(platform, PlatformArg::CloudflareWorker) {
-        (
-            "EDGEVOTE_QUEUE_TIMEOUT_MS",
-            "longest wait for one queue's answer, milliseconds",
-            false,
-            false,
-        )
-    } else {
-        (
-            "EDGEVOTE_SEALING",
-            "component (default) or host: the edgevote edge host keeps the key and signs",
-            false,
-            false,
-        )
-    };
-    vars.push(platform_var);
-    vars.into_iter()
-        .map(|(name, description, required, secret)| ConfigVar {
-            name: name.into(),
-            description: description.into(),
-            required,
-            secret,
-        })
-        .collect()
 }

@@ -65,7 +65,36 @@ pub struct BundleManifest {
     pub created_at: u64,
 }
 
+/// What ops name a release by when they sign it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Release {
+    /// Bundle name.
+    pub name: String,
+    /// Bundle version label.
+    pub version: String,
+    /// Monotonic release serial (see [`BundleManifest::serial`]).
+    pub serial: u64,
+    /// Target platform.
+    pub platform: Platform,
+}
+
 impl BundleManifest {
+    /// The manifest of the edge component `wasm` for `release`, signed at `created_at` (unix
+    /// seconds), declaring the configuration the component reads on its platform.
+    pub fn for_component(release: Release, wasm: &[u8], created_at: u64) -> Self {
+        BundleManifest {
+            v: 1,
+            name: release.name,
+            version: release.version,
+            serial: release.serial,
+            platform: release.platform,
+            wasm_sha256: Digest32::of(wasm),
+            wasm_bytes: wasm.len() as u64,
+            config_schema: component_config_schema(release.platform),
+            created_at,
+        }
+    }
+
     /// Checks that `wasm` is the component this manifest describes (size and SHA-256).
     pub fn check_wasm(&self, wasm: &[u8]) -> Result<(), WireError> {
         if wasm.len() as u64 != self.wasm_bytes {
@@ -85,6 +114,93 @@ impl BundleManifest {
         }
         Ok(())
     }
+}
+
+/// The configuration the edge component reads (Spin variables / environment on wasi-http,
+/// `[vars]` and secrets on Workers), written into the signed manifest so a deployment can be
+/// checked against it.
+pub fn component_config_schema(platform: Platform) -> Vec<ConfigVar> {
+    let mut vars: Vec<(&str, &str, bool, bool)> = vec![
+        (
+            "EDGEVOTE_KEYSET",
+            "published JWK Set: authority keys verify manifests and tokens",
+            true,
+            false,
+        ),
+        (
+            "EDGEVOTE_ELECTIONS",
+            "signed election manifests served, one compact JWS per line",
+            true,
+            false,
+        ),
+        (
+            "EDGEVOTE_EDGE_KEY",
+            "this edge's private signing key (JWK); absent under host sealing",
+            true,
+            true,
+        ),
+        (
+            "EDGEVOTE_EDGE_ID",
+            "this edge's id, named in receipts and envelopes",
+            true,
+            false,
+        ),
+        ("EDGEVOTE_REGION", "this edge's region", true, false),
+        (
+            "EDGEVOTE_QUEUES",
+            "region=SQS queue URL pairs, tried in order",
+            true,
+            false,
+        ),
+        (
+            "EDGEVOTE_BUNDLE_SHA256",
+            "SHA-256 of this bundle, named in receipts",
+            false,
+            false,
+        ),
+        (
+            "AWS_ACCESS_KEY_ID",
+            "credentials allowed sqs:SendMessage on the queues",
+            true,
+            true,
+        ),
+        (
+            "AWS_SECRET_ACCESS_KEY",
+            "secret of those credentials",
+            true,
+            true,
+        ),
+        (
+            "AWS_SESSION_TOKEN",
+            "session token of temporary credentials",
+            false,
+            true,
+        ),
+    ];
+    let platform_var = if platform == Platform::CloudflareWorker {
+        (
+            "EDGEVOTE_QUEUE_TIMEOUT_MS",
+            "longest wait for one queue's answer, milliseconds",
+            false,
+            false,
+        )
+    } else {
+        (
+            "EDGEVOTE_SEALING",
+            "component (default) or host: the edgevote edge host keeps the key and signs",
+            false,
+            false,
+        )
+    };
+    vars.push(platform_var);
+    vars.into_iter()
+        .map(|(name, description, required, secret)| ConfigVar {
+            name: name.into(),
+            description: description.into(),
+            required,
+            secret,
+        })
+        .collect()
 }
 
 impl Document for BundleManifest {

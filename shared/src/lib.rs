@@ -34,7 +34,7 @@ pub use admission::{
     AdmissionError, AdmittedBallot, CheckedBallot, admit, check as check_ballot, verify_checked,
 };
 pub use ballot::Ballot;
-pub use bundle::{BundleManifest, ConfigVar, Platform};
+pub use bundle::{BundleManifest, ConfigVar, Platform, Release};
 pub use digest::Digest32;
 pub use envelope::{EnvelopeVote, QueueEnvelope};
 pub use error::WireError;
