@@ -24,6 +24,9 @@ use edgevote_shared::{
 };
 use serde_json::json;
 
+mod refusal;
+pub use refusal::Refusal;
+
 /// Characters of the vote id in a single-vote batch id (132 bits: unique in practice).
 pub const SINGLE_BATCH_VOTE_ID_CHARS: usize = 22;
 
@@ -82,12 +85,14 @@ impl Response {
         }
     }
 
-    /// A refusal: `{"error": code, "detail": ...}`.
-    pub fn error(status: u16, code: &str, detail: impl std::fmt::Display) -> Self {
-        Response::json(
-            status,
-            &json!({"error": code, "detail": detail.to_string()}),
-        )
+    /// A refusal: `{"error": code, "detail": ...}` ([`Refusal::body_json`]).
+    pub fn error(status: u16, code: &'static str, detail: impl std::fmt::Display) -> Self {
+        Response::refusal(&Refusal::new(status, code, detail))
+    }
+
+    /// The response carrying `refusal`, with its status and the one refusal body.
+    pub fn refusal(refusal: &Refusal) -> Self {
+        Response::json(refusal.status, &refusal.body_json())
     }
 
     /// 503 with `Retry-After`, for when the vote could not be made durable (no receipt).
@@ -103,6 +108,12 @@ impl Response {
     pub fn error_code(&self) -> Option<String> {
         let value: serde_json::Value = serde_json::from_slice(&self.body).ok()?;
         value.get("error")?.as_str().map(str::to_owned)
+    }
+}
+
+impl From<Refusal> for Response {
+    fn from(refusal: Refusal) -> Self {
+        Response::refusal(&refusal)
     }
 }
 
@@ -533,11 +544,11 @@ pub fn status_of(code: &str) -> u16 {
 }
 
 fn wire_refusal(e: &WireError) -> Response {
-    Response::error(status_of(e.code()), e.code(), e)
+    Response::refusal(&Refusal::new(status_of(e.code()), e.code(), e))
 }
 
 fn admission_refusal(e: &AdmissionError) -> Response {
-    Response::error(status_of(e.code()), e.code(), e)
+    Response::refusal(&Refusal::new(status_of(e.code()), e.code(), e))
 }
 
 /// Whether the edge key `kid` may sign for `edge_id` in `region` at `now_secs`: in `keys`, an

@@ -9,6 +9,7 @@
 //! `allow_downgrade`, 409 `no_previous_bundle` for a rollback with nothing to go back to.
 
 use http_body_util::BodyExt;
+use edgevote_edge_core::Refusal;
 use serde::Deserialize;
 
 use crate::EdgeHost;
@@ -35,8 +36,8 @@ struct DeployRequest {
 /// An admin answer: status and JSON body.
 pub type Answer = (u16, serde_json::Value);
 
-fn error(status: u16, code: &str, detail: impl std::fmt::Display) -> Answer {
-    (status, crate::server::error_body(code, detail))
+fn error(status: u16, code: &'static str, detail: impl std::fmt::Display) -> Answer {
+    (status, Refusal::new(status, code, detail).body_json())
 }
 
 /// Compares in time independent of where the strings differ.
