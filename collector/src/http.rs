@@ -89,7 +89,7 @@ impl Default for HttpOptions {
 impl HttpOptions {
     /// The options of a configuration, reading the auditor token file if one is named.
     pub fn from_config(config: &HttpConfig) -> Result<Self, String> {
-        config.validate()?;
+        config.validate().map_err(|e| e.to_string())?;
         let token = match &config.auditor_token_file {
             None => None,
             Some(path) => {

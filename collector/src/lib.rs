@@ -47,6 +47,9 @@ pub enum StartError {
         /// What is wrong.
         detail: String,
     },
+    /// A setting is out of its bounds.
+    #[error("collector config: {0}")]
+    Setting(#[from] config::InvalidSetting),
     /// The queue backend could not be opened.
     #[error(transparent)]
     Queue(#[from] edgevote_queue::QueueError),
@@ -111,12 +114,13 @@ pub async fn open_store(config: &config::StoreBackendConfig) -> Result<Arc<dyn S
 
 /// Builds a collector from its configuration.
 pub async fn build(config: &CollectorConfig) -> Result<Arc<Collector>, StartError> {
+    config.processing.validate()?;
     let checker = load_checker(config)?;
-    Ok(Collector::new(
+    Ok(Collector::try_new(
         config.region.clone(),
         open_queue(&config.queue).await?,
         open_store(&config.store).await?,
         checker,
         config.processing.clone(),
-    ))
+    )?)
 }

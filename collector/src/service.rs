@@ -42,7 +42,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::check::Checker;
-use crate::config::ProcessingConfig;
+use crate::config::{InvalidSetting, ProcessingConfig};
 use crate::metrics::Metrics;
 
 /// The stable code of a ballot refused because its voter is at `max_votes_per_voter` (the `code`
@@ -131,15 +131,18 @@ impl std::fmt::Debug for Collector {
 }
 
 impl Collector {
-    /// Assembles a collector.
-    pub fn new(
+    /// Assembles a collector; refuses `processing` settings out of their bounds (the same
+    /// check as the configuration file's, [`ProcessingConfig::validate`]): with none of them
+    /// could it drain its queue (no receive loop, or a batch that never gets its permits).
+    pub fn try_new(
         region: String,
         queue: Arc<dyn Queue>,
         store: Arc<dyn Store>,
         checker: Checker,
         processing: ProcessingConfig,
-    ) -> Arc<Self> {
-        Arc::new(Collector {
+    ) -> Result<Arc<Self>, InvalidSetting> {
+        processing.validate()?;
+        Ok(Arc::new(Collector {
             region,
             queue,
             store,
@@ -148,7 +151,26 @@ impl Collector {
             processing,
             metrics: Arc::new(Metrics::default()),
             faults: Arc::new(Faults::default()),
-        })
+        }))
+    }
+
+    /// [`Collector::try_new`] for settings known to be valid (the defaults, or a parsed
+    /// configuration's).
+    ///
+    /// # Panics
+    ///
+    /// If `processing` is out of its bounds, naming the setting.
+    pub fn new(
+        region: String,
+        queue: Arc<dyn Queue>,
+        store: Arc<dyn Store>,
+        checker: Checker,
+        processing: ProcessingConfig,
+    ) -> Arc<Self> {
+        match Collector::try_new(region, queue, store, checker, processing) {
+            Ok(collector) => collector,
+            Err(e) => panic!("invalid collector processing settings: {e}"),
+        }
     }
 
     /// Runs the receive loops and the stats poller until `shutdown` resolves, then lets every
