@@ -405,7 +405,8 @@ async fn run_scan(h: Arc<Http>, rules: edgevote_store::ElectionRules, tx: watch:
 }
 
 fn final_answer(h: &Http, c: &Computed) -> Response {
-    let mut body = serde_json::to_value(&c.tally).unwrap_or_default();
+    let mut body = serde_json::to_value(&c.tally)
+        .expect("a final tally (string keys, numbers) serialises to JSON");
     body["computed_at_ms"] = c.at_ms.into();
     let max_age = h.options.final_cache.as_secs();
     let mut response = axum::Json(body).into_response();

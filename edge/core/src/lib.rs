@@ -254,6 +254,7 @@ impl Edge {
             .values()
             .map(|e| e.manifest.limits.max_ballot_bytes as usize)
             .max()
+            // An edge serving no election takes no body.
             .unwrap_or(0)
     }
 
@@ -304,7 +305,8 @@ impl Edge {
                 Err(e) => respond(admission_refusal(&e)),
             },
             Sealing::Host => {
-                let body = serde_json::to_vec(checked.ballot()).unwrap_or_default();
+                let body = serde_json::to_vec(checked.ballot())
+                    .expect("a ballot (strings only) always serialises to JSON");
                 Outcome::HandToHost(Box::new(Handed {
                     election: id.to_owned(),
                     body,

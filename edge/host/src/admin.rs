@@ -74,7 +74,10 @@ pub async fn handle(host: &EdgeHost, request: hyper::Request<hyper::body::Incomi
     }
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    match (method, path.strip_prefix(PREFIX).unwrap_or_default()) {
+    let Some(route) = path.strip_prefix(PREFIX) else {
+        return error(404, "not_found", path);
+    };
+    match (method, route) {
         (hyper::Method::GET, "bundle") => ok(&host.bundles.status()),
         (hyper::Method::POST, "bundle") => deploy(host, request.into_body()).await,
         (hyper::Method::POST, "bundle/rollback") => match host.bundles.rollback().await {
@@ -87,7 +90,9 @@ pub async fn handle(host: &EdgeHost, request: hyper::Request<hyper::body::Incomi
 }
 
 fn ok(status: &crate::bundles::BundleStatus) -> Answer {
-    (200, serde_json::to_value(status).unwrap_or_default())
+    let body = serde_json::to_value(status)
+        .expect("a bundle status (strings, numbers, no maps with non-string keys) serialises");
+    (200, body)
 }
 
 fn refused(e: &DeployError) -> Answer {
