@@ -116,11 +116,11 @@ pub async fn open_store(config: &config::StoreBackendConfig) -> Result<Arc<dyn S
 pub async fn build(config: &CollectorConfig) -> Result<Arc<Collector>, StartError> {
     config.processing.validate()?;
     let checker = load_checker(config)?;
-    Ok(Collector::try_new(
-        config.region.clone(),
-        open_queue(&config.queue).await?,
-        open_store(&config.store).await?,
+    Ok(Collector::try_new(service::CollectorParts {
+        region: config.region.clone(),
+        queue: open_queue(&config.queue).await?,
+        store: open_store(&config.store).await?,
         checker,
-        config.processing.clone(),
-    )?)
+        processing: config.processing.clone(),
+    })?)
 }

@@ -130,17 +130,32 @@ impl std::fmt::Debug for Collector {
     }
 }
 
+/// What a collector is assembled from ([`Collector::try_new`]).
+pub struct CollectorParts {
+    /// This collector's region.
+    pub region: String,
+    /// The queue it drains.
+    pub queue: Arc<dyn Queue>,
+    /// The store it writes.
+    pub store: Arc<dyn Store>,
+    /// Message checks.
+    pub checker: Checker,
+    /// Settings, checked by [`ProcessingConfig::validate`].
+    pub processing: ProcessingConfig,
+}
+
 impl Collector {
     /// Assembles a collector; refuses `processing` settings out of their bounds (the same
     /// check as the configuration file's, [`ProcessingConfig::validate`]): with none of them
     /// could it drain its queue (no receive loop, or a batch that never gets its permits).
-    pub fn try_new(
-        region: String,
-        queue: Arc<dyn Queue>,
-        store: Arc<dyn Store>,
-        checker: Checker,
-        processing: ProcessingConfig,
-    ) -> Result<Arc<Self>, InvalidSetting> {
+    pub fn try_new(parts: CollectorParts) -> Result<Arc<Self>, InvalidSetting> {
+        let CollectorParts {
+            region,
+            queue,
+            store,
+            checker,
+            processing,
+        } = parts;
         processing.validate()?;
         Ok(Arc::new(Collector {
             region,
@@ -155,7 +170,8 @@ impl Collector {
     }
 
     /// [`Collector::try_new`] for settings known to be valid (the defaults, or a parsed
-    /// configuration's).
+    /// configuration's). It stays for the callers that still use it (the CLI, the simulation);
+    /// new code uses `try_new`.
     ///
     /// # Panics
     ///
@@ -167,7 +183,14 @@ impl Collector {
         checker: Checker,
         processing: ProcessingConfig,
     ) -> Arc<Self> {
-        match Collector::try_new(region, queue, store, checker, processing) {
+        let parts = CollectorParts {
+            region,
+            queue,
+            store,
+            checker,
+            processing,
+        };
+        match Collector::try_new(parts) {
             Ok(collector) => collector,
             Err(e) => panic!("invalid collector processing settings: {e}"),
         }

@@ -34,7 +34,7 @@ use aws_sdk_sqs::types::{
 };
 use edgevote_queue::{
     DeadLetter, MAX_BATCH, MAX_BODY_BYTES, MAX_VISIBILITY, Queue, QueueError, QueueStats, Received,
-    bounded_reason, check_receive, check_send,
+    bounded_reason, check_receive, check_send, check_visibility,
 };
 use serde::Deserialize;
 
@@ -481,12 +481,7 @@ impl Queue for SqsQueue {
     ) -> Result<(), QueueError> {
         let stage = "change_visibility";
         check_handles(stage, &handles)?;
-        if visibility > MAX_VISIBILITY {
-            return Err(QueueError::Invalid {
-                stage,
-                detail: format!("visibility {visibility:?} longer than {MAX_VISIBILITY:?}"),
-            });
-        }
+        check_visibility(stage, visibility)?;
         for chunk in handles.chunks(MAX_BATCH) {
             self.visibility_chunk(chunk, secs(visibility)).await?;
         }

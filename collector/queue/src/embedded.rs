@@ -404,12 +404,7 @@ impl Queue for EmbeddedQueue {
         handles: Vec<String>,
         visibility: Duration,
     ) -> Result<(), QueueError> {
-        if visibility > crate::MAX_VISIBILITY {
-            return Err(QueueError::Invalid {
-                stage: "change_visibility",
-                detail: format!("visibility {visibility:?} too long"),
-            });
-        }
+        crate::check_visibility("change_visibility", visibility)?;
         self.blocking("change_visibility", move |db| {
             let visible_at = now_ms().saturating_add(crate::millis(visibility));
             Self::update_handles(

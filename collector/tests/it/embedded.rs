@@ -224,17 +224,18 @@ async fn regions_replicate_and_converge_on_one_final_tally() {
 fn a_bad_processing_config_is_refused_by_the_collector() {
     use edgevote_collector::Collector;
     use edgevote_collector::config::{InvalidSetting, ProcessingConfig};
+    use edgevote_collector::service::CollectorParts;
 
     let dir = tempfile::tempdir().unwrap();
     let (queue, store) = backends(&dir);
     let try_new = |processing: ProcessingConfig| {
-        Collector::try_new(
-            "r1".into(),
-            Arc::clone(&queue),
-            Arc::clone(&store),
-            crate::fixture::checker(),
+        Collector::try_new(CollectorParts {
+            region: "r1".into(),
+            queue: Arc::clone(&queue),
+            store: Arc::clone(&store),
+            checker: crate::fixture::checker(),
             processing,
-        )
+        })
     };
     let starved = ProcessingConfig {
         receive_batch_messages: 10,

@@ -491,6 +491,16 @@ impl Accepted {
     }
 }
 
+/// Appends to `body` the part of `chunk` that fits within `limit` bytes, and says whether the
+/// body is now full. Adapters read request bodies chunk by chunk and stop once it is: with
+/// `limit` one byte over [`Edge::max_body_bytes`], the core then refuses the body as too large,
+/// and the rest is never buffered.
+pub fn append_bounded(body: &mut Vec<u8>, chunk: &[u8], limit: usize) -> bool {
+    let room = limit.saturating_sub(body.len());
+    body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+    body.len() >= limit
+}
+
 fn respond(response: Response) -> Outcome {
     Outcome::Respond(response)
 }

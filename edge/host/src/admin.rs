@@ -8,8 +8,8 @@
 //! 409 `bundle_downgrade` for a lower serial than the active bundle's without
 //! `allow_downgrade`, 409 `no_previous_bundle` for a rollback with nothing to go back to.
 
-use http_body_util::BodyExt;
 use edgevote_edge_core::Refusal;
+use http_body_util::BodyExt;
 use serde::Deserialize;
 
 use crate::EdgeHost;
