@@ -491,14 +491,21 @@ impl Accepted {
     }
 }
 
-/// Appends to `body` the part of `chunk` that fits within `limit` bytes, and says whether the
-/// body is now full. Adapters read request bodies chunk by chunk and stop once it is: with
-/// `limit` one byte over [`Edge::max_body_bytes`], the core then refuses the body as too large,
-/// and the rest is never buffered.
-pub fn append_bounded(body: &mut Vec<u8>, chunk: &[u8], limit: usize) -> bool {
+/// Appends to `body` the part of `chunk` (an item of the platform's body stream) that fits
+/// within `limit` bytes, and says whether the body is now full; a failed chunk is the error's
+/// text. Adapters read request bodies chunk by chunk and stop once it is full: with `limit` one
+/// byte over [`Edge::max_body_bytes`], the core then refuses the body as too large, and the
+/// rest is never buffered.
+pub fn append_bounded<C: AsRef<[u8]>, E: std::fmt::Display>(
+    body: &mut Vec<u8>,
+    chunk: Result<C, E>,
+    limit: usize,
+) -> Result<bool, String> {
+    let chunk = chunk.map_err(|e| e.to_string())?;
+    let chunk = chunk.as_ref();
     let room = limit.saturating_sub(body.len());
     body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-    body.len() >= limit
+    Ok(body.len() >= limit)
 }
 
 fn respond(response: Response) -> Outcome {

@@ -158,8 +158,7 @@ async fn read_body(request: IncomingRequest, limit: usize) -> Result<Vec<u8>, St
     let mut stream = request.into_body_stream();
     let mut body = Vec::new();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| e.to_string())?;
-        if edgevote_edge_core::append_bounded(&mut body, &chunk, limit) {
+        if edgevote_edge_core::append_bounded(&mut body, chunk, limit)? {
             break;
         }
     }

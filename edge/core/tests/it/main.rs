@@ -544,3 +544,19 @@ fn one_refusal_body_for_every_answer() {
         br#"{"detail":"/nowhere","error":"not_found"}"#
     );
 }
+
+/// The adapters' bounded body read: chunks are kept up to the limit, then the body is full;
+/// a failed chunk is its error's text.
+#[test]
+fn bodies_are_read_up_to_their_limit() {
+    use edgevote_edge_core::append_bounded;
+    let mut body = Vec::new();
+    let ok = |chunk: &'static [u8]| Ok::<_, String>(chunk);
+    assert_eq!(append_bounded(&mut body, ok(b"abc"), 5), Ok(false));
+    assert_eq!(append_bounded(&mut body, ok(b"defg"), 5), Ok(true));
+    assert_eq!(body, b"abcde");
+    assert_eq!(
+        append_bounded(&mut body, Err::<&[u8], _>("reset"), 5),
+        Err("reset".to_owned())
+    );
+}
