@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use edgevote_collector::config::ProcessingConfig;
-use edgevote_collector::{Checker, Collector};
+use edgevote_collector::{Checker, Collector, CollectorParts};
 use edgevote_queue::Queue;
 use edgevote_queue::embedded::{EmbeddedQueue, EmbeddedQueueConfig};
 use edgevote_shared::{
@@ -133,7 +133,14 @@ async fn embedded_run(bodies: &[String], keys: &KeySet, verify_tokens: bool) -> 
         ..ProcessingConfig::default()
     };
     let checker = Checker::new(keys.clone(), vec![manifest()], verify_tokens);
-    let collector = Collector::new("r1".into(), queue.clone(), store, checker, processing);
+    let collector = Collector::new(CollectorParts {
+        region: "r1".into(),
+        queue: queue.clone(),
+        store,
+        checker,
+        processing,
+    })
+    .expect("the bench's processing settings are valid");
     let votes = (bodies.len() * VOTES_PER_ENVELOPE) as f64;
     let (cpu0, t0) = (cpu_seconds(), Instant::now());
     let watched = queue.clone();

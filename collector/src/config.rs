@@ -101,19 +101,45 @@ impl Default for HttpConfig {
     }
 }
 
+/// A setting outside its bounds: the key it is under and the rule it breaks. Displayed as
+/// "`{field}` must be `{rule}`", the message the configuration file's errors have always had.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field} must be {rule}")]
+pub struct InvalidSetting {
+    /// The key, as written in the configuration file (`http.final_wait_ms`, `receivers`).
+    pub field: &'static str,
+    /// The rule it breaks (`1..=20`, `at least 1`).
+    pub rule: &'static str,
+}
+
+/// The first of `checks` (holds, key, rule) that does not hold.
+fn first_broken(checks: &[(bool, &'static str, &'static str)]) -> Result<(), InvalidSetting> {
+    match checks.iter().find(|(holds, _, _)| !holds) {
+        Some(&(_, field, rule)) => Err(InvalidSetting { field, rule }),
+        None => Ok(()),
+    }
+}
+
 impl HttpConfig {
-    /// Checks bounds; returns a message naming the bad key.
-    pub fn validate(&self) -> Result<(), String> {
-        if !(1..=64).contains(&self.final_max_scans) {
-            return Err("http.final_max_scans must be 1..=64".into());
-        }
-        if self.final_cache_ms > 3_600_000 {
-            return Err("http.final_cache_ms must be at most 3600000".into());
-        }
-        if !(1..=120_000).contains(&self.final_wait_ms) {
-            return Err("http.final_wait_ms must be 1..=120000".into());
-        }
-        Ok(())
+    /// Checks bounds; the error names the bad key.
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        first_broken(&[
+            (
+                (1..=64).contains(&self.final_max_scans),
+                "http.final_max_scans",
+                "1..=64",
+            ),
+            (
+                self.final_cache_ms <= 3_600_000,
+                "http.final_cache_ms",
+                "at most 3600000",
+            ),
+            (
+                (1..=120_000).contains(&self.final_wait_ms),
+                "http.final_wait_ms",
+                "1..=120000",
+            ),
+        ])
     }
 }
 
@@ -158,35 +184,34 @@ impl Default for ProcessingConfig {
 }
 
 impl ProcessingConfig {
-    /// Checks bounds; returns a message naming the bad key.
-    pub fn validate(&self) -> Result<(), String> {
-        let checks = [
-            (
-                self.receivers >= 1 && self.receivers <= 256,
-                "receivers must be 1..=256",
-            ),
+    /// Checks bounds; the error names the bad key. The one check of these settings, whether
+    /// they come from the configuration file ([`CollectorConfig::parse`]) or from code
+    /// ([`crate::Collector::new`]).
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        first_broken(&[
+            ((1..=256).contains(&self.receivers), "receivers", "1..=256"),
             (
                 (1..=edgevote_queue::MAX_BATCH).contains(&self.receive_batch_messages),
-                "receive_batch_messages must be 1..=10",
+                "receive_batch_messages",
+                "1..=10",
             ),
-            (self.wait_time_secs <= 20, "wait_time_secs must be 0..=20"),
+            (self.wait_time_secs <= 20, "wait_time_secs", "0..=20"),
             (
                 (1..=43_200).contains(&self.visibility_timeout_secs),
-                "visibility_timeout_secs must be 1..=43200",
+                "visibility_timeout_secs",
+                "1..=43200",
             ),
             (
                 self.max_in_flight_messages >= self.receive_batch_messages,
-                "max_in_flight_messages must be at least receive_batch_messages",
+                "max_in_flight_messages",
+                "at least receive_batch_messages",
             ),
             (
                 self.stats_interval_secs >= 1,
-                "stats_interval_secs must be at least 1",
+                "stats_interval_secs",
+                "at least 1",
             ),
-        ];
-        match checks.iter().find(|(ok, _)| !ok) {
-            Some((_, message)) => Err((*message).to_owned()),
-            None => Ok(()),
-        }
+        ])
     }
 
     /// The visibility timeout.
@@ -206,8 +231,8 @@ impl CollectorConfig {
     /// Parses TOML text and checks bounds.
     pub fn parse(text: &str) -> Result<Self, String> {
         let config: CollectorConfig = toml::from_str(text).map_err(|e| e.to_string())?;
-        config.processing.validate()?;
-        config.http.validate()?;
+        config.processing.validate().map_err(|e| e.to_string())?;
+        config.http.validate().map_err(|e| e.to_string())?;
         edgevote_shared::validate::check_id("region", &config.region).map_err(|e| e.to_string())?;
         Ok(config)
     }

@@ -89,7 +89,7 @@ impl Default for HttpOptions {
 impl HttpOptions {
     /// The options of a configuration, reading the auditor token file if one is named.
     pub fn from_config(config: &HttpConfig) -> Result<Self, String> {
-        config.validate()?;
+        config.validate().map_err(|e| e.to_string())?;
         let token = match &config.auditor_token_file {
             None => None,
             Some(path) => {
@@ -405,7 +405,8 @@ async fn run_scan(h: Arc<Http>, rules: edgevote_store::ElectionRules, tx: watch:
 }
 
 fn final_answer(h: &Http, c: &Computed) -> Response {
-    let mut body = serde_json::to_value(&c.tally).unwrap_or_default();
+    let mut body = serde_json::to_value(&c.tally)
+        .expect("a final tally (string keys, numbers) serialises to JSON");
     body["computed_at_ms"] = c.at_ms.into();
     let max_age = h.options.final_cache.as_secs();
     let mut response = axum::Json(body).into_response();

@@ -24,7 +24,7 @@ use edgevote_store::Store;
 
 pub use check::Checker;
 pub use config::CollectorConfig;
-pub use service::Collector;
+pub use service::{Collector, CollectorParts};
 
 /// Why a collector could not start. The variant names the stage.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +47,9 @@ pub enum StartError {
         /// What is wrong.
         detail: String,
     },
+    /// A setting is out of its bounds.
+    #[error("collector config: {0}")]
+    Setting(#[from] config::InvalidSetting),
     /// The queue backend could not be opened.
     #[error(transparent)]
     Queue(#[from] edgevote_queue::QueueError),
@@ -111,12 +114,13 @@ pub async fn open_store(config: &config::StoreBackendConfig) -> Result<Arc<dyn S
 
 /// Builds a collector from its configuration.
 pub async fn build(config: &CollectorConfig) -> Result<Arc<Collector>, StartError> {
+    config.processing.validate()?;
     let checker = load_checker(config)?;
-    Ok(Collector::new(
-        config.region.clone(),
-        open_queue(&config.queue).await?,
-        open_store(&config.store).await?,
+    Ok(Collector::new(service::CollectorParts {
+        region: config.region.clone(),
+        queue: open_queue(&config.queue).await?,
+        store: open_store(&config.store).await?,
         checker,
-        config.processing.clone(),
-    ))
+        processing: config.processing.clone(),
+    })?)
 }

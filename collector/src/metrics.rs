@@ -172,53 +172,47 @@ impl Metrics {
                 "edgevote_collector_messages_dead_lettered_total{{{label},reason=\"{code}\"}} {n}"
             );
         }
-        let ms_gauges = [
+        // Gauges kept in milliseconds are exported in seconds (divisor 1000).
+        let gauges = [
             (
                 "edgevote_collector_queue_lag_seconds",
                 "Age of the last processed message when it was processed.",
                 &self.queue_lag_ms,
+                1000.0,
             ),
             (
                 "edgevote_collector_queue_oldest_age_seconds",
                 "Age of the oldest message in the queue.",
                 &self.queue_oldest_age_ms,
+                1000.0,
             ),
-        ];
-        for (name, help, value) in ms_gauges {
-            metric(
-                &mut out,
-                name,
-                help,
-                "gauge",
-                &label,
-                value.load(Ordering::Relaxed) as f64 / 1000.0,
-            );
-        }
-        let gauges = [
             (
                 "edgevote_collector_queue_visible_messages",
                 "Messages waiting in the queue.",
                 &self.queue_visible,
+                1.0,
             ),
             (
                 "edgevote_collector_queue_in_flight_messages",
                 "Messages received and not yet deleted.",
                 &self.queue_in_flight,
+                1.0,
             ),
             (
                 "edgevote_collector_dead_letter_messages",
                 "Messages in the dead-letter queue.",
                 &self.dead_letter_depth,
+                1.0,
             ),
         ];
-        for (name, help, value) in gauges {
+        for (name, help, value, divisor) in gauges {
             metric(
                 &mut out,
                 name,
                 help,
                 "gauge",
                 &label,
-                value.load(Ordering::Relaxed) as f64,
+                value.load(Ordering::Relaxed) as f64 / divisor,
             );
         }
         self.render_latency(&mut out, &label);

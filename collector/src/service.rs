@@ -43,7 +43,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::check::Checker;
-use crate::config::ProcessingConfig;
+use crate::config::{InvalidSetting, ProcessingConfig};
 use crate::metrics::Metrics;
 
 /// The stable code of a ballot refused because its voter is at `max_votes_per_voter` (the `code`
@@ -131,16 +131,34 @@ impl std::fmt::Debug for Collector {
     }
 }
 
+/// What a collector is assembled from ([`Collector::new`]).
+pub struct CollectorParts {
+    /// This collector's region.
+    pub region: String,
+    /// The queue it drains.
+    pub queue: Arc<dyn Queue>,
+    /// The store it writes.
+    pub store: Arc<dyn Store>,
+    /// Message checks.
+    pub checker: Checker,
+    /// Settings, checked by [`ProcessingConfig::validate`].
+    pub processing: ProcessingConfig,
+}
+
 impl Collector {
-    /// Assembles a collector.
-    pub fn new(
-        region: String,
-        queue: Arc<dyn Queue>,
-        store: Arc<dyn Store>,
-        checker: Checker,
-        processing: ProcessingConfig,
-    ) -> Arc<Self> {
-        Arc::new(Collector {
+    /// Assembles a collector; refuses `processing` settings out of their bounds (the same
+    /// check as the configuration file's, [`ProcessingConfig::validate`]): with none of them
+    /// could it drain its queue (no receive loop, or a batch that never gets its permits).
+    pub fn new(parts: CollectorParts) -> Result<Arc<Self>, InvalidSetting> {
+        let CollectorParts {
+            region,
+            queue,
+            store,
+            checker,
+            processing,
+        } = parts;
+        processing.validate()?;
+        Ok(Arc::new(Collector {
             region,
             queue,
             store,
@@ -149,7 +167,7 @@ impl Collector {
             processing,
             metrics: Arc::new(Metrics::default()),
             faults: Arc::new(Faults::default()),
-        })
+        }))
     }
 
     /// Runs the receive loops and the stats poller until `shutdown` resolves, then lets every

@@ -156,7 +156,10 @@ pub fn verify_many_counted<T: Document>(
         .into_iter()
         .map(|p| {
             let p = p?;
-            if !valid.next().unwrap_or(false) {
+            let settled = valid
+                .next()
+                .expect("settle answers once for every prepared signature, in order");
+            if !settled {
                 return Err(WireError::BadSignature);
             }
             finish(p)

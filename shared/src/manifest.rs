@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::WireError;
 use crate::jws::Document;
 use crate::keys::Role;
-use crate::validate::{check_id, check_label, check_window};
+use crate::validate::{check_id, check_label, check_window, check_within};
 
 /// Most options one election may offer.
 pub const MAX_OPTIONS: usize = 64;
@@ -128,25 +128,16 @@ impl Document for ElectionManifest {
         }
         check_window("opens_at/closes_at", self.opens_at, self.closes_at)?;
         let limits = &self.limits;
-        if !(256..=MAX_BALLOT_BYTES).contains(&limits.max_ballot_bytes) {
-            return Err(WireError::invalid(
-                "limits.max_ballot_bytes",
-                format!(
-                    "{} outside 256..={MAX_BALLOT_BYTES}",
-                    limits.max_ballot_bytes
-                ),
-            ));
-        }
-        if !(1..=MAX_VOTES_PER_VOTER).contains(&limits.max_votes_per_voter) {
-            return Err(WireError::invalid(
-                "limits.max_votes_per_voter",
-                format!(
-                    "{} outside 1..={MAX_VOTES_PER_VOTER}",
-                    limits.max_votes_per_voter
-                ),
-            ));
-        }
-        Ok(())
+        check_within(
+            "limits.max_ballot_bytes",
+            limits.max_ballot_bytes,
+            256..=MAX_BALLOT_BYTES,
+        )?;
+        check_within(
+            "limits.max_votes_per_voter",
+            limits.max_votes_per_voter,
+            1..=MAX_VOTES_PER_VOTER,
+        )
     }
 
     fn signed_at_secs(&self) -> u64 {

@@ -51,6 +51,21 @@ pub fn check_version(v: u32) -> Result<(), WireError> {
     Ok(())
 }
 
+/// Requires `value` within `range`: "`{value}` outside `{range}`" otherwise.
+pub fn check_within(
+    field: &'static str,
+    value: u32,
+    range: std::ops::RangeInclusive<u32>,
+) -> Result<(), WireError> {
+    if !range.contains(&value) {
+        return Err(WireError::invalid(
+            field,
+            format!("{value} outside {}..={}", range.start(), range.end()),
+        ));
+    }
+    Ok(())
+}
+
 /// Requires `start < end`.
 pub fn check_window(field: &'static str, start: u64, end: u64) -> Result<(), WireError> {
     if start >= end {

@@ -84,11 +84,18 @@ pub(crate) async fn all(world: &mut World) {
                 ),
             ));
         }
-        let tally = world
-            .regions
-            .tally(r, &world.rules)
-            .await
-            .unwrap_or_default();
+        // A tally that could not be computed is a failed scan, not a tally of zero votes
+        // (which would be reported as a one-voter-one-vote violation).
+        let tally = match world.regions.tally(r, &world.rules).await {
+            Ok(tally) => tally,
+            Err(e) => {
+                found.push((
+                    ViolationKind::NoQuiescence,
+                    format!("r{r}: tally failed: {e}"),
+                ));
+                continue;
+            }
+        };
         let counted: u64 = tally.values().sum();
         if counted != voters {
             found.push((

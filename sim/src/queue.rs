@@ -223,6 +223,8 @@ impl Queue for SimQueue {
         handles: Vec<String>,
         visibility: Duration,
     ) -> Result<(), QueueError> {
+        // The real backends refuse a visibility SQS would refuse; so does the simulated one.
+        edgevote_queue::check_visibility("change_visibility", visibility)?;
         let now = self.clock.now_ms();
         let state = &mut *self.state();
         for handle in handles {
@@ -280,5 +282,38 @@ impl Queue for SimQueue {
                 .max()
                 .unwrap_or(0),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use edgevote_queue::{MAX_VISIBILITY, Queue, QueueError};
+
+    use super::SimQueue;
+    use crate::rng::{Clock, Rng};
+
+    /// The simulated queue refuses a visibility the real backends (SQS, embedded) refuse,
+    /// through the trait crate's one check; it used to accept any.
+    #[tokio::test]
+    async fn a_visibility_beyond_the_sqs_bound_is_refused_as_by_every_backend() {
+        let queue = SimQueue::new(Clock::starting_at(1_000), Rng::new(1));
+        let too_long = MAX_VISIBILITY + Duration::from_secs(1);
+        let refused = queue
+            .change_visibility(vec!["0.1".into()], too_long)
+            .await
+            .expect_err("over the SQS bound");
+        assert!(matches!(
+            refused,
+            QueueError::Invalid {
+                stage: "change_visibility",
+                ..
+            }
+        ));
+        queue
+            .change_visibility(vec!["0.1".into()], MAX_VISIBILITY)
+            .await
+            .expect("at the bound");
     }
 }

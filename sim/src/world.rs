@@ -17,7 +17,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use edgevote_collector::config::ProcessingConfig;
-use edgevote_collector::{Checker, Collector};
+use edgevote_collector::{Checker, Collector, CollectorParts};
 use edgevote_edge_core::commit::{
     Batch, CommitBounds, Item, MIN_MESSAGE_BYTES, Sealed, SealedVote, VoteRefused,
 };
@@ -404,13 +404,15 @@ impl World {
                 vec![manifest.clone()],
                 processing().verify_tokens,
             );
-            world.collectors.push(Collector::new(
-                name.clone(),
-                Arc::clone(&queue) as Arc<dyn Queue>,
-                Arc::clone(&store) as Arc<dyn Store>,
+            let collector = Collector::new(CollectorParts {
+                region: name.clone(),
+                queue: Arc::clone(&queue) as Arc<dyn Queue>,
+                store: Arc::clone(&store) as Arc<dyn Store>,
                 checker,
-                processing(),
-            ));
+                processing: processing(),
+            })
+            .expect("the simulation's processing settings are valid");
+            world.collectors.push(collector);
             world.queues.push(queue);
             world.stores.push(store);
         }

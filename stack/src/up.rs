@@ -15,7 +15,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use edgevote_collector::config::ProcessingConfig;
-use edgevote_collector::{Checker, Collector};
+use edgevote_collector::{Checker, Collector, CollectorParts};
 use edgevote_edge_host::EdgeHost;
 use edgevote_edge_host::config::{GroupCommitConfig, HostConfig, SpillConfig};
 use edgevote_queue::Queue;
@@ -439,20 +439,20 @@ async fn start_region(
     let (edge, background) =
         edgevote_edge_host::start_with_queue(&host_config, Arc::clone(&queue) as Arc<dyn Queue>)
             .await?;
-    let collector = Collector::new(
-        name.to_owned(),
-        Arc::clone(&queue) as Arc<dyn Queue>,
-        Arc::clone(&region_store) as Arc<dyn edgevote_store::Store>,
+    let collector = Collector::new(CollectorParts {
+        region: name.to_owned(),
+        queue: Arc::clone(&queue) as Arc<dyn Queue>,
+        store: Arc::clone(&region_store) as Arc<dyn edgevote_store::Store>,
         // The production defaults: every token verified again. It follows the key set, so a
         // rotation (`edgevote keys rotate`) needs no restart.
-        Checker::new(
+        checker: Checker::new(
             keys.clone(),
             vec![manifest.clone()],
             ProcessingConfig::default().verify_tokens,
         )
         .following(store.keyset_path()),
-        ProcessingConfig::default(),
-    );
+        processing: ProcessingConfig::default(),
+    })?;
     let edge_listener = bind_again(before.map(|b| b.edge_url.as_str())).await?;
     let collector_listener = bind_again(before.map(|b| b.collector_url.as_str())).await?;
     let info = RegionInfo {

@@ -34,7 +34,7 @@ use aws_sdk_sqs::types::{
 };
 use edgevote_queue::{
     DeadLetter, MAX_BATCH, MAX_BODY_BYTES, MAX_VISIBILITY, Queue, QueueError, QueueStats, Received,
-    bounded_reason, check_receive, check_send,
+    bounded_reason, check_receive, check_send, check_visibility,
 };
 use serde::Deserialize;
 
@@ -222,7 +222,9 @@ impl SqsQueue {
             .client
             .receive_message()
             .queue_url(&self.dlq_url)
-            .max_number_of_messages(i32::try_from(max.min(MAX_BATCH)).unwrap_or(1))
+            .max_number_of_messages(
+                i32::try_from(max.min(MAX_BATCH)).expect("at most MAX_BATCH (10) messages"),
+            )
             .wait_time_seconds(PEEK_WAIT_SECS)
             .visibility_timeout(PEEK_HIDE_SECS)
             .message_attribute_names(REASON_ATTRIBUTE)
@@ -451,7 +453,9 @@ impl Queue for SqsQueue {
             .client
             .receive_message()
             .queue_url(&self.queue_url)
-            .max_number_of_messages(i32::try_from(max).unwrap_or(1))
+            .max_number_of_messages(
+                i32::try_from(max).expect("check_receive bounds max to 1..=MAX_BATCH"),
+            )
             .wait_time_seconds(secs(wait))
             .visibility_timeout(secs(visibility))
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
@@ -477,12 +481,7 @@ impl Queue for SqsQueue {
     ) -> Result<(), QueueError> {
         let stage = "change_visibility";
         check_handles(stage, &handles)?;
-        if visibility > MAX_VISIBILITY {
-            return Err(QueueError::Invalid {
-                stage,
-                detail: format!("visibility {visibility:?} longer than {MAX_VISIBILITY:?}"),
-            });
-        }
+        check_visibility(stage, visibility)?;
         for chunk in handles.chunks(MAX_BATCH) {
             self.visibility_chunk(chunk, secs(visibility)).await?;
         }
@@ -564,10 +563,11 @@ impl Queue for SqsQueue {
                 &[QueueAttributeName::ApproximateNumberOfMessages],
             )
             .await?;
+        let one_per_name = "depths answers one number per attribute asked, or an error";
         Ok(QueueStats {
-            visible: main.first().copied().unwrap_or(0),
-            in_flight: main.get(1).copied().unwrap_or(0),
-            dead_letters: dead.first().copied().unwrap_or(0),
+            visible: *main.first().expect(one_per_name),
+            in_flight: *main.get(1).expect(one_per_name),
+            dead_letters: *dead.first().expect(one_per_name),
             oldest_age_ms: 0,
         })
     }

@@ -94,8 +94,9 @@ impl Header {
                 "message record shorter than its header",
             ));
         }
-        let u64_at = |i: usize| u64::from_be_bytes(record[i..i + 8].try_into().unwrap_or_default());
-        let u32_at = |i: usize| u32::from_be_bytes(record[i..i + 4].try_into().unwrap_or_default());
+        let whole = "the record holds its whole header (checked above)";
+        let u64_at = |i: usize| u64::from_be_bytes(record[i..i + 8].try_into().expect(whole));
+        let u32_at = |i: usize| u32::from_be_bytes(record[i..i + 4].try_into().expect(whole));
         let header = Header {
             sent_at_ms: u64_at(0),
             visible_at_ms: u64_at(8),
@@ -277,7 +278,9 @@ fn encode_dead(header: &Header, reason: &str, body: &[u8]) -> Vec<u8> {
     let reason = bounded_reason(reason).as_bytes();
     let mut out = Vec::with_capacity(6 + reason.len() + body.len());
     out.extend_from_slice(&header.receive_count.to_be_bytes());
-    out.extend_from_slice(&u16::try_from(reason.len()).unwrap_or(0).to_be_bytes());
+    const _: () = assert!(crate::MAX_REASON_BYTES <= u16::MAX as usize);
+    let length = u16::try_from(reason.len()).expect("bounded_reason keeps a reason under 64 KiB");
+    out.extend_from_slice(&length.to_be_bytes());
     out.extend_from_slice(reason);
     out.extend_from_slice(body);
     out
@@ -401,12 +404,7 @@ impl Queue for EmbeddedQueue {
         handles: Vec<String>,
         visibility: Duration,
     ) -> Result<(), QueueError> {
-        if visibility > crate::MAX_VISIBILITY {
-            return Err(QueueError::Invalid {
-                stage: "change_visibility",
-                detail: format!("visibility {visibility:?} too long"),
-            });
-        }
+        crate::check_visibility("change_visibility", visibility)?;
         self.blocking("change_visibility", move |db| {
             let visible_at = now_ms().saturating_add(crate::millis(visibility));
             Self::update_handles(

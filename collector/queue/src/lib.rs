@@ -164,10 +164,6 @@ pub fn check_receive(max: usize, wait: Duration, visibility: Duration) -> Result
         Some(format!("max {max}, expected 1..={MAX_BATCH}"))
     } else if wait > MAX_WAIT {
         Some(format!("wait {wait:?} longer than {MAX_WAIT:?}"))
-    } else if visibility > MAX_VISIBILITY {
-        Some(format!(
-            "visibility {visibility:?} longer than {MAX_VISIBILITY:?}"
-        ))
     } else {
         None
     };
@@ -176,8 +172,20 @@ pub fn check_receive(max: usize, wait: Duration, visibility: Duration) -> Result
             stage: "receive",
             detail,
         }),
-        None => Ok(()),
+        None => check_visibility("receive", visibility),
     }
+}
+
+/// Checks a visibility timeout (of a receive, or a change of visibility): at most
+/// [`MAX_VISIBILITY`], as SQS allows. Every backend checks it, the simulated one too.
+pub fn check_visibility(stage: &'static str, visibility: Duration) -> Result<(), QueueError> {
+    if visibility > MAX_VISIBILITY {
+        return Err(QueueError::Invalid {
+            stage,
+            detail: format!("visibility {visibility:?} longer than {MAX_VISIBILITY:?}"),
+        });
+    }
+    Ok(())
 }
 
 /// Truncates a dead-letter reason to [`MAX_REASON_BYTES`] on a character boundary.

@@ -158,6 +158,14 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Shorthand for [`StoreError::Invalid`].
+    pub fn invalid(stage: &'static str, detail: impl std::fmt::Display) -> Self {
+        StoreError::Invalid {
+            stage,
+            detail: detail.to_string(),
+        }
+    }
+
     /// Shorthand for [`StoreError::Backend`].
     pub fn backend(stage: &'static str, detail: impl std::fmt::Display) -> Self {
         StoreError::Backend {
@@ -249,10 +257,7 @@ pub fn check_record_batch(
     rules: &ElectionRules,
     ballots: &[StoredBallot],
 ) -> Result<(), StoreError> {
-    let invalid = |detail: String| StoreError::Invalid {
-        stage: "record",
-        detail,
-    };
+    let invalid = |detail: String| StoreError::invalid("record", detail);
     if ballots.len() > MAX_RECORD_BATCH {
         return Err(invalid(format!(
             "{} ballots, at most {MAX_RECORD_BATCH}",

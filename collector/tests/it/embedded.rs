@@ -215,3 +215,57 @@ async fn regions_replicate_and_converge_on_one_final_tally() {
         0
     );
 }
+
+/// Processing settings built in code get the configuration file's check: `Collector::new`
+/// refuses them with the setting's name (with `max_in_flight_messages` below the batch, a
+/// receive loop would wait forever for its permits; with no receiver, nothing is drained), and
+/// valid ones pass.
+#[test]
+fn a_bad_processing_config_is_refused_by_the_collector() {
+    use edgevote_collector::Collector;
+    use edgevote_collector::config::{InvalidSetting, ProcessingConfig};
+    use edgevote_collector::service::CollectorParts;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (queue, store) = backends(&dir);
+    let try_new = |processing: ProcessingConfig| {
+        Collector::new(CollectorParts {
+            region: "r1".into(),
+            queue: Arc::clone(&queue),
+            store: Arc::clone(&store),
+            checker: crate::fixture::checker(),
+            processing,
+        })
+    };
+    let starved = ProcessingConfig {
+        receive_batch_messages: 10,
+        max_in_flight_messages: 5,
+        ..crate::fixture::processing()
+    };
+    let refused = try_new(starved).expect_err("a batch that never gets its permits");
+    assert_eq!(refused.field, "max_in_flight_messages");
+    assert_eq!(
+        refused.to_string(),
+        "max_in_flight_messages must be at least receive_batch_messages"
+    );
+    let idle = ProcessingConfig {
+        receivers: 0,
+        ..crate::fixture::processing()
+    };
+    assert_eq!(
+        try_new(idle).expect_err("no receive loop").field,
+        "receivers"
+    );
+    assert!(matches!(
+        ProcessingConfig {
+            wait_time_secs: 21,
+            ..ProcessingConfig::default()
+        }
+        .validate(),
+        Err(InvalidSetting {
+            field: "wait_time_secs",
+            ..
+        })
+    ));
+    try_new(crate::fixture::processing()).expect("the test settings are valid");
+}

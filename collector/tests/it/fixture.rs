@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use edgevote_collector::config::ProcessingConfig;
-use edgevote_collector::{Checker, Collector};
+use edgevote_collector::{Checker, Collector, CollectorParts};
 use edgevote_queue::Queue;
 use edgevote_shared::{
     Ballot, ElectionManifest, ElectionOption, EnvelopeVote, KeySet, Limits, Policy, QueueEnvelope,
@@ -152,7 +152,14 @@ pub fn processing() -> ProcessingConfig {
 }
 
 pub fn collector(queue: Arc<dyn Queue>, store: Arc<dyn Store>) -> Arc<Collector> {
-    Collector::new("r1".into(), queue, store, checker(), processing())
+    Collector::new(CollectorParts {
+        region: "r1".into(),
+        queue,
+        store,
+        checker: checker(),
+        processing: processing(),
+    })
+    .unwrap()
 }
 
 /// Runs `collector` until its queue has nothing visible or in flight (or `limit` passes).

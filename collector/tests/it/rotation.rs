@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use edgevote_collector::Collector;
+use edgevote_collector::{Collector, CollectorParts};
 use edgevote_queue::Queue;
 use edgevote_queue::embedded::{EmbeddedQueue, EmbeddedQueueConfig};
 use edgevote_shared::{KeySet, Policy, Role, SigningIdentity};
@@ -43,13 +43,14 @@ async fn envelope_of_a_key_published_after_the_collector_read_its_key_set_is_sto
         })
         .unwrap(),
     );
-    let collector = Collector::new(
-        REGION.into(),
-        Arc::clone(&queue),
-        Arc::clone(&store),
-        checker().following(&keyset_path),
-        processing(),
-    );
+    let collector = Collector::new(CollectorParts {
+        region: REGION.into(),
+        queue: Arc::clone(&queue),
+        store: Arc::clone(&store),
+        checker: checker().following(&keyset_path),
+        processing: processing(),
+    })
+    .unwrap();
     // The edge's successor key: it seals before this collector has re-read the key set.
     let successor = SigningIdentity::from_seed(&[7; 32], Role::Edge);
     let t = now_ms();

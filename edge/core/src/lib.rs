@@ -26,6 +26,9 @@ use edgevote_shared::{
 };
 use serde_json::json;
 
+mod refusal;
+pub use refusal::Refusal;
+
 /// Characters of the vote id in a single-vote batch id (132 bits: unique in practice).
 pub const SINGLE_BATCH_VOTE_ID_CHARS: usize = 22;
 
@@ -84,12 +87,14 @@ impl Response {
         }
     }
 
-    /// A refusal: `{"error": code, "detail": ...}`.
-    pub fn error(status: u16, code: &str, detail: impl std::fmt::Display) -> Self {
-        Response::json(
-            status,
-            &json!({"error": code, "detail": detail.to_string()}),
-        )
+    /// A refusal: `{"error": code, "detail": ...}` ([`Refusal::body_json`]).
+    pub fn error(status: u16, code: &'static str, detail: impl std::fmt::Display) -> Self {
+        Response::refusal(&Refusal::new(status, code, detail))
+    }
+
+    /// The response carrying `refusal`, with its status and the one refusal body.
+    pub fn refusal(refusal: &Refusal) -> Self {
+        Response::json(refusal.status, &refusal.body_json())
     }
 
     /// 503 with `Retry-After`, for when the vote could not be made durable (no receipt).
@@ -105,6 +110,12 @@ impl Response {
     pub fn error_code(&self) -> Option<String> {
         let value: serde_json::Value = serde_json::from_slice(&self.body).ok()?;
         value.get("error")?.as_str().map(str::to_owned)
+    }
+}
+
+impl From<Refusal> for Response {
+    fn from(refusal: Refusal) -> Self {
+        Response::refusal(&refusal)
     }
 }
 
@@ -245,6 +256,7 @@ impl Edge {
             .values()
             .map(|e| e.manifest.limits.max_ballot_bytes as usize)
             .max()
+            // An edge serving no election takes no body.
             .unwrap_or(0)
     }
 
@@ -295,7 +307,8 @@ impl Edge {
                 Err(e) => respond(admission_refusal(&e)),
             },
             Sealing::Host => {
-                let body = serde_json::to_vec(checked.ballot()).unwrap_or_default();
+                let body = serde_json::to_vec(checked.ballot())
+                    .expect("a ballot (strings only) always serialises to JSON");
                 Outcome::HandToHost(Box::new(Handed {
                     election: id.to_owned(),
                     body,
@@ -480,6 +493,23 @@ impl Accepted {
     }
 }
 
+/// Appends to `body` the part of `chunk` (an item of the platform's body stream) that fits
+/// within `limit` bytes, and says whether the body is now full; a failed chunk is the error's
+/// text. Adapters read request bodies chunk by chunk and stop once it is full: with `limit` one
+/// byte over [`Edge::max_body_bytes`], the core then refuses the body as too large, and the
+/// rest is never buffered.
+pub fn append_bounded<C: AsRef<[u8]>, E: std::fmt::Display>(
+    body: &mut Vec<u8>,
+    chunk: Result<C, E>,
+    limit: usize,
+) -> Result<bool, String> {
+    let chunk = chunk.map_err(|e| e.to_string())?;
+    let chunk = chunk.as_ref();
+    let room = limit.saturating_sub(body.len());
+    body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+    Ok(body.len() >= limit)
+}
+
 fn respond(response: Response) -> Outcome {
     Outcome::Respond(response)
 }
@@ -535,11 +565,11 @@ pub fn status_of(code: &str) -> u16 {
 }
 
 fn wire_refusal(e: &WireError) -> Response {
-    Response::error(status_of(e.code()), e.code(), e)
+    Response::refusal(&Refusal::new(status_of(e.code()), e.code(), e))
 }
 
 fn admission_refusal(e: &AdmissionError) -> Response {
-    Response::error(status_of(e.code()), e.code(), e)
+    Response::refusal(&Refusal::new(status_of(e.code()), e.code(), e))
 }
 
 /// Whether the edge key `kid` may sign for `edge_id` in `region` at `now_secs`: in `keys`, an

@@ -8,6 +8,7 @@
 //! 409 `bundle_downgrade` for a lower serial than the active bundle's without
 //! `allow_downgrade`, 409 `no_previous_bundle` for a rollback with nothing to go back to.
 
+use edgevote_edge_core::Refusal;
 use http_body_util::BodyExt;
 use serde::Deserialize;
 
@@ -35,8 +36,8 @@ struct DeployRequest {
 /// An admin answer: status and JSON body.
 pub type Answer = (u16, serde_json::Value);
 
-fn error(status: u16, code: &str, detail: impl std::fmt::Display) -> Answer {
-    (status, crate::server::error_body(code, detail))
+fn error(status: u16, code: &'static str, detail: impl std::fmt::Display) -> Answer {
+    (status, Refusal::new(status, code, detail).body_json())
 }
 
 /// Compares in time independent of where the strings differ.
@@ -73,7 +74,10 @@ pub async fn handle(host: &EdgeHost, request: hyper::Request<hyper::body::Incomi
     }
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    match (method, path.strip_prefix(PREFIX).unwrap_or_default()) {
+    let Some(route) = path.strip_prefix(PREFIX) else {
+        return error(404, "not_found", path);
+    };
+    match (method, route) {
         (hyper::Method::GET, "bundle") => ok(&host.bundles.status()),
         (hyper::Method::POST, "bundle") => deploy(host, request.into_body()).await,
         (hyper::Method::POST, "bundle/rollback") => match host.bundles.rollback().await {
@@ -86,7 +90,9 @@ pub async fn handle(host: &EdgeHost, request: hyper::Request<hyper::body::Incomi
 }
 
 fn ok(status: &crate::bundles::BundleStatus) -> Answer {
-    (200, serde_json::to_value(status).unwrap_or_default())
+    let body = serde_json::to_value(status)
+        .expect("a bundle status (strings, numbers, no maps with non-string keys) serialises");
+    (200, body)
 }
 
 fn refused(e: &DeployError) -> Answer {

@@ -28,27 +28,16 @@ use http::{Method, Version};
 /// may accept (an election's own, smaller limit is the component's to enforce).
 pub const MAX_BODY_BYTES: usize = edgevote_shared::manifest::MAX_BALLOT_BYTES as usize;
 
-/// A request the front refuses: status, stable code, and what was wrong.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
-    /// The HTTP status (always 4xx).
-    pub status: u16,
-    /// The stable, machine-readable code.
-    pub code: &'static str,
-    /// A human-readable detail.
-    pub detail: String,
-}
+/// A request the front refuses (always a 4xx): the edge's one refusal type, answered with its
+/// one body.
+pub use edgevote_edge_core::Refusal;
 
-fn refuse(status: u16, code: &'static str, detail: impl Into<String>) -> Refusal {
+fn refuse(status: u16, code: &'static str, detail: impl std::fmt::Display) -> Refusal {
     debug_assert!(
         (400..500).contains(&status),
         "the front only refuses with 4xx"
     );
-    Refusal {
-        status,
-        code,
-        detail: detail.into(),
-    }
+    Refusal::new(status, code, detail)
 }
 
 /// Checks a request head; on success the head is ready for the component (an HTTP/1.0 request

@@ -71,18 +71,28 @@ pub enum Stage {
     Component = 2,
 }
 
-impl Stage {
-    const COUNT: usize = 3;
-    const ALL: [Stage; Self::COUNT] = [Stage::Protocol, Stage::Host, Stage::Component];
+/// For an enum whose variants index an array of counters (their discriminants, listed here in
+/// order) and label a [`Family`]'s values: `COUNT`, `ALL` and `label`.
+macro_rules! counter_labels {
+    ($name:ident { $($variant:ident => $label:literal),+ $(,)? }) => {
+        impl $name {
+            const COUNT: usize = [$($name::$variant),+].len();
+            const ALL: [$name; Self::COUNT] = [$($name::$variant),+];
 
-    fn label(self) -> &'static str {
-        match self {
-            Stage::Protocol => "protocol",
-            Stage::Host => "host",
-            Stage::Component => "component",
+            fn label(self) -> &'static str {
+                match self {
+                    $($name::$variant => $label),+
+                }
+            }
         }
-    }
+    };
 }
+
+counter_labels!(Stage {
+    Protocol => "protocol",
+    Host => "host",
+    Component => "component",
+});
 
 /// A counter family with one label.
 struct Family {
@@ -119,18 +129,11 @@ pub enum Discard {
     Quota = 2,
 }
 
-impl Discard {
-    const COUNT: usize = 3;
-    const ALL: [Discard; Self::COUNT] = [Discard::Trap, Discard::Deadline, Discard::Quota];
-
-    fn label(self) -> &'static str {
-        match self {
-            Discard::Trap => "trap",
-            Discard::Deadline => "deadline",
-            Discard::Quota => "quota",
-        }
-    }
-}
+counter_labels!(Discard {
+    Trap => "trap",
+    Deadline => "deadline",
+    Quota => "quota",
+});
 
 impl Metrics {
     /// Counts one answer of `status`, given by `stage`.
@@ -353,5 +356,22 @@ impl Metrics {
             self.connections_open.load(Ordering::Relaxed)
         );
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `ALL` lists the variants in the order of their discriminants, which index the counters.
+    #[test]
+    fn labelled_variants_index_their_counters() {
+        for (i, stage) in Stage::ALL.iter().enumerate() {
+            assert_eq!(*stage as usize, i, "{}", stage.label());
+        }
+        for (i, discard) in Discard::ALL.iter().enumerate() {
+            assert_eq!(*discard as usize, i, "{}", discard.label());
+        }
+        assert_eq!((Stage::COUNT, Discard::COUNT), (3, 3));
     }
 }

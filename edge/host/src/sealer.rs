@@ -328,7 +328,10 @@ impl Sealer {
         let (edge_id, region) = (&self.edge_id, &self.region);
         check_edge_key(keys, kid, edge_id, region, now_secs).map_err(|detail| (false, detail))?;
         let current_valid = check_edge_key(keys, current, edge_id, region, now_secs).is_ok();
-        let published = keys.get(kid).map_or(0, |(jwk, _)| jwk.valid_from);
+        let (jwk, _) = keys
+            .get(kid)
+            .expect("check_edge_key just found the key in this key set");
+        let published = jwk.valid_from;
         if current_valid && now_secs < published.saturating_add(KEY_SETTLE_SECS) {
             let detail = format!(
                 "edge key {kid} is too new (valid from {published}): the host switches \

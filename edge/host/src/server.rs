@@ -12,6 +12,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
+use edgevote_edge_core::Refusal;
 use tokio::sync::Semaphore;
 
 use crate::EdgeHost;
@@ -42,22 +43,13 @@ fn text(
     response
 }
 
-/// The body of every refusal the host itself answers: `{"error": code, "detail": ...}`, the
-/// same shape as the component's.
-pub(crate) fn error_body(code: &str, detail: impl std::fmt::Display) -> serde_json::Value {
-    serde_json::json!({"error": code, "detail": detail.to_string()})
-}
-
+/// A refusal the host answers itself, with the edge's one refusal body (the component's shape).
 fn refusal(
     status: u16,
-    code: &str,
+    code: &'static str,
     detail: impl std::fmt::Display,
 ) -> hyper::Response<HyperOutgoingBody> {
-    text(
-        status,
-        "application/json",
-        error_body(code, detail).to_string(),
-    )
+    refused_response(Refusal::new(status, code, detail))
 }
 
 fn rate_limited(retry_after_secs: u64, what: &str) -> hyper::Response<HyperOutgoingBody> {
@@ -86,21 +78,17 @@ fn with_retry_after(
 /// Seconds a client is told to wait after a request ran past its deadline.
 const DEADLINE_RETRY_AFTER_SECS: u64 = 2;
 
-fn refused_response(refused: front::Refusal) -> hyper::Response<HyperOutgoingBody> {
-    refusal(refused.status, refused.code, refused.detail)
+fn refused_response(refused: Refusal) -> hyper::Response<HyperOutgoingBody> {
+    core_response(refused.into())
 }
 
 /// Reads a whole request body, bounded in bytes and time.
-async fn read_body<B>(host: &EdgeHost, body: B) -> Result<Bytes, front::Refusal>
+async fn read_body<B>(host: &EdgeHost, body: B) -> Result<Bytes, Refusal>
 where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let refused = |status, code, detail: &str| front::Refusal {
-        status,
-        code,
-        detail: detail.to_owned(),
-    };
+    let refused = Refusal::new;
     let collect = http_body_util::Limited::new(body, front::MAX_BODY_BYTES).collect();
     match tokio::time::timeout(host.http.body_read_timeout(), collect).await {
         Ok(Ok(collected)) => Ok(collected.to_bytes()),

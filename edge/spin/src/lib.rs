@@ -158,11 +158,8 @@ async fn read_body(request: IncomingRequest, limit: usize) -> Result<Vec<u8>, St
     let mut stream = request.into_body_stream();
     let mut body = Vec::new();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| e.to_string())?;
-        let room = limit.saturating_sub(body.len());
-        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if body.len() >= limit {
-            break; // one byte over the limit is enough for the core to refuse it
+        if edgevote_edge_core::append_bounded(&mut body, chunk, limit)? {
+            break;
         }
     }
     Ok(body)

@@ -87,10 +87,7 @@ async fn read_body(request: &mut Request, limit: usize) -> Result<Vec<u8>, Strin
     let mut stream = request.stream().map_err(|e| e.to_string())?;
     let mut body = Vec::new();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| e.to_string())?;
-        let room = limit.saturating_sub(body.len());
-        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if body.len() >= limit {
+        if edgevote_edge_core::append_bounded(&mut body, chunk, limit)? {
             break;
         }
     }

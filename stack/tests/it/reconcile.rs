@@ -111,13 +111,19 @@ impl Fixture {
             })
             .unwrap(),
         );
-        let collector = edgevote_collector::Collector::new(
-            name.into(),
-            queue,
-            store,
-            edgevote_collector::Checker::new(self.keys.clone(), vec![self.manifest.clone()], false),
-            edgevote_collector::config::ProcessingConfig::default(),
-        );
+        let collector =
+            edgevote_collector::Collector::new(edgevote_collector::service::CollectorParts {
+                region: name.into(),
+                queue,
+                store,
+                checker: edgevote_collector::Checker::new(
+                    self.keys.clone(),
+                    vec![self.manifest.clone()],
+                    false,
+                ),
+                processing: edgevote_collector::config::ProcessingConfig::default(),
+            })
+            .unwrap();
         let options = edgevote_collector::http::HttpOptions::default()
             .with_auditor_token(AUDITOR_TOKEN)
             .unwrap();

@@ -180,10 +180,7 @@ fn check_batch(
     region: &str,
     ballots: &[StoredBallot],
 ) -> Result<(), StoreError> {
-    let invalid = |detail: String| StoreError::Invalid {
-        stage: "record",
-        detail,
-    };
+    let invalid = |detail: String| StoreError::invalid("record", detail);
     edgevote_store::check_record_batch(rules, ballots)?;
     if !key_safe(&rules.id) || region.is_empty() {
         return Err(invalid(format!(

@@ -522,3 +522,43 @@ fn one_forged_token_in_a_group_commit_of_256_refuses_only_itself() {
         }
     }
 }
+
+/// Every refusal, whoever answers it (the core, the host's front, its admin endpoint, the
+/// Spin component, the Worker), has one body: these exact bytes.
+#[test]
+fn one_refusal_body_for_every_answer() {
+    use edgevote_edge_core::Refusal;
+    let refusal = Refusal::new(429, "rate_limited", "too many requests for this vote token");
+    let bytes = br#"{"detail":"too many requests for this vote token","error":"rate_limited"}"#;
+    assert_eq!(refusal.body(), bytes);
+    let response = Response::from(refusal.clone());
+    assert_eq!(response.status, 429);
+    assert_eq!(response.content_type, "application/json");
+    assert_eq!(response.body, bytes);
+    assert_eq!(response.error_code().as_deref(), Some("rate_limited"));
+    assert_eq!(
+        Response::error(429, "rate_limited", &refusal.detail),
+        response
+    );
+    let outcome = edge().handle(case("GET", "/nowhere", None, b"").request(), NOW_MS);
+    assert_eq!(
+        refused(outcome).body,
+        br#"{"detail":"/nowhere","error":"not_found"}"#
+    );
+}
+
+/// The adapters' bounded body read: chunks are kept up to the limit, then the body is full;
+/// a failed chunk is its error's text.
+#[test]
+fn bodies_are_read_up_to_their_limit() {
+    use edgevote_edge_core::append_bounded;
+    let mut body = Vec::new();
+    let ok = |chunk: &'static [u8]| Ok::<_, String>(chunk);
+    assert_eq!(append_bounded(&mut body, ok(b"abc"), 5), Ok(false));
+    assert_eq!(append_bounded(&mut body, ok(b"defg"), 5), Ok(true));
+    assert_eq!(body, b"abcde");
+    assert_eq!(
+        append_bounded(&mut body, Err::<&[u8], _>("reset"), 5),
+        Err("reset".to_owned())
+    );
+}
