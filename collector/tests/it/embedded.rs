@@ -228,7 +228,7 @@ fn a_bad_processing_config_is_refused_by_the_collector() {
 
     let dir = tempfile::tempdir().unwrap();
     let (queue, store) = backends(&dir);
-    let try_new = |processing: ProcessingConfig| {
+    let new = |processing: ProcessingConfig| {
         Collector::new(CollectorParts {
             region: "r1".into(),
             queue: Arc::clone(&queue),
@@ -242,7 +242,7 @@ fn a_bad_processing_config_is_refused_by_the_collector() {
         max_in_flight_messages: 5,
         ..crate::fixture::processing()
     };
-    let refused = try_new(starved).expect_err("a batch that never gets its permits");
+    let refused = new(starved).expect_err("a batch that never gets its permits");
     assert_eq!(refused.field, "max_in_flight_messages");
     assert_eq!(
         refused.to_string(),
@@ -253,7 +253,7 @@ fn a_bad_processing_config_is_refused_by_the_collector() {
         ..crate::fixture::processing()
     };
     assert_eq!(
-        try_new(idle).expect_err("no receive loop").field,
+        new(idle).expect_err("no receive loop").field,
         "receivers"
     );
     assert!(matches!(
@@ -267,5 +267,5 @@ fn a_bad_processing_config_is_refused_by_the_collector() {
             ..
         })
     ));
-    try_new(crate::fixture::processing()).expect("the test settings are valid");
+    new(crate::fixture::processing()).expect("the test settings are valid");
 }
