@@ -63,23 +63,31 @@ fn check_times(
         (from..=until).contains(&received_at_ms)
     };
     let refuse = |code: &'static str, detail: String| Err(Rejection { code, detail });
-    if !window(manifest.opens_at, manifest.closes_at) {
-        return refuse(
+    let windows = [
+        (
             "outside_election_window",
-            format!(
-                "vote received at {received_at_ms} ms, election {} open {}..{} s",
-                manifest.id, manifest.opens_at, manifest.closes_at
-            ),
-        );
-    }
-    if !window(token.nbf, token.exp) {
-        return refuse(
+            "election",
+            &manifest.id,
+            "open",
+            manifest.opens_at,
+            manifest.closes_at,
+        ),
+        (
             "outside_token_validity",
-            format!(
-                "vote received at {received_at_ms} ms, token {} valid {}..{} s",
-                token.jti, token.nbf, token.exp
-            ),
-        );
+            "token",
+            &token.jti,
+            "valid",
+            token.nbf,
+            token.exp,
+        ),
+    ];
+    for (code, what, id, state, from, until) in windows {
+        if !window(from, until) {
+            let detail = format!(
+                "vote received at {received_at_ms} ms, {what} {id} {state} {from}..{until} s"
+            );
+            return refuse(code, detail);
+        }
     }
     let sealed = envelope.created_at_ms;
     if received_at_ms > sealed.saturating_add(MAX_CLOCK_SKEW_MS)
