@@ -27,20 +27,28 @@
 //!
 //! # What `verify` checks
 //!
-//! [`verify::verify`] takes the files' contents and the trusted key set, and does no I/O. In
-//! order, stopping at the first failure of a document:
+//! [`verify::verify`] takes the files' contents, the folder's key set and the auditor's trust
+//! roots ([`verify::TrustRoots`]: the election manifest, and a pinned key set or log key, all
+//! obtained outside the folder), and does no I/O. In order, stopping at the first failure of a
+//! document:
 //!
-//! 1. `tally.jws` verifies against the key set (strict Ed25519, `log` role, key valid at the
-//!    tally's date: every rule of [`edgevote_shared::verify`]);
-//! 2. each checkpoint's signature verifies under the tally's signing key;
-//! 3. each log matches its checkpoint (same size, same root) and is sorted (receipts: strictly
-//!    ascending, so no vote id appears twice);
+//! 1. the folder's key set agrees with the pinned roots (`keyset_mismatch`,
+//!    `log_key_mismatch`, `no_trust_root`) and the manifest verifies;
+//! 2. `tally.jws` verifies (strict Ed25519, `log` role, key valid at the tally's date: every rule
+//!    of [`edgevote_shared::verify`]), by the pinned log key if one is pinned, for the manifest's
+//!    election (`wrong_election`);
+//! 3. each checkpoint's signature verifies under the tally's signing key, and its origin is
+//!    `edgevote/<election>/<log>` (`bad_origin`);
+//! 4. each log matches its checkpoint (same size, same root) and is sorted (receipts: strictly
+//!    ascending, so no vote id appears twice); every choice is an option of the manifest
+//!    (`unknown_choice`) and there are no more choices than ballots
+//!    (`more_choices_than_ballots`);
 //!
 //! then, reporting each failure:
 //!
-//! 4. the counts recomputed from the choices log, both roots and the number of ballots equal the
-//!    signed tally's;
-//! 5. every receipt given verifies (signature, key binding, the tally's election) and its vote
+//! 5. the counts recomputed from the choices log, both roots and the numbers of voters and
+//!    ballots equal the signed tally's;
+//! 6. every receipt given verifies (signature, key binding, the tally's election) and its vote
 //!    id is in the receipts log, with an RFC 6962 inclusion proof to the signed root.
 //!
 //! Each failure has a stable code: a [`WireError`](edgevote_shared::WireError) code for a refused

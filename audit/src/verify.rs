@@ -10,9 +10,9 @@ use ed25519_dalek::VerifyingKey;
 use edgevote_shared::checkpoint::Checkpoint;
 use edgevote_shared::merkle::{self, Hash};
 use edgevote_shared::tally::PublishedTally;
-use edgevote_shared::{KeySet, Receipt, WireError};
+use edgevote_shared::{ElectionManifest, KeySet, Receipt, Role, WireError};
 
-use crate::{LogKind, TALLY_FILE, leaves, log_entries};
+use crate::{KEYSET_FILE, LogKind, TALLY_FILE, leaves, log_entries};
 
 /// The stable failure codes of the audit log's own checks. A refused document or receipt has
 /// its [`WireError::code`] instead (`bad_signature`, `unknown_key_id`, ...).
@@ -25,6 +25,95 @@ pub mod code {
     pub const TALLY_MISMATCH: &str = "tally_mismatch";
     /// A valid receipt whose vote id is not in the receipts log.
     pub const NOT_INCLUDED: &str = "not_included";
+    /// No trust root was given: a pinned key set or a pinned log key is required.
+    pub const NO_TRUST_ROOT: &str = "no_trust_root";
+    /// The folder's key set differs from the pinned one (a key added, removed or changed).
+    pub const KEYSET_MISMATCH: &str = "keyset_mismatch";
+    /// The tally or a checkpoint is signed by a log key other than the pinned one, or the
+    /// folder's key set holds a log key besides it.
+    pub const LOG_KEY_MISMATCH: &str = "log_key_mismatch";
+    /// The tally is for another election than the pinned manifest's.
+    pub const WRONG_ELECTION: &str = "wrong_election";
+    /// A checkpoint's origin is not `edgevote/<election>/<log>`.
+    pub const BAD_ORIGIN: &str = "bad_origin";
+    /// The choices log holds a choice that is not an option of the manifest.
+    pub const UNKNOWN_CHOICE: &str = "unknown_choice";
+    /// The choices log counts more voters than the receipts log holds ballots.
+    pub const MORE_CHOICES_THAN_BALLOTS: &str = "more_choices_than_ballots";
+}
+
+/// The name failures about the pinned manifest are reported under.
+pub const MANIFEST_INPUT: &str = "manifest";
+
+/// What the auditor trusts, obtained outside the folder being verified: a publisher who controls
+/// the folder can change every file in it, its `keyset.json` included, so nothing in it can vouch
+/// for the rest.
+#[derive(Debug, Clone, Copy)]
+pub struct TrustRoots<'a> {
+    /// The election manifest (compact JWS) as its authority published it.
+    pub manifest: &'a str,
+    /// A pinned key set (as the authority published it). The folder's `keyset.json` must equal
+    /// it, and it verifies the manifest, the tally, the checkpoints and the receipts.
+    pub keyset: Option<&'a KeySet>,
+    /// A pinned log key (from its C2SP verifier key). The tally and the checkpoints must be
+    /// signed by it, and the folder's key set may hold no other log key.
+    pub log_key: Option<&'a VerifyingKey>,
+}
+
+/// The trust roots checked against a folder: the key set to verify with and the manifest.
+#[derive(Debug, Clone)]
+struct Trusted {
+    keys: KeySet,
+    manifest: ElectionManifest,
+    log_key: Option<VerifyingKey>,
+}
+
+impl TrustRoots<'_> {
+    /// Checks the folder's key set against the pinned roots and verifies the manifest.
+    fn resolve(&self, folder_keys: &KeySet) -> Result<Trusted, Failure> {
+        let keys = match (self.keyset, self.log_key) {
+            (None, None) => {
+                return Err(Failure::new(
+                    KEYSET_FILE,
+                    code::NO_TRUST_ROOT,
+                    "a pinned key set or log key is required: the folder's own keys prove nothing",
+                ));
+            }
+            (Some(pinned), _) if pinned != folder_keys => {
+                return Err(Failure::new(
+                    KEYSET_FILE,
+                    code::KEYSET_MISMATCH,
+                    "the folder's key set differs from the pinned one",
+                ));
+            }
+            (Some(pinned), _) => pinned.clone(),
+            (None, Some(_)) => folder_keys.clone(),
+        };
+        if let Some(pinned) = self.log_key {
+            let other = keys
+                .iter()
+                .filter(|jwk| jwk.edgevote_role == Role::Log)
+                .find(|jwk| jwk.verifying_key().ok() != Some(*pinned));
+            if let Some(other) = other {
+                return Err(Failure::new(
+                    KEYSET_FILE,
+                    code::LOG_KEY_MISMATCH,
+                    format!(
+                        "the key set holds log key {} besides the pinned one",
+                        other.kid
+                    ),
+                ));
+            }
+        }
+        let manifest = edgevote_shared::verify::<ElectionManifest>(self.manifest.trim(), &keys)
+            .map_err(|e| Failure::refused(MANIFEST_INPUT, &e))?
+            .doc;
+        Ok(Trusted {
+            keys,
+            manifest,
+            log_key: self.log_key.copied(),
+        })
+    }
 }
 
 /// The contents of a published log's files, as read.
@@ -56,8 +145,10 @@ pub struct ReceiptInput<'a> {
 pub struct Inputs<'a> {
     /// The published files.
     pub files: LogFiles<'a>,
-    /// The trusted key set (it verifies the tally, the checkpoints and the receipts).
-    pub keys: &'a KeySet,
+    /// The folder's `keyset.json`, as published (checked against `trust`, never trusted).
+    pub folder_keys: &'a KeySet,
+    /// What the auditor trusts.
+    pub trust: TrustRoots<'a>,
     /// Receipts to check for inclusion (none to check the log alone).
     pub receipts: &'a [ReceiptInput<'a>],
 }
@@ -188,6 +279,7 @@ struct Log {
 /// A log whose documents verified: the tally's signature, both checkpoints, both logs.
 #[derive(Debug)]
 pub struct CheckedLog {
+    keys: KeySet,
     receipts: Log,
     summary: LogSummary,
     tally_failure: Option<Failure>,
@@ -204,10 +296,10 @@ impl CheckedLog {
         self.tally_failure.as_ref()
     }
 
-    /// Checks one receipt (a compact JWS): it verifies against `keys`, is for this log's
-    /// election, and its vote id is proven included in the receipts log.
-    pub fn check_receipt(&self, compact: &str, keys: &KeySet) -> ReceiptOutcome {
-        let receipt = match edgevote_shared::verify::<Receipt>(compact.trim(), keys)
+    /// Checks one receipt (a compact JWS): it verifies against the trusted key set, is for this
+    /// log's election, and its vote id is proven included in the receipts log.
+    pub fn check_receipt(&self, compact: &str) -> ReceiptOutcome {
+        let receipt = match edgevote_shared::verify::<Receipt>(compact.trim(), &self.keys)
             .and_then(|v| v.doc.check_election(&self.summary.election).map(|()| v.doc))
         {
             Ok(receipt) => receipt,
@@ -242,7 +334,7 @@ impl CheckedLog {
 
 /// Checks a published log and `receipts` against it, with the trusted key set.
 pub fn verify(inputs: &Inputs<'_>) -> Report {
-    let log = match check_documents(&inputs.files, inputs.keys) {
+    let log = match check_documents(&inputs.files, inputs.folder_keys, &inputs.trust) {
         Ok(log) => log,
         Err(failure) => {
             return Report {
@@ -257,7 +349,7 @@ pub fn verify(inputs: &Inputs<'_>) -> Report {
         .iter()
         .map(|r| ReceiptCheck {
             name: r.name.to_owned(),
-            outcome: log.check_receipt(r.compact, inputs.keys),
+            outcome: log.check_receipt(r.compact),
         })
         .collect();
     Report {
@@ -267,10 +359,16 @@ pub fn verify(inputs: &Inputs<'_>) -> Report {
     }
 }
 
-/// Verifies the log's documents (steps 1 to 3 of the crate docs) and compares the signed tally
-/// with the logs (step 4, reported by [`CheckedLog::tally_failure`]). Fails with the first
-/// document refused.
-pub fn check_documents(files: &LogFiles<'_>, keys: &KeySet) -> Result<CheckedLog, Failure> {
+/// Checks the folder's keys against the trust roots, verifies the log's documents (steps 1 to
+/// 4 of the crate docs) and compares the signed tally with the logs (step 5, reported by
+/// [`CheckedLog::tally_failure`]). Fails with the first document refused.
+pub fn check_documents(
+    files: &LogFiles<'_>,
+    folder_keys: &KeySet,
+    trust: &TrustRoots<'_>,
+) -> Result<CheckedLog, Failure> {
+    let trusted = trust.resolve(folder_keys)?;
+    let keys = &trusted.keys;
     let tally = edgevote_shared::verify::<PublishedTally>(files.tally.trim(), keys)
         .map_err(|e| Failure::refused(TALLY_FILE, &e))?;
     let Some((_, log_key)) = keys.get(&tally.kid) else {
@@ -279,22 +377,109 @@ pub fn check_documents(files: &LogFiles<'_>, keys: &KeySet) -> Result<CheckedLog
             &WireError::UnknownKeyId(tally.kid.clone()),
         ));
     };
+    if trusted.log_key.is_some_and(|pinned| pinned != *log_key) {
+        return Err(Failure::new(
+            TALLY_FILE,
+            code::LOG_KEY_MISMATCH,
+            format!("signed by {}, not by the pinned log key", tally.kid),
+        ));
+    }
+    let election = &trusted.manifest.id;
+    if tally.doc.election != *election {
+        return Err(Failure::new(
+            TALLY_FILE,
+            code::WRONG_ELECTION,
+            format!(
+                "the tally is for {}, the manifest for {election}",
+                tally.doc.election
+            ),
+        ));
+    }
     let receipts = read_log(
         LogKind::Receipts,
         files.receipts_log,
         files.receipts_checkpoint,
         log_key,
+        election,
     )?;
     let choices = read_log(
         LogKind::Choices,
         files.choices_log,
         files.choices_checkpoint,
         log_key,
+        election,
     )?;
+    check_choices(&choices, &receipts, &trusted.manifest)?;
     let t = &tally.doc;
     let recomputed = crate::publish::counts(&choices.entries);
+    let differences = tally_differences(t, &recomputed, &receipts, &choices);
+    let tally_failure = (!differences.is_empty()).then(|| {
+        Failure::new(
+            TALLY_FILE,
+            code::TALLY_MISMATCH,
+            format!(
+                "the signed tally differs from the logs: {}",
+                differences.join("; ")
+            ),
+        )
+    });
+    let summary = LogSummary {
+        election: t.election.clone(),
+        ballots: receipts.entries.len() as u64,
+        counted: choices.entries.len() as u64,
+        recomputed,
+        tally_matches: tally_failure.is_none(),
+    };
+    Ok(CheckedLog {
+        keys: trusted.keys,
+        receipts,
+        summary,
+        tally_failure,
+    })
+}
+
+/// Every choice is an option of the manifest, and no more voters are counted than ballots
+/// were stored.
+fn check_choices(
+    choices: &Log,
+    receipts: &Log,
+    manifest: &ElectionManifest,
+) -> Result<(), Failure> {
+    let file = LogKind::Choices.log_file();
+    if let Some(unknown) = choices
+        .entries
+        .iter()
+        .find(|choice| !manifest.options.iter().any(|o| &o.id == *choice))
+    {
+        return Err(Failure::new(
+            file,
+            code::UNKNOWN_CHOICE,
+            format!("{unknown:?} is not an option of election {}", manifest.id),
+        ));
+    }
+    if choices.entries.len() > receipts.entries.len() {
+        return Err(Failure::new(
+            file,
+            code::MORE_CHOICES_THAN_BALLOTS,
+            format!(
+                "{} counted voters but only {} stored ballots",
+                choices.entries.len(),
+                receipts.entries.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// How the signed tally differs from the logs (empty when it does not).
+fn tally_differences(
+    t: &PublishedTally,
+    recomputed: &BTreeMap<String, u64>,
+    receipts: &Log,
+    choices: &Log,
+) -> Vec<String> {
     let mut differences = Vec::new();
-    if recomputed != t.counts {
+    if *recomputed != t.counts {
         differences.push(format!(
             "counts {:?} signed, {recomputed:?} in the choices log",
             t.counts
@@ -313,35 +498,38 @@ pub fn check_documents(files: &LogFiles<'_>, keys: &KeySet) -> Result<CheckedLog
             t.ballots
         ));
     }
-    let tally_failure = (!differences.is_empty()).then(|| {
-        Failure::new(
-            TALLY_FILE,
-            code::TALLY_MISMATCH,
-            format!(
-                "the signed tally differs from the logs: {}",
-                differences.join("; ")
-            ),
-        )
-    });
-    let summary = LogSummary {
-        election: t.election.clone(),
-        ballots,
-        counted: choices.entries.len() as u64,
-        recomputed,
-        tally_matches: tally_failure.is_none(),
-    };
-    Ok(CheckedLog {
-        receipts,
-        summary,
-        tally_failure,
-    })
+    let voters = choices.entries.len() as u64;
+    if t.voters != voters {
+        differences.push(format!(
+            "{} voters signed, {voters} in the choices log",
+            t.voters
+        ));
+    }
+    differences
 }
 
-/// Parses a log, verifies its checkpoint under `key`, and checks they match and that the log is
-/// sorted.
-fn read_log(kind: LogKind, text: &str, note: &str, key: &VerifyingKey) -> Result<Log, Failure> {
+/// Parses a log, verifies its checkpoint under `key` and its origin for `election`, and checks
+/// they match and that the log is sorted.
+fn read_log(
+    kind: LogKind,
+    text: &str,
+    note: &str,
+    key: &VerifyingKey,
+    election: &str,
+) -> Result<Log, Failure> {
     let checkpoint =
         Checkpoint::verify(note, key).map_err(|e| Failure::refused(kind.checkpoint_file(), &e))?;
+    if checkpoint.origin != kind.origin(election) {
+        return Err(Failure::new(
+            kind.checkpoint_file(),
+            code::BAD_ORIGIN,
+            format!(
+                "origin {:?}, expected {:?}",
+                checkpoint.origin,
+                kind.origin(election)
+            ),
+        ));
+    }
     let entries = log_entries(text);
     let leaves = leaves(&entries);
     let root = merkle::root(&leaves);
@@ -402,15 +590,16 @@ mod tests {
         let key = SigningIdentity::from_seed(&[7; 32], Role::Log);
         let vk = key.verifying_key();
         let (text, cp) = note(LogKind::Receipts, &["a", "b", "c"], &key);
-        let log = read_log(LogKind::Receipts, &text, &cp, &vk).unwrap();
+        let log = read_log(LogKind::Receipts, &text, &cp, &vk, "e1").unwrap();
         assert_eq!(log.entries.len(), 3);
 
-        let err = read_log(LogKind::Receipts, "a\nc\nb\n", &cp, &vk).unwrap_err();
+        let err = read_log(LogKind::Receipts, "a\nc\nb\n", &cp, &vk, "e1").unwrap_err();
         assert_eq!(err.code, code::LOG_CHECKPOINT_MISMATCH);
         assert_eq!(err.file, "receipts.log");
 
         let other = SigningIdentity::from_seed(&[8; 32], Role::Log);
-        let err = read_log(LogKind::Receipts, &text, &cp, &other.verifying_key()).unwrap_err();
+        let err =
+            read_log(LogKind::Receipts, &text, &cp, &other.verifying_key(), "e1").unwrap_err();
         assert_eq!(
             (err.file, err.code),
             ("receipts.checkpoint", "bad_signature")
@@ -418,14 +607,14 @@ mod tests {
 
         // Signed as it is, but out of order or repeated.
         let (text, cp) = note(LogKind::Receipts, &["a", "b", "b"], &key);
-        let err = read_log(LogKind::Receipts, &text, &cp, &vk).unwrap_err();
+        let err = read_log(LogKind::Receipts, &text, &cp, &vk, "e1").unwrap_err();
         assert_eq!(err.code, code::LOG_NOT_SORTED);
         assert!(err.detail.contains("line 3"), "{}", err.detail);
         // The choices log repeats choices, in order.
         let (text, cp) = note(LogKind::Choices, &["no", "yes", "yes"], &key);
-        assert!(read_log(LogKind::Choices, &text, &cp, &vk).is_ok());
+        assert!(read_log(LogKind::Choices, &text, &cp, &vk, "e1").is_ok());
         let (text, cp) = note(LogKind::Choices, &["yes", "no"], &key);
-        let err = read_log(LogKind::Choices, &text, &cp, &vk).unwrap_err();
+        let err = read_log(LogKind::Choices, &text, &cp, &vk, "e1").unwrap_err();
         assert_eq!((err.file, err.code), ("choices.log", code::LOG_NOT_SORTED));
     }
 }

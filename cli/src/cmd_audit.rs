@@ -7,8 +7,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Subcommand;
-use edgevote_audit::verify::{CheckedLog, ReceiptOutcome, check_documents};
+use ed25519_dalek::VerifyingKey;
+use edgevote_audit::verify::{CheckedLog, ReceiptOutcome, TrustRoots, check_documents};
 use edgevote_audit::{LogFiles, LogKind, PublishError, PublishParams};
+use edgevote_shared::checkpoint::parse_verifier_key;
 use edgevote_shared::{KeySet, Role};
 use edgevote_signer::KeyStore;
 use edgevote_store::embedded::{EmbeddedStore, EmbeddedStoreConfig};
@@ -41,11 +43,22 @@ pub enum AuditCommand {
         #[arg(long, default_value = "127.0.0.1:8088")]
         listen: String,
     },
-    /// Verify a published audit log, and optionally a folder of receipts against it.
+    /// Verify a published audit log, and optionally a folder of receipts against it. The trust
+    /// roots come from outside the folder: the election manifest, and a pinned key set or log key.
     Verify {
         /// The published folder.
         #[arg(long)]
         log: PathBuf,
+        /// The election manifest (signed JWS) as its authority published it.
+        #[arg(long)]
+        manifest: PathBuf,
+        /// A pinned key set (JWK Set), as the authority published it: the folder's must equal it.
+        #[arg(long, required_unless_present = "log_key")]
+        keyset: Option<PathBuf>,
+        /// A pinned log key, as a C2SP verifier key (`name+hash+base64`): the tally and the
+        /// checkpoints must be signed by it.
+        #[arg(long)]
+        log_key: Option<PathBuf>,
         /// Receipts to check for inclusion: one receipt file, or a folder of them (one compact
         /// JWS per file).
         #[arg(long)]
@@ -66,7 +79,16 @@ pub fn run(command: AuditCommand) -> anyhow::Result<ExitCode> {
                 .build()?;
             runtime.block_on(publish(&data_dir, region, before_close, &out))
         }
-        AuditCommand::Verify { log, receipts } => verify_folder(&log, receipts.as_deref()),
+        AuditCommand::Verify {
+            log,
+            manifest,
+            keyset,
+            log_key,
+            receipts,
+        } => {
+            let pinned = Pinned::read(&manifest, keyset.as_deref(), log_key.as_deref())?;
+            verify_folder(&log, &pinned, receipts.as_deref())
+        }
         AuditCommand::Serve { log, listen } => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -165,8 +187,49 @@ async fn publish(
 
 /// Verifies the published log in `folder` (and `receipts`); exit code 1 on any failure, each
 /// printed as `INVALID <file> (<code>)`.
-fn verify_folder(folder: &Path, receipts: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let keys = edgevote_signer::load_keyset(&folder.join(edgevote_audit::KEYSET_FILE))?;
+/// The trust roots as read from their files.
+struct Pinned {
+    manifest: String,
+    keyset: Option<KeySet>,
+    log_key: Option<VerifyingKey>,
+}
+
+impl Pinned {
+    fn read(
+        manifest: &Path,
+        keyset: Option<&Path>,
+        log_key: Option<&Path>,
+    ) -> anyhow::Result<Self> {
+        let log_key = log_key
+            .map(|path| -> anyhow::Result<VerifyingKey> {
+                let text = common::input::read_file(path)?;
+                let (_, key) = parse_verifier_key(&text)
+                    .map_err(|e| anyhow::anyhow!("{}: {e} ({})", path.display(), e.code()))?;
+                Ok(key)
+            })
+            .transpose()?;
+        Ok(Pinned {
+            manifest: common::input::read_file(manifest)?,
+            keyset: keyset.map(edgevote_signer::load_keyset).transpose()?,
+            log_key,
+        })
+    }
+
+    fn roots(&self) -> TrustRoots<'_> {
+        TrustRoots {
+            manifest: &self.manifest,
+            keyset: self.keyset.as_ref(),
+            log_key: self.log_key.as_ref(),
+        }
+    }
+}
+
+fn verify_folder(
+    folder: &Path,
+    pinned: &Pinned,
+    receipts: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
+    let folder_keys = edgevote_signer::load_keyset(&folder.join(edgevote_audit::KEYSET_FILE))?;
     let read = |name: &str| {
         std::fs::read_to_string(folder.join(name)).with_context(|| format!("reading {name}"))
     };
@@ -182,7 +245,7 @@ fn verify_folder(folder: &Path, receipts: Option<&Path>) -> anyhow::Result<ExitC
         choices_log: &choices_log,
         choices_checkpoint: &choices_checkpoint,
     };
-    let log = match check_documents(&files, &keys) {
+    let log = match check_documents(&files, &folder_keys, &pinned.roots()) {
         Ok(log) => log,
         Err(failure) => {
             println!("INVALID {failure}");
@@ -205,7 +268,7 @@ fn verify_folder(folder: &Path, receipts: Option<&Path>) -> anyhow::Result<ExitC
         println!("INVALID {failure}");
     }
     let receipts_ok = match receipts {
-        Some(dir) => check_receipts(dir, &keys, &log)?,
+        Some(dir) => check_receipts(dir, &log)?,
         None => true,
     };
     Ok(if summary.tally_matches && receipts_ok {
@@ -216,7 +279,7 @@ fn verify_folder(folder: &Path, receipts: Option<&Path>) -> anyhow::Result<ExitC
 }
 
 /// Verifies every receipt in `dir` (or the one file `dir`) and its inclusion; prints a summary.
-fn check_receipts(dir: &Path, keys: &KeySet, log: &CheckedLog) -> anyhow::Result<bool> {
+fn check_receipts(dir: &Path, log: &CheckedLog) -> anyhow::Result<bool> {
     let files: Vec<PathBuf> = if dir.is_file() {
         vec![dir.to_owned()]
     } else {
@@ -239,7 +302,7 @@ fn check_receipts(dir: &Path, keys: &KeySet, log: &CheckedLog) -> anyhow::Result
     for file in &files {
         bar.inc(1);
         let text = common::input::read_file(file)?;
-        match log.check_receipt(&text, keys) {
+        match log.check_receipt(&text) {
             ReceiptOutcome::Included { .. } => included += 1,
             ReceiptOutcome::NotIncluded { vote_id } => {
                 missing += 1;

@@ -55,6 +55,39 @@ pub fn verifier_key(name: &str, key: &VerifyingKey) -> String {
     format!("{name}+{hash}+{}", b64::encode_std(encoded))
 }
 
+/// Parses a C2SP Ed25519 verifier key `name+hash+base64(0x01 ‖ key)`, checking its key hash;
+/// returns the key's name and the key.
+pub fn parse_verifier_key(text: &str) -> Result<(String, VerifyingKey), WireError> {
+    crate::json::check_len("verifier key", text.len(), MAX_NOTE_BYTES)?;
+    let malformed = || WireError::invalid("verifier key", "expected name+hash+base64(0x01 ‖ key)");
+    let mut parts = text.trim().splitn(3, '+');
+    let (Some(name), Some(hash), Some(key)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(malformed());
+    };
+    check_origin(name)?;
+    let raw = b64::decode_std("verifier key", key)?;
+    let Some((&1, bytes)) = raw.split_first() else {
+        return Err(WireError::invalid(
+            "verifier key",
+            "not an Ed25519 key (type 0x01)",
+        ));
+    };
+    let bytes: [u8; 32] = bytes.try_into().map_err(|_| malformed())?;
+    let key = VerifyingKey::from_bytes(&bytes)
+        .map_err(|_| WireError::invalid("verifier key", "not a valid Ed25519 point"))?;
+    let wanted: String = key_hash(name, &key)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    if hash != wanted {
+        return Err(WireError::invalid(
+            "verifier key",
+            "its key hash does not match",
+        ));
+    }
+    Ok((name.to_owned(), key))
+}
+
 fn check_origin(origin: &str) -> Result<(), WireError> {
     if origin.is_empty()
         || origin.len() > 200
@@ -152,6 +185,23 @@ impl Checkpoint {
 mod tests {
     use super::*;
     use crate::keys::Role;
+
+    #[test]
+    fn a_verifier_key_reads_back_and_a_wrong_hash_is_refused() {
+        let log = SigningIdentity::from_seed(&[4; 32], Role::Log);
+        let text = verifier_key("edgevote/e1/receipts", &log.verifying_key());
+        let (name, key) = parse_verifier_key(&text).unwrap();
+        assert_eq!(
+            (name.as_str(), key),
+            ("edgevote/e1/receipts", log.verifying_key())
+        );
+        let renamed = text.replacen("e1", "e2", 1);
+        assert!(
+            parse_verifier_key(&renamed).is_err(),
+            "the hash binds the name"
+        );
+        assert!(parse_verifier_key("no-plus-signs").is_err());
+    }
 
     #[test]
     fn sign_then_verify_and_tamper() {

@@ -1,6 +1,6 @@
 //! Keys, an election, a store of ballots, their receipts and the log published from them.
 
-use edgevote_audit::verify::{Inputs, ReceiptInput};
+use edgevote_audit::verify::{Inputs, ReceiptInput, TrustRoots};
 use edgevote_audit::{LogFiles, LogKind, PublishError, PublishParams, Published, Report};
 use edgevote_shared::{
     Digest32, ElectionManifest, ElectionOption, KeySet, Limits, Policy, Receipt, Role,
@@ -61,6 +61,22 @@ pub fn manifest() -> ElectionManifest {
         limits: Limits::default(),
         created_at: NOW - 7300,
     }
+}
+
+/// The manifest as its authority signed it: what an auditor pins.
+pub fn signed_manifest() -> String {
+    sign(&key(Role::Authority), &manifest()).unwrap()
+}
+
+/// Which trust roots an auditor pins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pin {
+    /// The authority's key set.
+    KeySet,
+    /// The log key alone (its C2SP verifier key).
+    LogKey,
+    /// Nothing: the folder's keys only.
+    Nothing,
 }
 
 /// A stored ballot of `voter` for `choice`, accepted at `received_at_ms`.
@@ -151,6 +167,8 @@ pub struct Files {
     pub receipts_checkpoint: String,
     pub choices_log: String,
     pub choices_checkpoint: String,
+    /// The folder's `keyset.json`, as published.
+    pub keyset: KeySet,
 }
 
 impl Files {
@@ -162,18 +180,30 @@ impl Files {
             receipts_checkpoint: file(LogKind::Receipts.checkpoint_file()),
             choices_log: file(LogKind::Choices.log_file()),
             choices_checkpoint: file(LogKind::Choices.checkpoint_file()),
+            keyset: KeySet::parse(file(edgevote_audit::KEYSET_FILE).as_bytes()).unwrap(),
         }
     }
 
-    /// Verifies these files and `receipts` with the fixture's key set.
+    /// Verifies these files and `receipts` with the fixture's key set pinned.
     pub fn verify(&self, receipts: &[&str]) -> Report {
+        self.verify_pinned(Pin::KeySet, receipts)
+    }
+
+    /// Verifies these files and `receipts` with `pin` as the trust root.
+    pub fn verify_pinned(&self, pin: Pin, receipts: &[&str]) -> Report {
         let names: Vec<String> = (0..receipts.len()).map(|i| format!("r{i}")).collect();
         let receipts: Vec<ReceiptInput<'_>> = names
             .iter()
             .zip(receipts)
             .map(|(name, compact)| ReceiptInput { name, compact })
             .collect();
-        let keys = keyset();
+        let (keys, manifest) = (keyset(), signed_manifest());
+        let log_key = key(Role::Log).verifying_key();
+        let trust = TrustRoots {
+            manifest: &manifest,
+            keyset: (pin == Pin::KeySet).then_some(&keys),
+            log_key: (pin == Pin::LogKey).then_some(&log_key),
+        };
         edgevote_audit::verify(&Inputs {
             files: LogFiles {
                 tally: &self.tally,
@@ -182,7 +212,8 @@ impl Files {
                 choices_log: &self.choices_log,
                 choices_checkpoint: &self.choices_checkpoint,
             },
-            keys: &keys,
+            folder_keys: &self.keyset,
+            trust,
             receipts: &receipts,
         })
     }

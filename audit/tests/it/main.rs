@@ -7,4 +7,5 @@
 mod fixture;
 mod publish;
 mod serve;
+mod trust;
 mod verify;

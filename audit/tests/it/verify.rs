@@ -12,12 +12,12 @@ use edgevote_shared::{Role, SigningIdentity, decode_unverified, sign};
 use crate::fixture::{self, Files};
 
 /// The signed tally of `files`, without checking it.
-fn tally(files: &Files) -> PublishedTally {
+pub(crate) fn tally(files: &Files) -> PublishedTally {
     decode_unverified::<PublishedTally>(files.tally.trim()).unwrap()
 }
 
 /// A checkpoint for `text` (a log of `kind`), signed by `key`: what a log-key holder can sign.
-fn checkpoint(kind: LogKind, text: &str, key: &SigningIdentity) -> String {
+pub(crate) fn checkpoint(kind: LogKind, text: &str, key: &SigningIdentity) -> String {
     let leaves: Vec<_> = text
         .lines()
         .map(|l| merkle::leaf_hash(l.as_bytes()))

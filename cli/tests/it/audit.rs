@@ -7,7 +7,7 @@ use edgevote_shared::{Digest32, Policy};
 use edgevote_store::embedded::{EmbeddedStore, EmbeddedStoreConfig};
 use edgevote_store::{ElectionRules, Store, StoredBallot};
 
-use crate::{edgevote, election_dir, ok};
+use crate::{audit_verify, edgevote, election_dir, ok};
 
 /// Three voters' ballots of election `ref` in `data/r1/store.redb`.
 fn write_store(data: &Path) {
@@ -90,7 +90,9 @@ fn audit_publish_verify_and_tampering() {
         published.starts_with("published ref from r1: 3 ballots, 3 counted voters"),
         "{published}"
     );
-    let verified = ok(d, &["audit", "verify", "--log", out_arg]);
+    let verified = audit_verify(d, &data, &out, &[]);
+    assert!(verified.status.success());
+    let verified = String::from_utf8_lossy(&verified.stdout);
     assert_eq!(
         verified,
         "log: 3 ballots, 3 counted; tally recomputed from the choices log {\"no\": 1, \"yes\": 2}: matches the signed tally\n"
@@ -99,17 +101,7 @@ fn audit_publish_verify_and_tampering() {
     // A receipt that is not one: INVALID with its code, exit 1.
     std::fs::write(d.join("junk.jws"), "not a receipt").unwrap();
     let junk = d.join("junk.jws");
-    let out1 = edgevote(
-        d,
-        &[
-            "audit",
-            "verify",
-            "--log",
-            out_arg,
-            "--receipts",
-            junk.to_str().unwrap(),
-        ],
-    );
+    let out1 = audit_verify(d, &data, &out, &["--receipts", junk.to_str().unwrap()]);
     let text = String::from_utf8_lossy(&out1.stdout);
     assert_eq!(out1.status.code(), Some(1), "{text}");
     assert!(text.contains("(malformed_jws)"), "{text}");
@@ -118,7 +110,7 @@ fn audit_publish_verify_and_tampering() {
     // A tampered log is INVALID (exit 1, with its code), not an I/O error.
     let log = std::fs::read_to_string(out.join("choices.log")).unwrap();
     std::fs::write(out.join("choices.log"), log.replacen("no\n", "yes\n", 1)).unwrap();
-    let tampered = edgevote(d, &["audit", "verify", "--log", out_arg]);
+    let tampered = audit_verify(d, &data, &out, &[]);
     let text = String::from_utf8_lossy(&tampered.stdout);
     assert_eq!(tampered.status.code(), Some(1), "{text}");
     assert!(
@@ -128,7 +120,7 @@ fn audit_publish_verify_and_tampering() {
 
     // A missing file is an I/O error: exit 2.
     std::fs::remove_file(out.join("tally.jws")).unwrap();
-    let missing = edgevote(d, &["audit", "verify", "--log", out_arg]);
+    let missing = audit_verify(d, &data, &out, &[]);
     assert_eq!(missing.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("reading tally.jws"));
 }

@@ -66,3 +66,28 @@ pub fn election_dir() -> tempfile::TempDir {
     );
     dir
 }
+
+/// `audit verify` with the trust roots of the stack in `data` (its `stack.json`): the election
+/// manifest and the authority's key set, both taken from outside the published folder.
+pub fn audit_verify(dir: &Path, data: &Path, log: &Path, extra: &[&str]) -> Output {
+    let text = std::fs::read_to_string(data.join("stack.json")).unwrap();
+    let info: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let manifest = info["election_path"].as_str().unwrap().to_owned();
+    let keys_dir = Path::new(info["keys_dir"].as_str().unwrap()).to_owned();
+    let keyset = keys_dir.join("keyset.json");
+    let args = [
+        &[
+            "audit",
+            "verify",
+            "--log",
+            log.to_str().unwrap(),
+            "--manifest",
+            &manifest,
+            "--keyset",
+            keyset.to_str().unwrap(),
+        ],
+        extra,
+    ]
+    .concat();
+    edgevote(dir, &args)
+}

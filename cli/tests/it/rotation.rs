@@ -1,8 +1,8 @@
 //! Key rotation drill: the edge and authority keys are rotated mid-election; every receipt
 //! from before and after still verifies with the archived key set, and all are in the log.
 
-use crate::edgevote;
 use crate::up::{metrics_of, start_up, stop_up};
+use crate::{audit_verify, edgevote};
 
 fn load(dir: &std::path::Path, data: &str) {
     let out = edgevote(
@@ -65,17 +65,7 @@ fn rotating_edge_and_authority_keys_mid_election_keeps_every_receipt_valid() {
         String::from_utf8_lossy(&published.stderr)
     );
     let receipts = data.join("receipts");
-    let verified = edgevote(
-        d,
-        &[
-            "audit",
-            "verify",
-            "--log",
-            out.to_str().unwrap(),
-            "--receipts",
-            receipts.to_str().unwrap(),
-        ],
-    );
+    let verified = audit_verify(d, &data, &out, &["--receipts", receipts.to_str().unwrap()]);
     let text = String::from_utf8_lossy(&verified.stdout).into_owned();
     assert!(verified.status.success(), "{text}");
     assert!(text.contains(" 0 not included, 0 invalid"), "{text}");

@@ -4,7 +4,7 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use crate::edgevote;
+use crate::{audit_verify, edgevote};
 
 #[test]
 fn up_then_load_reconciles_in_every_region() {
@@ -109,17 +109,7 @@ fn check_audit(dir: &std::path::Path, data: &std::path::Path) {
         );
         choices.push(std::fs::read_to_string(out.join("choices.log")).unwrap());
         let receipts = data.join("receipts");
-        let verified = edgevote(
-            dir,
-            &[
-                "audit",
-                "verify",
-                "--log",
-                out_arg,
-                "--receipts",
-                receipts.to_str().unwrap(),
-            ],
-        );
+        let verified = audit_verify(dir, data, &out, &["--receipts", receipts.to_str().unwrap()]);
         let text = String::from_utf8_lossy(&verified.stdout).into_owned();
         assert!(verified.status.success(), "{text}");
         assert!(text.contains("matches the signed tally"), "{text}");
@@ -136,7 +126,7 @@ fn check_audit(dir: &std::path::Path, data: &std::path::Path) {
     );
     let log = std::fs::read_to_string(out.join("choices.log")).unwrap();
     std::fs::write(out.join("choices.log"), log.replacen("no\n", "yes\n", 1)).unwrap();
-    let verified = edgevote(dir, &["audit", "verify", "--log", out.to_str().unwrap()]);
+    let verified = audit_verify(dir, data, &out, &[]);
     assert!(!verified.status.success(), "a tampered log was accepted");
 }
 

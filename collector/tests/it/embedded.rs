@@ -252,10 +252,7 @@ fn a_bad_processing_config_is_refused_by_the_collector() {
         receivers: 0,
         ..crate::fixture::processing()
     };
-    assert_eq!(
-        new(idle).expect_err("no receive loop").field,
-        "receivers"
-    );
+    assert_eq!(new(idle).expect_err("no receive loop").field, "receivers");
     assert!(matches!(
         ProcessingConfig {
             wait_time_secs: 21,

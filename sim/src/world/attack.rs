@@ -140,7 +140,9 @@ impl World {
 /// Flips one character of a compact JWS's payload, keeping it base64url.
 fn tamper(compact: &str) -> String {
     let mut bytes = compact.as_bytes().to_vec();
-    let dot = compact.find('.').expect("a compact JWS has a dot after its header");
+    let dot = compact
+        .find('.')
+        .expect("a compact JWS has a dot after its header");
     let i = dot + 10;
     bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
     String::from_utf8(bytes).expect("ASCII stays ASCII")
