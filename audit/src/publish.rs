@@ -12,7 +12,7 @@ use edgevote_shared::checkpoint::{Checkpoint, verifier_key};
 use edgevote_shared::merkle::{self, Hash};
 use edgevote_shared::tally::PublishedTally;
 use edgevote_shared::{Digest32, ElectionManifest, KeySet, SigningIdentity, WireError};
-use edgevote_store::{ElectionRules, MAX_SCAN_PAGE, Store, StoreError, counting};
+use edgevote_store::{ElectionRules, Store, StoreError, counting};
 
 use crate::{KEYSET_FILE, LogKind, TALLY_FILE, VKEY_FILE, leaves, log_text};
 
@@ -69,6 +69,9 @@ pub struct PublishParams<'a> {
     pub now_secs: u64,
     /// Publish although the election is still open (a provisional log).
     pub before_close: bool,
+    /// `Some(what was pending)` to publish although votes of the election are still pending
+    /// (the caller checked, and was told to go on): the tally is then marked incomplete.
+    pub incomplete: Option<&'a str>,
 }
 
 /// A published log: the signed tally and the files to write.
@@ -145,6 +148,7 @@ pub async fn publish(
         receipts_root: Digest32(receipts_root),
         choices_root: Digest32(choices_root),
         created_at: params.now_secs,
+        incomplete: params.incomplete.map(str::to_owned),
     };
     let signed =
         edgevote_shared::sign(params.log_key, &tally).map_err(|source| PublishError::Sign {
@@ -183,20 +187,23 @@ async fn read_log_entries(
 ) -> Result<(Vec<String>, Vec<String>), PublishError> {
     let mut vote_ids = Vec::new();
     let mut counted = counting::CountedBallots::default();
-    let mut cursor = None;
-    loop {
-        let page = store.scan(&rules.id, cursor, MAX_SCAN_PAGE).await?;
-        for ballot in &page.ballots {
-            vote_ids.push(ballot.vote_id.to_b64());
-            counted.offer(rules.policy, &ballot.voter, counting::Candidate::of(ballot));
+    let mut overflow = false;
+    let scanned = edgevote_store::scan_all(store, &rules.id, |ballot| {
+        if vote_ids.len() >= MAX_LOG_ENTRIES {
+            overflow = true;
+            return Err(StoreError::invalid(
+                "scan",
+                "more ballots than a log may hold",
+            ));
         }
-        if vote_ids.len() > MAX_LOG_ENTRIES {
-            return Err(PublishError::TooManyBallots);
-        }
-        match page.next {
-            Some(next) => cursor = Some(next),
-            None => break,
-        }
+        vote_ids.push(ballot.vote_id.to_b64());
+        counted.offer(rules.policy, &ballot.voter, counting::Candidate::of(ballot));
+        Ok(())
+    })
+    .await;
+    match scanned {
+        Err(_) if overflow => return Err(PublishError::TooManyBallots),
+        other => other?,
     }
     vote_ids.sort_unstable();
     let mut choices: Vec<String> = counted.into_counted().map(|c| c.choice).collect();

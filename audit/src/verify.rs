@@ -40,6 +40,8 @@ pub mod code {
     pub const UNKNOWN_CHOICE: &str = "unknown_choice";
     /// The choices log counts more voters than the receipts log holds ballots.
     pub const MORE_CHOICES_THAN_BALLOTS: &str = "more_choices_than_ballots";
+    /// The tally was published while votes were still pending: it is not the result.
+    pub const INCOMPLETE_TALLY: &str = "incomplete_tally";
 }
 
 /// The name failures about the pinned manifest are reported under.
@@ -413,22 +415,13 @@ pub fn check_documents(
     let t = &tally.doc;
     let recomputed = crate::publish::counts(&choices.entries);
     let differences = tally_differences(t, &recomputed, &receipts, &choices);
-    let tally_failure = (!differences.is_empty()).then(|| {
-        Failure::new(
-            TALLY_FILE,
-            code::TALLY_MISMATCH,
-            format!(
-                "the signed tally differs from the logs: {}",
-                differences.join("; ")
-            ),
-        )
-    });
+    let tally_failure = tally_failure(t, &differences);
     let summary = LogSummary {
         election: t.election.clone(),
         ballots: receipts.entries.len() as u64,
         counted: choices.entries.len() as u64,
         recomputed,
-        tally_matches: tally_failure.is_none(),
+        tally_matches: differences.is_empty(),
     };
     Ok(CheckedLog {
         keys: trusted.keys,
@@ -469,6 +462,22 @@ fn check_choices(
         ));
     }
     Ok(())
+}
+
+/// Why the signed tally is not the result the logs show: it differs from them, or it says it
+/// was published with votes still pending.
+fn tally_failure(t: &PublishedTally, differences: &[String]) -> Option<Failure> {
+    if !differences.is_empty() {
+        let detail = format!(
+            "the signed tally differs from the logs: {}",
+            differences.join("; ")
+        );
+        return Some(Failure::new(TALLY_FILE, code::TALLY_MISMATCH, detail));
+    }
+    t.incomplete.as_ref().map(|pending| {
+        let detail = format!("published with votes still pending: {pending}");
+        Failure::new(TALLY_FILE, code::INCOMPLETE_TALLY, detail)
+    })
 }
 
 /// How the signed tally differs from the logs (empty when it does not).

@@ -30,6 +30,10 @@ pub enum AuditCommand {
         /// Publish although the election is still open (a provisional log).
         #[arg(long)]
         before_close: bool,
+        /// Publish although votes are still pending (queued, dead-lettered, spilled or not yet
+        /// replicated); the tally is then signed as incomplete, and verifying it says so.
+        #[arg(long)]
+        force: bool,
         /// Output folder.
         #[arg(long)]
         out: PathBuf,
@@ -72,12 +76,17 @@ pub fn run(command: AuditCommand) -> anyhow::Result<ExitCode> {
             data_dir,
             region,
             before_close,
+            force,
             out,
         } => {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            runtime.block_on(publish(&data_dir, region, before_close, &out))
+            let when = When {
+                before_close,
+                force,
+            };
+            runtime.block_on(publish(&data_dir, region, when, &out))
         }
         AuditCommand::Verify {
             log,
@@ -132,10 +141,47 @@ fn publish_error(error: PublishError) -> anyhow::Error {
     }
 }
 
+/// What `publish` may go ahead despite.
+#[derive(Debug, Clone, Copy)]
+struct When {
+    /// The election is still open.
+    before_close: bool,
+    /// Votes are still pending.
+    force: bool,
+}
+
+/// Refuses (unless `force`) when votes of the election are still pending; returns what is
+/// pending, to mark the tally incomplete.
+async fn check_pending(
+    dir: &Path,
+    stack: &edgevote_stack::StackInfo,
+    force: bool,
+) -> anyhow::Result<Option<String>> {
+    let pending = edgevote_stack::pending::pending(dir, stack, &stack.election).await?;
+    if pending.is_empty() {
+        return Ok(None);
+    }
+    let list: Vec<String> = pending.iter().map(ToString::to_string).collect();
+    if !force {
+        anyhow::bail!(
+            "votes of {} are still pending, so the tally would not be the result:\n  {}\n\
+             start the stack again until they are stored everywhere, or pass --force to publish \
+             a tally signed as incomplete",
+            stack.election,
+            list.join("\n  ")
+        );
+    }
+    eprintln!(
+        "publishing an INCOMPLETE tally; pending:\n  {}",
+        list.join("\n  ")
+    );
+    Ok(Some(list.join("; ")))
+}
+
 async fn publish(
     dir: &Path,
     region: Option<String>,
-    before_close: bool,
+    when: When,
     out: &Path,
 ) -> anyhow::Result<ExitCode> {
     let stack = edgevote_stack::read_stack(dir)?;
@@ -144,8 +190,9 @@ async fn publish(
     let manifest = common::load_manifest(&stack.election_path, &keys)?;
     // Before opening the store: a running stack holds it, and an open election is the likelier
     // mistake.
-    edgevote_audit::publish::ensure_closed(&manifest, timearg::now_secs(), before_close)
+    edgevote_audit::publish::ensure_closed(&manifest, timearg::now_secs(), when.before_close)
         .map_err(publish_error)?;
+    let incomplete = check_pending(dir, &stack, when.force).await?;
     let region = region.unwrap_or_else(|| {
         stack
             .regions
@@ -167,7 +214,8 @@ async fn publish(
         log_key: &log_key,
         keys: &keys,
         now_secs: timearg::now_secs(),
-        before_close,
+        before_close: when.before_close,
+        incomplete: incomplete.as_deref(),
     };
     let published = edgevote_audit::publish(&ballots, &params)
         .await
@@ -271,7 +319,7 @@ fn verify_folder(
         Some(dir) => check_receipts(dir, &log)?,
         None => true,
     };
-    Ok(if summary.tally_matches && receipts_ok {
+    Ok(if log.tally_failure().is_none() && receipts_ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

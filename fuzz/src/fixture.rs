@@ -323,6 +323,7 @@ impl Sample for PublishedTally {
             receipts_root: Digest32::of(b"receipts"),
             choices_root: Digest32::of(b"choices"),
             created_at: at,
+            incomplete: None,
         }
     }
 

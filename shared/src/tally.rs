@@ -31,7 +31,15 @@ pub struct PublishedTally {
     pub choices_root: Digest32,
     /// When the log key signed it, unix seconds.
     pub created_at: u64,
+    /// Set when the tally was published although votes of the election were still pending
+    /// (in a queue, a spill log or a dead-letter queue, or not yet replicated): what was
+    /// pending. Such a tally is not the election's result, and verifying it says so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incomplete: Option<String>,
 }
+
+/// Longest description of what was pending in an incomplete tally.
+pub const MAX_INCOMPLETE_BYTES: usize = 2048;
 
 impl Document for PublishedTally {
     const NAME: &'static str = "published tally";
@@ -50,6 +58,16 @@ impl Document for PublishedTally {
         }
         for choice in self.counts.keys() {
             check_id("counts", choice)?;
+        }
+        if self
+            .incomplete
+            .as_ref()
+            .is_some_and(|why| why.is_empty() || why.len() > MAX_INCOMPLETE_BYTES)
+        {
+            return Err(WireError::invalid(
+                "incomplete",
+                "1..=2048 bytes saying what was pending",
+            ));
         }
         // Checked: counts near u64::MAX must not wrap around to a matching total.
         let total = self
@@ -85,6 +103,7 @@ mod tests {
             receipts_root: Digest32::of(b"r"),
             choices_root: Digest32::of(b"c"),
             created_at: 1,
+            incomplete: None,
         };
         assert_eq!(tally.validate().unwrap_err().code(), "invalid_field");
     }

@@ -16,6 +16,7 @@
 
 pub mod info;
 pub mod load;
+pub mod pending;
 pub mod reconcile;
 pub mod up;
 pub mod vote;
@@ -97,6 +98,14 @@ pub enum StackError {
     /// A region's queue, store, edge host, listeners or collector could not start.
     #[error("starting region {region}")]
     StartRegion {
+        /// The region.
+        region: String,
+        /// The failing part's error.
+        source: BoxError,
+    },
+    /// A stopped region's queue, spill log or store could not be read.
+    #[error("reading region {region} (stop edgevote up first: its files are in use while it runs)")]
+    ReadRegion {
         /// The region.
         region: String,
         /// The failing part's error.

@@ -150,6 +150,7 @@ pub async fn publish(
         keys: &keys,
         now_secs,
         before_close,
+        incomplete: None,
     };
     edgevote_audit::publish(store, &params).await
 }

@@ -185,3 +185,31 @@ async fn a_receipt_of_a_ballot_not_in_the_log_is_not_included() {
     let report = files.verify(&[&fixture::receipt(&other)]);
     assert_eq!(report.codes(), ["wrong_election"], "{report:?}");
 }
+
+#[tokio::test]
+async fn a_tally_published_with_votes_pending_is_not_the_result() {
+    let store = fixture::store(fixture::ballots()).await;
+    let (manifest, log_key, keys) = (
+        fixture::manifest(),
+        fixture::key(Role::Log),
+        fixture::keyset(),
+    );
+    let params = edgevote_audit::PublishParams {
+        manifest: &manifest,
+        log_key: &log_key,
+        keys: &keys,
+        now_secs: fixture::NOW,
+        before_close: false,
+        incomplete: Some("r1: 3 messages in the queue, not yet stored"),
+    };
+    let published = edgevote_audit::publish(&store, &params).await.unwrap();
+    let report = Files::of(&published).verify(&[]);
+    assert_eq!(report.codes(), [code::INCOMPLETE_TALLY], "{report:?}");
+    assert!(
+        report.failures[0]
+            .detail
+            .contains("3 messages in the queue")
+    );
+    // The logs themselves are consistent: only the tally's own word makes it not the result.
+    assert!(report.summary.unwrap().tally_matches);
+}

@@ -124,3 +124,65 @@ fn audit_publish_verify_and_tampering() {
     assert_eq!(missing.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("reading tally.jws"));
 }
+
+/// A vote still in a queue keeps `publish` from signing a tally; `--force` signs one marked
+/// incomplete, which `verify` then refuses as the result.
+#[test]
+fn publish_refuses_while_votes_are_pending_unless_forced() {
+    let dir = election_dir();
+    let d = dir.path();
+    let data = stack(d);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        use edgevote_queue::Queue;
+        let queue = edgevote_queue::embedded::EmbeddedQueue::open(
+            &edgevote_queue::embedded::EmbeddedQueueConfig {
+                path: data.join("r1").join("queue.redb"),
+                max_receives: 5,
+            },
+        )
+        .unwrap();
+        queue.send_batch(vec!["a message".into()]).await.unwrap();
+    });
+    let (data_arg, out) = (data.to_str().unwrap(), d.join("audit"));
+    let out_arg = out.to_str().unwrap();
+    let publish = |extra: &[&str]| {
+        let args = [
+            &[
+                "audit",
+                "publish",
+                "--up",
+                data_arg,
+                "--out",
+                out_arg,
+                "--before-close",
+            ],
+            extra,
+        ]
+        .concat();
+        edgevote(d, &args)
+    };
+    let refused = publish(&[]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("still pending") && stderr.contains("r1: 1 messages in the queue"),
+        "{stderr}"
+    );
+    assert!(!out.exists(), "a refused publish writes nothing");
+
+    let forced = publish(&["--force"]);
+    let stderr = String::from_utf8_lossy(&forced.stderr);
+    assert!(forced.status.success(), "{stderr}");
+    assert!(stderr.contains("INCOMPLETE"), "{stderr}");
+    let verified = audit_verify(d, &data, &out, &[]);
+    let text = String::from_utf8_lossy(&verified.stdout);
+    assert_eq!(verified.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("INVALID tally.jws (incomplete_tally)")
+            && text.contains("1 messages in the queue"),
+        "{text}"
+    );
+}

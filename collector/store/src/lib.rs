@@ -232,24 +232,74 @@ pub async fn final_tally(
 ) -> Result<FinalTally, StoreError> {
     let mut counted = counting::CountedBallots::default();
     let mut ballots = 0u64;
-    let mut cursor = None;
-    loop {
-        let page = store.scan(&rules.id, cursor, MAX_SCAN_PAGE).await?;
-        for ballot in &page.ballots {
-            ballots += 1;
-            counted.offer(rules.policy, &ballot.voter, counting::Candidate::of(ballot));
-        }
-        match page.next {
-            Some(next) => cursor = Some(next),
-            None => break,
-        }
-    }
+    scan_all(store, &rules.id, |ballot| {
+        ballots += 1;
+        counted.offer(rules.policy, &ballot.voter, counting::Candidate::of(ballot));
+        Ok(())
+    })
+    .await?;
     Ok(FinalTally {
         election: rules.id.clone(),
         counts: counted.counts(),
         voters: counted.voters(),
         ballots,
     })
+}
+
+/// Visits every ballot of `election`, page by page ([`MAX_SCAN_PAGE`] at a time); stops at the
+/// first error `visit` returns.
+pub async fn scan_all(
+    store: &dyn Store,
+    election: &str,
+    mut visit: impl FnMut(&StoredBallot) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let mut cursor = None;
+    loop {
+        let page = store.scan(election, cursor, MAX_SCAN_PAGE).await?;
+        page.ballots.iter().try_for_each(&mut visit)?;
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => return Ok(()),
+        }
+    }
+}
+
+/// An order-independent digest of the set of ballots a store holds for an election: two stores
+/// with equal digests hold the same vote ids (replication has converged between them). Memory
+/// stays constant however many ballots there are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BallotSet {
+    /// Ballots.
+    pub ballots: u64,
+    /// The sum, modulo 2^256, of the SHA-256 of every vote id.
+    sum: [u64; 4],
+}
+
+impl BallotSet {
+    fn add(&mut self, vote_id: &Digest32) {
+        let hash = Digest32::of(&vote_id.0).0;
+        let mut carry = false;
+        let (words, _) = hash.as_chunks::<8>();
+        for (limb, chunk) in self.sum.iter_mut().zip(words) {
+            let word = u64::from_le_bytes(*chunk);
+            let (sum, c1) = limb.overflowing_add(word);
+            let (sum, c2) = sum.overflowing_add(u64::from(carry));
+            *limb = sum;
+            carry = c1 || c2;
+        }
+        self.ballots += 1;
+    }
+
+    /// The set of `election`'s ballots in `store`.
+    pub async fn of(store: &dyn Store, election: &str) -> Result<Self, StoreError> {
+        let mut set = BallotSet::default();
+        scan_all(store, election, |ballot| {
+            set.add(&ballot.vote_id);
+            Ok(())
+        })
+        .await?;
+        Ok(set)
+    }
 }
 
 /// Checks the bounds every backend's `record` enforces: batch size, and one election per batch.

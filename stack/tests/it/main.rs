@@ -4,4 +4,5 @@
 // Test helpers panic on failure by design.
 #![allow(clippy::unwrap_used)]
 
+mod pending;
 mod reconcile;

@@ -1,0 +1,152 @@
+//! What of an election is not yet in every region's store, in a stopped stack: the check
+//! `audit publish` makes before it signs a tally, so that a published tally is the election's
+//! result and not a snapshot with votes still in flight.
+//!
+//! Pending are: messages still in a region's queue (visible or in flight: sent, not yet
+//! stored), votes of the election in a dead-letter queue (refused by a collector: they need an
+//! operator's look before the result is final), messages in an edge's spill log (acknowledged,
+//! not yet forwarded), and regions whose stores hold different ballots (replication has not
+//! converged). The stack's files are only read: nothing is received, moved or deleted.
+
+use std::path::Path;
+
+use edgevote_queue::Queue;
+use edgevote_queue::embedded::{EmbeddedQueue, EmbeddedQueueConfig};
+use edgevote_shared::message;
+use edgevote_store::BallotSet;
+use edgevote_store::embedded::{EmbeddedStore, EmbeddedStoreConfig};
+
+use crate::{BoxError, StackError, StackInfo};
+
+/// Most dead letters read per region (each is at most a queue message).
+const MAX_DEAD_LETTERS: usize = 10_000;
+
+/// One thing still pending.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingItem {
+    /// The region it is in.
+    pub region: String,
+    /// What it is, for people: "3 messages in the queue", ...
+    pub what: String,
+}
+
+impl std::fmt::Display for PendingItem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.region, self.what)
+    }
+}
+
+/// Everything pending for `election` in the stopped stack `info`, whose data directory is
+/// `data_dir` (empty: every vote is in every region's store).
+pub async fn pending(
+    data_dir: &Path,
+    info: &StackInfo,
+    election: &str,
+) -> Result<Vec<PendingItem>, StackError> {
+    let mut items = Vec::new();
+    let mut sets = Vec::new();
+    for region in &info.regions {
+        let dir = data_dir.join(&region.name);
+        let found =
+            region_pending(&dir, election)
+                .await
+                .map_err(|source| StackError::ReadRegion {
+                    region: region.name.clone(),
+                    source,
+                })?;
+        items.extend(found.pending.into_iter().map(|what| PendingItem {
+            region: region.name.clone(),
+            what,
+        }));
+        sets.push((region.name.clone(), found.ballots));
+    }
+    items.extend(divergence(&sets));
+    Ok(items)
+}
+
+/// What one region holds: pending items and its stored ballots.
+struct RegionState {
+    pending: Vec<String>,
+    ballots: BallotSet,
+}
+
+async fn region_pending(dir: &Path, election: &str) -> Result<RegionState, BoxError> {
+    let mut pending = Vec::new();
+    // A queue or spill log that was never created holds nothing.
+    if let Some(queue) = open_queue(&dir.join("queue.redb"))? {
+        let stats = queue.stats().await?;
+        let queued = stats.visible + stats.in_flight;
+        if queued > 0 {
+            pending.push(format!("{queued} messages in the queue, not yet stored"));
+        }
+        let dead = queue.peek_dead_letters(MAX_DEAD_LETTERS).await?;
+        let votes: usize = dead.iter().map(|d| votes_of(&d.body, election)).sum();
+        if votes > 0 {
+            pending.push(format!(
+                "{votes} votes of {election} in the dead-letter queue (see docs/runbooks/alerts.md)"
+            ));
+        }
+    }
+    if let Some(spill) = open_queue(&dir.join("spill.redb"))? {
+        let stats = spill.stats().await?;
+        let spilled = stats.visible + stats.in_flight;
+        if spilled > 0 {
+            pending.push(format!(
+                "{spilled} messages in the edge's spill log, not yet forwarded"
+            ));
+        }
+    }
+    let store = EmbeddedStore::open(&EmbeddedStoreConfig {
+        path: dir.join("store.redb"),
+    })?;
+    let ballots = BallotSet::of(&store, election).await?;
+    Ok(RegionState { pending, ballots })
+}
+
+/// The embedded queue at `path`, if there is one.
+fn open_queue(path: &Path) -> Result<Option<EmbeddedQueue>, BoxError> {
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let config = EmbeddedQueueConfig {
+        path: path.to_owned(),
+        max_receives: u32::MAX / 2,
+    };
+    Ok(Some(EmbeddedQueue::open(&config)?))
+}
+
+/// Votes of `election` in a queue message's envelopes (read, not verified: a dead letter may be
+/// forged, and a forged one naming the election still deserves a look).
+fn votes_of(body: &str, election: &str) -> usize {
+    let Ok(lines) = message::split(body) else {
+        return 0;
+    };
+    lines
+        .iter()
+        .filter_map(|line| {
+            edgevote_shared::decode_unverified::<edgevote_shared::QueueEnvelope>(line).ok()
+        })
+        .map(|envelope| {
+            let ours = envelope.votes.iter();
+            ours.filter(|vote| vote.ballot.election == election).count()
+        })
+        .sum()
+}
+
+/// One item per region whose ballots differ from the first region's.
+fn divergence(sets: &[(String, BallotSet)]) -> Vec<PendingItem> {
+    let Some((first, reference)) = sets.first() else {
+        return Vec::new();
+    };
+    sets.iter()
+        .skip(1)
+        .filter(|(_, set)| set != reference)
+        .map(|(region, set)| PendingItem {
+            region: region.clone(),
+            what: format!(
+                "holds {} ballots, {first} holds {}, or other ones: replication has not converged",
+                set.ballots, reference.ballots
+            ),
+        })
+        .collect()
+}
