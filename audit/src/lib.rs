@@ -56,6 +56,7 @@
 
 pub mod publish;
 pub mod serve;
+pub mod tiles;
 pub mod verify;
 
 pub use publish::{PublishError, PublishParams, Published, publish};

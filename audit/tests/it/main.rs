@@ -7,5 +7,6 @@
 mod fixture;
 mod publish;
 mod serve;
+mod tiles;
 mod trust;
 mod verify;
