@@ -54,6 +54,7 @@
 //! Each failure has a stable code: a [`WireError`](edgevote_shared::WireError) code for a refused
 //! document or receipt, or one of [`verify::code`].
 
+pub mod live;
 pub mod publish;
 pub mod serve;
 pub mod tiles;

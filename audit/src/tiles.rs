@@ -300,7 +300,7 @@ fn bundle_bytes(entries: &[Vec<u8>]) -> Vec<u8> {
 }
 
 /// Writes `bytes` to `dir/path` durably: a temporary file, fsync, rename.
-fn write_durably(dir: &Path, path: &str, bytes: &[u8]) -> Result<(), TileError> {
+pub fn write_file(dir: &Path, path: &str, bytes: &[u8]) -> Result<(), TileError> {
     let full = dir.join(path);
     let io = |stage: &'static str, p: &Path| {
         let path = p.display().to_string();
@@ -475,7 +475,7 @@ impl TileLog {
         }
         self.write_partials()?;
         self.commit_index(&fresh, first)?;
-        write_durably(&self.dir, SIZE_FILE, self.size.to_string().as_bytes())?;
+        write_file(&self.dir, SIZE_FILE, self.size.to_string().as_bytes())?;
         Ok(self.size)
     }
 
@@ -484,7 +484,7 @@ impl TileLog {
         self.bundle.push(entry.to_vec());
         if self.bundle.len() as u64 == TILE_WIDTH {
             let bytes = bundle_bytes(&self.bundle);
-            write_durably(
+            write_file(
                 &self.dir,
                 &tile_path(None, self.size / TILE_WIDTH, TILE_WIDTH),
                 &bytes,
@@ -506,7 +506,7 @@ impl TileLog {
             let bytes: Vec<u8> = tile.iter().flatten().copied().collect();
             let level_u8 = u8::try_from(level).map_err(|_| invalid("append", "log too large"))?;
             let path = tile_path(Some(level_u8), count / TILE_WIDTH, TILE_WIDTH);
-            write_durably(&self.dir, &path, &bytes)?;
+            write_file(&self.dir, &path, &bytes)?;
             hash = merkle::root(&tile);
             count /= TILE_WIDTH;
             level += 1;
@@ -525,11 +525,11 @@ impl TileLog {
             let level = u8::try_from(level).map_err(|_| invalid("append", "log too large"))?;
             let path = tile_path(Some(level), count / TILE_WIDTH, hashes.len() as u64);
             let bytes: Vec<u8> = hashes.iter().flatten().copied().collect();
-            write_durably(&self.dir, &path, &bytes)?;
+            write_file(&self.dir, &path, &bytes)?;
         }
         if !self.bundle.is_empty() {
             let path = tile_path(None, self.size / TILE_WIDTH, self.bundle.len() as u64);
-            write_durably(&self.dir, &path, &bundle_bytes(&self.bundle))?;
+            write_file(&self.dir, &path, &bundle_bytes(&self.bundle))?;
         }
         Ok(())
     }

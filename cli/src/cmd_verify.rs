@@ -20,6 +20,11 @@ pub enum VerifyCommand {
         /// Also require the receipt to be for this election.
         #[arg(long)]
         election: Option<String>,
+        /// Also prove the receipt's vote is in this collector's live log (its http:// URL):
+        /// the checkpoint must verify with a log key of the key set, and the inclusion proof
+        /// is built from the log's tiles.
+        #[arg(long)]
+        log: Option<String>,
         /// Print the result as one JSON object.
         #[arg(long)]
         json: bool,
@@ -46,6 +51,7 @@ pub fn run(command: VerifyCommand) -> anyhow::Result<ExitCode> {
             receipt,
             keyset,
             election,
+            log,
             json,
         } => {
             let keys = edgevote_signer::load_keyset(&keyset)?;
@@ -56,7 +62,20 @@ pub fn run(command: VerifyCommand) -> anyhow::Result<ExitCode> {
                 }
                 Ok(v)
             });
-            Ok(report(outcome, json))
+            let included = match (&outcome, &log) {
+                (Ok(v), Some(url)) => Some(edgevote_audit::live::prove_inclusion(
+                    url,
+                    &keys,
+                    &v.doc.election,
+                    &v.doc.vote_id.to_b64(),
+                )),
+                _ => None,
+            };
+            let code = report(outcome, json);
+            Ok(match included {
+                None => code,
+                Some(included) => report_inclusion(included, json),
+            })
         }
         VerifyCommand::Token {
             token,
@@ -71,6 +90,33 @@ pub fn run(command: VerifyCommand) -> anyhow::Result<ExitCode> {
                 Ok(v)
             });
             Ok(report(outcome, json))
+        }
+    }
+}
+
+/// Prints `INCLUDED`/`NOT INCLUDED` (or JSON) for a live log, and returns exit code 0 or 1.
+fn report_inclusion(
+    included: Result<edgevote_audit::live::Inclusion, edgevote_audit::live::LiveError>,
+    json: bool,
+) -> ExitCode {
+    match included {
+        Ok(i) => {
+            if json {
+                let out = serde_json::json!({"included": true, "origin": i.origin, "index": i.index, "size": i.size});
+                println!("{out}");
+            } else {
+                println!("INCLUDED in {} at leaf {} of {}", i.origin, i.index, i.size);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            if json {
+                let out = serde_json::json!({"included": false, "code": e.code(), "error": e.to_string()});
+                println!("{out}");
+            } else {
+                println!("NOT INCLUDED code={} {e}", e.code());
+            }
+            ExitCode::from(1)
         }
     }
 }

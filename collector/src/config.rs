@@ -50,6 +50,9 @@ pub struct CollectorConfig {
     /// What the HTTP endpoints reveal, and how hard `/v1/results/{election}/final` may work.
     #[serde(default)]
     pub http: HttpConfig,
+    /// The region's live receipts log (off when absent); see [`crate::live_log`].
+    #[serde(default)]
+    pub live_log: Option<crate::live_log::LiveLogConfig>,
 }
 
 /// When the per-receipt lookup (`GET /v1/elections/{e}/votes/{vote_id}`) says whether that

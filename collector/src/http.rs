@@ -243,12 +243,15 @@ pub fn router(collector: Arc<Collector>) -> Router {
 /// The router for one collector.
 pub fn router_with(collector: Arc<Collector>, options: HttpOptions) -> Router {
     let finals = FinalTallies::new(options.final_max_scans);
+    let live = collector
+        .live_log()
+        .map(|log| crate::live_log::router(Arc::clone(log)));
     let state = Arc::new(Http {
         collector,
         options,
         finals,
     });
-    Router::new()
+    let router = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/v1/results/{election}", get(live_results))
@@ -259,7 +262,11 @@ pub fn router_with(collector: Arc<Collector>, options: HttpOptions) -> Router {
             "/v1/elections/{election}/voters/{voter}/ballots",
             get(voter_ballots),
         )
-        .with_state(state)
+        .with_state(state);
+    match live {
+        Some(live) => router.merge(live),
+        None => router,
+    }
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves.

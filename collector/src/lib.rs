@@ -7,11 +7,13 @@
 //! - [`service`]: the receive loops, shutdown and fault injection;
 //! - [`http`]: `/metrics`, `/healthz`, `/v1/results/...`, the per-receipt lookup and the
 //!   auditor's voter listing;
+//! - [`live_log`]: the region's live receipts log (C2SP tlog-tiles) and its routes;
 //! - [`metrics`]: the Prometheus metrics.
 
 pub mod check;
 pub mod config;
 pub mod http;
+pub mod live_log;
 pub mod metrics;
 pub mod service;
 
@@ -56,6 +58,9 @@ pub enum StartError {
     /// The store backend could not be opened.
     #[error(transparent)]
     Store(#[from] edgevote_store::StoreError),
+    /// The live log could not be opened.
+    #[error(transparent)]
+    LiveLog(#[from] live_log::LiveLogError),
 }
 
 /// Reads and parses a collector configuration file.
@@ -116,11 +121,18 @@ pub async fn open_store(config: &config::StoreBackendConfig) -> Result<Arc<dyn S
 pub async fn build(config: &CollectorConfig) -> Result<Arc<Collector>, StartError> {
     config.processing.validate()?;
     let checker = load_checker(config)?;
-    Ok(Collector::new(service::CollectorParts {
+    let collector = Collector::new(service::CollectorParts {
         region: config.region.clone(),
         queue: open_queue(&config.queue).await?,
         store: open_store(&config.store).await?,
         checker,
         processing: config.processing.clone(),
-    })?)
+    })?;
+    if let Some(live) = &config.live_log {
+        let log = live_log::LiveLog::open(live.clone(), &config.region)?;
+        log.open_existing()?;
+        let attached = collector.attach_live_log(Arc::new(log));
+        debug_assert!(attached.is_ok(), "a new collector has no live log yet");
+    }
+    Ok(collector)
 }

@@ -44,6 +44,7 @@ use tokio::task::JoinSet;
 
 use crate::check::Checker;
 use crate::config::{InvalidSetting, ProcessingConfig};
+use crate::live_log::LiveLog;
 use crate::metrics::Metrics;
 
 /// The stable code of a ballot refused because its voter is at `max_votes_per_voter` (the `code`
@@ -121,6 +122,7 @@ pub struct Collector {
     /// Injected faults (none in production).
     pub faults: Arc<Faults>,
     in_flight: Arc<Semaphore>,
+    live_log: std::sync::OnceLock<Arc<LiveLog>>,
 }
 
 impl std::fmt::Debug for Collector {
@@ -167,7 +169,19 @@ impl Collector {
             processing,
             metrics: Arc::new(Metrics::default()),
             faults: Arc::new(Faults::default()),
+            live_log: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// Appends every vote id this collector stores from now on to `log` (see
+    /// [`crate::live_log`]); [`Collector::run`] then also writes its checkpoints. Once only.
+    pub fn attach_live_log(&self, log: Arc<LiveLog>) -> Result<(), Arc<LiveLog>> {
+        self.live_log.set(log)
+    }
+
+    /// The attached live log, if any.
+    pub fn live_log(&self) -> Option<&Arc<LiveLog>> {
+        self.live_log.get()
     }
 
     /// Runs the receive loops and the stats poller until `shutdown` resolves, then lets every
@@ -180,6 +194,9 @@ impl Collector {
         }
         if self.checker.keyset_path().is_some() {
             tasks.spawn(Arc::clone(&self).keyset_loop(stop_rx.clone()));
+        }
+        if let Some(log) = self.live_log.get() {
+            tasks.spawn(checkpoint_loop(Arc::clone(log), stop_rx.clone()));
         }
         tasks.spawn(Arc::clone(&self).stats_loop(stop_rx));
         tracing::info!(region = %self.region, receivers = self.processing.receivers, "collector started");
@@ -354,7 +371,7 @@ impl Collector {
                         "ballot refused: voter over max_votes_per_voter"
                     );
                 }
-                true
+                self.append_to_live_log(election, &names, &outcomes).await
             }
             Err(e) => {
                 self.metrics.store_errors.fetch_add(1, Ordering::Relaxed);
@@ -408,6 +425,33 @@ impl Collector {
     }
 
     /// Re-reads the checker's key set file every [`KEYSET_REFRESH`].
+    /// The vote ids of `names` the store holds now (stored, or stored before), appended to the
+    /// live log if one is attached. False when the append failed: the messages must come back.
+    async fn append_to_live_log(
+        &self,
+        election: &str,
+        names: &[BallotName],
+        outcomes: &[PutOutcome],
+    ) -> bool {
+        let Some(log) = self.live_log.get() else {
+            return true;
+        };
+        let held = names
+            .iter()
+            .zip(outcomes)
+            .filter(|(_, o)| matches!(o, PutOutcome::Stored | PutOutcome::Duplicate))
+            .map(|(name, _)| name.vote_id)
+            .collect();
+        match log.append(election, held).await {
+            Ok(_) => true,
+            Err(e) => {
+                self.metrics.store_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(stage = "live_log", election, error = %e, "live log append failed; messages will be redelivered");
+                false
+            }
+        }
+    }
+
     async fn keyset_loop(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         while !*stop.borrow() {
             let checker = Arc::clone(&self.checker);
@@ -453,6 +497,26 @@ impl Collector {
                     .store(stats.oldest_age_ms, Ordering::Relaxed);
             }
             Err(e) => tracing::warn!(stage = "stats", error = %e, "queue stats failed"),
+        }
+    }
+}
+
+/// Signs a checkpoint of every grown live log each interval, and once more at shutdown.
+async fn checkpoint_loop(log: Arc<LiveLog>, mut stop: watch::Receiver<bool>) {
+    let interval = log.config().checkpoint_interval();
+    loop {
+        let signer = Arc::clone(&log);
+        match tokio::task::spawn_blocking(move || signer.checkpoint_all()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(stage = "live_log", error = %e, "checkpoint failed"),
+            Err(e) => tracing::error!(stage = "live_log", error = %e, "checkpoint task failed"),
+        }
+        if *stop.borrow() {
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stop.changed() => {}
         }
     }
 }

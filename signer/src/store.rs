@@ -210,6 +210,11 @@ impl KeyStore {
         Ok(identity)
     }
 
+    /// The private key file of `kid` (0600).
+    pub fn private_key_path(&self, kid: &str) -> PathBuf {
+        self.private_path(kid)
+    }
+
     fn private_path(&self, kid: &str) -> PathBuf {
         self.dir.join(PRIVATE_DIR).join(format!("{kid}.jwk"))
     }

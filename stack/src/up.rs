@@ -39,6 +39,8 @@ use crate::{BoxError, StackError, now_secs};
 const DEFAULT_REGIONS: [&str; 3] = ["eu-west-1", "us-east-1", "ap-southeast-1"];
 /// Receives of a message before the queue dead-letters it (above the collectors' 3).
 const MAX_RECEIVES: u32 = 5;
+/// How often a region's live log gets a new signed checkpoint when it grew, milliseconds.
+const LIVE_LOG_CHECKPOINT_MS: u64 = 2_000;
 
 /// How to start a stack.
 #[derive(Debug, Clone)]
@@ -260,6 +262,28 @@ impl RunningStack {
     }
 }
 
+/// Gives the region's collector its live receipts log (`<region>/live-log/<election>/`),
+/// signed with the stack's log key and served by the collector at `/v1/log/...`.
+fn attach_live_log(
+    collector: &Collector,
+    store: &KeyStore,
+    dir: &Path,
+    region: &str,
+) -> Result<(), BoxError> {
+    let kid = store.active_kid(Role::Log, None)?;
+    let config = edgevote_collector::live_log::LiveLogConfig {
+        dir: dir.join("live-log"),
+        log_key_path: store.private_key_path(&kid),
+        checkpoint_interval_ms: LIVE_LOG_CHECKPOINT_MS,
+    };
+    let log = edgevote_collector::live_log::LiveLog::open(config, region)?;
+    log.open_existing()?;
+    collector
+        .attach_live_log(Arc::new(log))
+        .map_err(|_| "the collector already has a live log")?;
+    Ok(())
+}
+
 fn ensure_keys(dir: &Path) -> Result<KeyStore, StackError> {
     let store = KeyStore::open_or_create(dir.join("keys"))?;
     let keys = store.keyset()?;
@@ -453,6 +477,7 @@ async fn start_region(
         .following(store.keyset_path()),
         processing: ProcessingConfig::default(),
     })?;
+    attach_live_log(&collector, store, &dir, name)?;
     let edge_listener = bind_again(before.map(|b| b.edge_url.as_str())).await?;
     let collector_listener = bind_again(before.map(|b| b.collector_url.as_str())).await?;
     let info = RegionInfo {

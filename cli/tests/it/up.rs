@@ -76,6 +76,8 @@ fn up_then_load_reconciles_in_every_region() {
         );
     }
 
+    check_live_logs(dir.path(), &stack, &receipts, &keyset);
+
     // Let the election close (it was created open for 45 s), then stop the stack cleanly.
     std::thread::sleep(std::time::Duration::from_secs(47).saturating_sub(started.elapsed()));
     Command::new("kill")
@@ -86,6 +88,93 @@ fn up_then_load_reconciles_in_every_region() {
     let stderr = std::fs::read_to_string(dir.path().join("up.stderr")).unwrap_or_default();
     assert!(exit.success(), "up exited {exit:?}: {stderr}");
     check_audit(dir.path(), &data);
+}
+
+/// Minutes (here: seconds) after voting, a receipt's vote is proven in its region's live log,
+/// from the log's tiles and a checkpoint signed by the log key; another region's log, which
+/// never stored that vote through its own queue, does not prove it.
+fn check_live_logs(
+    dir: &std::path::Path,
+    stack: &serde_json::Value,
+    receipts: &[std::path::PathBuf],
+    keyset: &std::path::Path,
+) {
+    let regions = stack["regions"].as_array().unwrap();
+    let url_of = |name: &str| {
+        let region = regions.iter().find(|r| r["name"] == name).unwrap();
+        region["collector_url"].as_str().unwrap().to_owned()
+    };
+    for receipt in receipts.iter().step_by(211) {
+        let compact = std::fs::read_to_string(receipt).unwrap();
+        let payload = compact.trim().split('.').nth(1).unwrap();
+        let claims: serde_json::Value =
+            serde_json::from_slice(&edgevote_shared::b64::decode("payload", payload).unwrap())
+                .unwrap();
+        let region = claims["region"].as_str().unwrap();
+        let verify = |url: &str| {
+            edgevote(
+                dir,
+                &[
+                    "verify",
+                    "receipt",
+                    receipt.to_str().unwrap(),
+                    "--keyset",
+                    keyset.to_str().unwrap(),
+                    "--log",
+                    url,
+                ],
+            )
+        };
+        // The region signs a checkpoint every 2 s: wait for one that covers the vote.
+        let mut text = String::new();
+        for _ in 0..20 {
+            let out = verify(&url_of(region));
+            text = String::from_utf8_lossy(&out.stdout).into_owned();
+            if out.status.success() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+        assert!(
+            text.contains("INCLUDED in edgevote/demo-2026/live/"),
+            "{text}"
+        );
+        let other = regions
+            .iter()
+            .map(|r| r["name"].as_str().unwrap())
+            .find(|name| *name != region)
+            .unwrap();
+        let out = verify(&url_of(other));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{text}");
+        assert!(text.contains("NOT INCLUDED code=not_included"), "{text}");
+    }
+    // A key set without the log key: the server's checkpoint proves nothing.
+    let mut set: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(keyset).unwrap()).unwrap();
+    set["keys"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|k| k["edgevote_role"] != "log");
+    let unpinned = dir.join("keyset-without-log-key.json");
+    std::fs::write(&unpinned, set.to_string()).unwrap();
+    let receipt = receipts[0].to_str().unwrap();
+    let region = regions[0]["collector_url"].as_str().unwrap();
+    let out = edgevote(
+        dir,
+        &[
+            "verify",
+            "receipt",
+            receipt,
+            "--keyset",
+            unpinned.to_str().unwrap(),
+            "--log",
+            region,
+        ],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("code=bad_checkpoint"), "{text}");
 }
 
 /// The audit log, published from every region after the close, is the same everywhere, every

@@ -16,7 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::fixture;
 
-async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+pub(crate) async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
     let (status, _, body) = get_with(addr, path, &[]).await;
     (status, body)
 }
@@ -44,14 +44,14 @@ async fn fetch(addr: std::net::SocketAddr, path: String) -> (u16, String, String
 }
 
 /// A collector's router served on port 0 until the returned sender fires.
-struct Served {
-    addr: std::net::SocketAddr,
+pub(crate) struct Served {
+    pub(crate) addr: std::net::SocketAddr,
     stop: tokio::sync::oneshot::Sender<()>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 impl Served {
-    async fn start(router: axum::Router) -> Served {
+    pub(crate) async fn start(router: axum::Router) -> Served {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -65,7 +65,7 @@ impl Served {
         Served { addr, stop, server }
     }
 
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.stop.send(()).unwrap();
         self.server.await.unwrap().unwrap();
     }

@@ -8,5 +8,6 @@ mod aws;
 mod embedded;
 mod fixture;
 mod http;
+mod live_log;
 mod rotation;
 mod suite;

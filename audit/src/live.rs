@@ -1,0 +1,208 @@
+//! A client of a region's live receipts log (served by its collector, see the collector's
+//! `live_log` module): prove that a receipt's vote id is in the log, trusting the server for
+//! nothing. The checkpoint must verify with a `log` key of the pinned key set and name the
+//! receipt's election; the tree head is recomputed from the tiles; the inclusion proof is built
+//! from the tiles and checked against the signed root.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use edgevote_shared::checkpoint::Checkpoint;
+use edgevote_shared::merkle;
+use edgevote_shared::{KeySet, Role};
+
+use crate::tiles::{TileError, TileSource, TiledTree};
+
+/// Largest response read (a full tile is 8 KiB; a checkpoint less).
+const MAX_RESPONSE_BYTES: u64 = 64 * 1024;
+/// Longest wait for one response.
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why an inclusion could not be shown. The variant names the stage; the `code` is stable.
+#[derive(Debug, thiserror::Error)]
+pub enum LiveError {
+    /// The server could not be reached or answered outside the protocol.
+    #[error("fetching {what}: {detail}")]
+    Fetch {
+        /// What was fetched.
+        what: String,
+        /// What went wrong.
+        detail: String,
+    },
+    /// The checkpoint does not verify with any pinned log key, or is for another election.
+    #[error("checkpoint refused: {0}")]
+    Checkpoint(String),
+    /// The vote id is not in the log (yet).
+    #[error("vote {0} is not in the live log")]
+    NotIncluded(String),
+    /// The tiles do not add up to the signed root, or the proof fails.
+    #[error("the log's tiles do not prove it: {0}")]
+    Proof(String),
+}
+
+impl LiveError {
+    /// The stable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            LiveError::Fetch { .. } => "log_unavailable",
+            LiveError::Checkpoint(_) => "bad_checkpoint",
+            LiveError::NotIncluded(_) => crate::verify::code::NOT_INCLUDED,
+            LiveError::Proof(_) => "bad_proof",
+        }
+    }
+}
+
+/// A receipt's vote id, proven in a live log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inclusion {
+    /// The log's origin (`edgevote/<election>/live/<region>`).
+    pub origin: String,
+    /// The leaf the vote id is at.
+    pub index: u64,
+    /// The size of the signed tree it was proven in.
+    pub size: u64,
+}
+
+/// GETs over plain HTTP from a base URL (`http://host:port/prefix`), bounded in size and time.
+#[derive(Debug, Clone)]
+pub struct HttpSource {
+    authority: String,
+    prefix: String,
+}
+
+impl HttpSource {
+    /// A source under `base` (an `http://` URL).
+    pub fn new(base: &str) -> Result<Self, LiveError> {
+        let rest = base
+            .strip_prefix("http://")
+            .ok_or_else(|| LiveError::Fetch {
+                what: base.to_owned(),
+                detail: "only http:// URLs are supported".into(),
+            })?;
+        let (authority, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        Ok(HttpSource {
+            authority: authority.to_owned(),
+            prefix: format!("/{}", prefix.trim_matches('/')),
+        })
+    }
+
+    /// The body at `path` below the base, when the status is 200; `Ok(None)` for 404.
+    pub fn get(&self, path: &str) -> Result<Option<Vec<u8>>, LiveError> {
+        let what = format!(
+            "{}{}/{path}",
+            self.authority,
+            self.prefix.trim_end_matches('/')
+        );
+        let fail = |detail: String| LiveError::Fetch {
+            what: what.clone(),
+            detail,
+        };
+        let mut stream = TcpStream::connect(&self.authority).map_err(|e| fail(e.to_string()))?;
+        stream
+            .set_read_timeout(Some(TIMEOUT))
+            .map_err(|e| fail(e.to_string()))?;
+        let target = format!("{}/{path}", self.prefix.trim_end_matches('/'));
+        let request = format!(
+            "GET {target} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.authority
+        );
+        stream
+            .write_all(request.as_bytes())
+            .map_err(|e| fail(e.to_string()))?;
+        let mut response = Vec::new();
+        stream
+            .take(MAX_RESPONSE_BYTES)
+            .read_to_end(&mut response)
+            .map_err(|e| fail(e.to_string()))?;
+        let split = response
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .ok_or_else(|| fail("no complete HTTP head".into()))?;
+        let head = String::from_utf8_lossy(&response[..split]);
+        if head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
+            return Err(fail("chunked answers are not expected".into()));
+        }
+        match head.get(9..12) {
+            Some("200") => Ok(Some(response[split + 4..].to_vec())),
+            Some("404") => Ok(None),
+            status => Err(fail(format!("status {}", status.unwrap_or("?")))),
+        }
+    }
+}
+
+impl TileSource for HttpSource {
+    fn read(&self, path: &str) -> Result<Vec<u8>, TileError> {
+        let missing = |detail: String| TileError::Invalid {
+            stage: "fetch tile",
+            detail,
+        };
+        match self.get(path) {
+            Ok(Some(bytes)) => Ok(bytes),
+            Ok(None) => Err(missing(format!("{path}: not found"))),
+            Err(e) => Err(missing(e.to_string())),
+        }
+    }
+}
+
+/// The checkpoint `note` verified with a `log` key of `keys`, for `election`'s live log.
+pub fn verify_live_checkpoint(
+    note: &str,
+    keys: &KeySet,
+    election: &str,
+) -> Result<Checkpoint, LiveError> {
+    let checkpoint = keys
+        .active(Role::Log)
+        .chain(keys.iter().filter(|k| k.edgevote_role == Role::Log))
+        .filter_map(|jwk| jwk.verifying_key().ok())
+        .find_map(|key| Checkpoint::verify(note, &key).ok())
+        .ok_or_else(|| LiveError::Checkpoint("no log key of the key set signed it".into()))?;
+    let prefix = format!("edgevote/{election}/live/");
+    if !checkpoint.origin.starts_with(&prefix) {
+        return Err(LiveError::Checkpoint(format!(
+            "origin {:?} is not a live log of {election}",
+            checkpoint.origin
+        )));
+    }
+    Ok(checkpoint)
+}
+
+/// Proves that `vote_id` (base64url, as in the receipt) is in the live log of `election`
+/// served under `base` (the collector's URL), with the log keys of `keys`.
+pub fn prove_inclusion(
+    base: &str,
+    keys: &KeySet,
+    election: &str,
+    vote_id: &str,
+) -> Result<Inclusion, LiveError> {
+    let log = HttpSource::new(&format!("{}/v1/log/{election}", base.trim_end_matches('/')))?;
+    let note = log.get("checkpoint")?.ok_or_else(|| LiveError::Fetch {
+        what: "checkpoint".into(),
+        detail: "the log has no checkpoint yet".into(),
+    })?;
+    let checkpoint = verify_live_checkpoint(&String::from_utf8_lossy(&note), keys, election)?;
+    let index = log
+        .get(&format!("index/{vote_id}"))?
+        .and_then(|body| serde_json::from_slice::<serde_json::Value>(&body).ok())
+        .and_then(|v| v["index"].as_u64())
+        .filter(|&i| i < checkpoint.size)
+        .ok_or_else(|| LiveError::NotIncluded(vote_id.to_owned()))?;
+    let tree = TiledTree::new(&log, checkpoint.size);
+    let proof = tree
+        .inclusion_proof(index)
+        .map_err(|e| LiveError::Proof(e.to_string()))?;
+    let leaf = merkle::leaf_hash(vote_id.as_bytes());
+    if !merkle::verify_inclusion(index, checkpoint.size, &leaf, &proof, &checkpoint.root) {
+        return Err(LiveError::Proof(format!(
+            "leaf {index} is not the vote id under the signed root"
+        )));
+    }
+    Ok(Inclusion {
+        origin: checkpoint.origin,
+        index,
+        size: checkpoint.size,
+    })
+}
