@@ -57,6 +57,7 @@
 pub mod publish;
 pub mod serve;
 pub mod verify;
+pub mod witness;
 
 pub use publish::{PublishError, PublishParams, Published, publish};
 pub use serve::serve;

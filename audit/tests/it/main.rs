@@ -9,3 +9,4 @@ mod publish;
 mod serve;
 mod trust;
 mod verify;
+mod witness;
