@@ -58,7 +58,7 @@ pub enum ClientError {
         size: u64,
     },
     /// The witness's answer is not cosignature lines, or the note would grow too large.
-    #[error("the witness's answer for {origin}: {source}")]
+    #[error("the witness's answer for {origin}")]
     Answer {
         /// The checkpoint's origin.
         origin: String,
@@ -66,7 +66,7 @@ pub enum ClientError {
         source: WireError,
     },
     /// Reading or writing a file of the folder failed.
-    #[error("{action} {}: {source}", path.display())]
+    #[error("{action} {}", path.display())]
     File {
         /// What was being done.
         action: &'static str,

@@ -39,7 +39,7 @@ pub enum WitnessError {
     #[error("witness private key: {0}")]
     Key(WireError),
     /// A log's verifier key does not parse.
-    #[error("the verifier key of log {origin}: {source}")]
+    #[error("the verifier key of log {origin}")]
     LogKey {
         /// The log's origin.
         origin: String,
