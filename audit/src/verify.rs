@@ -164,7 +164,8 @@ pub struct Inputs<'a> {
 pub struct Failure {
     /// The published file it is about (`tally.jws`, `receipts.log`, ...).
     pub file: &'static str,
-    /// The stable code: a [`WireError::code`] or one of [`code`].
+    /// The stable code: a [`WireError::code`], one of [`code`] or of
+    /// [`crate::witness::code`].
     pub code: &'static str,
     /// What was wrong, for people.
     pub detail: String,
