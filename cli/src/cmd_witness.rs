@@ -73,15 +73,10 @@ async fn serve(config_path: &Path) -> anyhow::Result<ExitCode> {
     let name = parts.witness.name().to_owned();
     let service = Arc::new(WitnessService::open(parts)?);
     let interrupted = crate::signal::interrupt()?;
-    let listener = tokio::net::TcpListener::bind(&config.listen)
-        .await
-        .with_context(|| format!("binding {}", config.listen))?;
-    println!(
-        "witness {name} on http://{}{} for {} log(s)",
-        listener.local_addr()?,
-        edgevote_audit::witness::ADD_CHECKPOINT_PATH,
-        config.logs.len()
-    );
+    let listener = common::bind(&config.listen).await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let logs = config.logs.len();
+    println!("witness {name} on {url}/add-checkpoint for {logs} log(s)");
     edgevote_audit::witness::serve(listener, service, interrupted).await?;
     Ok(ExitCode::SUCCESS)
 }

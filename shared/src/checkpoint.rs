@@ -212,9 +212,20 @@ impl Checkpoint {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::keys::Role;
+
+    /// A log key and a checkpoint of its receipts log.
+    pub(crate) fn sample() -> (SigningIdentity, Checkpoint) {
+        let log = SigningIdentity::from_seed(&[4; 32], Role::Log);
+        let checkpoint = Checkpoint {
+            origin: "edgevote.example/e1/receipts".into(),
+            size: 3,
+            root: [9; 32],
+        };
+        (log, checkpoint)
+    }
 
     #[test]
     fn a_verifier_key_reads_back_and_a_wrong_hash_is_refused() {
@@ -235,12 +246,7 @@ mod tests {
 
     #[test]
     fn sign_then_verify_and_tamper() {
-        let log = SigningIdentity::from_seed(&[4; 32], Role::Log);
-        let checkpoint = Checkpoint {
-            origin: "edgevote.example/e1/receipts".into(),
-            size: 3,
-            root: [9; 32],
-        };
+        let (log, checkpoint) = sample();
         let note = checkpoint.sign(&log).unwrap();
         assert!(note.contains("\n\n\u{2014} edgevote.example/e1/receipts "));
         assert_eq!(

@@ -92,27 +92,39 @@ pub fn verify_inclusion(
     if index >= size || proof.len() > MAX_PROOF_LEN {
         return false;
     }
-    let (mut fn_, mut sn) = (index, size - 1);
     let mut r = *leaf;
+    let complete = walk(index, size - 1, proof, |p, left| {
+        r = if left {
+            node_hash(p, &r)
+        } else {
+            node_hash(&r, p)
+        };
+    });
+    complete && &r == expected
+}
+
+/// The walk up the tree that RFC 9162 §2.1.3.2 and §2.1.4.2 share: `fn_` and `sn` are the
+/// running node's index and the last node's index at the current level. `step` gets each proof
+/// node and whether it is the left sibling of the running hash. True when the proof ends exactly
+/// at the root (`sn` is 0), false when it is longer than the path.
+fn walk(mut fn_: u64, mut sn: u64, proof: &[Hash], mut step: impl FnMut(&Hash, bool)) -> bool {
     for p in proof {
         if sn == 0 {
             return false;
         }
-        if fn_ & 1 == 1 || fn_ == sn {
-            r = node_hash(p, &r);
-            if fn_ & 1 == 0 {
-                while fn_ & 1 == 0 && fn_ != 0 {
-                    fn_ >>= 1;
-                    sn >>= 1;
-                }
+        let left = fn_ & 1 == 1 || fn_ == sn;
+        step(p, left);
+        if left {
+            // Skip the levels where the running node is the last one and has no sibling.
+            while fn_ & 1 == 0 && fn_ != 0 {
+                fn_ >>= 1;
+                sn >>= 1;
             }
-        } else {
-            r = node_hash(&r, p);
         }
         fn_ >>= 1;
         sn >>= 1;
     }
-    sn == 0 && &r == expected
+    sn == 0
 }
 
 /// The consistency proof from the tree of the first `old_size` leaves to the tree of all
@@ -178,30 +190,22 @@ pub fn verify_consistency(
     } else {
         (first, rest)
     };
+    // Step 4: skip the levels where the old tree's last node is a right child.
     let (mut fn_, mut sn) = (old_size - 1, new_size - 1);
     while fn_ & 1 == 1 {
         fn_ >>= 1;
         sn >>= 1;
     }
     let (mut fr, mut sr) = (start, start);
-    for c in path {
-        if sn == 0 {
-            return false;
-        }
-        if fn_ & 1 == 1 || fn_ == sn {
+    let complete = walk(fn_, sn, path, |c, left| {
+        if left {
             fr = node_hash(c, &fr);
             sr = node_hash(c, &sr);
-            while fn_ & 1 == 0 && fn_ != 0 {
-                fn_ >>= 1;
-                sn >>= 1;
-            }
         } else {
             sr = node_hash(&sr, c);
         }
-        fn_ >>= 1;
-        sn >>= 1;
-    }
-    sn == 0 && fr == *old_root && sr == *new_root
+    });
+    complete && fr == *old_root && sr == *new_root
 }
 
 #[cfg(test)]

@@ -336,15 +336,13 @@ pub fn router(service: Arc<WitnessService>) -> axum::Router {
 
 /// Serves the witness on `listener` until `shutdown` resolves (then it stops accepting and
 /// finishes the requests in flight).
-pub async fn serve<F>(
+pub async fn serve(
     listener: tokio::net::TcpListener,
     service: Arc<WitnessService>,
-    shutdown: F,
-) -> std::io::Result<()>
-where
-    F: Future<Output = ()> + Send + 'static,
-{
-    axum::serve(listener, router(service))
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(service);
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
 }

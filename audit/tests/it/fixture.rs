@@ -174,7 +174,11 @@ pub struct Files {
 
 impl Files {
     pub fn of(published: &Published) -> Self {
-        let file = |name: &str| published.file(name).unwrap().to_owned();
+        Files::read_with(|name| published.file(name).unwrap().to_owned())
+    }
+
+    /// The files as `file` gives them by name (the key set parsed from `keyset.json`).
+    pub fn read_with(file: impl Fn(&str) -> String) -> Self {
         Files {
             tally: file(edgevote_audit::TALLY_FILE),
             receipts_log: file(LogKind::Receipts.log_file()),

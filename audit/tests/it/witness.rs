@@ -61,13 +61,8 @@ async fn start(state: &Path, seed: u8) -> Running {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(edgevote_audit::witness::serve(
-        listener,
-        service,
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    let shutdown = async move { stopped.await.unwrap_or(()) };
+    let task = tokio::spawn(edgevote_audit::witness::serve(listener, service, shutdown));
     Running {
         url,
         key: witness.public(),
@@ -202,15 +197,15 @@ async fn oversized_and_malformed_requests_are_refused() {
 
 /// Reads a published folder's files back (after a witness wrote into it).
 fn files_in(dir: &Path) -> Files {
-    let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap();
-    Files {
-        tally: read(edgevote_audit::TALLY_FILE),
-        receipts_log: read(LogKind::Receipts.log_file()),
-        receipts_checkpoint: read(LogKind::Receipts.checkpoint_file()),
-        choices_log: read(LogKind::Choices.log_file()),
-        choices_checkpoint: read(LogKind::Choices.checkpoint_file()),
-        keyset: fixture::keyset(),
-    }
+    Files::read_with(|name| std::fs::read_to_string(dir.join(name)).unwrap())
+}
+
+/// Two witnesses, `w1` and `w2`, their state under `dir`.
+async fn start_two(dir: &Path) -> (Running, Running) {
+    (
+        start(&dir.join("w1"), 1).await,
+        start(&dir.join("w2"), 2).await,
+    )
 }
 
 /// Publishes `ballots` into a new folder under `root`.
@@ -230,10 +225,7 @@ async fn publish_into(
 #[tokio::test]
 async fn an_honest_log_cosigned_by_both_witnesses_verifies_with_two_of_two() {
     let dir = tempfile::tempdir().unwrap();
-    let (w1, w2) = (
-        start(&dir.path().join("w1"), 1).await,
-        start(&dir.path().join("w2"), 2).await,
-    );
+    let (w1, w2) = start_two(dir.path()).await;
     let folder = publish_into(dir.path(), "log", fixture::ballots()).await;
     let keys = [w1.key.clone(), w2.key.clone()];
     assert_eq!(
@@ -276,10 +268,7 @@ async fn an_honest_log_cosigned_by_both_witnesses_verifies_with_two_of_two() {
 #[tokio::test]
 async fn a_split_view_is_refused_by_two_of_two_and_caught_by_comparison() {
     let dir = tempfile::tempdir().unwrap();
-    let (w1, w2) = (
-        start(&dir.path().join("w1"), 1).await,
-        start(&dir.path().join("w2"), 2).await,
-    );
+    let (w1, w2) = start_two(dir.path()).await;
     // Two logs of the same size: in the second, v4's ballot says yes.
     let honest = publish_into(dir.path(), "a", fixture::ballots()).await;
     let mut other = fixture::ballots();
