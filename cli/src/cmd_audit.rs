@@ -68,9 +68,10 @@ pub enum AuditCommand {
         /// repeat for each witness.
         #[arg(long = "witness")]
         witnesses: Vec<PathBuf>,
-        /// How many distinct pinned witnesses must have cosigned each checkpoint.
-        #[arg(long, default_value_t = 0, requires = "witnesses")]
-        min_witnesses: usize,
+        /// How many distinct pinned witnesses must have cosigned each checkpoint (required
+        /// with `--witness`).
+        #[arg(long, requires = "witnesses")]
+        min_witnesses: Option<usize>,
     },
     /// Submit a published folder's checkpoints to witnesses (C2SP tlog-witness) and add their
     /// cosignatures to the checkpoint files.
@@ -106,6 +107,10 @@ pub fn run(command: AuditCommand) -> anyhow::Result<ExitCode> {
             witnesses,
             min_witnesses,
         } => {
+            let min_witnesses = match (witnesses.is_empty(), min_witnesses) {
+                (false, None) => anyhow::bail!("--witness needs --min-witnesses K"),
+                (_, min) => min.unwrap_or(0),
+            };
             let mut pinned = Pinned::read(&manifest, keyset.as_deref(), log_key.as_deref())?;
             pinned.witnesses = read_witness_keys(&witnesses)?;
             pinned.min_witnesses = min_witnesses;

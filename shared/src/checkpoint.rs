@@ -66,7 +66,8 @@ pub(crate) fn typed_verifier_key(name: &str, key_type: u8, key: &VerifyingKey) -
     format!("{name}+{hash}+{}", b64::encode_std(encoded))
 }
 
-fn hex4(bytes: [u8; 4]) -> String {
+/// Lower-case hex of a 4-byte key hash.
+pub(crate) fn hex4(bytes: [u8; 4]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

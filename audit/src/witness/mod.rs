@@ -48,9 +48,6 @@ pub mod code {
     pub const NOT_CONSISTENT: &str = "not_consistent";
     /// Witness: a checkpoint of a log it is not configured for.
     pub const UNKNOWN_ORIGIN: &str = "unknown_origin";
-    /// Witness: the request's old size is not the size it last cosigned (409, the body is its
-    /// size).
-    pub const OLD_SIZE_MISMATCH: &str = "old_size_mismatch";
     /// Witness: a request that does not parse (old size line, proof lines, note).
     pub const MALFORMED_REQUEST: &str = "malformed_request";
     /// Witness: storing the new tree head failed, so nothing was cosigned (500).
