@@ -1,5 +1,6 @@
 //! The public audit log of an election: [`publish()`] builds it from a ballot store, [`verify()`]
-//! checks it offline, [`serve()`] serves its files over HTTP.
+//! checks it offline, [`serve()`] serves its files over HTTP, and [`witness`] has independent
+//! witnesses cosign its checkpoints so that no publisher can show two histories unnoticed.
 //!
 //! # Format
 //!
@@ -10,7 +11,8 @@
 //!   `SHA-256(0x00 ‖ line)`), so a receipt, which carries its vote id, proves its ballot was
 //!   stored with a standard inclusion proof.
 //! - `receipts.checkpoint`: the head of that log (size and root) as a C2SP `tlog-checkpoint`
-//!   signed note, origin `edgevote/<election>/receipts`, signed by the `log` key.
+//!   signed note, origin `edgevote/<election>/receipts`, signed by the `log` key, followed by
+//!   the cosignature lines of the witnesses it was submitted to, if any ([`witness`]).
 //! - `choices.log` and `choices.checkpoint`: the choice of every counted ballot (one per voter,
 //!   by the counting rule), sorted ascending, as a second RFC 6962 log with its own checkpoint
 //!   (origin `edgevote/<election>/choices`). Anyone recomputes the tally from it.
@@ -28,8 +30,8 @@
 //! # What `verify` checks
 //!
 //! [`verify::verify`] takes the files' contents, the folder's key set and the auditor's trust
-//! roots ([`verify::TrustRoots`]: the election manifest, and a pinned key set or log key, all
-//! obtained outside the folder), and does no I/O. In order, stopping at the first failure of a
+//! roots ([`verify::TrustRoots`]: the election manifest, a pinned key set or log key, and any
+//! witness keys with the number required, all obtained outside the folder), and does no I/O. In order, stopping at the first failure of a
 //! document:
 //!
 //! 1. the folder's key set agrees with the pinned roots (`keyset_mismatch`,
@@ -42,7 +44,9 @@
 //! 4. each log matches its checkpoint (same size, same root) and is sorted (receipts: strictly
 //!    ascending, so no vote id appears twice); every choice is an option of the manifest
 //!    (`unknown_choice`) and there are no more choices than ballots
-//!    (`more_choices_than_ballots`);
+//!    (`more_choices_than_ballots`); when the trust roots ask for `min_witnesses` > 0, each
+//!    checkpoint carries valid cosignatures by that many distinct pinned witnesses
+//!    ([`witness::code::TOO_FEW_WITNESSES`]);
 //!
 //! then, reporting each failure:
 //!
@@ -52,13 +56,14 @@
 //!    id is in the receipts log, with an RFC 6962 inclusion proof to the signed root.
 //!
 //! Each failure has a stable code: a [`WireError`](edgevote_shared::WireError) code for a refused
-//! document or receipt, or one of [`verify::code`].
+//! document or receipt, or one of [`verify::code`] or [`witness::code`].
 
 pub mod live;
 pub mod publish;
 pub mod serve;
 pub mod tiles;
 pub mod verify;
+pub mod witness;
 
 pub use publish::{PublishError, PublishParams, Published, publish};
 pub use serve::serve;

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use ed25519_dalek::VerifyingKey;
 use edgevote_shared::checkpoint::Checkpoint;
+use edgevote_shared::cosignature::WitnessKey;
 use edgevote_shared::merkle::{self, Hash};
 use edgevote_shared::tally::PublishedTally;
 use edgevote_shared::{ElectionManifest, KeySet, Receipt, Role, WireError};
@@ -60,6 +61,11 @@ pub struct TrustRoots<'a> {
     /// A pinned log key (from its C2SP verifier key). The tally and the checkpoints must be
     /// signed by it, and the folder's key set may hold no other log key.
     pub log_key: Option<&'a VerifyingKey>,
+    /// Pinned witness keys (C2SP verifier keys of type 0x04): see `min_witnesses`.
+    pub witnesses: &'a [WitnessKey],
+    /// How many distinct pinned witnesses must have cosigned each checkpoint
+    /// (`too_few_witnesses`); 0 requires none.
+    pub min_witnesses: usize,
 }
 
 /// The trust roots checked against a folder: the key set to verify with and the manifest.
@@ -160,7 +166,8 @@ pub struct Inputs<'a> {
 pub struct Failure {
     /// The published file it is about (`tally.jws`, `receipts.log`, ...).
     pub file: &'static str,
-    /// The stable code: a [`WireError::code`] or one of [`code`].
+    /// The stable code: a [`WireError::code`], one of [`code`] or of
+    /// [`crate::witness::code`].
     pub code: &'static str,
     /// What was wrong, for people.
     pub detail: String,
@@ -173,7 +180,7 @@ impl std::fmt::Display for Failure {
 }
 
 impl Failure {
-    fn new(file: &'static str, code: &'static str, detail: impl Into<String>) -> Self {
+    pub(crate) fn new(file: &'static str, code: &'static str, detail: impl Into<String>) -> Self {
         Failure {
             file,
             code,
@@ -181,7 +188,7 @@ impl Failure {
         }
     }
 
-    fn refused(file: &'static str, error: &WireError) -> Self {
+    pub(crate) fn refused(file: &'static str, error: &WireError) -> Self {
         Failure::new(file, error.code(), error.to_string())
     }
 }
@@ -412,6 +419,7 @@ pub fn check_documents(
         election,
     )?;
     check_choices(&choices, &receipts, &trusted.manifest)?;
+    crate::witness::check_witnesses(files, trust)?;
     let t = &tally.doc;
     let recomputed = crate::publish::counts(&choices.entries);
     let differences = tally_differences(t, &recomputed, &receipts, &choices);

@@ -11,6 +11,7 @@ use ed25519_dalek::VerifyingKey;
 use edgevote_audit::verify::{CheckedLog, ReceiptOutcome, TrustRoots, check_documents};
 use edgevote_audit::{LogFiles, LogKind, PublishError, PublishParams};
 use edgevote_shared::checkpoint::parse_verifier_key;
+use edgevote_shared::cosignature::WitnessKey;
 use edgevote_shared::{KeySet, Role};
 use edgevote_signer::KeyStore;
 use edgevote_store::embedded::{EmbeddedStore, EmbeddedStoreConfig};
@@ -67,6 +68,24 @@ pub enum AuditCommand {
         /// JWS per file).
         #[arg(long)]
         receipts: Option<PathBuf>,
+        /// A pinned witness key (C2SP verifier key file, from `edgevote witness keygen`);
+        /// repeat for each witness.
+        #[arg(long = "witness")]
+        witnesses: Vec<PathBuf>,
+        /// How many distinct pinned witnesses must have cosigned each checkpoint (required
+        /// with `--witness`).
+        #[arg(long, requires = "witnesses")]
+        min_witnesses: Option<usize>,
+    },
+    /// Submit a published folder's checkpoints to witnesses (C2SP tlog-witness) and add their
+    /// cosignatures to the checkpoint files.
+    Witness {
+        /// The published folder.
+        #[arg(long)]
+        log: PathBuf,
+        /// A witness's URL (`http://host:port[/prefix]`); repeat for each witness.
+        #[arg(long = "witness-url", required = true)]
+        witness_urls: Vec<String>,
     },
 }
 
@@ -94,9 +113,23 @@ pub fn run(command: AuditCommand) -> anyhow::Result<ExitCode> {
             keyset,
             log_key,
             receipts,
+            witnesses,
+            min_witnesses,
         } => {
-            let pinned = Pinned::read(&manifest, keyset.as_deref(), log_key.as_deref())?;
+            let min_witnesses = match (witnesses.is_empty(), min_witnesses) {
+                (false, None) => anyhow::bail!("--witness needs --min-witnesses K"),
+                (_, min) => min.unwrap_or(0),
+            };
+            let mut pinned = Pinned::read(&manifest, keyset.as_deref(), log_key.as_deref())?;
+            pinned.witnesses = read_witness_keys(&witnesses)?;
+            pinned.min_witnesses = min_witnesses;
             verify_folder(&log, &pinned, receipts.as_deref())
+        }
+        AuditCommand::Witness { log, witness_urls } => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(witness(&log, &witness_urls))
         }
         AuditCommand::Serve { log, listen } => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -240,6 +273,8 @@ struct Pinned {
     manifest: String,
     keyset: Option<KeySet>,
     log_key: Option<VerifyingKey>,
+    witnesses: Vec<WitnessKey>,
+    min_witnesses: usize,
 }
 
 impl Pinned {
@@ -260,6 +295,8 @@ impl Pinned {
             manifest: common::input::read_file(manifest)?,
             keyset: keyset.map(edgevote_signer::load_keyset).transpose()?,
             log_key,
+            witnesses: Vec::new(),
+            min_witnesses: 0,
         })
     }
 
@@ -268,8 +305,33 @@ impl Pinned {
             manifest: &self.manifest,
             keyset: self.keyset.as_ref(),
             log_key: self.log_key.as_ref(),
+            witnesses: &self.witnesses,
+            min_witnesses: self.min_witnesses,
         }
     }
+}
+
+/// Reads pinned witness keys (C2SP verifier key files of type 0x04).
+fn read_witness_keys(paths: &[PathBuf]) -> anyhow::Result<Vec<WitnessKey>> {
+    paths
+        .iter()
+        .map(|path| {
+            let text = common::input::read_file(path)?;
+            WitnessKey::parse(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e} ({})", path.display(), e.code()))
+        })
+        .collect()
+}
+
+/// Submits the folder's checkpoints to each witness in turn and writes the cosignatures in.
+async fn witness(folder: &Path, urls: &[String]) -> anyhow::Result<ExitCode> {
+    for url in urls {
+        let added = edgevote_audit::witness::witness_folder(folder, url).await?;
+        for (kind, lines) in added {
+            print!("{} cosigned by {url}:\n{lines}", kind.checkpoint_file());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn verify_folder(

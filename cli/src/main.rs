@@ -17,6 +17,7 @@ mod cmd_receipt;
 mod cmd_token;
 mod cmd_up;
 mod cmd_verify;
+mod cmd_witness;
 mod common;
 mod signal;
 
@@ -70,6 +71,9 @@ enum Command {
     Collector(cmd_collector::CollectorCommand),
     /// Estimate an election's cost per region and per million votes: group commit vs naive.
     Cost(cmd_cost::CostArgs),
+    /// Run a C2SP witness that cosigns log checkpoints, or generate its key.
+    #[command(subcommand)]
+    Witness(cmd_witness::WitnessCommand),
 }
 
 fn main() -> ExitCode {
@@ -95,6 +99,7 @@ fn main() -> ExitCode {
         Command::Vote(a) => cmd_load::vote(a),
         Command::Load(a) => cmd_load::load(a),
         Command::Cost(a) => cmd_cost::run(a),
+        Command::Witness(c) => cmd_witness::run(c),
     };
     match outcome {
         Ok(code) => code,

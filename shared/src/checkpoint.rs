@@ -20,7 +20,7 @@ use crate::merkle::Hash;
 /// Longest signed checkpoint accepted, in bytes.
 pub const MAX_NOTE_BYTES: usize = 8 * 1024;
 /// The signature line prefix: an em dash and a space.
-const SIGNATURE_PREFIX: &str = "\u{2014} ";
+pub(crate) const SIGNATURE_PREFIX: &str = "\u{2014} ";
 
 /// A log checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,12 +33,21 @@ pub struct Checkpoint {
     pub root: Hash,
 }
 
+/// The C2SP signature type of an Ed25519 signed-note key (a log's checkpoint key).
+pub const ED25519_KEY_TYPE: u8 = 0x01;
+
 /// The C2SP key hash of an Ed25519 key: the first 4 bytes of `SHA-256(name ‖ "\n" ‖ 0x01 ‖ key)`.
 pub fn key_hash(name: &str, key: &VerifyingKey) -> [u8; 4] {
+    typed_key_hash(name, ED25519_KEY_TYPE, key)
+}
+
+/// The C2SP key hash of a key of signature type `key_type`: the first 4 bytes of
+/// `SHA-256(name ‖ "\n" ‖ key_type ‖ key)`.
+pub(crate) fn typed_key_hash(name: &str, key_type: u8, key: &VerifyingKey) -> [u8; 4] {
     let mut h = Sha256::new();
     h.update(name.as_bytes());
     h.update(b"\n");
-    h.update([1u8]);
+    h.update([key_type]);
     h.update(key.as_bytes());
     let digest: [u8; 32] = h.finalize().into();
     [digest[0], digest[1], digest[2], digest[3]]
@@ -46,40 +55,51 @@ pub fn key_hash(name: &str, key: &VerifyingKey) -> [u8; 4] {
 
 /// The C2SP verifier key string `name+hash+base64(0x01 ‖ key)`.
 pub fn verifier_key(name: &str, key: &VerifyingKey) -> String {
-    let hash: String = key_hash(name, key)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    let mut encoded = vec![1u8];
+    typed_verifier_key(name, ED25519_KEY_TYPE, key)
+}
+
+/// The C2SP verifier key string `name+hex(key hash)+base64(key_type ‖ key)`.
+pub(crate) fn typed_verifier_key(name: &str, key_type: u8, key: &VerifyingKey) -> String {
+    let hash = hex4(typed_key_hash(name, key_type, key));
+    let mut encoded = vec![key_type];
     encoded.extend_from_slice(key.as_bytes());
     format!("{name}+{hash}+{}", b64::encode_std(encoded))
+}
+
+/// Lower-case hex of a 4-byte key hash.
+pub(crate) fn hex4(bytes: [u8; 4]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Parses a C2SP Ed25519 verifier key `name+hash+base64(0x01 ‖ key)`, checking its key hash;
 /// returns the key's name and the key.
 pub fn parse_verifier_key(text: &str) -> Result<(String, VerifyingKey), WireError> {
+    parse_typed_verifier_key(text, ED25519_KEY_TYPE)
+}
+
+/// Parses a C2SP verifier key of signature type `key_type` with an Ed25519 public key.
+pub(crate) fn parse_typed_verifier_key(
+    text: &str,
+    key_type: u8,
+) -> Result<(String, VerifyingKey), WireError> {
     crate::json::check_len("verifier key", text.len(), MAX_NOTE_BYTES)?;
-    let malformed = || WireError::invalid("verifier key", "expected name+hash+base64(0x01 ‖ key)");
+    let malformed = || WireError::invalid("verifier key", "expected name+hash+base64(type ‖ key)");
     let mut parts = text.trim().splitn(3, '+');
     let (Some(name), Some(hash), Some(key)) = (parts.next(), parts.next(), parts.next()) else {
         return Err(malformed());
     };
     check_origin(name)?;
     let raw = b64::decode_std("verifier key", key)?;
-    let Some((&1, bytes)) = raw.split_first() else {
+    let Some((_, bytes)) = raw.split_first().filter(|(t, _)| **t == key_type) else {
         return Err(WireError::invalid(
             "verifier key",
-            "not an Ed25519 key (type 0x01)",
+            format!("not a key of signature type 0x{key_type:02x}"),
         ));
     };
     let bytes: [u8; 32] = bytes.try_into().map_err(|_| malformed())?;
     let key = VerifyingKey::from_bytes(&bytes)
         .map_err(|_| WireError::invalid("verifier key", "not a valid Ed25519 point"))?;
-    let wanted: String = key_hash(name, &key)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    if hash != wanted {
+    if hash != hex4(typed_key_hash(name, key_type, &key)) {
         return Err(WireError::invalid(
             "verifier key",
             "its key hash does not match",
@@ -88,7 +108,7 @@ pub fn parse_verifier_key(text: &str) -> Result<(String, VerifyingKey), WireErro
     Ok((name.to_owned(), key))
 }
 
-fn check_origin(origin: &str) -> Result<(), WireError> {
+pub(crate) fn check_origin(origin: &str) -> Result<(), WireError> {
     if origin.is_empty()
         || origin.len() > 200
         || origin
@@ -101,6 +121,29 @@ fn check_origin(origin: &str) -> Result<(), WireError> {
         ));
     }
     Ok(())
+}
+
+/// Splits a signed note into its body (with its final newline: what is signed) and its
+/// signature block, bounding its length.
+pub(crate) fn split_note(note: &str) -> Result<(String, &str), WireError> {
+    crate::json::check_len("checkpoint", note.len(), MAX_NOTE_BYTES)?;
+    let (body, signatures) = note
+        .split_once("\n\n")
+        .ok_or(WireError::MalformedJws("checkpoint has no signature block"))?;
+    Ok((format!("{body}\n"), signatures))
+}
+
+/// The signature lines of a note's signature block that parse: each key name with its
+/// decoded signature bytes (key hash first). Other lines are ignored, as C2SP requires of
+/// signatures by unknown keys.
+pub(crate) fn signature_lines(signatures: &str) -> impl Iterator<Item = (&str, Vec<u8>)> {
+    signatures
+        .lines()
+        .filter_map(|line| line.strip_prefix(SIGNATURE_PREFIX))
+        .filter_map(|line| {
+            let (name, sig) = line.split_once(' ')?;
+            Some((name, b64::decode_std("signature", sig).ok()?))
+        })
 }
 
 impl Checkpoint {
@@ -129,11 +172,7 @@ impl Checkpoint {
 
     /// Parses a signed checkpoint and verifies its signature by `key` (named by the origin).
     pub fn verify(note: &str, key: &VerifyingKey) -> Result<Checkpoint, WireError> {
-        crate::json::check_len("checkpoint", note.len(), MAX_NOTE_BYTES)?;
-        let (body, signatures) = note
-            .split_once("\n\n")
-            .ok_or(WireError::MalformedJws("checkpoint has no signature block"))?;
-        let body = format!("{body}\n");
+        let (body, signatures) = split_note(note)?;
         // Lines end at '\n' only: a '\r' stays in its line and is refused with it.
         let mut lines = body.split('\n');
         let (Some(origin), Some(size), Some(root)) = (lines.next(), lines.next(), lines.next())
@@ -154,18 +193,10 @@ impl Checkpoint {
             .try_into()
             .map_err(|_| WireError::invalid("root", "not 32 bytes"))?;
         let wanted = key_hash(origin, key);
-        let verified = signatures
-            .lines()
-            .filter_map(|line| line.strip_prefix(SIGNATURE_PREFIX))
-            .any(|line| {
-                let Some((name, sig)) = line.split_once(' ') else {
-                    return false;
-                };
-                let Ok(raw) = b64::decode_std("signature", sig) else {
-                    return false;
-                };
-                name == origin
-                    && raw.len() == 68
+        let verified = signature_lines(signatures)
+            .filter(|(name, _)| *name == origin)
+            .any(|(_, raw)| {
+                raw.len() == 68
                     && raw[..4] == wanted
                     && <[u8; 64]>::try_from(&raw[4..])
                         .is_ok_and(|s| verify_message(key, body.as_bytes(), &s))
@@ -182,9 +213,20 @@ impl Checkpoint {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::keys::Role;
+
+    /// A log key and a checkpoint of its receipts log.
+    pub(crate) fn sample() -> (SigningIdentity, Checkpoint) {
+        let log = SigningIdentity::from_seed(&[4; 32], Role::Log);
+        let checkpoint = Checkpoint {
+            origin: "edgevote.example/e1/receipts".into(),
+            size: 3,
+            root: [9; 32],
+        };
+        (log, checkpoint)
+    }
 
     #[test]
     fn a_verifier_key_reads_back_and_a_wrong_hash_is_refused() {
@@ -205,12 +247,7 @@ mod tests {
 
     #[test]
     fn sign_then_verify_and_tamper() {
-        let log = SigningIdentity::from_seed(&[4; 32], Role::Log);
-        let checkpoint = Checkpoint {
-            origin: "edgevote.example/e1/receipts".into(),
-            size: 3,
-            root: [9; 32],
-        };
+        let (log, checkpoint) = sample();
         let note = checkpoint.sign(&log).unwrap();
         assert!(note.contains("\n\n\u{2014} edgevote.example/e1/receipts "));
         assert_eq!(

@@ -15,6 +15,7 @@ pub mod b64;
 pub mod ballot;
 pub mod bundle;
 pub mod checkpoint;
+pub mod cosignature;
 pub mod digest;
 pub mod envelope;
 pub mod error;

@@ -97,7 +97,11 @@ pub fn read_bounded(path: &Path, max: u64) -> Result<Vec<u8>, SignerError> {
 /// Writes `bytes` to `path` atomically with permission `mode`: a temp file in the same
 /// directory, fsync, rename, fsync of the directory.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), SignerError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
+    // A bare file name's parent is "": that is the current directory.
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let tmp = path.with_extension("tmp");
     let mut file = open_with_mode(&tmp, mode)?;
     file.write_all(bytes).map_err(SignerError::io(&tmp))?;

@@ -2,6 +2,7 @@
 
 use edgevote_audit::verify::{Inputs, ReceiptInput, TrustRoots};
 use edgevote_audit::{LogFiles, LogKind, PublishError, PublishParams, Published, Report};
+use edgevote_shared::cosignature::WitnessKey;
 use edgevote_shared::{
     Digest32, ElectionManifest, ElectionOption, KeySet, Limits, Policy, Receipt, Role,
     SigningIdentity, sign,
@@ -174,7 +175,11 @@ pub struct Files {
 
 impl Files {
     pub fn of(published: &Published) -> Self {
-        let file = |name: &str| published.file(name).unwrap().to_owned();
+        Files::read_with(|name| published.file(name).unwrap().to_owned())
+    }
+
+    /// The files as `file` gives them by name (the key set parsed from `keyset.json`).
+    pub fn read_with(file: impl Fn(&str) -> String) -> Self {
         Files {
             tally: file(edgevote_audit::TALLY_FILE),
             receipts_log: file(LogKind::Receipts.log_file()),
@@ -192,6 +197,18 @@ impl Files {
 
     /// Verifies these files and `receipts` with `pin` as the trust root.
     pub fn verify_pinned(&self, pin: Pin, receipts: &[&str]) -> Report {
+        self.verify_witnessed(pin, receipts, &[], 0)
+    }
+
+    /// Verifies these files and `receipts` with `pin` as the trust root, requiring cosignatures
+    /// by `min` distinct witnesses of `witnesses` on each checkpoint.
+    pub fn verify_witnessed(
+        &self,
+        pin: Pin,
+        receipts: &[&str],
+        witnesses: &[WitnessKey],
+        min: usize,
+    ) -> Report {
         let names: Vec<String> = (0..receipts.len()).map(|i| format!("r{i}")).collect();
         let receipts: Vec<ReceiptInput<'_>> = names
             .iter()
@@ -204,6 +221,8 @@ impl Files {
             manifest: &manifest,
             keyset: (pin == Pin::KeySet).then_some(&keys),
             log_key: (pin == Pin::LogKey).then_some(&log_key),
+            witnesses,
+            min_witnesses: min,
         };
         edgevote_audit::verify(&Inputs {
             files: LogFiles {

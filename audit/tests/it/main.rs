@@ -10,3 +10,4 @@ mod serve;
 mod tiles;
 mod trust;
 mod verify;
+mod witness;

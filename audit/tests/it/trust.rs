@@ -62,6 +62,8 @@ fn verify_trusting_the_folder(files: &Files) -> edgevote_audit::Report {
             manifest: &manifest,
             keyset: Some(&files.keyset),
             log_key: None,
+            witnesses: &[],
+            min_witnesses: 0,
         },
         receipts: &[],
     })

@@ -53,3 +53,11 @@ pub fn progress_bar(len: u64) -> ProgressBar {
     );
     bar
 }
+
+/// Binds a TCP listener on `addr` (`host:port`), naming the address on failure.
+pub async fn bind(addr: &str) -> anyhow::Result<tokio::net::TcpListener> {
+    use anyhow::Context;
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))
+}

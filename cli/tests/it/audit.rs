@@ -45,7 +45,7 @@ fn write_store(data: &Path) {
 }
 
 /// A stopped stack in `dir/stack`: keys (with a log key), election `ref` (open) and a store.
-fn stack(dir: &Path) -> std::path::PathBuf {
+pub(crate) fn stack(dir: &Path) -> std::path::PathBuf {
     ok(dir, &["keys", "gen", "--role", "log"]);
     let data = dir.join("stack");
     write_store(&data);

@@ -11,6 +11,7 @@ mod edge;
 mod rotation;
 mod round_trip;
 mod up;
+mod witness;
 
 use std::path::Path;
 use std::process::{Command, Output};
