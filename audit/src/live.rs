@@ -39,6 +39,10 @@ pub enum LiveError {
     /// The tiles do not add up to the signed root, or the proof fails.
     #[error("the log's tiles do not prove it: {0}")]
     Proof(String),
+    /// A new checkpoint does not extend the last one seen: the log shrank, forked (two roots
+    /// for one size: a split view) or rewrote its history.
+    #[error("inconsistent log: {0}")]
+    Inconsistent(String),
 }
 
 impl LiveError {
@@ -49,6 +53,7 @@ impl LiveError {
             LiveError::Checkpoint(_) => "bad_checkpoint",
             LiveError::NotIncluded(_) => crate::verify::code::NOT_INCLUDED,
             LiveError::Proof(_) => "bad_proof",
+            LiveError::Inconsistent(_) => "inconsistent",
         }
     }
 }
@@ -204,5 +209,130 @@ pub fn prove_inclusion(
         origin: checkpoint.origin,
         index,
         size: checkpoint.size,
+    })
+}
+
+/// What the monitor saw of one checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Observation {
+    /// The first checkpoint seen (verified, and its tree head recomputed from the tiles).
+    First {
+        /// Its size.
+        size: u64,
+    },
+    /// The same checkpoint as last time.
+    Unchanged {
+        /// Its size.
+        size: u64,
+    },
+    /// A larger tree, proven to extend the last one (RFC 9162 consistency proof from tiles).
+    Grew {
+        /// The last size seen.
+        from: u64,
+        /// The new size.
+        to: u64,
+    },
+}
+
+/// Follows one election's live log: every checkpoint must verify with a pinned log key, match
+/// the tiles, and extend the last one seen. Feed it a [`TileSource`] rooted at the log (where
+/// `checkpoint` and `tile/...` are).
+#[derive(Debug, Clone)]
+pub struct Monitor {
+    keys: KeySet,
+    election: String,
+    last: Option<Checkpoint>,
+    last_note: Option<String>,
+}
+
+impl Monitor {
+    /// A monitor of `election`'s live log with the log keys of `keys`, that has already seen
+    /// `since` (a checkpoint an auditor kept), if given.
+    pub fn new(keys: KeySet, election: &str, since: Option<Checkpoint>) -> Self {
+        Monitor {
+            keys,
+            election: election.to_owned(),
+            last: since,
+            last_note: None,
+        }
+    }
+
+    /// The signed note of the last checkpoint this monitor verified (to keep, and pass as
+    /// `since` to a later monitor).
+    pub fn last_note(&self) -> Option<&str> {
+        self.last_note.as_deref()
+    }
+
+    /// The last checkpoint seen.
+    pub fn last(&self) -> Option<&Checkpoint> {
+        self.last.as_ref()
+    }
+
+    /// Reads the log's current checkpoint from `source` and checks it against the last one.
+    pub fn observe<S: TileSource>(&mut self, source: &S) -> Result<Observation, LiveError> {
+        let note = source.read("checkpoint").map_err(|e| LiveError::Fetch {
+            what: "checkpoint".into(),
+            detail: e.to_string(),
+        })?;
+        let note = String::from_utf8_lossy(&note).into_owned();
+        let new = verify_live_checkpoint(&note, &self.keys, &self.election)?;
+        let tree = TiledTree::new(source, new.size);
+        let root = tree.root().map_err(|e| LiveError::Proof(e.to_string()))?;
+        if root != new.root {
+            return Err(LiveError::Proof(format!(
+                "the tiles of {} leaves do not hash to the signed root",
+                new.size
+            )));
+        }
+        let observation = match &self.last {
+            None => Observation::First { size: new.size },
+            Some(last) => extends(last, &new, &tree)?,
+        };
+        self.last = Some(new);
+        self.last_note = Some(note);
+        Ok(observation)
+    }
+}
+
+/// Whether `new` extends `last` (same origin, no smaller, consistent).
+fn extends<S: TileSource>(
+    last: &Checkpoint,
+    new: &Checkpoint,
+    tree: &TiledTree<'_, S>,
+) -> Result<Observation, LiveError> {
+    if new.origin != last.origin {
+        return Err(LiveError::Inconsistent(format!(
+            "origin changed from {} to {}",
+            last.origin, new.origin
+        )));
+    }
+    if new.size < last.size {
+        return Err(LiveError::Inconsistent(format!(
+            "the log shrank from {} to {} leaves",
+            last.size, new.size
+        )));
+    }
+    if new.size == last.size {
+        return if new.root == last.root {
+            Ok(Observation::Unchanged { size: new.size })
+        } else {
+            Err(LiveError::Inconsistent(format!(
+                "two roots for {} leaves: a split view",
+                new.size
+            )))
+        };
+    }
+    let proof = tree
+        .consistency_proof(last.size)
+        .map_err(|e| LiveError::Proof(e.to_string()))?;
+    if !merkle::verify_consistency(last.size, new.size, &last.root, &new.root, &proof) {
+        return Err(LiveError::Inconsistent(format!(
+            "the tree of {} leaves does not extend the one of {}",
+            new.size, last.size
+        )));
+    }
+    Ok(Observation::Grew {
+        from: last.size,
+        to: new.size,
     })
 }

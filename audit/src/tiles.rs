@@ -147,6 +147,47 @@ impl<'a, S: TileSource> TiledTree<'a, S> {
         Ok(proof)
     }
 
+    /// The RFC 9162 consistency proof from the tree of `old_size` leaves to this one.
+    pub fn consistency_proof(&self, old_size: u64) -> Result<Vec<Hash>, TileError> {
+        if old_size > self.size {
+            return Err(invalid(
+                "consistency proof",
+                format!("from {old_size} to {} leaves", self.size),
+            ));
+        }
+        let mut proof = Vec::new();
+        if old_size > 0 && old_size < self.size {
+            self.subproof(old_size, 0, self.size, true, &mut proof)?;
+        }
+        Ok(proof)
+    }
+
+    /// RFC 9162 SUBPROOF(m, D[a:b], complete).
+    fn subproof(
+        &self,
+        m: u64,
+        a: u64,
+        b: u64,
+        complete: bool,
+        out: &mut Vec<Hash>,
+    ) -> Result<(), TileError> {
+        if m == b - a {
+            if !complete {
+                out.push(self.range_hash(a, b)?);
+            }
+            return Ok(());
+        }
+        let k = split(b - a);
+        if m <= k {
+            self.subproof(m, a, a + k, complete, out)?;
+            out.push(self.range_hash(a + k, b)?);
+        } else {
+            self.subproof(m - k, a + k, b, false, out)?;
+            out.push(self.range_hash(a, a + k)?);
+        }
+        Ok(())
+    }
+
     /// The hash of leaf `index`.
     pub fn leaf(&self, index: u64) -> Result<Hash, TileError> {
         self.stored_hash(0, index)

@@ -20,6 +20,32 @@ use crate::common::{self, timearg};
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
+    /// Follow a region's live log: each new checkpoint must verify with a pinned log key, match
+    /// the log's tiles and extend the last one (an RFC 9162 consistency proof built from the
+    /// tiles). Any inconsistency prints ALARM and exits 1.
+    Monitor {
+        /// The collector's http:// URL.
+        #[arg(long)]
+        log: String,
+        /// The election.
+        #[arg(long)]
+        election: String,
+        /// The pinned key set (the authority's publication).
+        #[arg(long)]
+        keyset: PathBuf,
+        /// A checkpoint seen earlier (its signed note): the log must extend it.
+        #[arg(long)]
+        since: Option<PathBuf>,
+        /// Write each verified checkpoint here (to pass as --since next time).
+        #[arg(long)]
+        save: Option<PathBuf>,
+        /// Seconds between polls.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        interval_secs: u64,
+        /// Stop after this many polls (0: until Ctrl-C).
+        #[arg(long, default_value_t = 0)]
+        polls: u64,
+    },
     /// Build and sign the audit log of a stopped local stack's election from one region's store.
     Publish {
         /// Data directory of the (stopped) `edgevote up` stack.
@@ -130,6 +156,27 @@ pub fn run(command: AuditCommand) -> anyhow::Result<ExitCode> {
                 .enable_all()
                 .build()?;
             runtime.block_on(witness(&log, &witness_urls))
+        }
+        AuditCommand::Monitor {
+            log,
+            election,
+            keyset,
+            since,
+            save,
+            interval_secs,
+            polls,
+        } => {
+            let keys = edgevote_signer::load_keyset(&keyset)?;
+            let since = since
+                .map(|path| -> anyhow::Result<_> {
+                    let note = common::input::read_file(&path)?;
+                    edgevote_audit::live::verify_live_checkpoint(&note, &keys, &election)
+                        .with_context(|| format!("--since {}", path.display()))
+                })
+                .transpose()?;
+            let monitor = edgevote_audit::live::Monitor::new(keys, &election, since);
+            let every = std::time::Duration::from_secs(interval_secs);
+            monitor_log(monitor, &log, &election, save.as_deref(), every, polls)
         }
         AuditCommand::Serve { log, listen } => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -430,4 +477,44 @@ fn check_receipts(dir: &Path, log: &CheckedLog) -> anyhow::Result<bool> {
         files.len()
     );
     Ok(missing == 0 && invalid == 0)
+}
+
+/// Polls the live log at `url` with `monitor`; exit 1 at the first alarm.
+fn monitor_log(
+    mut monitor: edgevote_audit::live::Monitor,
+    url: &str,
+    election: &str,
+    save: Option<&Path>,
+    every: std::time::Duration,
+    polls: u64,
+) -> anyhow::Result<ExitCode> {
+    use edgevote_audit::live::{HttpSource, LiveError, Observation};
+    let source = HttpSource::new(&format!("{}/v1/log/{election}", url.trim_end_matches('/')))?;
+    for poll in 1.. {
+        match monitor.observe(&source) {
+            Ok(seen) => {
+                match seen {
+                    Observation::First { size } => println!("OK first checkpoint: {size} leaves"),
+                    Observation::Unchanged { size } => println!("OK unchanged: {size} leaves"),
+                    Observation::Grew { from, to } => {
+                        println!("OK grew from {from} to {to} leaves, consistent")
+                    }
+                }
+                if let (Some(path), Some(note)) = (save, monitor.last_note()) {
+                    std::fs::write(path, note)
+                        .with_context(|| format!("writing {}", path.display()))?;
+                }
+            }
+            Err(e @ LiveError::Fetch { .. }) => println!("UNAVAILABLE {e}"),
+            Err(alarm) => {
+                println!("ALARM code={} {alarm}", alarm.code());
+                return Ok(ExitCode::from(1));
+            }
+        }
+        if poll == polls {
+            break;
+        }
+        std::thread::sleep(every);
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -19,6 +19,7 @@ import pathlib
 import signal
 import subprocess
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -155,6 +156,7 @@ def served(tmp_path_factory):
         receipts = d / "receipts"
         run(d, "load", "--up", str(data), "--voters", "40", "--rate", "200",
             "--receipts-dir", str(receipts))
+        live = live_log_snapshots(d, data)
     finally:
         up.send_signal(signal.SIGINT)
         up.wait(timeout=120)
@@ -171,10 +173,114 @@ def served(tmp_path_factory):
             # The trust roots, as the authority publishes them (not the served folder's copies).
             "keyset": (data / "keys" / "keyset.json").read_text(),
             "manifest": (data / "election.jws").read_text().strip(),
+            "live": live,
         }
     finally:
         server.send_signal(signal.SIGINT)
         server.wait(timeout=30)
+
+
+def tile_path(level, index: int, width: int) -> str:
+    """C2SP tlog-tiles: tile/<L>/<N>[.p/<W>], N in 3-digit groups, all but the last x-prefixed."""
+    digits = str(index)
+    digits = digits.zfill((len(digits) + 2) // 3 * 3)
+    groups = [digits[i:i + 3] for i in range(0, len(digits), 3)]
+    path = f"tile/{level}/" + "/".join([f"x{g}" for g in groups[:-1]] + [groups[-1]])
+    return path if width == 256 else f"{path}.p/{width}"
+
+
+def get(url: str):
+    try:
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            return answer.read()
+    except urllib.error.HTTPError as error:
+        if error.code == 404:
+            return None
+        raise
+
+
+def live_log_snapshots(d, data):
+    """Two checkpoints of the first region's live log, before and after one more vote, and
+    its entries as served (entry bundles, full or partial)."""
+    info = json.loads((data / "stack.json").read_text())
+    region = info["regions"][0]
+    base = f"{region['collector_url']}/v1/log/{info['election']}"
+
+    def checkpoint():
+        return get(f"{base}/checkpoint").decode()
+
+    first = None
+    for _ in range(50):
+        first = get(f"{base}/checkpoint")
+        if first is not None:
+            break
+        time.sleep(0.2)
+    first = first.decode()
+    size = int(first.split("\n")[1])
+    run(d, "vote", "--up", str(data), "--region", region["name"], "--choice", "yes")
+    second = first
+    for _ in range(50):
+        second = checkpoint()
+        if int(second.split("\n")[1]) > size:
+            break
+        time.sleep(0.2)
+    new_size = int(second.split("\n")[1])
+    entries = []
+    for bundle in range((new_size + 255) // 256):
+        width = min(256, new_size - bundle * 256)
+        raw = get(f"{base}/{tile_path('entries', bundle, width)}")
+        if raw is None:  # a partial bundle may already be full: read its prefix (C2SP allows)
+            raw = get(f"{base}/{tile_path('entries', bundle, 256)}")
+        while raw and len(entries) < bundle * 256 + width:
+            length = int.from_bytes(raw[:2], "big")
+            entries.append(raw[2:2 + length])
+            raw = raw[2 + length:]
+    return {"origin": region["name"], "first": first, "second": second, "entries": entries,
+            "election": info["election"]}
+
+
+def consistency_proof(m: int, leaves: list) -> list:
+    """RFC 9162 2.1.4.1: PROOF(m, D[n]) = SUBPROOF(m, D[n], true)."""
+    def subproof(m, d, complete):
+        n = len(d)
+        if m == n:
+            return [] if complete else [mth(d)]
+        k = largest_power_of_two_below(n)
+        if m <= k:
+            return subproof(m, d[:k], complete) + [mth(d[k:])]
+        return subproof(m - k, d[k:], False) + [mth(d[:k])]
+    return [] if m in (0, len(leaves)) else subproof(m, leaves, True)
+
+
+def verify_consistency(first: int, second: int, first_hash: bytes, second_hash: bytes,
+                       proof: list) -> bool:
+    """RFC 9162 2.1.4.2: verifying a consistency proof."""
+    if first == second:
+        return not proof and first_hash == second_hash
+    if first == 0 or first > second or not proof:
+        return False
+    path = list(proof)
+    if first & (first - 1) == 0:  # a power of two: the first tree's root is a node of the proof
+        path.insert(0, first_hash)
+    fn, sn = first - 1, second - 1
+    while fn & 1:
+        fn >>= 1
+        sn >>= 1
+    fr = sr = path[0]
+    for c in path[1:]:
+        if sn == 0:
+            return False
+        if fn & 1 or fn == sn:
+            fr = node_hash(c, fr)
+            sr = node_hash(c, sr)
+            while not fn & 1 and fn != 0:
+                fn >>= 1
+                sn >>= 1
+        else:
+            sr = node_hash(sr, c)
+        fn >>= 1
+        sn >>= 1
+    return fr == first_hash and sr == second_hash and sn == 0
 
 
 def log_vkey(keyset_json: str, origin: str) -> str:
@@ -259,3 +365,23 @@ def test_an_edited_note_or_a_mismatched_verifier_key_is_refused(served):
     name, _, encoded = vkey.split("+", 2)
     with pytest.raises(AssertionError):
         parse_vkey(f"{name}+00000000+{encoded}")
+
+
+def test_the_live_log_grew_consistently_between_two_checkpoints(served):
+    live = served["live"]
+    origin = f"edgevote/{live['election']}/live/{live['origin']}"
+    vkey = log_vkey(served["keyset"], origin)
+    first = verify_note(live["first"], vkey)
+    second = verify_note(live["second"], vkey)
+    assert first[0] == second[0] == origin
+    m, n = int(first[1]), int(second[1])
+    assert 0 < m < n, (m, n)
+    leaves = [leaf_hash(e) for e in live["entries"]]
+    assert len(leaves) == n
+    old_root, new_root = base64.b64decode(first[2]), base64.b64decode(second[2])
+    # The older head is the head of a prefix of the newer tree: the log only grew.
+    assert mth(leaves[:m]) == old_root and mth(leaves) == new_root
+    proof = consistency_proof(m, leaves)
+    assert verify_consistency(m, n, old_root, new_root, proof)
+    assert not verify_consistency(m, n, new_root, old_root, proof)
+    assert not verify_consistency(m, n, old_root, bytes(32), proof)

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod fixture;
+mod live;
 mod publish;
 mod serve;
 mod tiles;

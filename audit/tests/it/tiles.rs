@@ -59,6 +59,23 @@ fn heads_and_proofs_from_tiles_equal_those_from_every_leaf() {
             "size {old}"
         );
     }
+    // Consistency proofs between any two sizes, from the tiles, equal those from every leaf.
+    let all = leaves(size);
+    let tree = TiledTree::new(&source, size);
+    for old in [1u64, 3, 256, 257, 65_535, 65_536, 66_000, size] {
+        let proof = tree.consistency_proof(old).unwrap();
+        let expected = merkle::consistency_proof(old as usize, &all).unwrap();
+        assert_eq!(proof, expected, "{old} -> {size}");
+        let old_root = merkle::root(&all[..old as usize]);
+        assert!(merkle::verify_consistency(
+            old,
+            size,
+            &old_root,
+            &merkle::root(&all),
+            &proof
+        ));
+    }
+    assert!(tree.consistency_proof(size + 1).is_err());
     // The entry bundles hold the entries.
     let bundle =
         bundle_entries(&std::fs::read(dir.path().join("tile/entries/001")).unwrap()).unwrap();

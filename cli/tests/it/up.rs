@@ -149,6 +149,37 @@ fn check_live_logs(
         assert_eq!(out.status.code(), Some(1), "{text}");
         assert!(text.contains("NOT INCLUDED code=not_included"), "{text}");
     }
+    // A monitor follows each region's log; a second one picks up where the first stopped.
+    for region in regions {
+        let url = region["collector_url"].as_str().unwrap();
+        let saved = dir.join(format!("{}.checkpoint", region["name"].as_str().unwrap()));
+        let monitor = |extra: &[&str]| {
+            let args = [
+                &[
+                    "audit",
+                    "monitor",
+                    "--log",
+                    url,
+                    "--election",
+                    "demo-2026",
+                    "--keyset",
+                    keyset.to_str().unwrap(),
+                    "--interval-secs",
+                    "1",
+                ],
+                extra,
+            ]
+            .concat();
+            edgevote(dir, &args)
+        };
+        let out = monitor(&["--polls", "2", "--save", saved.to_str().unwrap()]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{text}");
+        assert!(text.starts_with("OK first checkpoint: "), "{text}");
+        let out = monitor(&["--polls", "1", "--since", saved.to_str().unwrap()]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success() && text.starts_with("OK "), "{text}");
+    }
     // A key set without the log key: the server's checkpoint proves nothing.
     let mut set: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(keyset).unwrap()).unwrap();
