@@ -108,7 +108,39 @@ fn cpu_seconds() -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-async fn embedded_run(bodies: &[String], keys: &KeySet, verify_tokens: bool) -> (f64, f64) {
+/// Files under `dir`'s `tile/` folders (hash tiles and entry bundles, full and partial).
+fn tiles_written(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| {
+            let path = e.path();
+            if path.is_dir() {
+                tiles_written(&path)
+            } else {
+                u64::from(path.components().any(|c| c.as_os_str() == "tile"))
+            }
+        })
+        .sum()
+}
+
+/// What one embedded run measured.
+struct Run {
+    wall_rate: f64,
+    per_core: f64,
+    tiles_per_sec: Option<f64>,
+}
+
+/// The production path on the embedded backends; with `live_log`, every stored vote id is also
+/// appended to the region's live log (C2SP tiles) before its message is deleted.
+async fn embedded_run(
+    bodies: &[String],
+    keys: &KeySet,
+    verify_tokens: bool,
+    live_log: bool,
+) -> Run {
     let dir = tempfile::tempdir().unwrap();
     let queue = Arc::new(
         EmbeddedQueue::open(&EmbeddedQueueConfig {
@@ -141,6 +173,19 @@ async fn embedded_run(bodies: &[String], keys: &KeySet, verify_tokens: bool) -> 
         processing,
     })
     .expect("the bench's processing settings are valid");
+    let live_dir = dir.path().join("live");
+    if live_log {
+        let key_path = dir.path().join("log.jwk");
+        let key = SigningIdentity::from_seed(&[3; 32], Role::Log);
+        edgevote_signer::keyfile::write(&key_path, &key).unwrap();
+        let config = edgevote_collector::live_log::LiveLogConfig {
+            dir: live_dir.clone(),
+            log_key_path: key_path,
+            checkpoint_interval_ms: 2_000,
+        };
+        let log = edgevote_collector::live_log::LiveLog::open(config, "r1").unwrap();
+        collector.attach_live_log(Arc::new(log)).unwrap();
+    }
     let votes = (bodies.len() * VOTES_PER_ENVELOPE) as f64;
     let (cpu0, t0) = (cpu_seconds(), Instant::now());
     let watched = queue.clone();
@@ -162,7 +207,12 @@ async fn embedded_run(bodies: &[String], keys: &KeySet, verify_tokens: bool) -> 
         .votes_stored
         .load(std::sync::atomic::Ordering::Relaxed);
     assert_eq!(stored as f64, votes, "every vote stored");
-    (votes / wall, votes / cpu.max(1e-9))
+    let tiles_per_sec = live_log.then(|| tiles_written(&live_dir) as f64 / wall);
+    Run {
+        wall_rate: votes / wall,
+        per_core: votes / cpu.max(1e-9),
+        tiles_per_sec,
+    }
 }
 
 /// Ballots for the DynamoDB stand-in: `n` voters, every 20th with a second ballot.
@@ -237,11 +287,16 @@ fn main() {
         "collector throughput, embedded queue + store, {} votes per run",
         ENVELOPES * VOTES_PER_ENVELOPE
     );
-    for verify_tokens in [false, true] {
-        let (wall, per_core) = runtime.block_on(embedded_run(&bodies, &keys, verify_tokens));
+    for (verify_tokens, live_log) in [(false, false), (true, false), (true, true)] {
+        let run = runtime.block_on(embedded_run(&bodies, &keys, verify_tokens, live_log));
+        let tiles = run
+            .tiles_per_sec
+            .map_or(String::new(), |t| format!("   {t:.0} tile files/s"));
         println!(
-            "  verify_tokens={verify_tokens:<5}  {wall:>9.0} votes/s wall   {per_core:>9.0} votes/s per core   target 50000/core: {:.2}x",
-            per_core / 50_000.0
+            "  verify_tokens={verify_tokens:<5} live_log={live_log:<5}  {:>9.0} votes/s wall   {:>9.0} votes/s per core   target 50000/core: {:.2}x{tiles}",
+            run.wall_rate,
+            run.per_core,
+            run.per_core / 50_000.0
         );
     }
     println!(
