@@ -94,30 +94,38 @@ pub fn run(command: VerifyCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Prints one result as JSON or as text; exit code 0 when `ok`, else 1.
+fn emit(ok: bool, json: bool, value: serde_json::Value, text: String) -> ExitCode {
+    if json {
+        println!("{value}");
+    } else {
+        println!("{text}");
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
 /// Prints `INCLUDED`/`NOT INCLUDED` (or JSON) for a live log, and returns exit code 0 or 1.
 fn report_inclusion(
     included: Result<edgevote_audit::live::Inclusion, edgevote_audit::live::LiveError>,
     json: bool,
 ) -> ExitCode {
     match included {
-        Ok(i) => {
-            if json {
-                let out = serde_json::json!({"included": true, "origin": i.origin, "index": i.index, "size": i.size});
-                println!("{out}");
-            } else {
-                println!("INCLUDED in {} at leaf {} of {}", i.origin, i.index, i.size);
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            if json {
-                let out = serde_json::json!({"included": false, "code": e.code(), "error": e.to_string()});
-                println!("{out}");
-            } else {
-                println!("NOT INCLUDED code={} {e}", e.code());
-            }
-            ExitCode::from(1)
-        }
+        Ok(i) => emit(
+            true,
+            json,
+            serde_json::json!({"included": true, "origin": i.origin, "index": i.index, "size": i.size}),
+            format!("INCLUDED in {} at leaf {} of {}", i.origin, i.index, i.size),
+        ),
+        Err(e) => emit(
+            false,
+            json,
+            serde_json::json!({"included": false, "code": e.code(), "error": e.to_string()}),
+            format!("NOT INCLUDED code={} {e}", e.code()),
+        ),
     }
 }
 
@@ -129,23 +137,20 @@ fn report<T: Document>(
     match outcome {
         Ok(verified) => {
             let doc = serde_json::to_value(&verified.doc).unwrap_or_default();
-            if json {
-                let out = serde_json::json!({"valid": true, "type": T::TYP, "kid": verified.kid, "claims": doc});
-                println!("{out}");
-            } else {
-                println!("VALID {} signed by {}", T::NAME, verified.kid);
-                println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
-            }
-            ExitCode::SUCCESS
+            let text = format!(
+                "VALID {} signed by {}\n{}",
+                T::NAME,
+                verified.kid,
+                serde_json::to_string_pretty(&doc).unwrap_or_default()
+            );
+            let value = serde_json::json!({"valid": true, "type": T::TYP, "kid": verified.kid, "claims": doc});
+            emit(true, json, value, text)
         }
-        Err(error) => {
-            if json {
-                let out = serde_json::json!({"valid": false, "code": error.code(), "error": error.to_string()});
-                println!("{out}");
-            } else {
-                println!("INVALID {} code={} {error}", T::NAME, error.code());
-            }
-            ExitCode::from(1)
-        }
+        Err(error) => emit(
+            false,
+            json,
+            serde_json::json!({"valid": false, "code": error.code(), "error": error.to_string()}),
+            format!("INVALID {} code={} {error}", T::NAME, error.code()),
+        ),
     }
 }
