@@ -365,6 +365,9 @@ const SIZE_FILE: &str = "size";
 /// Name of the entry index.
 const INDEX_FILE: &str = "index.redb";
 const INDEX: redb::TableDefinition<&[u8], u64> = redb::TableDefinition::new("entries");
+/// How many of the log's entries the index covers (the index is a cache of the bundles: its
+/// commits are not fsync'd one by one, and opening the log indexes whatever it lacks).
+const INDEXED: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("indexed");
 
 /// An append-only tiled log in a folder.
 pub struct TileLog {
@@ -435,13 +438,60 @@ impl TileLog {
         } else {
             bundle_entries(&source.read(&tile_path(None, size / TILE_WIDTH, width))?)?
         };
-        Ok(TileLog {
+        let log = TileLog {
             dir: dir.to_owned(),
             size,
             partial,
             bundle,
             index,
-        })
+        };
+        log.reindex()?;
+        Ok(log)
+    }
+
+    /// Indexes the committed entries the index lacks (after a crash lost its last commits).
+    fn reindex(&self) -> Result<(), TileError> {
+        let txn = self.index.begin_read().map_err(index_error)?;
+        let indexed = match txn.open_table(INDEXED) {
+            Ok(table) => table
+                .get("size")
+                .map_err(index_error)?
+                .map_or(0, |v| v.value()),
+            Err(redb::TableError::TableDoesNotExist(_)) => 0,
+            Err(e) => return Err(index_error(e)),
+        };
+        drop(txn);
+        if indexed >= self.size {
+            return Ok(());
+        }
+        let entries = (indexed..self.size)
+            .map(|p| self.entry_at(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        let refs: Vec<&[u8]> = entries.iter().map(Vec::as_slice).collect();
+        self.commit_index(&refs, indexed, redb::Durability::Immediate)
+    }
+
+    /// The committed entry at leaf `p` (< size), from its bundle.
+    fn entry_at(&self, p: u64) -> Result<Vec<u8>, TileError> {
+        let filling = self.size - self.bundle.len() as u64;
+        if p >= filling {
+            return Ok(self.bundle[usize::try_from(p - filling).expect("under 256")].clone());
+        }
+        let path = tile_path(None, p / TILE_WIDTH, TILE_WIDTH);
+        let bundle = bundle_entries(&FolderSource(self.dir.clone()).read(&path)?)?;
+        let at = usize::try_from(p % TILE_WIDTH).expect("under 256");
+        bundle
+            .into_iter()
+            .nth(at)
+            .ok_or_else(|| invalid("entry", format!("{path} lacks entry {at}")))
+    }
+
+    /// Makes the index's last commits durable (cheap when they are).
+    pub fn sync_index(&self) -> Result<(), TileError> {
+        let mut txn = self.index.begin_write().map_err(index_error)?;
+        txn.set_durability(redb::Durability::Immediate)
+            .map_err(index_error)?;
+        txn.commit().map_err(index_error)
     }
 
     /// Entries committed.
@@ -463,8 +513,17 @@ impl TileLog {
             Err(e) => return Err(index_error(e)),
         };
         let found = table.get(entry).map_err(index_error)?.map(|v| v.value());
-        // An index entry past the committed size belongs to an append that did not commit.
-        Ok(found.filter(|&i| i < self.size))
+        self.confirmed(entry, found)
+    }
+
+    /// `position` if the committed log holds `entry` there. An index entry can be stale: one
+    /// written by an append that crashed before its size was committed may point past the
+    /// size, or at a place a later append filled with another entry.
+    fn confirmed(&self, entry: &[u8], position: Option<u64>) -> Result<Option<u64>, TileError> {
+        match position {
+            Some(p) if p < self.size && self.entry_at(p)? == entry => Ok(Some(p)),
+            _ => Ok(None),
+        }
     }
 
     /// Whether each of `entries` is in the log (one read transaction for all).
@@ -478,15 +537,26 @@ impl TileLog {
         entries
             .iter()
             .map(|entry| {
-                let found = table.get(*entry).map_err(index_error)?;
-                Ok(found.is_some_and(|i| i.value() < self.size))
+                let found = table.get(*entry).map_err(index_error)?.map(|v| v.value());
+                Ok(self.confirmed(entry, found)?.is_some())
             })
             .collect()
     }
 
     /// Appends the entries not already in the log (in order, each once); returns the new size.
-    /// Durable when it returns: tiles and bundles first, then the index, then the size.
+    /// Durable when it returns: tiles and bundles first, then the size (the index follows).
     pub fn append(&mut self, entries: &[&[u8]]) -> Result<u64, TileError> {
+        self.append_new_and_known(&[], entries)
+    }
+
+    /// [`TileLog::append`] for a caller that knows `new` are not in the log (a store just
+    /// stored them for the first time), so only `maybe_known` are looked up in the index.
+    pub fn append_new_and_known(
+        &mut self,
+        new: &[&[u8]],
+        maybe_known: &[&[u8]],
+    ) -> Result<u64, TileError> {
+        let entries: Vec<&[u8]> = new.iter().chain(maybe_known).copied().collect();
         if entries.len() > MAX_APPEND {
             return Err(invalid(
                 "append",
@@ -499,7 +569,13 @@ impl TileLog {
                 format!("an entry of {} bytes", long.len()),
             ));
         }
-        let known = self.indexed(entries)?;
+        let mut known = vec![false; new.len()];
+        known.extend(self.indexed(maybe_known)?);
+        debug_assert!(
+            new.iter()
+                .all(|e| self.index_of(e).ok().flatten().is_none()),
+            "a new entry is not in the log yet"
+        );
         let mut seen = std::collections::HashSet::new();
         let fresh: Vec<&[u8]> = entries
             .iter()
@@ -515,8 +591,9 @@ impl TileLog {
             self.push(entry)?;
         }
         self.write_partials()?;
-        self.commit_index(&fresh, first)?;
         write_file(&self.dir, SIZE_FILE, self.size.to_string().as_bytes())?;
+        // Not fsync'd: a crash that loses it is repaired from the bundles when the log opens.
+        self.commit_index(&fresh, first, redb::Durability::None)?;
         Ok(self.size)
     }
 
@@ -575,15 +652,25 @@ impl TileLog {
         Ok(())
     }
 
-    fn commit_index(&self, fresh: &[&[u8]], first: u64) -> Result<(), TileError> {
-        let txn = self.index.begin_write().map_err(index_error)?;
+    /// Indexes `entries` at `first`, `first + 1`, ... and records how far the index reaches.
+    fn commit_index(
+        &self,
+        entries: &[&[u8]],
+        first: u64,
+        durability: redb::Durability,
+    ) -> Result<(), TileError> {
+        let mut txn = self.index.begin_write().map_err(index_error)?;
+        txn.set_durability(durability).map_err(index_error)?;
         {
             let mut table = txn.open_table(INDEX).map_err(index_error)?;
-            for (i, entry) in fresh.iter().enumerate() {
+            for (i, entry) in entries.iter().enumerate() {
                 table
                     .insert(*entry, first + i as u64)
                     .map_err(index_error)?;
             }
+            let mut reach = txn.open_table(INDEXED).map_err(index_error)?;
+            let end = first + entries.len() as u64;
+            reach.insert("size", end).map_err(index_error)?;
         }
         txn.commit().map_err(index_error)
     }

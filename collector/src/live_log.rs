@@ -157,21 +157,26 @@ impl LiveLog {
         Ok(log)
     }
 
-    /// Appends `vote_ids` to `election`'s log (those it holds already are skipped); durable
-    /// when it returns. File I/O: off the async threads.
+    /// Appends to `election`'s log the vote ids the store just `stored` (new to it, so new to
+    /// the log) and those it reported as `duplicates` (appended only if the log lacks them: a
+    /// crash between a store write and its append); durable when it returns. File I/O: off the
+    /// async threads.
     pub async fn append(
         self: &Arc<Self>,
         election: &str,
-        vote_ids: Vec<Digest32>,
+        stored: Vec<Digest32>,
+        duplicates: Vec<Digest32>,
     ) -> Result<u64, LiveLogError> {
         let this = Arc::clone(self);
         let election = election.to_owned();
         tokio::task::spawn_blocking(move || {
             let log = this.election(&election)?;
-            let entries: Vec<String> = vote_ids.iter().map(Digest32::to_b64).collect();
-            let refs: Vec<&[u8]> = entries.iter().map(String::as_bytes).collect();
+            let encode = |ids: &[Digest32]| ids.iter().map(Digest32::to_b64).collect::<Vec<_>>();
+            let (new, known) = (encode(&stored), encode(&duplicates));
+            let new: Vec<&[u8]> = new.iter().map(String::as_bytes).collect();
+            let known: Vec<&[u8]> = known.iter().map(String::as_bytes).collect();
             let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
-            Ok(log.tiles.append(&refs)?)
+            Ok(log.tiles.append_new_and_known(&new, &known)?)
         })
         .await
         .unwrap_or_else(|e| panic!("live log append task failed: {e}"))
@@ -191,6 +196,7 @@ impl LiveLog {
             if log.checkpointed == Some(size) {
                 continue;
             }
+            log.tiles.sync_index()?;
             let checkpoint = Checkpoint {
                 origin: origin(&election, &self.region),
                 size,

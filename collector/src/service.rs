@@ -436,13 +436,15 @@ impl Collector {
         let Some(log) = self.live_log.get() else {
             return true;
         };
-        let held = names
-            .iter()
-            .zip(outcomes)
-            .filter(|(_, o)| matches!(o, PutOutcome::Stored | PutOutcome::Duplicate))
-            .map(|(name, _)| name.vote_id)
-            .collect();
-        match log.append(election, held).await {
+        let with = |wanted: PutOutcome| {
+            let named = names.iter().zip(outcomes);
+            named
+                .filter(|(_, o)| **o == wanted)
+                .map(|(name, _)| name.vote_id)
+                .collect()
+        };
+        let (stored, duplicates) = (with(PutOutcome::Stored), with(PutOutcome::Duplicate));
+        match log.append(election, stored, duplicates).await {
             Ok(_) => true,
             Err(e) => {
                 self.metrics.store_errors.fetch_add(1, Ordering::Relaxed);

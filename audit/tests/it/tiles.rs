@@ -141,3 +141,37 @@ fn bad_input_is_refused_and_changes_nothing() {
     std::fs::write(dir.path().join(tile_path(Some(0), 0, 1)), [0u8; 31]).unwrap();
     assert!(TiledTree::new(&source, 1).root().is_err());
 }
+
+#[test]
+fn a_stale_or_lost_index_never_hides_or_invents_an_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = TileLog::open(dir.path()).unwrap();
+    let first: Vec<Vec<u8>> = (0..10).map(entry).collect();
+    log.append(&first.iter().map(Vec::as_slice).collect::<Vec<_>>())
+        .unwrap();
+    let lost: Vec<Vec<u8>> = (10..20).map(entry).collect();
+    log.append(&lost.iter().map(Vec::as_slice).collect::<Vec<_>>())
+        .unwrap();
+    drop(log);
+    // A crash before the second append's size: its index entries point at leaves 10..20.
+    std::fs::write(dir.path().join("size"), "10").unwrap();
+    let mut log = TileLog::open(dir.path()).unwrap();
+    // Other entries fill those leaves; the stale index must not claim the lost ones are there.
+    let other: Vec<Vec<u8>> = (100..110).map(entry).collect();
+    log.append(&other.iter().map(Vec::as_slice).collect::<Vec<_>>())
+        .unwrap();
+    assert_eq!(log.index_of(&entry(12)).unwrap(), None);
+    assert_eq!(log.index_of(&entry(102)).unwrap(), Some(12));
+    // Redelivered, the lost entries are appended after them.
+    let size = log
+        .append(&lost.iter().map(Vec::as_slice).collect::<Vec<_>>())
+        .unwrap();
+    assert_eq!(size, 30);
+    assert_eq!(log.index_of(&entry(12)).unwrap(), Some(22));
+    drop(log);
+    // An index lost altogether is rebuilt from the bundles when the log opens.
+    std::fs::remove_file(dir.path().join("index.redb")).unwrap();
+    let log = TileLog::open(dir.path()).unwrap();
+    assert_eq!(log.index_of(&entry(102)).unwrap(), Some(12));
+    assert_eq!(log.index_of(&entry(3)).unwrap(), Some(3));
+}
