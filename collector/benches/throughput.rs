@@ -287,7 +287,7 @@ fn main() {
         "collector throughput, embedded queue + store, {} votes per run",
         ENVELOPES * VOTES_PER_ENVELOPE
     );
-    for (verify_tokens, live_log) in [(false, false), (true, false), (true, true)] {
+    for (verify_tokens, live_log) in [(false, false), (false, true), (true, false), (true, true)] {
         let run = runtime.block_on(embedded_run(&bodies, &keys, verify_tokens, live_log));
         let tiles = run
             .tiles_per_sec
