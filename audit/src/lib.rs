@@ -20,7 +20,8 @@
 //!   (`edgevote-tally+jws`, signed by the `log` key) naming both roots, the counts, the number of
 //!   counted voters and the number of ballots.
 //! - `keyset.json`: the key set (JWK Set) that verifies the tally, the checkpoints and the
-//!   receipts; `log.vkey`: the C2SP verifier key of the receipts checkpoint.
+//!   receipts; `log.vkey`: the C2SP verifier key of the receipts checkpoint. Both are copies
+//!   for convenience: [`verify()`] takes its trust roots from outside the folder.
 //! - `index.txt` exists only when served: the list of the files.
 //!
 //! The two logs are not linked entry by entry, and both are sorted: a receipt proves that its
