@@ -29,6 +29,8 @@ pub struct Metrics {
     pub ballots_over_limit: AtomicU64,
     /// Failed store calls (the messages are retried after their visibility timeout).
     pub store_errors: AtomicU64,
+    /// Failed live-log appends (the messages are retried after their visibility timeout).
+    pub live_log_errors: AtomicU64,
     /// Failed queue calls.
     pub queue_errors: AtomicU64,
     /// Messages whose visibility was extended during a slow batch.
@@ -121,6 +123,11 @@ impl Metrics {
                 "edgevote_collector_store_errors_total",
                 "Failed store calls.",
                 &self.store_errors,
+            ),
+            (
+                "edgevote_collector_live_log_errors_total",
+                "Failed live-log appends (the messages come back and are appended then; while it fails, the queue grows).",
+                &self.live_log_errors,
             ),
             (
                 "edgevote_collector_queue_errors_total",

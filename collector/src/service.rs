@@ -447,7 +447,7 @@ impl Collector {
         match log.append(election, stored, duplicates).await {
             Ok(_) => true,
             Err(e) => {
-                self.metrics.store_errors.fetch_add(1, Ordering::Relaxed);
+                self.metrics.live_log_errors.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(stage = "live_log", election, error = %e, "live log append failed; messages will be redelivered");
                 false
             }

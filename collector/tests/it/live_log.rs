@@ -136,3 +136,46 @@ fn a_key_that_is_not_a_log_key_is_refused() {
     let error = LiveLog::open(config, fixture::REGION).unwrap_err();
     assert!(error.to_string().contains("not a log key"), "{error}");
 }
+
+/// While the live log cannot be written, nothing is deleted and the failure is counted; once it
+/// can, the redelivered messages are appended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_live_log_keeps_the_messages_until_it_appends_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let queue: Arc<dyn Queue> = Arc::new(
+        EmbeddedQueue::open(&EmbeddedQueueConfig {
+            path: dir.path().join("q.redb"),
+            max_receives: 50,
+        })
+        .unwrap(),
+    );
+    let store: Arc<dyn Store> = Arc::new(
+        EmbeddedStore::open(&EmbeddedStoreConfig {
+            path: dir.path().join("s.redb"),
+        })
+        .unwrap(),
+    );
+    let collector = fixture::collector(Arc::clone(&queue), Arc::clone(&store));
+    let log = live_log(dir.path());
+    collector.attach_live_log(Arc::clone(&log)).unwrap();
+    // The election's log folder cannot be created: a file stands in its place.
+    std::fs::create_dir_all(dir.path().join("live")).unwrap();
+    std::fs::write(log.election_dir(FIRST), b"in the way").unwrap();
+    let now = fixture::now_ms();
+    let body = fixture::envelope("b1", vec![(fixture::ballot(FIRST, "v1", "yes", 1), now)]);
+    queue.send_batch(vec![body]).await.unwrap();
+    let received = queue
+        .receive(10, Duration::ZERO, Duration::from_secs(1))
+        .await
+        .unwrap();
+    collector.process(received).await;
+    assert_eq!(collector.metrics.live_log_errors.load(Ordering::Relaxed), 1);
+    let stats = queue.stats().await.unwrap();
+    assert_eq!(stats.visible + stats.in_flight, 1, "the message is kept");
+    // Repaired: the message comes back and its (now duplicate) ballot is appended.
+    std::fs::remove_file(log.election_dir(FIRST)).unwrap();
+    fixture::drain(&collector, Duration::from_secs(30)).await;
+    let note = std::fs::read_to_string(log.election_dir(FIRST).join("checkpoint")).unwrap();
+    let checkpoint = Checkpoint::verify(&note, &log_key().verifying_key()).unwrap();
+    assert_eq!(checkpoint.size, 1);
+}
