@@ -506,14 +506,24 @@ impl TileLog {
 
     /// The leaf index of `entry`, if it is in the log.
     pub fn index_of(&self, entry: &[u8]) -> Result<Option<u64>, TileError> {
+        Ok(self.positions(&[entry])?.pop().flatten())
+    }
+
+    /// The leaf of each of `entries` in the committed log, if any (one read transaction).
+    fn positions(&self, entries: &[&[u8]]) -> Result<Vec<Option<u64>>, TileError> {
         let txn = self.index.begin_read().map_err(index_error)?;
         let table = match txn.open_table(INDEX) {
             Ok(table) => table,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(vec![None; entries.len()]),
             Err(e) => return Err(index_error(e)),
         };
-        let found = table.get(entry).map_err(index_error)?.map(|v| v.value());
-        self.confirmed(entry, found)
+        entries
+            .iter()
+            .map(|entry| {
+                let found = table.get(*entry).map_err(index_error)?.map(|v| v.value());
+                self.confirmed(entry, found)
+            })
+            .collect()
     }
 
     /// `position` if the committed log holds `entry` there. An index entry can be stale: one
@@ -524,23 +534,6 @@ impl TileLog {
             Some(p) if p < self.size && self.entry_at(p)? == entry => Ok(Some(p)),
             _ => Ok(None),
         }
-    }
-
-    /// Whether each of `entries` is in the log (one read transaction for all).
-    fn indexed(&self, entries: &[&[u8]]) -> Result<Vec<bool>, TileError> {
-        let txn = self.index.begin_read().map_err(index_error)?;
-        let table = match txn.open_table(INDEX) {
-            Ok(table) => table,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(vec![false; entries.len()]),
-            Err(e) => return Err(index_error(e)),
-        };
-        entries
-            .iter()
-            .map(|entry| {
-                let found = table.get(*entry).map_err(index_error)?.map(|v| v.value());
-                Ok(self.confirmed(entry, found)?.is_some())
-            })
-            .collect()
     }
 
     /// Appends the entries not already in the log (in order, each once); returns the new size.
@@ -570,7 +563,7 @@ impl TileLog {
             ));
         }
         let mut known = vec![false; new.len()];
-        known.extend(self.indexed(maybe_known)?);
+        known.extend(self.positions(maybe_known)?.iter().map(Option::is_some));
         debug_assert!(
             new.iter()
                 .all(|e| self.index_of(e).ok().flatten().is_none()),

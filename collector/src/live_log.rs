@@ -288,16 +288,15 @@ async fn index(
         return not_found("no such vote id");
     }
     let log2 = Arc::clone(&log);
-    let found = tokio::task::spawn_blocking(move || log2.index_of(&election, &vote_id)).await;
+    let found = tokio::task::spawn_blocking(move || log2.index_of(&election, &vote_id))
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()));
     match found {
-        Ok(Ok(Some(index))) => axum::Json(serde_json::json!({"index": index})).into_response(),
-        Ok(Ok(None)) => not_found("vote id not in the live log (yet)"),
-        Ok(Err(e)) => {
-            let body = serde_json::json!({"error": "log_unavailable", "detail": e.to_string()});
-            (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
-        }
-        Err(e) => {
-            let body = serde_json::json!({"error": "log_unavailable", "detail": e.to_string()});
+        Ok(Some(index)) => axum::Json(serde_json::json!({"index": index})).into_response(),
+        Ok(None) => not_found("vote id not in the live log (yet)"),
+        Err(detail) => {
+            let body = serde_json::json!({"error": "log_unavailable", "detail": detail});
             (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
         }
     }
