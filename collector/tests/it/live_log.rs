@@ -22,6 +22,20 @@ fn log_key() -> SigningIdentity {
     SigningIdentity::from_seed(&[8; 32], Role::Log)
 }
 
+/// An embedded queue (messages dead-lettered after `max_receives`) and store in `dir`.
+fn backends(dir: &std::path::Path, max_receives: u32) -> (Arc<dyn Queue>, Arc<dyn Store>) {
+    let queue = EmbeddedQueue::open(&EmbeddedQueueConfig {
+        path: dir.join("q.redb"),
+        max_receives,
+    })
+    .unwrap();
+    let store = EmbeddedStore::open(&EmbeddedStoreConfig {
+        path: dir.join("s.redb"),
+    })
+    .unwrap();
+    (Arc::new(queue), Arc::new(store))
+}
+
 fn live_log(dir: &std::path::Path) -> Arc<LiveLog> {
     let key_path = dir.join("log.jwk");
     edgevote_signer::keyfile::write(&key_path, &log_key()).unwrap();
@@ -36,19 +50,7 @@ fn live_log(dir: &std::path::Path) -> Arc<LiveLog> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_stored_vote_is_in_the_live_log_even_after_a_crash_before_its_append() {
     let dir = tempfile::tempdir().unwrap();
-    let queue: Arc<dyn Queue> = Arc::new(
-        EmbeddedQueue::open(&EmbeddedQueueConfig {
-            path: dir.path().join("q.redb"),
-            max_receives: 5,
-        })
-        .unwrap(),
-    );
-    let store: Arc<dyn Store> = Arc::new(
-        EmbeddedStore::open(&EmbeddedStoreConfig {
-            path: dir.path().join("s.redb"),
-        })
-        .unwrap(),
-    );
+    let (queue, store) = backends(dir.path(), 5);
     let now = fixture::now_ms();
     let first = fixture::envelope(
         "b1",
@@ -142,19 +144,7 @@ fn a_key_that_is_not_a_log_key_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_live_log_keeps_the_messages_until_it_appends_them() {
     let dir = tempfile::tempdir().unwrap();
-    let queue: Arc<dyn Queue> = Arc::new(
-        EmbeddedQueue::open(&EmbeddedQueueConfig {
-            path: dir.path().join("q.redb"),
-            max_receives: 50,
-        })
-        .unwrap(),
-    );
-    let store: Arc<dyn Store> = Arc::new(
-        EmbeddedStore::open(&EmbeddedStoreConfig {
-            path: dir.path().join("s.redb"),
-        })
-        .unwrap(),
-    );
+    let (queue, store) = backends(dir.path(), 50);
     let collector = fixture::collector(Arc::clone(&queue), Arc::clone(&store));
     let log = live_log(dir.path());
     collector.attach_live_log(Arc::clone(&log)).unwrap();
