@@ -4,6 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+# Every step below (the simulation binary, the wasm components) reads ./target: a caller's
+# CARGO_TARGET_DIR would send the builds elsewhere and fail later steps.
+export CARGO_TARGET_DIR="$PWD/target"
 started=$(date +%s)
 step() { printf '\n==> %s (%ss)\n' "$*" "$(( $(date +%s) - started ))"; }
 # The trust figures (simulation, fuzzing, hostile inputs) are gathered here and repeated at the end.
