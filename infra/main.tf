@@ -55,6 +55,7 @@ locals {
 # strings, no secondary index.
 #   ballot        pk = ballot#{election}#{voter}   sk = vote id
 #   live counter  pk = tally#{election}#{shard}    sk = region
+#   limit slot    pk = claim#{election}#{voter}    sk = slot number (STRONG consistency only)
 # Ballots are immutable and written with attribute_not_exists(pk), so last-writer-wins
 # replication never loses one (see ARCHITECTURE.md, "Store design").
 # ---------------------------------------------------------------------------------------------
@@ -89,6 +90,7 @@ resource "aws_dynamodb_table" "ballots" {
 
   replica {
     region_name            = var.regions[1]
+    consistency_mode       = var.ballot_table_consistency
     kms_key_arn            = module.region_1.kms_key_arn
     point_in_time_recovery = true
     propagate_tags         = true
@@ -96,6 +98,7 @@ resource "aws_dynamodb_table" "ballots" {
 
   replica {
     region_name            = var.regions[2]
+    consistency_mode       = var.ballot_table_consistency
     kms_key_arn            = module.region_2.kms_key_arn
     point_in_time_recovery = true
     propagate_tags         = true
@@ -163,6 +166,7 @@ module "region_0" {
   collector_memory                 = var.collector_memory
   collector_receivers              = var.collector_receivers
   dynamodb_max_concurrent_requests = var.dynamodb_max_concurrent_requests
+  store_consistency                = lower(var.ballot_table_consistency)
 
   log_retention_days           = var.log_retention_days
   alarm_emails                 = var.alarm_emails
@@ -221,6 +225,7 @@ module "region_1" {
   collector_memory                 = var.collector_memory
   collector_receivers              = var.collector_receivers
   dynamodb_max_concurrent_requests = var.dynamodb_max_concurrent_requests
+  store_consistency                = lower(var.ballot_table_consistency)
 
   log_retention_days           = var.log_retention_days
   alarm_emails                 = var.alarm_emails
@@ -279,6 +284,7 @@ module "region_2" {
   collector_memory                 = var.collector_memory
   collector_receivers              = var.collector_receivers
   dynamodb_max_concurrent_requests = var.dynamodb_max_concurrent_requests
+  store_consistency                = lower(var.ballot_table_consistency)
 
   log_retention_days           = var.log_retention_days
   alarm_emails                 = var.alarm_emails

@@ -33,6 +33,17 @@ variable "table_name" {
   default     = "edgevote-ballots"
 }
 
+variable "ballot_table_consistency" {
+  description = "Multi-region consistency of the ballot table: EVENTUAL (the default: a condition is checked in the writing region, replication is last-writer-wins) or STRONG (conditions are checked against every region, so a voter's limit holds across regions; writes pay a cross-region round trip). Fixed when the table is created. See ARCHITECTURE.md, \"Which consistency mode a policy needs\"."
+  type        = string
+  default     = "EVENTUAL"
+
+  validation {
+    condition     = contains(["EVENTUAL", "STRONG"], var.ballot_table_consistency)
+    error_message = "ballot_table_consistency must be EVENTUAL or STRONG."
+  }
+}
+
 variable "tags" {
   description = "Tags added to every resource that takes tags."
   type        = map(string)

@@ -11,6 +11,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh rust
+# `--backend aws` runs on a local moto server, installed into .venv with the Python tools.
+case " $* " in *" --backend aws "*|*" --backend=aws "*) bash scripts/bootstrap.sh python ;; esac
 bash scripts/build-wasm.sh spin
 cargo build --locked -p edgevote
 bin="$PWD/target/debug/edgevote"

@@ -14,7 +14,6 @@ use edgevote_shared::checkpoint::parse_verifier_key;
 use edgevote_shared::cosignature::WitnessKey;
 use edgevote_shared::{KeySet, Role};
 use edgevote_signer::KeyStore;
-use edgevote_store::embedded::{EmbeddedStore, EmbeddedStoreConfig};
 
 use crate::common::{self, timearg};
 
@@ -48,7 +47,8 @@ pub enum AuditCommand {
     },
     /// Build and sign the audit log of a stopped local stack's election from one region's store.
     Publish {
-        /// Data directory of the (stopped) `edgevote up` stack.
+        /// Data directory of the `edgevote up` stack (stopped, on the embedded backends; running, on
+        /// AWS, whose moto server holds the state).
         #[arg(long = "up", default_value = "edgevote-data/up")]
         data_dir: PathBuf,
         /// Region whose store to publish (all regions converge to the same ballots).
@@ -280,14 +280,7 @@ async fn publish(
             .map(|r| r.name.clone())
             .unwrap_or_default()
     });
-    let path = dir.join(&region).join("store.redb");
-    let ballots =
-        EmbeddedStore::open(&EmbeddedStoreConfig { path: path.clone() }).with_context(|| {
-            format!(
-                "opening {} (stop edgevote up first: the store is in use while it runs)",
-                path.display()
-            )
-        })?;
+    let ballots = edgevote_stack::backend::region_store(dir, &stack, &region).await?;
     let log_key = store.signing_identity(Role::Log, None)?;
     let params = PublishParams {
         manifest: &manifest,
@@ -297,7 +290,7 @@ async fn publish(
         before_close: when.before_close,
         incomplete: incomplete.as_deref(),
     };
-    let published = edgevote_audit::publish(&ballots, &params)
+    let published = edgevote_audit::publish(ballots.as_ref(), &params)
         .await
         .map_err(publish_error)?;
     published.write_to(out)?;

@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::Args;
 use edgevote_shared::ElectionManifest;
 use edgevote_stack::StackInfo;
+use edgevote_stack::backend::{Backend, Consistency};
 use edgevote_stack::info::{admin_token_path, auditor_token_path};
 use edgevote_stack::up::{self, RegionStatus, UpConfig};
 
@@ -46,6 +47,66 @@ pub struct UpArgs {
     /// Seconds between live table refreshes.
     #[arg(long, default_value_t = 2)]
     pub refresh_secs: u64,
+    /// Queues and stores: `embedded` (files in the data directory) or `aws` (SQS and DynamoDB;
+    /// a local moto server is started unless `--aws-endpoint` names one).
+    #[arg(long, value_enum, default_value = "embedded")]
+    pub backend: BackendArg,
+    /// An AWS-API endpoint (moto, LocalStack) to use with `--backend aws` instead of starting
+    /// moto, e.g. http://127.0.0.1:5000.
+    #[arg(long)]
+    pub aws_endpoint: Option<String>,
+    /// Multi-region consistency of the ballot tables with `--backend aws`: `eventual`
+    /// (per-region tables replicated last-writer-wins) or `strong` (one voter's ballots are
+    /// limited across every region at once).
+    #[arg(long, value_enum, default_value = "eventual")]
+    pub store_consistency: ConsistencyArg,
+}
+
+/// `--backend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendArg {
+    /// Embedded queue and store per region.
+    Embedded,
+    /// SQS and DynamoDB.
+    Aws,
+}
+
+/// `--store-consistency`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ConsistencyArg {
+    /// Multi-region eventual consistency.
+    Eventual,
+    /// Multi-region strong consistency.
+    Strong,
+}
+
+impl UpArgs {
+    fn backend(&self) -> anyhow::Result<Backend> {
+        let consistency = match self.store_consistency {
+            ConsistencyArg::Eventual => Consistency::Eventual,
+            ConsistencyArg::Strong => Consistency::Strong,
+        };
+        match self.backend {
+            BackendArg::Embedded => {
+                anyhow::ensure!(
+                    self.aws_endpoint.is_none() && consistency == Consistency::Eventual,
+                    "--aws-endpoint and --store-consistency need --backend aws"
+                );
+                Ok(Backend::Embedded)
+            }
+            BackendArg::Aws => {
+                anyhow::ensure!(
+                    consistency == Consistency::Eventual || self.regions == 3,
+                    "--store-consistency strong needs exactly 3 regions (a DynamoDB \
+                     multi-region strong consistency table spans 3 regions of one region set)"
+                );
+                Ok(Backend::Aws {
+                    endpoint_url: self.aws_endpoint.clone(),
+                    consistency,
+                })
+            }
+        }
+    }
 }
 
 pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
@@ -59,6 +120,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
 async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     // Armed before anything listens.
     let interrupted = crate::signal::interrupt()?;
+    let backend = args.backend()?;
     let config = UpConfig {
         data_dir: args.data_dir.clone(),
         regions: args.regions,
@@ -67,6 +129,7 @@ async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         election: args.election.clone(),
         policy: args.policy.into(),
         open_for: *args.open_for,
+        backend,
     };
     let stack = up::start(&config).await?;
     let dir = &args.data_dir;
@@ -106,6 +169,16 @@ fn print_banner(stack: &StackInfo, manifest: &ElectionManifest, dir: &Path) {
         stack.regions.len(),
         dir.display()
     );
+    if let Some(aws) = &stack.aws {
+        println!(
+            "queues and stores: SQS and DynamoDB at {} ({} consistency; its state lives while this runs)",
+            aws.endpoint_url,
+            match aws.consistency {
+                Consistency::Eventual => "eventual",
+                Consistency::Strong => "strong",
+            }
+        );
+    }
     println!(
         "election {} ({}), open until {}, options: {}",
         manifest.id,

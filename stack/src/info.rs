@@ -27,6 +27,46 @@ pub struct StackInfo {
     pub election_path: PathBuf,
     /// The regions.
     pub regions: Vec<RegionInfo>,
+    /// The AWS services of a stack started with `--backend aws`; absent for the embedded
+    /// backends (queues and stores in each region's directory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws: Option<AwsInfo>,
+}
+
+/// Where an AWS-backed stack's queues and ballot tables are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsInfo {
+    /// The AWS-API endpoint (the moto server `up` started, or the one it was given). A moto
+    /// server keeps its state in memory: it is there while `up` runs.
+    pub endpoint_url: String,
+    /// The ballot tables' multi-region consistency mode.
+    pub consistency: edgevote_aws::Consistency,
+    /// Per region: its queues and its collector's table.
+    pub regions: Vec<AwsRegionInfo>,
+}
+
+/// One region's AWS services.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsRegionInfo {
+    /// Region name.
+    pub name: String,
+    /// Its SQS queue and dead-letter queue.
+    pub queue: edgevote_aws::SqsQueueConfig,
+    /// Its collector's ballot table (under strong consistency every region's is the one shared
+    /// table).
+    pub store: edgevote_aws::DynamoStoreConfig,
+}
+
+impl AwsInfo {
+    /// The services of region `name`.
+    pub fn region(&self, name: &str) -> Result<&AwsRegionInfo, StackError> {
+        self.regions
+            .iter()
+            .find(|r| r.name == name)
+            .ok_or_else(|| StackError::NoRegion(format!("no AWS services for region {name}")))
+    }
 }
 
 /// One region's endpoints.
@@ -171,6 +211,7 @@ mod tests {
             election: "e".into(),
             keys_dir: dir.path().join("keys"),
             election_path: dir.path().join("election.jws"),
+            aws: None,
             regions: ["r1", "r2"]
                 .map(|name| RegionInfo {
                     name: name.into(),

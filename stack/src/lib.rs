@@ -14,6 +14,7 @@
 //! It wires only the public APIs of the library crates (`edgevote-edge-host`,
 //! `edgevote-collector`, `edgevote-queue`, `edgevote-store`, `edgevote-signer`).
 
+pub mod backend;
 pub mod info;
 pub mod load;
 pub mod pending;
@@ -103,8 +104,11 @@ pub enum StackError {
         /// The failing part's error.
         source: BoxError,
     },
-    /// A stopped region's queue, spill log or store could not be read.
-    #[error("reading region {region} (stop edgevote up first: its files are in use while it runs)")]
+    /// The AWS services of the stack could not be started or created.
+    #[error("starting the AWS services")]
+    Backend(#[source] BoxError),
+    /// A region's queue, spill log or store could not be read.
+    #[error("reading region {region}")]
     ReadRegion {
         /// The region.
         region: String,

@@ -358,6 +358,7 @@ mod tests {
             election: "e".into(),
             keys_dir: dir.path().join("keys"),
             election_path: dir.path().join("election.jws"),
+            aws: None,
             regions: (0..regions)
                 .map(|i| crate::RegionInfo {
                     name: format!("r{i}"),

@@ -1,7 +1,9 @@
 //! The whole system on one machine. Per region: an edge host running the real signed Wasm
-//! component, an embedded durable queue, a collector and an embedded store; the stores
-//! replicate to each other asynchronously (last-writer-wins per item, like DynamoDB Global
-//! Tables). State lives in a data directory; a restart resumes it.
+//! component, a durable queue, a collector and a store; the stores replicate to each other
+//! asynchronously (last-writer-wins per item, like DynamoDB Global Tables). The queues and
+//! stores are embedded (files in the data directory), or SQS and DynamoDB on an AWS-API
+//! endpoint ([`crate::backend`]). State lives in a data directory (and, on AWS, in the
+//! endpoint's services); a restart resumes it.
 //!
 //! [`start`] sets up the data directory (keys, election, signed bundle, token files), starts
 //! every region and writes `stack.json`; [`RunningStack::watch`] reports the regions' status
@@ -29,9 +31,10 @@ use edgevote_store::Store;
 use edgevote_store::embedded::{EmbeddedStore, EmbeddedStoreConfig};
 use edgevote_store::replication::{self, Replica};
 
+use crate::backend::{AwsServices, Backend};
 use crate::info::{
-    RegionInfo, StackInfo, admin_token_path, auditor_token_path, ensure_token_file, load_manifest,
-    read_stack, write_stack,
+    AwsRegionInfo, RegionInfo, StackInfo, admin_token_path, auditor_token_path, ensure_token_file,
+    load_manifest, read_stack, write_stack,
 };
 use crate::{BoxError, StackError, now_secs};
 
@@ -59,6 +62,8 @@ pub struct UpConfig {
     pub policy: Policy,
     /// How long a newly created election stays open (at least 10 s).
     pub open_for: Duration,
+    /// Which queues and stores the regions run on.
+    pub backend: Backend,
 }
 
 /// The names of `count` regions: the default ones, then `region-N`.
@@ -95,8 +100,10 @@ struct Region {
     name: String,
     edge: Arc<EdgeHost>,
     collector: Arc<Collector>,
-    queue: Arc<EmbeddedQueue>,
-    store: Arc<EmbeddedStore>,
+    queue: Arc<dyn Queue>,
+    store: Arc<dyn Store>,
+    /// The embedded store, which the in-process replication reads (embedded backend only).
+    embedded_store: Option<Arc<EmbeddedStore>>,
 }
 
 /// A started stack: every region's servers and the replication links run until
@@ -108,6 +115,8 @@ pub struct RunningStack {
     stop: tokio::sync::watch::Sender<bool>,
     servers: tokio::task::JoinSet<()>,
     replicator: tokio::task::JoinHandle<()>,
+    /// The AWS services (a moto server stops with them).
+    aws: Option<AwsServices>,
 }
 
 /// Sets up the data directory (keys, election, signed bundle of the component, admin and
@@ -134,6 +143,17 @@ pub async fn start(config: &UpConfig) -> Result<RunningStack, StackError> {
     let previous = read_stack(dir).ok();
     ensure_token_file(&admin_token_path(dir))?;
     let auditor_token = ensure_token_file(&auditor_token_path(dir))?;
+    let aws = match &config.backend {
+        Backend::Embedded => None,
+        Backend::Aws {
+            endpoint_url,
+            consistency,
+        } => Some(
+            AwsServices::start(endpoint_url.as_deref(), *consistency, &names, MAX_RECEIVES)
+                .await
+                .map_err(StackError::Backend)?,
+        ),
+    };
     let setup = RegionSetup {
         config,
         store: &store,
@@ -147,12 +167,23 @@ pub async fn start(config: &UpConfig) -> Result<RunningStack, StackError> {
         let before = previous
             .as_ref()
             .and_then(|p| p.regions.iter().find(|r| &r.name == name));
-        let (region, info) = start_region(name, before, &setup, stop_rx.clone(), &mut servers)
-            .await
-            .map_err(|source| StackError::StartRegion {
-                region: name.clone(),
-                source,
-            })?;
+        let aws_region = match &aws {
+            Some(services) => Some(services.info.region(name)?),
+            None => None,
+        };
+        let (region, info) = start_region(
+            name,
+            before,
+            aws_region,
+            &setup,
+            stop_rx.clone(),
+            &mut servers,
+        )
+        .await
+        .map_err(|source| StackError::StartRegion {
+            region: name.clone(),
+            source,
+        })?;
         regions.push(region);
         infos.push(info);
     }
@@ -161,29 +192,11 @@ pub async fn start(config: &UpConfig) -> Result<RunningStack, StackError> {
         keys_dir: dir.join("keys"),
         election_path,
         regions: infos,
+        aws: aws.as_ref().map(|services| services.info.clone()),
     };
     write_stack(dir, &info)?;
-    let replicas: Vec<Replica> = regions
-        .iter()
-        .map(|r| Replica {
-            region: r.name.clone(),
-            store: Arc::clone(&r.store),
-        })
-        .collect();
-    let replication_status = Arc::new(replication::ReplicationStatus::default());
-    for region in &regions {
-        let _ = region
-            .collector
-            .metrics
-            .replication
-            .set(Arc::clone(&replication_status));
-    }
-    let replicator = tokio::spawn(replication::run(
-        replicas,
-        config.replication_delay,
-        replication_status,
-        stop_rx,
-    ));
+    let replicator =
+        start_replication(&regions, aws.as_ref(), config.replication_delay, stop_rx).await;
     Ok(RunningStack {
         info,
         manifest,
@@ -191,7 +204,46 @@ pub async fn start(config: &UpConfig) -> Result<RunningStack, StackError> {
         stop,
         servers,
         replicator,
+        aws,
     })
+}
+
+/// Starts replication between the regions' stores: in process between embedded stores, or
+/// between per-region DynamoDB tables (eventual consistency); nothing to do under strong
+/// consistency, where every region writes one table.
+async fn start_replication(
+    regions: &[Region],
+    aws: Option<&AwsServices>,
+    delay: Duration,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    if let Some(services) = aws {
+        let tables = crate::backend::replicated_tables(&services.info).await;
+        return tokio::spawn(async move {
+            if !tables.is_empty() {
+                let shipped = edgevote_aws::dynamo::replicate::run(tables, delay, stop).await;
+                tracing::info!(shipped, "dynamodb replication stopped");
+            }
+        });
+    }
+    let replicas: Vec<Replica> = regions
+        .iter()
+        .filter_map(|r| {
+            Some(Replica {
+                region: r.name.clone(),
+                store: Arc::clone(r.embedded_store.as_ref()?),
+            })
+        })
+        .collect();
+    let replication_status = Arc::new(replication::ReplicationStatus::default());
+    for region in regions {
+        let _ = region
+            .collector
+            .metrics
+            .replication
+            .set(Arc::clone(&replication_status));
+    }
+    tokio::spawn(replication::run(replicas, delay, replication_status, stop))
 }
 
 impl RunningStack {
@@ -258,7 +310,10 @@ impl RunningStack {
             }
         }
         let _ = (&mut self.replicator).await;
-        self.status().await
+        let last = self.status().await;
+        // The moto server (if any) stops last: everything above used it.
+        drop(self.aws.take());
+        last
     }
 }
 
@@ -403,9 +458,45 @@ struct RegionSetup<'a> {
     auditor_token: &'a str,
 }
 
+/// A region's queue and store: its embedded ones in `dir`, or its AWS services.
+async fn region_backends(
+    dir: &Path,
+    aws: Option<&AwsRegionInfo>,
+) -> Result<
+    (
+        Arc<dyn Queue>,
+        Arc<dyn Store>,
+        Option<Arc<EmbeddedStore>>,
+        edgevote_aws::backends::QueueBackendConfig,
+    ),
+    BoxError,
+> {
+    if let Some(aws) = aws {
+        let queue = crate::backend::aws_queue(aws).await;
+        let store = crate::backend::aws_store(aws).await;
+        let config = edgevote_aws::backends::QueueBackendConfig::Sqs(aws.queue.clone());
+        return Ok((queue, store, None, config));
+    }
+    let queue_config = EmbeddedQueueConfig {
+        path: dir.join("queue.redb"),
+        max_receives: MAX_RECEIVES,
+    };
+    let queue = Arc::new(EmbeddedQueue::open(&queue_config)?);
+    let store = Arc::new(EmbeddedStore::open(&EmbeddedStoreConfig {
+        path: dir.join("store.redb"),
+    })?);
+    Ok((
+        queue,
+        Arc::clone(&store) as Arc<dyn Store>,
+        Some(store),
+        edgevote_aws::backends::QueueBackendConfig::Embedded(queue_config),
+    ))
+}
+
 async fn start_region(
     name: &str,
     before: Option<&RegionInfo>,
+    aws: Option<&AwsRegionInfo>,
     setup: &RegionSetup<'_>,
     stop: tokio::sync::watch::Receiver<bool>,
     servers: &mut tokio::task::JoinSet<()>,
@@ -420,14 +511,8 @@ async fn start_region(
         auditor_token,
     } = *setup;
     let dir = config.data_dir.join(name);
-    let queue_config = EmbeddedQueueConfig {
-        path: dir.join("queue.redb"),
-        max_receives: MAX_RECEIVES,
-    };
-    let queue = Arc::new(EmbeddedQueue::open(&queue_config)?);
-    let region_store = Arc::new(EmbeddedStore::open(&EmbeddedStoreConfig {
-        path: dir.join("store.redb"),
-    })?);
+    std::fs::create_dir_all(&dir)?;
+    let (queue, region_store, embedded_store, queue_config) = region_backends(&dir, aws).await?;
     let edge_id = format!("edge-{name}");
     let edge_key_path = edge_key_path(store, &edge_id, name)?;
     let host_config = HostConfig {
@@ -458,15 +543,14 @@ async fn start_region(
         },
         forward_outbound: false,
         forward_queues: Vec::new(),
-        queue: edgevote_aws::backends::QueueBackendConfig::Embedded(queue_config),
+        queue: queue_config,
     };
     let (edge, background) =
-        edgevote_edge_host::start_with_queue(&host_config, Arc::clone(&queue) as Arc<dyn Queue>)
-            .await?;
+        edgevote_edge_host::start_with_queue(&host_config, Arc::clone(&queue)).await?;
     let collector = Collector::new(CollectorParts {
         region: name.to_owned(),
-        queue: Arc::clone(&queue) as Arc<dyn Queue>,
-        store: Arc::clone(&region_store) as Arc<dyn edgevote_store::Store>,
+        queue: Arc::clone(&queue),
+        store: Arc::clone(&region_store),
         // The production defaults: every token verified again. It follows the key set, so a
         // rotation (`edgevote keys rotate`) needs no restart.
         checker: Checker::new(
@@ -520,6 +604,7 @@ async fn start_region(
         collector,
         queue,
         store: region_store,
+        embedded_store,
     };
     Ok((region, info))
 }

@@ -90,6 +90,153 @@ fn up_then_load_reconciles_in_every_region() {
     check_audit(dir.path(), &data);
 }
 
+/// The same end to end on the production backends: every region's edge host forwards to SQS
+/// and its collector drains SQS into DynamoDB (a moto server `up` starts), with Global Tables
+/// replication simulated between the regions' tables (eventual) or one shared table (strong).
+/// The load (double votes, cross-region races, retries) reconciles in every region; the audit
+/// log is published from DynamoDB while the stack runs (moto's state lives in it) and verifies.
+fn up_on_aws_reconciles_and_publishes_from_dynamodb(consistency: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("stack");
+    let data_arg = data.to_str().unwrap().to_owned();
+    let mut up = start_up(
+        dir.path(),
+        &data,
+        &[
+            "--open-for",
+            "40s",
+            "--backend",
+            "aws",
+            "--store-consistency",
+            consistency,
+        ],
+    );
+    let started = std::time::Instant::now();
+    let stack: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(data.join("stack.json")).unwrap()).unwrap();
+    assert_eq!(stack["aws"]["consistency"], consistency, "{stack}");
+    let tables: std::collections::BTreeSet<_> = stack["aws"]["regions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["store"]["region"].as_str().unwrap().to_owned())
+        .collect();
+    let expected_tables = if consistency == "strong" { 1 } else { 3 };
+    assert_eq!(tables.len(), expected_tables, "{stack}");
+
+    let load = edgevote(
+        dir.path(),
+        &[
+            "load", "--up", &data_arg, "--voters", "150", "--rate", "100",
+        ],
+    );
+    let report = String::from_utf8_lossy(&load.stdout).into_owned();
+    assert!(
+        load.status.success(),
+        "load failed:\n{report}\n{}",
+        String::from_utf8_lossy(&load.stderr)
+    );
+    assert!(
+        report.contains("receipts issued = ballots stored"),
+        "{report}"
+    );
+    assert_eq!(report.matches("  OK").count(), 3, "{report}");
+    // The votes went through SQS: every edge committed to its queue, nothing was spilled.
+    for region in stack["regions"].as_array().unwrap() {
+        let edge = region["edge_url"].as_str().unwrap();
+        assert!(committed(edge) > 0, "{region}");
+    }
+
+    // Publish from each region's table once the election has closed, while moto still runs.
+    std::thread::sleep(std::time::Duration::from_secs(42).saturating_sub(started.elapsed()));
+    let mut logs = Vec::new();
+    for region in ["eu-west-1", "us-east-1", "ap-southeast-1"] {
+        let out = dir.path().join(format!("audit-{region}"));
+        let published = edgevote(
+            dir.path(),
+            &[
+                "audit",
+                "publish",
+                "--up",
+                &data_arg,
+                "--region",
+                region,
+                "--out",
+                out.to_str().unwrap(),
+            ],
+        );
+        assert!(
+            published.status.success(),
+            "{}",
+            String::from_utf8_lossy(&published.stderr)
+        );
+        let receipts = data.join("receipts");
+        let verified = audit_verify(
+            dir.path(),
+            &data,
+            &out,
+            &["--receipts", receipts.to_str().unwrap()],
+        );
+        let text = String::from_utf8_lossy(&verified.stdout).into_owned();
+        assert!(verified.status.success(), "{text}");
+        assert!(text.contains(" 0 not included, 0 invalid"), "{text}");
+        logs.push(std::fs::read_to_string(out.join("choices.log")).unwrap());
+    }
+    assert!(
+        logs.iter().all(|l| l == &logs[0]),
+        "every region publishes the same log"
+    );
+    Command::new("kill")
+        .args(["-INT", &up.id().to_string()])
+        .status()
+        .unwrap();
+    let exit = up.wait().unwrap();
+    let stderr = std::fs::read_to_string(dir.path().join("up.stderr")).unwrap_or_default();
+    assert!(exit.success(), "up exited {exit:?}: {stderr}");
+}
+
+#[test]
+fn up_on_aws_with_eventual_consistency_reconciles_and_publishes() {
+    up_on_aws_reconciles_and_publishes_from_dynamodb("eventual");
+}
+
+#[test]
+fn up_on_aws_with_strong_consistency_reconciles_and_publishes() {
+    up_on_aws_reconciles_and_publishes_from_dynamodb("strong");
+}
+
+#[test]
+fn up_refuses_aws_options_without_the_aws_backend_and_strong_mode_without_3_regions() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("stack");
+    for (args, expected) in [
+        (&["--store-consistency", "strong"][..], "need --backend aws"),
+        (
+            &["--aws-endpoint", "http://127.0.0.1:9"][..],
+            "need --backend aws",
+        ),
+        (
+            &[
+                "--backend",
+                "aws",
+                "--store-consistency",
+                "strong",
+                "--regions",
+                "2",
+            ][..],
+            "exactly 3 regions",
+        ),
+    ] {
+        let mut all = vec!["up", "--data-dir", data.to_str().unwrap()];
+        all.extend_from_slice(args);
+        let out = edgevote(dir.path(), &all);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert!(!data.exists(), "a refused up must create nothing");
+    }
+}
+
 /// Minutes (here: seconds) after voting, a receipt's vote is proven in its region's live log,
 /// from the log's tiles and a checkpoint signed by the log key; another region's log, which
 /// never stored that vote through its own queue, does not prove it.

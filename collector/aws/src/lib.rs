@@ -7,14 +7,18 @@
 //!   [`dynamo::SdkDynamo`].
 //!
 //! Errors are the trait crates' `QueueError` and `StoreError`, whose stage names the call.
-//! With the `test-server` feature, `moto::MotoServer` runs a local moto server for tests.
+//! With the `local-server` feature, `moto::MotoServer` runs a local moto server for tests.
 
 pub mod backends;
 pub mod client;
 pub mod dynamo;
-#[cfg(feature = "test-server")]
+#[cfg(feature = "local-server")]
 pub mod moto;
+pub mod provision;
 pub mod sqs;
 
-pub use dynamo::{DynamoApi, DynamoStore, DynamoStoreConfig, SdkDynamo, SimCosts, SimDynamo};
+pub use dynamo::{
+    Consistency, DynamoApi, DynamoStore, DynamoStoreConfig, SdkDynamo, SimCosts, SimDynamo,
+    SimGlobalTable,
+};
 pub use sqs::{SqsQueue, SqsQueueConfig, create_queue_pair};

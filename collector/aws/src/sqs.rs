@@ -64,7 +64,7 @@ const STALE_HANDLE_CODES: [&str; 3] = [
 ];
 
 /// Where a region's queues are.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SqsQueueConfig {
     /// URL of the main queue.

@@ -147,6 +147,16 @@ pub enum StoreError {
         /// The backend's message.
         detail: String,
     },
+    /// Another region wrote the same item at the same moment (DynamoDB's
+    /// `ReplicatedWriteConflictException` under multi-region strong consistency); nothing was
+    /// written: retry.
+    #[error("store {stage} conflicted with a write in another region: {detail}")]
+    Conflict {
+        /// The call.
+        stage: &'static str,
+        /// The backend's message.
+        detail: String,
+    },
     /// A request broke a bound or a rule.
     #[error("store {stage} refused: {detail}")]
     Invalid {
@@ -164,6 +174,15 @@ impl StoreError {
             stage,
             detail: detail.to_string(),
         }
+    }
+
+    /// True for the errors that mean "nothing was written, try again later"
+    /// ([`StoreError::Throttled`], [`StoreError::Conflict`]).
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Throttled { .. } | StoreError::Conflict { .. }
+        )
     }
 
     /// Shorthand for [`StoreError::Backend`].

@@ -64,6 +64,7 @@ locals {
     table_name = ${jsonencode(var.table_name)}
     region = ${jsonencode(var.region)}
     max_concurrent_requests = ${var.dynamodb_max_concurrent_requests}
+    consistency = ${jsonencode(var.store_consistency)}
   EOT
 
   collector_launch = <<-EOT

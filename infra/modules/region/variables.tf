@@ -216,6 +216,11 @@ variable "dynamodb_max_concurrent_requests" {
   type        = number
 }
 
+variable "store_consistency" {
+  description = "[store] consistency of the collector: eventual or strong, as the ballot table was created."
+  type        = string
+}
+
 # --- logs and alarms -----------------------------------------------------------------------------
 
 variable "log_retention_days" {

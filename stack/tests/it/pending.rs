@@ -22,6 +22,7 @@ fn info(regions: &[&str]) -> StackInfo {
         election: ELECTION.into(),
         keys_dir: "keys".into(),
         election_path: "election.jws".into(),
+        aws: None,
         regions: regions
             .iter()
             .map(|name| RegionInfo {
@@ -180,4 +181,105 @@ async fn stores_with_as_many_but_other_ballots_have_not_converged() {
         found[0].contains("replication has not converged"),
         "{found:?}"
     );
+}
+
+/// A stand-in edge that serves only `/metrics`, with the spill counters given.
+async fn edge_metrics(spilled: u64, forwarded: u64) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let body = format!(
+        "# TYPE edgevote_edge_votes_spilled_total counter\n\
+         edgevote_edge_votes_spilled_total {spilled}\n\
+         edgevote_edge_votes_forwarded_total {forwarded}\n"
+    );
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            let body = body.clone();
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut request = [0u8; 4096];
+                let _ = stream.read(&mut request).await;
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    url
+}
+
+/// The same checks on an AWS-backed stack, read while it runs: SQS queues and dead-letter
+/// queues, the running edges' spill counters, and the regions' DynamoDB tables.
+#[tokio::test]
+async fn an_aws_stack_has_its_queued_dead_lettered_spilled_and_unreplicated_votes_pending() {
+    let moto = edgevote_aws::moto::MotoServer::shared().unwrap();
+    let regions = ["eu-west-1".to_owned(), "us-east-1".to_owned()];
+    let services = edgevote_stack::backend::AwsServices::start(
+        Some(moto.endpoint_url()),
+        edgevote_aws::Consistency::Eventual,
+        &regions,
+        5,
+    )
+    .await
+    .unwrap();
+    let aws = services.info.clone();
+    let mut stack = info(&["eu-west-1", "us-east-1"]);
+    stack.regions[0].edge_url = edge_metrics(3, 1).await;
+    stack.regions[1].edge_url = edge_metrics(4, 4).await;
+    stack.aws = Some(aws.clone());
+    let dir = tempfile::tempdir().unwrap();
+    // A fresh election id: moto's tables and queues are shared with the other tests.
+    let election = format!("aws-{}", std::process::id());
+    let found = whats(&pending(dir.path(), &stack, &election).await.unwrap());
+    assert_eq!(
+        found,
+        ["eu-west-1: 2 votes in the edge's spill log, not yet forwarded"]
+    );
+
+    let rules = ElectionRules {
+        id: election.clone(),
+        policy: Policy::FirstVoteWins,
+        max_votes_per_voter: 10,
+    };
+    let with_election = |voter: &str| StoredBallot {
+        election: election.clone(),
+        ..ballot(voter)
+    };
+    let r1 = edgevote_stack::backend::aws_store(&aws.regions[0]).await;
+    r1.record(
+        &rules,
+        "eu-west-1",
+        vec![with_election("v1"), with_election("v2")],
+    )
+    .await
+    .unwrap();
+    let found = whats(&pending(dir.path(), &stack, &election).await.unwrap());
+    assert!(
+        found.contains(
+            &"us-east-1: holds 0 ballots, eu-west-1 holds 2, or other ones: replication has not converged"
+                .to_owned()
+        ),
+        "{found:?}"
+    );
+    let q1 = edgevote_stack::backend::aws_queue(&aws.regions[0]).await;
+    q1.send_batch(vec![message()]).await.unwrap();
+    let found = whats(&pending(dir.path(), &stack, &election).await.unwrap());
+    assert!(
+        found
+            .iter()
+            .any(|w| w.starts_with("eu-west-1: ") && w.contains("messages in the queue")),
+        "{found:?}"
+    );
+    // Drain it, so other tests sharing the queue see it empty again.
+    let received = q1
+        .receive(10, Duration::from_secs(1), Duration::from_secs(60))
+        .await
+        .unwrap();
+    let handles = received.iter().map(|r| r.handle.clone()).collect();
+    q1.delete_batch(handles).await.unwrap();
 }

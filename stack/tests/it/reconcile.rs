@@ -171,6 +171,7 @@ impl Fixture {
             election: "e".into(),
             keys_dir: self.dir.path().join("keys"),
             election_path: self.dir.path().join("election.jws"),
+            aws: None,
             regions,
         };
         let expected = reconcile::expected(&self.manifest, &self.keys, kept);

@@ -33,6 +33,27 @@ pub fn ballot_prefix(election: &str) -> String {
     format!("ballot#{election}#")
 }
 
+/// Partition key of a voter's limit slots (strong consistency only).
+pub fn claim_pk(election: &str, voter: &str) -> String {
+    format!("claim#{election}#{voter}")
+}
+
+/// Sort key of one limit slot: zero-padded, so slots sort by number.
+pub fn claim_sk(slot: u32) -> String {
+    format!("{slot:04}")
+}
+
+/// Size of a claim item.
+pub fn claim_size(election: &str, voter: &str, slot: u32) -> usize {
+    let vote_id_b64 = 43;
+    PK.len()
+        + claim_pk(election, voter).len()
+        + SK.len()
+        + claim_sk(slot).len()
+        + "vote_id".len()
+        + vote_id_b64
+}
+
 /// Partition key of one counter shard.
 pub fn counter_pk(election: &str, shard: u32) -> String {
     format!("tally#{election}#{shard}")

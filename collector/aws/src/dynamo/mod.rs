@@ -62,7 +62,9 @@
 //! moment may each miss the other's ballot. Both are rare and bounded by one vote per affected
 //! voter. A voter holding more than [`MAX_VOTER_BALLOTS`] ballots is not recounted at all.
 
+pub mod global;
 pub mod item;
+pub mod replicate;
 mod sdk;
 mod sim;
 mod store;
@@ -74,9 +76,16 @@ use edgevote_shared::Digest32;
 use edgevote_store::{LiveTally, PutOutcome, ScanPage, StoreError, StoredBallot};
 use serde::Deserialize;
 
-pub use sdk::{KEEP_EARLIEST_COPY, SdkDynamo, THROTTLING_CODES, create_table};
+pub use global::SimGlobalTable;
+pub use sdk::{
+    CLAIM_FREE_OR_MINE, KEEP_EARLIEST_COPY, REPLICATED_WRITE_CONFLICT, SdkDynamo, THROTTLING_CODES,
+    create_table,
+};
 pub use sim::{CostSnapshot, SimCosts, SimDynamo};
-pub use store::{DEFAULT_MAX_CONCURRENT_REQUESTS, DynamoStore, MAX_CONCURRENT_REQUESTS};
+pub use store::{
+    DEFAULT_MAX_CONCURRENT_REQUESTS, DynamoStore, MAX_CONCURRENT_REQUESTS, MAX_RETRIES,
+    RETRY_FIRST_BACKOFF_MS, RETRY_MAX_BACKOFF_MS,
+};
 
 /// Most ballots of one voter that [`DynamoStore`] reads (see the store crate's constant).
 pub use edgevote_store::MAX_VOTER_BALLOTS;
@@ -86,7 +95,7 @@ pub const MAX_QUERY_PAGES: usize = 100;
 pub const MAX_COUNTER_CHOICES: usize = edgevote_shared::manifest::MAX_OPTIONS;
 
 /// Where the ballot table is, and how hard `record` may drive it.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DynamoStoreConfig {
     /// Name of the table (see the module docs for its layout).
@@ -99,6 +108,32 @@ pub struct DynamoStoreConfig {
     /// Most DynamoDB requests one `record` call has in flight at once.
     #[serde(default = "default_max_concurrent_requests")]
     pub max_concurrent_requests: usize,
+    /// The table's multi-region consistency mode, as the infrastructure created it
+    /// (`infra/` variable `ballot_table_consistency`). It decides how the per-voter limit is
+    /// enforced: see [`Consistency`].
+    #[serde(default)]
+    pub consistency: Consistency,
+}
+
+/// How a Global Table's regions agree on writes, and so how the store enforces the per-voter
+/// limit (`ElectionRules::max_votes_per_voter`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Consistency {
+    /// Multi-region eventual consistency (MREC, the default). A condition is checked in the
+    /// local region only and writes replicate later (last writer wins), so before replication
+    /// catches up two regions can each accept a first ballot of one voter. Both are stored, and
+    /// the counting rule (`edgevote_store::counting`) picks the same one everywhere.
+    #[default]
+    Eventual,
+    /// Multi-region strong consistency (MRSC: three regions of one region set). Each new ballot
+    /// first claims one of the voter's slots (`claim#{election}#{voter}`, sort key = slot
+    /// number) with a conditional put, which DynamoDB checks against every region's latest
+    /// state; a voter at the limit is refused in every region, so no more than the limit is ever
+    /// stored. Two regions writing one item at once get `ReplicatedWriteConflictException`,
+    /// which the store retries with backoff. Costs one more write per new ballot and the
+    /// cross-region round trip on every write.
+    Strong,
 }
 
 fn default_max_concurrent_requests() -> usize {
@@ -170,6 +205,18 @@ pub trait DynamoApi: Send + Sync {
         region: &str,
         deltas: &BTreeMap<String, i64>,
     ) -> Result<(), StoreError>;
+
+    /// Claims slot `slot` of the voter's per-voter limit for `vote_id`: one conditional
+    /// `PutItem` of the claim item ([`CLAIM_FREE_OR_MINE`]). True when the slot is now (or
+    /// already was) this vote's, false when another vote holds it. Used only under
+    /// [`Consistency::Strong`], where the condition is checked across regions.
+    async fn claim_slot(
+        &self,
+        election: &str,
+        voter: &str,
+        slot: u32,
+        vote_id: &Digest32,
+    ) -> Result<bool, StoreError>;
 
     /// The live counts of `election`, summed over the counter shards.
     async fn read_counters(&self, election: &str) -> Result<LiveTally, StoreError>;

@@ -25,6 +25,14 @@ use super::{
 pub const KEEP_EARLIEST_COPY: &str =
     "attribute_not_exists(pk) OR #t > :t OR (#t = :t AND (#e > :e OR (#e = :e AND #b > :b)))";
 
+/// The condition of a claim put: the slot is free, or this vote already holds it (a redelivery
+/// after a crash between the claim and the ballot put). `:v` is the vote id.
+pub const CLAIM_FREE_OR_MINE: &str = "attribute_not_exists(pk) OR vote_id = :v";
+
+/// The error code of a write that lost to a concurrent write of the same item in another region
+/// (multi-region strong consistency); it becomes [`StoreError::Conflict`].
+pub const REPLICATED_WRITE_CONFLICT: &str = "ReplicatedWriteConflictException";
+
 /// DynamoDB error codes that mean "slow down"; they become [`StoreError::Throttled`] (after the
 /// SDK's own retries).
 pub const THROTTLING_CODES: [&str; 3] = [
@@ -33,7 +41,7 @@ pub const THROTTLING_CODES: [&str; 3] = [
     "RequestLimitExceeded",
 ];
 
-type Item = HashMap<String, AttributeValue>;
+pub(crate) type Item = HashMap<String, AttributeValue>;
 
 /// The ballot table on DynamoDB.
 #[derive(Debug, Clone)]
@@ -56,6 +64,14 @@ fn classify(stage: &'static str, code: Option<&str>, detail: String) -> StoreErr
         Some(code) if THROTTLING_CODES.contains(&code) => {
             tracing::warn!(stage, code, "dynamodb throttled");
             StoreError::Throttled { stage, detail }
+        }
+        Some(REPLICATED_WRITE_CONFLICT) => {
+            tracing::warn!(
+                stage,
+                code = REPLICATED_WRITE_CONFLICT,
+                "dynamodb write conflict"
+            );
+            StoreError::Conflict { stage, detail }
         }
         _ => StoreError::Backend { stage, detail },
     }
@@ -195,6 +211,71 @@ impl SdkDynamo {
             }
         }
         Ok((items, false))
+    }
+
+    /// One raw Scan page of every item (replication between local tables).
+    pub(crate) async fn scan_items(
+        &self,
+        start: Option<Item>,
+        limit: i32,
+    ) -> Result<(Vec<Item>, Option<Item>), StoreError> {
+        let out = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .limit(limit)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(store_err("replicate"))?;
+        Ok((out.items().to_vec(), out.last_evaluated_key().cloned()))
+    }
+
+    /// Writes a ballot item another region holds, under the ballot put's condition; false when
+    /// this table keeps its earlier copy.
+    pub(crate) async fn put_replica_ballot(&self, item: Item) -> Result<bool, StoreError> {
+        let field = |name: &str| {
+            item.get(name)
+                .cloned()
+                .ok_or_else(|| StoreError::backend("replicate", format!("ballot without {name}")))
+        };
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .condition_expression(KEEP_EARLIEST_COPY)
+            .expression_attribute_names("#t", "received_at_ms")
+            .expression_attribute_names("#e", "edge")
+            .expression_attribute_names("#b", "batch_id")
+            .expression_attribute_values(":t", field("received_at_ms")?)
+            .expression_attribute_values(":e", field("edge")?)
+            .expression_attribute_values(":b", field("batch_id")?)
+            .set_item(Some(item))
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(store_err("replicate")(e)),
+        }
+    }
+
+    /// Overwrites an item with another region's copy (items with one writing region).
+    pub(crate) async fn put_replica_item(&self, item: Item) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(store_err("replicate"))?;
+        Ok(())
     }
 
     /// Every item of one partition key; more than `max_items` is refused.
@@ -341,6 +422,36 @@ impl DynamoApi for SdkDynamo {
         Ok(())
     }
 
+    async fn claim_slot(
+        &self,
+        election: &str,
+        voter: &str,
+        slot: u32,
+        vote_id: &Digest32,
+    ) -> Result<bool, StoreError> {
+        let mut item = key(item::claim_pk(election, voter), item::claim_sk(slot));
+        item.insert("vote_id".into(), AttributeValue::S(vote_id.to_b64()));
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(CLAIM_FREE_OR_MINE)
+            .expression_attribute_values(":v", AttributeValue::S(vote_id.to_b64()))
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(store_err("claim_slot")(e)),
+        }
+    }
+
     async fn read_counters(&self, election: &str) -> Result<LiveTally, StoreError> {
         let mut tally = LiveTally::new();
         for shard in 0..COUNTER_SHARDS {
@@ -453,6 +564,8 @@ mod tests {
                 "{code}"
             );
         }
+        let e = classify("claim_slot", Some(REPLICATED_WRITE_CONFLICT), "race".into());
+        assert!(matches!(e, StoreError::Conflict { .. }) && e.is_retryable());
         let e = classify("put_ballot", Some("ValidationException"), "bad".into());
         assert!(matches!(e, StoreError::Backend { .. }));
         assert!(matches!(

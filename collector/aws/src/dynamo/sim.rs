@@ -80,7 +80,12 @@ impl SimCosts {
 struct Tables {
     ballots: BTreeMap<(String, String), StoredBallot>,
     counters: BTreeMap<(String, String), BTreeMap<String, i64>>,
+    /// Limit slots (strong consistency): (claim pk, slot sk) → vote id.
+    claims: BTreeMap<(String, String), Digest32>,
 }
+
+/// A region's counter items of one election: (pk, counts).
+pub(crate) type CounterItems = Vec<(String, BTreeMap<String, i64>)>;
 
 /// An in-memory stand-in for DynamoDB with a fixed latency per request.
 #[derive(Debug)]
@@ -115,6 +120,53 @@ impl SimDynamo {
         self.tables
             .lock()
             .map_err(|_| StoreError::backend(stage, "simulated table lock poisoned"))
+    }
+}
+
+/// Writes a replica receives (from [`super::SimGlobalTable`]): applied at once, not billed.
+impl SimDynamo {
+    /// Applies a ballot another region wrote, with the put's own condition (the earliest copy
+    /// of a vote stays), which is how every region ends with the same copy.
+    pub(crate) fn apply_replica_ballot(&self, ballot: &StoredBallot) -> Result<(), StoreError> {
+        let mut tables = self.tables("replicate")?;
+        let key = ballot_key(ballot);
+        let keep = tables
+            .ballots
+            .get(&key)
+            .is_some_and(|existing| !counting::replaces_copy(ballot, existing));
+        if !keep {
+            tables.ballots.insert(key, ballot.clone());
+        }
+        Ok(())
+    }
+
+    /// The counter items `region` wrote for `election`.
+    pub(crate) fn counter_items(
+        &self,
+        election: &str,
+        region: &str,
+    ) -> Result<CounterItems, StoreError> {
+        let tables = self.tables("replicate")?;
+        Ok((0..COUNTER_SHARDS)
+            .map(|shard| item::counter_pk(election, shard))
+            .filter_map(|pk| {
+                let counts = tables.counters.get(&(pk.clone(), region.to_owned()))?;
+                Some((pk, counts.clone()))
+            })
+            .collect())
+    }
+
+    /// Overwrites counter items of `region` with another region's copy (one writer per item).
+    pub(crate) fn apply_replica_counters(
+        &self,
+        region: &str,
+        items: CounterItems,
+    ) -> Result<(), StoreError> {
+        let mut tables = self.tables("replicate")?;
+        for (pk, counts) in items {
+            tables.counters.insert((pk, region.to_owned()), counts);
+        }
+        Ok(())
     }
 }
 
@@ -216,6 +268,26 @@ impl DynamoApi for SimDynamo {
         let after = item::counter_size(&pk, region, counts);
         self.costs.write(before.max(after));
         Ok(())
+    }
+
+    async fn claim_slot(
+        &self,
+        election: &str,
+        voter: &str,
+        slot: u32,
+        vote_id: &Digest32,
+    ) -> Result<bool, StoreError> {
+        self.request().await;
+        self.costs.write(item::claim_size(election, voter, slot));
+        let key = (item::claim_pk(election, voter), item::claim_sk(slot));
+        let mut tables = self.tables("claim_slot")?;
+        match tables.claims.get(&key) {
+            Some(holder) => Ok(holder == vote_id),
+            None => {
+                tables.claims.insert(key, *vote_id);
+                Ok(true)
+            }
+        }
     }
 
     async fn read_counters(&self, election: &str) -> Result<LiveTally, StoreError> {

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use edgevote_shared::Policy;
@@ -13,12 +14,51 @@ use edgevote_store::{
 use futures_util::{StreamExt, TryStreamExt, stream};
 
 use super::item::key_safe;
-use super::{BallotWrite, DynamoApi, DynamoStoreConfig, SdkDynamo, VoterBallots};
+use super::{BallotWrite, Consistency, DynamoApi, DynamoStoreConfig, SdkDynamo, VoterBallots};
 
 /// Default of [`DynamoStoreConfig::max_concurrent_requests`].
 pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 64;
 /// Largest accepted `max_concurrent_requests`.
 pub const MAX_CONCURRENT_REQUESTS: usize = 1024;
+/// Retries of one request that was throttled or lost a cross-region write conflict (on top of
+/// the SDK's own retries, which do not cover `ReplicatedWriteConflictException`). After them the
+/// error goes to the caller, whose message is then redelivered by the queue.
+pub const MAX_RETRIES: u32 = 6;
+/// First pause before a retry, milliseconds; it doubles up to [`RETRY_MAX_BACKOFF_MS`].
+pub const RETRY_FIRST_BACKOFF_MS: u64 = 10;
+/// Longest pause before a retry, milliseconds.
+pub const RETRY_MAX_BACKOFF_MS: u64 = 1_000;
+
+/// The pause before retry number `attempt` (0-based): exponential with "full jitter" (a random
+/// part of the exponential step), so regions that conflicted do not retry in lockstep.
+fn backoff(attempt: u32) -> Duration {
+    let ceiling = RETRY_FIRST_BACKOFF_MS
+        .saturating_mul(1 << attempt.min(16))
+        .min(RETRY_MAX_BACKOFF_MS);
+    let jitter = getrandom::u64().map_or(ceiling / 2, |r| r % ceiling.max(1));
+    Duration::from_millis(ceiling / 2 + jitter / 2)
+}
+
+/// Runs `call` again while it fails with a retryable error ([`StoreError::is_retryable`]), at
+/// most [`MAX_RETRIES`] more times, pausing [`backoff`] between tries. Only for calls that are
+/// safe to repeat: a retryable error means nothing was written.
+async fn retrying<T, F, Fut>(mut call: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, StoreError>>,
+{
+    let mut attempt = 0;
+    loop {
+        match call().await {
+            Err(e) if e.is_retryable() && attempt < MAX_RETRIES => {
+                tracing::debug!(attempt, error = %e, "dynamodb request retried");
+                tokio::time::sleep(backoff(attempt)).await;
+                attempt += 1;
+            }
+            done => return done,
+        }
+    }
+}
 
 /// The ballot store on DynamoDB (or on any [`DynamoApi`]). See the module docs of
 /// [`crate::dynamo`] for the table design and why it is safe on a Global Table.
@@ -26,6 +66,7 @@ pub const MAX_CONCURRENT_REQUESTS: usize = 1024;
 pub struct DynamoStore<A> {
     api: A,
     max_concurrent_requests: usize,
+    consistency: Consistency,
 }
 
 impl DynamoStore<SdkDynamo> {
@@ -35,6 +76,7 @@ impl DynamoStore<SdkDynamo> {
             SdkDynamo::connect(config).await,
             config.max_concurrent_requests,
         )
+        .with_consistency(config.consistency)
     }
 }
 
@@ -45,7 +87,44 @@ impl<A: DynamoApi> DynamoStore<A> {
         DynamoStore {
             api,
             max_concurrent_requests: max_concurrent_requests.clamp(1, MAX_CONCURRENT_REQUESTS),
+            consistency: Consistency::Eventual,
         }
+    }
+
+    /// The same store for a table of `consistency` (see [`Consistency`] for what changes).
+    pub fn with_consistency(mut self, consistency: Consistency) -> Self {
+        self.consistency = consistency;
+        self
+    }
+
+    /// The table's consistency mode.
+    pub fn consistency(&self) -> Consistency {
+        self.consistency
+    }
+
+    /// Under [`Consistency::Strong`], claims a free limit slot for a new ballot (slots are tried
+    /// in order; one this vote already holds counts as free). False when every slot is another
+    /// vote's: the voter is at the limit in every region. Under eventual consistency there are
+    /// no slots and this is always true (the local count was checked by the caller).
+    async fn claim(
+        &self,
+        rules: &ElectionRules,
+        ballot: &StoredBallot,
+    ) -> Result<bool, StoreError> {
+        if self.consistency == Consistency::Eventual {
+            return Ok(true);
+        }
+        for slot in 0..rules.max_votes_per_voter {
+            let claimed = retrying(|| {
+                self.api
+                    .claim_slot(&rules.id, &ballot.voter, slot, &ballot.vote_id)
+            })
+            .await?;
+            if claimed {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// The underlying API (e.g. a [`super::SimDynamo`] to read its costs).
@@ -124,6 +203,7 @@ impl<A: DynamoApi> DynamoStore<A> {
                     }
                 }
                 None if held >= rules.voter_limit() => plan.over_limit.extend(all),
+                None if !self.claim(rules, ballot).await? => plan.over_limit.extend(all),
                 None => {
                     held += 1;
                     plan.writes.push(least);
@@ -210,20 +290,27 @@ impl<A: DynamoApi> Store for DynamoStore<A> {
         // Every voter's ballots, read before any write: the limit and the counting rule need them.
         let reads = by_voter
             .keys()
-            .map(|voter| self.api.query_voter(&rules.id, voter, MAX_VOTER_BALLOTS))
+            .map(|voter| {
+                retrying(move || self.api.query_voter(&rules.id, voter, MAX_VOTER_BALLOTS))
+            })
             .collect();
         let reads: Vec<VoterBallots> = self.bounded(reads).await?;
-        let mut plans = Vec::with_capacity(reads.len());
-        for (indices, read) in by_voter.values().zip(reads) {
-            plans.push(self.plan_voter(rules, &ballots, indices, read).await?);
-        }
+        // Voters are planned concurrently: under strong consistency each new ballot's claim is a
+        // cross-region round trip.
+        let plans = by_voter
+            .values()
+            .zip(reads)
+            .map(|(indices, read)| self.plan_voter(rules, &ballots, indices, read))
+            .collect();
+        let plans: Vec<VoterPlan> = self.bounded(plans).await?;
         let to_write: Vec<usize> = plans
             .iter()
             .flat_map(|p| p.writes.iter().copied())
             .collect();
+        let all = &ballots;
         let puts = to_write
             .iter()
-            .map(|&i| self.api.put_ballot(&ballots[i]))
+            .map(|&i| retrying(move || self.api.put_ballot(&all[i])))
             .collect();
         let written: Vec<BallotWrite> = self.bounded(puts).await?;
 
@@ -249,7 +336,8 @@ impl<A: DynamoApi> Store for DynamoStore<A> {
         }
         delta.retain(|_, change| *change != 0);
         if !delta.is_empty() {
-            self.api.add_counters(&rules.id, region, &delta).await?;
+            // Retried only on errors that wrote nothing: an `ADD` applied twice would count twice.
+            retrying(|| self.api.add_counters(&rules.id, region, &delta)).await?;
         }
         let count = |o: PutOutcome| outcomes.iter().filter(|x| **x == o).count();
         tracing::debug!(election = %rules.id, region, ballots = ballots.len(), stored = count(PutOutcome::Stored), over_limit = count(PutOutcome::OverLimit), writes = to_write.len(), choices_changed = delta.len(), "ballots recorded");

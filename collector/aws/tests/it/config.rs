@@ -60,6 +60,7 @@ async fn connect_from_config_reaches_the_endpoint() {
         region: "us-east-1".into(),
         endpoint_url: Some(server.endpoint_url().into()),
         max_concurrent_requests: 4,
+        consistency: Default::default(),
     })
     .await;
     assert!(store.live_tally("nothing-yet").await.unwrap().is_empty());

@@ -4,6 +4,7 @@
 
 mod config;
 mod dynamo;
+mod global;
 mod sqs;
 
 use std::sync::Arc;
