@@ -137,7 +137,15 @@ async fn unforwarded_votes(edge_url: &str) -> Result<u64, BoxError> {
     let text = String::from_utf8_lossy(&body);
     let counter = |name: &str| -> Result<u64, BoxError> {
         text.lines()
-            .find_map(|line| line.strip_prefix(name)?.trim().parse::<f64>().ok())
+            .find_map(|line| {
+                // `name{labels} value` or `name value`; not a longer name with this prefix.
+                let rest = line.strip_prefix(name)?;
+                let labelled_or_bare = rest.starts_with('{') || rest.starts_with(' ');
+                let value = rest.rsplit(' ').next()?;
+                labelled_or_bare
+                    .then(|| value.parse::<f64>().ok())
+                    .flatten()
+            })
             .map(|v| v as u64)
             .ok_or_else(|| format!("{edge_url}/metrics has no {name}").into())
     };

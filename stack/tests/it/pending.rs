@@ -189,8 +189,8 @@ async fn edge_metrics(spilled: u64, forwarded: u64) -> String {
     let url = format!("http://{}", listener.local_addr().unwrap());
     let body = format!(
         "# TYPE edgevote_edge_votes_spilled_total counter\n\
-         edgevote_edge_votes_spilled_total {spilled}\n\
-         edgevote_edge_votes_forwarded_total {forwarded}\n"
+         edgevote_edge_votes_spilled_total{{edge=\"e\",region=\"r\"}} {spilled}\n\
+         edgevote_edge_votes_forwarded_total{{edge=\"e\",region=\"r\"}} {forwarded}\n"
     );
     tokio::spawn(async move {
         loop {
