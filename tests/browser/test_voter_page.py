@@ -293,10 +293,10 @@ def keyboard_walk(page, count):
         page.press("Tab", 9)
         stops.append(page.eval(
             "(() => { const e = document.activeElement, s = getComputedStyle(e);"
-            " return [e.id || e.textContent.trim(), s.outlineStyle !== 'none'"
-            " && parseFloat(s.outlineWidth) >= 2]; })()"
+            " return e === document.body ? null : [e.id || e.textContent.trim(),"
+            " s.outlineStyle !== 'none' && parseFloat(s.outlineWidth) >= 2]; })()"
         ))
-    return stops
+    return [stop for stop in stops if stop]
 
 
 @pytest.mark.parametrize("path", ["/", "/receipt"])
