@@ -2,6 +2,8 @@
 # Builds the edge's Wasm bundles into the shared target directory:
 #   spin   -> target/wasm32-wasip2/release/edgevote_edge_spin.wasm (wasi:http component)
 #   rogue  -> target/wasm32-wasip2/release/edgevote_rogue_component.wasm (hostile, tests only)
+#   verifier -> target/wasm32-unknown-unknown/verifier/edgevote_page_verifier.wasm (the voter
+#            page's verifier; the edge host's build script builds and embeds the same module)
 # (the Cloudflare Worker has its own script, scripts/worker.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,5 +25,12 @@ case "$what" in
         [ -f "$wasm" ] || { echo "build-wasm: $wasm was not produced" >&2; exit 1; }
         printf 'build-wasm: %s (%s bytes)\n' "$wasm" "$(wc -c < "$wasm")" >&2
         ;;
-    *) echo "usage: scripts/build-wasm.sh [spin|rogue]" >&2; exit 2 ;;
+    verifier)
+        CARGO_TARGET_DIR="$root/target" cargo build --locked --profile verifier \
+            -p edgevote-page-verifier --target wasm32-unknown-unknown
+        wasm="$root/target/wasm32-unknown-unknown/verifier/edgevote_page_verifier.wasm"
+        [ -f "$wasm" ] || { echo "build-wasm: $wasm was not produced" >&2; exit 1; }
+        printf 'build-wasm: %s (%s bytes)\n' "$wasm" "$(wc -c < "$wasm")" >&2
+        ;;
+    *) echo "usage: scripts/build-wasm.sh [spin|rogue|verifier]" >&2; exit 2 ;;
 esac

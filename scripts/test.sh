@@ -64,6 +64,10 @@ step "third-party verification (python: jwcrypto, PyJWT)"
 cargo build --locked -p edgevote
 EDGEVOTE_BIN="$PWD/target/debug/edgevote" .venv/bin/python -m pytest -q tests/python
 
+step "the voter's page end to end in headless Chromium (vote, receipt verified in wasm, live log, accessibility)"
+# Chromium from scripts/bootstrap.sh browser; a missing one fails the test.
+EDGEVOTE_BIN="$PWD/target/debug/edgevote" .venv/bin/python -m pytest -q tests/browser
+
 step "the Cloudflare Worker (workers-rs): tools, bundle, lints, unit tests, end to end under workerd"
 bash scripts/worker.sh          # tools cached in ${EDGEVOTE_CACHE:-~/.cache/edgevote}, then edge/worker/build/
 bash scripts/worker.sh check    # fmt --check, clippy wasm32 -D warnings, unit tests

@@ -8,11 +8,10 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use edgevote_shared::checkpoint::Checkpoint;
-use edgevote_shared::merkle;
-use edgevote_shared::{KeySet, Role};
+use edgevote_shared::checkpoint::{self, Checkpoint};
+use edgevote_shared::{KeySet, merkle, tiles};
 
-use crate::tiles::{TileError, TileSource, TiledTree};
+use crate::tiles::{ReadError, TileSource, TiledTree};
 
 /// Largest response read (a full tile is 8 KiB; a checkpoint less).
 const MAX_RESPONSE_BYTES: u64 = 64 * 1024;
@@ -140,14 +139,14 @@ impl HttpSource {
 }
 
 impl TileSource for HttpSource {
-    fn read(&self, path: &str) -> Result<Vec<u8>, TileError> {
-        let missing = |detail: String| TileError::Invalid {
-            stage: "fetch tile",
+    fn read(&self, path: &str) -> Result<Vec<u8>, ReadError> {
+        let missing = |detail: String| ReadError::Read {
+            path: path.to_owned(),
             detail,
         };
         match self.get(path) {
             Ok(Some(bytes)) => Ok(bytes),
-            Ok(None) => Err(missing(format!("{path}: not found"))),
+            Ok(None) => Err(missing("not found".into())),
             Err(e) => Err(missing(e.to_string())),
         }
     }
@@ -159,20 +158,7 @@ pub fn verify_live_checkpoint(
     keys: &KeySet,
     election: &str,
 ) -> Result<Checkpoint, LiveError> {
-    let checkpoint = keys
-        .active(Role::Log)
-        .chain(keys.iter().filter(|k| k.edgevote_role == Role::Log))
-        .filter_map(|jwk| jwk.verifying_key().ok())
-        .find_map(|key| Checkpoint::verify(note, &key).ok())
-        .ok_or_else(|| LiveError::Checkpoint("no log key of the key set signed it".into()))?;
-    let prefix = format!("edgevote/{election}/live/");
-    if !checkpoint.origin.starts_with(&prefix) {
-        return Err(LiveError::Checkpoint(format!(
-            "origin {:?} is not a live log of {election}",
-            checkpoint.origin
-        )));
-    }
-    Ok(checkpoint)
+    checkpoint::verify_live(note, keys, election).map_err(|e| LiveError::Checkpoint(e.to_string()))
 }
 
 /// Proves that `vote_id` (base64url, as in the receipt) is in the live log of `election`
@@ -195,16 +181,14 @@ pub fn prove_inclusion(
         .and_then(|v| v["index"].as_u64())
         .filter(|&i| i < checkpoint.size)
         .ok_or_else(|| LiveError::NotIncluded(vote_id.to_owned()))?;
-    let tree = TiledTree::new(&log, checkpoint.size);
-    let proof = tree
-        .inclusion_proof(index)
-        .map_err(|e| LiveError::Proof(e.to_string()))?;
-    let leaf = merkle::leaf_hash(vote_id.as_bytes());
-    if !merkle::verify_inclusion(index, checkpoint.size, &leaf, &proof, &checkpoint.root) {
-        return Err(LiveError::Proof(format!(
-            "leaf {index} is not the vote id under the signed root"
-        )));
-    }
+    tiles::prove_entry(
+        &log,
+        checkpoint.size,
+        &checkpoint.root,
+        index,
+        vote_id.as_bytes(),
+    )
+    .map_err(|e| LiveError::Proof(e.to_string()))?;
     Ok(Inclusion {
         origin: checkpoint.origin,
         index,

@@ -28,13 +28,27 @@ pub const PUBLISHED: [(&str, &str); 8] = [
 /// published file, or a file missing from the folder, gets 404.
 pub fn router(folder: PathBuf) -> axum::Router {
     let root = Arc::new(folder);
-    axum::Router::new().route(
-        "/audit/{file}",
-        axum::routing::get(move |UrlPath(file): UrlPath<String>| {
-            let root = Arc::clone(&root);
-            async move { published_file(&root, &file) }
-        }),
-    )
+    axum::Router::new()
+        .route(
+            "/audit/{file}",
+            axum::routing::get(move |UrlPath(file): UrlPath<String>| {
+                let root = Arc::clone(&root);
+                async move { published_file(&root, &file) }
+            }),
+        )
+        .layer(axum::middleware::map_response(allow_any_origin))
+}
+
+/// Marks a response of a public, read-only route readable by any page
+/// (`Access-Control-Allow-Origin: *`): a voter's receipt page, served by an edge on another
+/// origin, fetches the published log or a live log from here. Only simple GETs are served, so
+/// no preflight is answered, and nothing a page reads here is private.
+pub async fn allow_any_origin(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        header::HeaderValue::from_static("*"),
+    );
+    response
 }
 
 /// Serves the published log in `folder` on `listener` until `shutdown` resolves (then it stops

@@ -111,6 +111,8 @@ pub fn run(command: KeysCommand) -> anyhow::Result<ExitCode> {
                 println!("{}", set.to_json_pretty());
             } else {
                 print_table(&set, now);
+                // What a voter compares on the receipt page (shared::keys::KeySet::fingerprint).
+                println!("key set fingerprint: {}", set.fingerprint());
             }
         }
         KeysCommand::Rotate {

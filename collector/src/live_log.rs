@@ -239,6 +239,9 @@ pub fn router(log: Arc<LiveLog>) -> Router {
         .route("/v1/log/{election}/checkpoint", get(checkpoint))
         .route("/v1/log/{election}/tile/{*path}", get(tile))
         .route("/v1/log/{election}/index/{vote_id}", get(index))
+        .layer(axum::middleware::map_response(
+            edgevote_audit::serve::allow_any_origin,
+        ))
         .with_state(log)
 }
 

@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 use crate::b64;
 use crate::error::WireError;
-use crate::keys::{SigningIdentity, verify_message};
+use crate::keys::{KeySet, Role, SigningIdentity, verify_message};
 use crate::merkle::Hash;
 
 /// Longest signed checkpoint accepted, in bytes.
@@ -210,6 +210,35 @@ impl Checkpoint {
             root,
         })
     }
+}
+
+/// The origin prefix of `election`'s live logs, one per region: `edgevote/<election>/live/`.
+pub fn live_origin_prefix(election: &str) -> String {
+    format!("edgevote/{election}/live/")
+}
+
+/// The checkpoint `note` verified with a `log` key of `keys` (active keys first, then retired
+/// ones, whose older checkpoints still verify); `bad_signature` when none signed it.
+pub fn verify_with_log_keys(note: &str, keys: &KeySet) -> Result<Checkpoint, WireError> {
+    crate::json::check_len("checkpoint", note.len(), MAX_NOTE_BYTES)?;
+    keys.active(Role::Log)
+        .chain(keys.iter().filter(|k| k.edgevote_role == Role::Log))
+        .filter_map(|jwk| jwk.verifying_key().ok())
+        .find_map(|key| Checkpoint::verify(note, &key).ok())
+        .ok_or(WireError::BadSignature)
+}
+
+/// A checkpoint of one of `election`'s live logs, verified with a `log` key of `keys`: a
+/// checkpoint of another log (another election's, or a published one) is `wrong_election`.
+pub fn verify_live(note: &str, keys: &KeySet, election: &str) -> Result<Checkpoint, WireError> {
+    let checkpoint = verify_with_log_keys(note, keys)?;
+    if !checkpoint.origin.starts_with(&live_origin_prefix(election)) {
+        return Err(WireError::WrongElection {
+            expected: live_origin_prefix(election),
+            found: checkpoint.origin,
+        });
+    }
+    Ok(checkpoint)
 }
 
 #[cfg(test)]

@@ -286,6 +286,14 @@ impl KeySet {
         serde_json::to_string_pretty(&self.to_doc()).expect("key sets always serialize")
     }
 
+    /// The key set's fingerprint: SHA-256 of its canonical published form
+    /// ([`KeySet::to_json_pretty`]), base64url. Two key sets with the same keys, windows and
+    /// bindings have the same fingerprint however their files are formatted, so a voter can
+    /// compare the set a page or tool used with the one the authority published.
+    pub fn fingerprint(&self) -> String {
+        crate::digest::Digest32::of(self.to_json_pretty().as_bytes()).to_b64()
+    }
+
     /// Adds a key; errors if its id is already present.
     pub fn insert(&mut self, jwk: PublicJwk) -> Result<(), WireError> {
         let key = jwk.verifying_key()?;

@@ -28,6 +28,7 @@ pub mod merkle;
 pub mod message;
 pub mod receipt;
 pub mod tally;
+pub mod tiles;
 pub mod token;
 pub mod validate;
 

@@ -15,6 +15,7 @@
 //! signs each receipt once the envelope is durable.
 
 pub mod commit;
+pub mod page;
 
 use std::collections::BTreeMap;
 
@@ -275,6 +276,8 @@ impl Edge {
             }),
             (Route::Election(id), "GET") => respond(self.manifest_response(id)),
             (Route::Votes(id), "POST") => self.vote(id, request, now_ms),
+            (Route::Page(asset), "GET") => respond(page::response(asset)),
+            (Route::Verifier, "GET") => respond(page::no_verifier()),
             (_, method) => respond(Response::error(405, "method_not_allowed", method)),
         }
     }
@@ -522,6 +525,8 @@ fn check(manifest: &ElectionManifest, body: &[u8], now_ms: u64) -> Result<Checke
 }
 
 enum Route<'a> {
+    Page(&'static page::Asset),
+    Verifier,
     Health,
     Keys,
     Election(&'a str),
@@ -532,7 +537,11 @@ fn route(path: &str) -> Option<Route<'_>> {
     match path {
         "/healthz" => return Some(Route::Health),
         "/v1/keys" => return Some(Route::Keys),
+        page::VERIFIER_PATH => return Some(Route::Verifier),
         _ => {}
+    }
+    if let Some(asset) = page::asset(path) {
+        return Some(Route::Page(asset));
     }
     let rest = path.strip_prefix(ELECTIONS_PREFIX)?;
     match rest.split_once('/') {

@@ -12,7 +12,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
-use edgevote_edge_core::Refusal;
+use edgevote_edge_core::{Refusal, page};
 use tokio::sync::Semaphore;
 
 use crate::EdgeHost;
@@ -20,6 +20,11 @@ use crate::accept;
 use crate::front;
 use crate::metrics::Stage;
 use crate::runtime::RunError;
+
+/// The voter page's verifier module (`edge/verifier`, built for wasm32-unknown-unknown by this
+/// crate's build script), served natively at `/verifier.wasm`: the component serves the page,
+/// which loads it from there.
+const VERIFIER_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/verifier.wasm"));
 
 /// Longest wait for in-flight requests after shutdown.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -186,8 +191,17 @@ where
     // The key set the host follows, not the copy the component was loaded with: after a
     // rotation it holds the successor, so receipts signed with it verify against it.
     if parts.method == hyper::Method::GET && parts.uri.path() == "/v1/keys" {
+        let mut keys = text(200, "application/jwk-set+json", host.sealer.keyset_json());
+        // Public: a receipt page served elsewhere may compare this edge's key set.
+        keys.headers_mut().insert(
+            hyper::header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            hyper::header::HeaderValue::from_static("*"),
+        );
+        return (keys, Stage::Host);
+    }
+    if parts.method == hyper::Method::GET && parts.uri.path() == page::VERIFIER_PATH {
         return (
-            text(200, "application/jwk-set+json", host.sealer.keyset_json()),
+            core_response(page::verifier_response(VERIFIER_WASM)),
             Stage::Host,
         );
     }

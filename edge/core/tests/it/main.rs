@@ -11,6 +11,7 @@ use edgevote_shared::{
 use serde_json::json;
 
 mod commit;
+mod page;
 
 const NOW_MS: u64 = 1_800_000_000_000;
 const NOW: u64 = NOW_MS / 1000;
