@@ -126,7 +126,10 @@ mod tests {
             per_cpu_sec: cpu,
         };
         let s = spread(&[rate(3.0), rate(1.0), rate(2.0)]);
-        assert_eq!((s.median, s.min, s.max, s.wall_median), (2.0, 1.0, 3.0, 4.0));
+        assert_eq!(
+            (s.median, s.min, s.max, s.wall_median),
+            (2.0, 1.0, 3.0, 4.0)
+        );
         assert_eq!(spread(&[]).median, 0.0);
     }
 

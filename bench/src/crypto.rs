@@ -58,9 +58,7 @@ impl Batch {
     fn new(votes: usize) -> Batch {
         let authority = SigningIdentity::from_seed(&[1; 32], Role::Authority);
         let edge = SigningIdentity::from_seed(&[2; 32], Role::Edge);
-        let tokens: Vec<Vec<u8>> = (0..votes)
-            .map(|i| filler(TOKEN_BYTES, i as u64))
-            .collect();
+        let tokens: Vec<Vec<u8>> = (0..votes).map(|i| filler(TOKEN_BYTES, i as u64)).collect();
         let token_signatures = tokens
             .iter()
             .map(|t| ed25519_dalek::Signature::from_bytes(&authority.sign_message(t)))
@@ -187,7 +185,10 @@ mod tests {
     #[test]
     fn a_small_run_reports_every_figure() {
         let limit = crypto_limit(16, 8, 2);
-        assert_eq!((limit.threads, limit.votes_per_batch, limit.votes), (2, 8, 16));
+        assert_eq!(
+            (limit.threads, limit.votes_per_batch, limit.votes),
+            (2, 8, 16)
+        );
         assert!(limit.votes_per_sec > 0.0 && limit.sign_us > 0.0 && limit.verify_us > 0.0);
     }
 

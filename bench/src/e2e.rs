@@ -219,7 +219,13 @@ async fn run_step(
     let (_, cpu) = watch.elapsed();
     let peak_queue_depth = sampler.stop().await;
     let delta = counters(target.stack).await?.since(&before);
-    Ok(sent.into_step(rate, &delta, peak_queue_depth, drain_ms, target.in_process.then_some(cpu)))
+    Ok(sent.into_step(
+        rate,
+        &delta,
+        peak_queue_depth,
+        drain_ms,
+        target.in_process.then_some(cpu),
+    ))
 }
 
 /// `count` ballots of new voters (tokens issued on every core from the stack's authority key),
@@ -278,7 +284,9 @@ impl Pool {
     }
 
     fn idle_conns(&self) -> std::sync::MutexGuard<'_, Vec<Conn>> {
-        self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -304,7 +312,9 @@ struct Sent {
 impl Sent {
     fn record(&mut self, answer: Answer) {
         match answer {
-            Answer::Acked(us) => self.histogram.saturating_record(us.clamp(1, MAX_LATENCY_US)),
+            Answer::Acked(us) => self
+                .histogram
+                .saturating_record(us.clamp(1, MAX_LATENCY_US)),
             Answer::Refused => self.refused += 1,
             Answer::Failed => self.failed += 1,
         }
@@ -358,7 +368,13 @@ async fn send_open_loop(
         .stack
         .regions
         .iter()
-        .map(|r| Arc::new(Pool::new(&r.edge_url, &target.manifest.id, config.connections_per_region)))
+        .map(|r| {
+            Arc::new(Pool::new(
+                &r.edge_url,
+                &target.manifest.id,
+                config.connections_per_region,
+            ))
+        })
         .collect();
     let in_flight = Arc::new(tokio::sync::Semaphore::new(config.max_in_flight.max(1)));
     let timeout = Duration::from_millis(config.request_timeout_ms);

@@ -200,7 +200,10 @@ pub fn malformed_request(i: usize, body: &[u8]) -> BenchRequest {
         // No Host (HTTP/1.1): 400 missing_host.
         0 => (vote(), body.to_vec()),
         // 400 bad_host.
-        1 => (vote().header("host", "a").header("host", "b"), body.to_vec()),
+        1 => (
+            vote().header("host", "a").header("host", "b"),
+            body.to_vec(),
+        ),
         // 413 too_large.
         2 => (
             vote()
@@ -226,7 +229,10 @@ pub fn malformed_request(i: usize, body: &[u8]) -> BenchRequest {
             body.to_vec(),
         ),
         // Component: 400 (half a body).
-        6 => (vote().header("host", "edge"), body[..body.len() / 2].to_vec()),
+        6 => (
+            vote().header("host", "edge"),
+            body[..body.len() / 2].to_vec(),
+        ),
         // Component: 404 not_found.
         _ => (
             request("POST", "/v2/nowhere").header("host", "edge"),
@@ -346,13 +352,19 @@ async fn lane_requests(
     let peer = std::net::IpAddr::from([127, 0, 0, 1]);
     for (i, body) in bodies.iter().enumerate().skip(lane).step_by(LANES) {
         for k in 0..malformed {
-            let (response, _) =
-                edgevote_edge_host::server::answer(&host, peer, malformed_request(i * malformed + k, body))
-                    .await;
+            let (response, _) = edgevote_edge_host::server::answer(
+                &host,
+                peer,
+                malformed_request(i * malformed + k, body),
+            )
+            .await;
             let got = response.status();
             let text = body_text(response).await;
             if !got.is_client_error() {
-                return Err((got.as_u16(), format!("malformed kind {}: {text}", (i * malformed + k) % 8)));
+                return Err((
+                    got.as_u16(),
+                    format!("malformed kind {}: {text}", (i * malformed + k) % 8),
+                ));
             }
         }
         let (response, _) = edgevote_edge_host::server::answer(&host, peer, make(body)).await;
@@ -420,7 +432,11 @@ pub fn measure_handlers(
     for round in 0..rounds.max(1) {
         native.push(native_votes(fixture)?);
         host.push(hosts.host_sealed.run(&fixture.bodies, vote_request, 202)?);
-        component.push(hosts.component_sealed.run(&fixture.bodies, vote_request, 202)?);
+        component.push(
+            hosts
+                .component_sealed
+                .run(&fixture.bodies, vote_request, 202)?,
+        );
         on_round(round + 1);
     }
     let figures = HandlerFigures {

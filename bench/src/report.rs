@@ -188,7 +188,11 @@ fn rows(crypto: &CryptoLimit, handler: &HandlerFigures, e2e: &EndToEnd) -> Vec<R
             store_writes_ratio: None,
         }
     };
-    rows.push(handler_row("(b) native handler, per core", handler.native.median, 1.0));
+    rows.push(handler_row(
+        "(b) native handler, per core",
+        handler.native.median,
+        1.0,
+    ));
     rows.push(handler_row(
         "(c) component, host sealing, per core",
         handler.host_sealing.median,
@@ -204,7 +208,9 @@ fn rows(crypto: &CryptoLimit, handler: &HandlerFigures, e2e: &EndToEnd) -> Vec<R
         votes_per_sec: step.achieved_rate,
         votes_per_sec_ratio: step.achieved_rate / crypto.votes_per_sec.max(1e-12),
         cpu_us_per_vote: step.cpu_secs_per_vote.map(|c| c * 1e6),
-        cpu_ratio: step.cpu_secs_per_vote.map(|c| crypto.cpu_secs_per_vote / c.max(1e-12)),
+        cpu_ratio: step
+            .cpu_secs_per_vote
+            .map(|c| crypto.cpu_secs_per_vote / c.max(1e-12)),
         latency: Some(step.latency),
         p99_ratio: Some(step.latency.p99_ms * 1e3 / limit_cpu_us.max(1e-12)),
         messages_per_vote: Some(step.messages_per_vote),
@@ -219,7 +225,10 @@ fn rows(crypto: &CryptoLimit, handler: &HandlerFigures, e2e: &EndToEnd) -> Vec<R
         ));
     }
     rows.push(step_row(
-        format!("(d) end to end, half of max ({:.0}/s)", e2e.half_load.offered_rate),
+        format!(
+            "(d) end to end, half of max ({:.0}/s)",
+            e2e.half_load.offered_rate
+        ),
         &e2e.half_load,
     ));
     rows
@@ -292,10 +301,22 @@ pub fn render_text(report: &Report) -> String {
             format!("{:.0} ({:.2}x)", row.votes_per_sec, row.votes_per_sec_ratio),
             format!("{}{}", opt(row.cpu_us_per_vote, 1), ratio(row.cpu_ratio)),
             opt(latency.map(|l| l.p50_ms), 2),
-            format!("{}{}", opt(latency.map(|l| l.p99_ms), 2), ratio(row.p99_ratio)),
+            format!(
+                "{}{}",
+                opt(latency.map(|l| l.p99_ms), 2),
+                ratio(row.p99_ratio)
+            ),
             opt(latency.map(|l| l.p999_ms), 2),
-            format!("{}{}", opt(row.messages_per_vote, 4), ratio(row.messages_ratio)),
-            format!("{}{}", opt(row.store_writes_per_vote, 4), ratio(row.store_writes_ratio)),
+            format!(
+                "{}{}",
+                opt(row.messages_per_vote, 4),
+                ratio(row.messages_ratio)
+            ),
+            format!(
+                "{}{}",
+                opt(row.store_writes_per_vote, 4),
+                ratio(row.store_writes_ratio)
+            ),
         );
     }
     render_targets(&mut out, report);

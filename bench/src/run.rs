@@ -59,9 +59,10 @@ pub fn run(config: &BenchConfig, progress: &dyn Progress) -> Result<Report, Benc
         config.handler_votes, config.handler_rounds
     ));
     let fixture = Fixture::new(config.handler_votes, &config.component)?;
-    let (handler, hosts) = crate::handler::measure_handlers(&fixture, config.handler_rounds, |r| {
-        progress.note(&format!("    round {r}/{} done", config.handler_rounds));
-    })?;
+    let (handler, hosts) =
+        crate::handler::measure_handlers(&fixture, config.handler_rounds, |r| {
+            progress.note(&format!("    round {r}/{} done", config.handler_rounds));
+        })?;
     drop((hosts, fixture));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -87,7 +88,8 @@ async fn end_to_end(
     config: &BenchConfig,
     progress: &dyn Progress,
 ) -> Result<(e2e::EndToEnd, String, usize), BenchError> {
-    let on_step = |event: StepEvent<'_>| match event {
+    let on_step = |event: StepEvent<'_>| {
+        match event {
         StepEvent::Starting { index, rate } => progress.note(&format!(
             "(d) step {}: {rate:.0} votes/s for {} ms (open loop) ...",
             index + 1,
@@ -103,6 +105,7 @@ async fn end_to_end(
             step.messages_per_vote,
             step.peak_queue_depth
         )),
+    }
     };
     if let Some(dir) = &config.up {
         let info = edgevote_stack::read_stack(dir)?;
@@ -144,5 +147,9 @@ async fn end_to_end(
     let figures = e2e::rising_load(&target, &config.load, &on_step).await;
     let regions = stack.info().regions.len();
     stack.stop().await;
-    Ok((figures?, "in process (edgevote up defaults)".into(), regions))
+    Ok((
+        figures?,
+        "in process (edgevote up defaults)".into(),
+        regions,
+    ))
 }

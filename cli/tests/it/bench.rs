@@ -39,7 +39,10 @@ fn bench_quick_json_reports_every_stage() {
     assert_eq!(rows.len(), 4 + steps.len() + 1, "{report}");
     assert_eq!(rows[0]["votes_per_sec_ratio"], 1.0);
     assert!(report["targets"]["met"].is_boolean());
-    assert!(stderr.contains("(d) step 1"), "progress on stderr: {stderr}");
+    assert!(
+        stderr.contains("(d) step 1"),
+        "progress on stderr: {stderr}"
+    );
 }
 
 #[test]
