@@ -8,14 +8,17 @@
 #   scripts/run.sh                      # up + 1000 demo voters
 #   EDGEVOTE_DEMO_VOTERS=0 scripts/run.sh   # up only
 #   scripts/run.sh --regions 5          # extra arguments go to `edgevote up`
+#
+# It runs the release build, the one whose latency and throughput a user would measure (the
+# debug profile leaves the workspace's own crates unoptimised); the first build takes longer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh rust
 # `--backend aws` runs on a local moto server, installed into .venv with the Python tools.
 case " $* " in *" --backend aws "*|*" --backend=aws "*) bash scripts/bootstrap.sh python ;; esac
 bash scripts/build-wasm.sh spin
-cargo build --locked -p edgevote
-bin="$PWD/target/debug/edgevote"
+cargo build --locked --release -p edgevote
+bin="$PWD/target/release/edgevote"
 data=${EDGEVOTE_DATA_DIR:-$PWD/edgevote-data/up}
 voters=${EDGEVOTE_DEMO_VOTERS:-1000}
 

@@ -1,11 +1,12 @@
 //! `edgevote`: one command line for every user of the system.
 //!
 //! Each subcommand module parses its arguments, calls the library crates (`signer`, `stack`,
-//! `audit`, `cost`, `edge/host`, `collector`), prints, and chooses the exit code: 0 ok, 1
+//! `audit`, `cost`, `bench`, `edge/host`, `collector`), prints, and chooses the exit code: 0 ok, 1
 //! INVALID (with a code), 2 usage or I/O. Helpers several commands share are in `common`.
 
 mod admin_client;
 mod cmd_audit;
+mod cmd_bench;
 mod cmd_bundle;
 mod cmd_collector;
 mod cmd_cost;
@@ -69,6 +70,9 @@ enum Command {
     /// Run a regional collector, or recompute an election's final tally from its store.
     #[command(subcommand)]
     Collector(cmd_collector::CollectorCommand),
+    /// Measure votes/s, CPU per vote and ack latency end to end against this machine's
+    /// crypto-only limit.
+    Bench(cmd_bench::BenchArgs),
     /// Estimate an election's cost per region and per million votes: group commit vs naive.
     Cost(cmd_cost::CostArgs),
     /// Run a C2SP witness that cosigns log checkpoints, or generate its key.
@@ -99,6 +103,7 @@ fn main() -> ExitCode {
         Command::Vote(a) => cmd_load::vote(a),
         Command::Load(a) => cmd_load::load(a),
         Command::Cost(a) => cmd_cost::run(a),
+        Command::Bench(a) => cmd_bench::run(a),
         Command::Witness(c) => cmd_witness::run(c),
     };
     match outcome {

@@ -6,14 +6,14 @@ use http_body_util::{BodyExt, Full};
 use crate::BoxError;
 
 /// A connection to `http://authority`.
-pub(crate) struct Conn {
+pub struct Conn {
     authority: String,
     sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
 }
 
 impl Conn {
     /// Connects to `url` (`http://host:port`, or just `host:port`).
-    pub(crate) async fn connect(url: &str) -> Result<Conn, BoxError> {
+    pub async fn connect(url: &str) -> Result<Conn, BoxError> {
         let authority = url.trim_start_matches("http://").to_owned();
         let stream = tokio::net::TcpStream::connect(&authority).await?;
         let (sender, connection) =
@@ -24,7 +24,7 @@ impl Conn {
 
     /// POSTs a ballot (`body`, JSON) to the edge's vote endpoint of `election`: status and
     /// body text.
-    pub(crate) async fn post_vote(
+    pub async fn post_vote(
         &mut self,
         election: &str,
         body: Bytes,
@@ -40,7 +40,7 @@ impl Conn {
     }
 
     /// GETs `path` (with a bearer token if given): status and body.
-    pub(crate) async fn get(
+    pub async fn get(
         &mut self,
         path: &str,
         bearer: Option<&str>,

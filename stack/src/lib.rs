@@ -9,7 +9,9 @@
 //! - [`vote`]: one voter's ballot through an edge, and the check that its receipt names it;
 //! - [`load`]: the load generator (many voters, double votes, cross-region races, retries);
 //! - [`reconcile`]: every receipt against every region, and the regions' tallies against the
-//!   counting rule over the receipts.
+//!   counting rule over the receipts;
+//! - [`client`]: one keep-alive HTTP/1.1 connection to an edge or a collector (also what
+//!   `edgevote bench` loads and scrapes the stack with).
 //!
 //! It wires only the public APIs of the library crates (`edgevote-edge-host`,
 //! `edgevote-collector`, `edgevote-queue`, `edgevote-store`, `edgevote-signer`).
@@ -22,7 +24,7 @@ pub mod reconcile;
 pub mod up;
 pub mod vote;
 
-mod client;
+pub mod client;
 
 use std::path::PathBuf;
 

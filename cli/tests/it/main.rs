@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod audit;
+mod bench;
 mod bundle;
 mod collector;
 mod cost;

@@ -1,0 +1,463 @@
+//! The end-to-end path under an open-loop load: votes sent over HTTP to every region's edge at
+//! scheduled times whatever the answers (an open loop, as real voters arrive), at rising rates,
+//! through edge, queue, collector and store.
+//!
+//! Ack latency is the time from a vote's *scheduled* send time to its receipt (202), so a
+//! stalled edge cannot hide its stall by slowing the sender down (coordinated omission). It is
+//! kept in an HDR histogram of bounded size. Messages per vote, store writes per vote and the
+//! queue depth come from the stack's own counters ([`crate::scrape`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use edgevote_shared::{ElectionManifest, Role, b64};
+use edgevote_signer::KeyStore;
+use edgevote_signer::issue::{TokenWindow, issue_tokens};
+use edgevote_stack::StackInfo;
+use edgevote_stack::client::Conn;
+use hdrhistogram::Histogram;
+use tokio::time::Instant;
+
+use crate::cpu::Stopwatch;
+use crate::scrape::{Counters, counters};
+use crate::{BenchError, BoxError};
+
+/// Longest ack latency the histogram holds, microseconds (longer ones are clamped to it).
+const MAX_LATENCY_US: u64 = 120_000_000;
+/// How often the queue depth is sampled during a step.
+const DEPTH_SAMPLE_MS: u64 = 200;
+
+/// The shape of the open-loop load.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct OpenLoopConfig {
+    /// Votes per second of the first step (over all regions).
+    pub start_rate: u32,
+    /// Each step's rate is the previous one's times `1 + growth_pct / 100`.
+    pub growth_pct: u32,
+    /// Most rising steps.
+    pub max_steps: usize,
+    /// Milliseconds each step sends for.
+    pub step_ms: u64,
+    /// Most connections to one region's edge at once.
+    pub connections_per_region: usize,
+    /// Most votes sent and not yet answered at once; past it the sender waits, and the wait
+    /// counts in the latency (it is measured from the scheduled time).
+    pub max_in_flight: usize,
+    /// A vote not answered after this long counts as failed, milliseconds.
+    pub request_timeout_ms: u64,
+    /// Longest wait for the collectors to empty the queues after a step, milliseconds.
+    pub drain_timeout_ms: u64,
+    /// A step whose p99 ack latency passes this, milliseconds, saturates the stack.
+    pub saturation_p99_ms: f64,
+}
+
+/// Ack latency quantiles of a step, milliseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct Latency {
+    /// Median.
+    pub p50_ms: f64,
+    /// 99th percentile.
+    pub p99_ms: f64,
+    /// 99.9th percentile.
+    pub p999_ms: f64,
+    /// Largest.
+    pub max_ms: f64,
+}
+
+/// What one step of the load measured.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Step {
+    /// Votes per second offered (the schedule).
+    pub offered_rate: f64,
+    /// Votes sent.
+    pub sent: u64,
+    /// Votes acknowledged (202 with a receipt).
+    pub acked: u64,
+    /// Votes refused (a status other than 202 and 503).
+    pub refused: u64,
+    /// Votes that got 503, a transport error or no answer in time.
+    pub failed: u64,
+    /// Acknowledged votes per second, from the first scheduled send to the last answer.
+    pub achieved_rate: f64,
+    /// Ack latency (from the scheduled send time).
+    pub latency: Latency,
+    /// CPU seconds of this process per acknowledged vote, from the first send until the
+    /// collectors emptied the queues (the whole stack and the load generator), when the
+    /// stack runs in this process.
+    pub cpu_secs_per_vote: Option<f64>,
+    /// Queue messages the edges wrote per vote they made durable.
+    pub messages_per_vote: f64,
+    /// Store write calls of the collectors per ballot stored.
+    pub store_writes_per_vote: f64,
+    /// Largest queue depth sampled during the step (messages written, not yet deleted).
+    pub peak_queue_depth: f64,
+    /// Milliseconds from the last answer until the collectors had emptied the queues; `None`
+    /// when they had not within the drain timeout.
+    pub drain_ms: Option<u64>,
+}
+
+impl Step {
+    /// Whether the stack kept up with this step's offered rate: nearly every vote acknowledged,
+    /// at nearly the offered rate, within the saturation latency.
+    pub fn kept_up(&self, config: &OpenLoopConfig) -> bool {
+        let sent = self.sent.max(1) as f64;
+        self.acked as f64 >= 0.99 * sent
+            && self.achieved_rate >= 0.9 * self.offered_rate
+            && self.latency.p99_ms <= config.saturation_p99_ms
+    }
+}
+
+/// Where the load goes: the stack's regions, its election, and whether the stack runs in
+/// this process (then its CPU time is this process's).
+pub struct Target<'a> {
+    /// The stack.
+    pub stack: &'a StackInfo,
+    /// Its election.
+    pub manifest: &'a ElectionManifest,
+    /// Its key store (the authority key issues the voters' tokens).
+    pub keys: &'a KeyStore,
+    /// Whether the stack runs in this process.
+    pub in_process: bool,
+}
+
+/// The end-to-end figures: the rising steps, the maximum rate, and a step at half of it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EndToEnd {
+    /// The load's shape.
+    pub config: OpenLoopConfig,
+    /// The rising steps, in order.
+    pub steps: Vec<Step>,
+    /// Index in `steps` of the step with the highest achieved rate (full load).
+    pub full_load: usize,
+    /// The highest achieved rate, votes per second.
+    pub max_rate: f64,
+    /// A step offered half of `max_rate`.
+    pub half_load: Step,
+}
+
+/// The load at rising rates until the stack saturates (or `max_steps`), then a step at half
+/// the maximum rate reached. `on_step` hears of each step before it starts ("offered rate")
+/// and after it ends.
+pub async fn rising_load(
+    target: &Target<'_>,
+    config: &OpenLoopConfig,
+    on_step: &(dyn Fn(StepEvent<'_>) + Send + Sync),
+) -> Result<EndToEnd, BenchError> {
+    let mut steps = Vec::new();
+    let mut rate = f64::from(config.start_rate.max(1));
+    for index in 0..config.max_steps.max(1) {
+        on_step(StepEvent::Starting { index, rate });
+        let step = run_step(target, config, rate, index as u64).await?;
+        on_step(StepEvent::Done { index, step: &step });
+        let kept_up = step.kept_up(config);
+        steps.push(step);
+        if !kept_up {
+            break;
+        }
+        rate *= 1.0 + f64::from(config.growth_pct) / 100.0;
+    }
+    let (full_load, max_rate) = steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (i, s.achieved_rate))
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .unwrap_or((0, 0.0));
+    let index = steps.len();
+    let half = (max_rate / 2.0).max(1.0);
+    on_step(StepEvent::Starting { index, rate: half });
+    let half_load = run_step(target, config, half, index as u64).await?;
+    on_step(StepEvent::Done {
+        index,
+        step: &half_load,
+    });
+    Ok(EndToEnd {
+        config: config.clone(),
+        steps,
+        full_load,
+        max_rate,
+        half_load,
+    })
+}
+
+/// Progress of [`rising_load`].
+#[derive(Debug, Clone, Copy)]
+pub enum StepEvent<'a> {
+    /// Step `index` starts, offering `rate` votes/s.
+    Starting {
+        /// The step's number.
+        index: usize,
+        /// Votes per second offered.
+        rate: f64,
+    },
+    /// Step `index` ended.
+    Done {
+        /// The step's number.
+        index: usize,
+        /// What it measured.
+        step: &'a Step,
+    },
+}
+
+/// One step: `rate` votes/s for `config.step_ms`, then the wait for the queues to empty.
+/// `run` makes this step's voters and nonces distinct from every other step's and run's.
+async fn run_step(
+    target: &Target<'_>,
+    config: &OpenLoopConfig,
+    rate: f64,
+    run: u64,
+) -> Result<Step, BenchError> {
+    let votes = ((rate * config.step_ms as f64 / 1000.0).ceil() as u64).max(1);
+    let bodies = ballots(target, votes, run)?;
+    let before = counters(target.stack).await?;
+    let watch = Stopwatch::start();
+    let sampler = DepthSampler::start(target.stack.clone());
+    let sent = send_open_loop(target, config, rate, bodies).await;
+    let last_answer = Instant::now();
+    let drained = drain(target.stack, config.drain_timeout_ms).await?;
+    let drain_ms = drained.then(|| last_answer.elapsed().as_millis() as u64);
+    let (_, cpu) = watch.elapsed();
+    let peak_queue_depth = sampler.stop().await;
+    let delta = counters(target.stack).await?.since(&before);
+    Ok(sent.into_step(
+        rate,
+        &delta,
+        peak_queue_depth,
+        drain_ms,
+        target.in_process.then_some(cpu),
+    ))
+}
+
+/// `count` ballots of new voters (tokens issued on every core from the stack's authority key),
+/// choices round robin.
+fn ballots(target: &Target<'_>, count: u64, run: u64) -> Result<Vec<Bytes>, BenchError> {
+    let manifest = target.manifest;
+    let authority = target.keys.signing_identity(Role::Authority, None)?;
+    let window = TokenWindow::for_election(manifest, edgevote_signer::clock::now_secs());
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let salt: [u8; 8] = edgevote_signer::random::bytes()?;
+    let mut bodies = Vec::with_capacity(count as usize);
+    issue_tokens(&authority, manifest, window, count, threads, |tokens| {
+        for token in tokens {
+            let i = bodies.len();
+            let option = &manifest.options[i % manifest.options.len().max(1)];
+            let nonce = b64::encode([salt, run.to_le_bytes(), (i as u64).to_le_bytes()].concat());
+            let body = serde_json::json!({
+                "election": manifest.id, "token": token, "choice": option.id, "nonce": nonce,
+            });
+            bodies.push(Bytes::from(body.to_string()));
+        }
+        Ok(())
+    })?;
+    Ok(bodies)
+}
+
+/// One region's edge: up to `connections` keep-alive connections, reused.
+struct Pool {
+    url: String,
+    election: String,
+    idle: std::sync::Mutex<Vec<Conn>>,
+    slots: tokio::sync::Semaphore,
+}
+
+impl Pool {
+    fn new(url: &str, election: &str, connections: usize) -> Pool {
+        Pool {
+            url: url.to_owned(),
+            election: election.to_owned(),
+            idle: std::sync::Mutex::new(Vec::new()),
+            slots: tokio::sync::Semaphore::new(connections.max(1)),
+        }
+    }
+
+    /// POSTs one ballot on an idle connection (or a new one): the answer's status.
+    async fn post(&self, body: Bytes) -> Result<u16, BoxError> {
+        let _slot = self.slots.acquire().await?;
+        let idle = self.idle_conns().pop();
+        let mut conn = match idle {
+            Some(conn) => conn,
+            None => Conn::connect(&self.url).await?,
+        };
+        let (status, _) = conn.post_vote(&self.election, body).await?;
+        self.idle_conns().push(conn);
+        Ok(status)
+    }
+
+    fn idle_conns(&self) -> std::sync::MutexGuard<'_, Vec<Conn>> {
+        self.idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// How one vote ended.
+enum Answer {
+    /// 202, after this many microseconds from its scheduled time.
+    Acked(u64),
+    /// Another status than 202 or 503.
+    Refused,
+    /// 503, a transport error or no answer in time.
+    Failed,
+}
+
+/// What the sender saw in one step.
+struct Sent {
+    histogram: Histogram<u64>,
+    sent: u64,
+    refused: u64,
+    failed: u64,
+    elapsed: Duration,
+}
+
+impl Sent {
+    fn record(&mut self, answer: Answer) {
+        match answer {
+            Answer::Acked(us) => self
+                .histogram
+                .saturating_record(us.clamp(1, MAX_LATENCY_US)),
+            Answer::Refused => self.refused += 1,
+            Answer::Failed => self.failed += 1,
+        }
+    }
+
+    fn latency(&self) -> Latency {
+        let ms = |q: f64| self.histogram.value_at_quantile(q) as f64 / 1000.0;
+        Latency {
+            p50_ms: ms(0.5),
+            p99_ms: ms(0.99),
+            p999_ms: ms(0.999),
+            max_ms: self.histogram.max() as f64 / 1000.0,
+        }
+    }
+
+    fn into_step(
+        self,
+        rate: f64,
+        delta: &Counters,
+        peak_queue_depth: f64,
+        drain_ms: Option<u64>,
+        cpu_secs: Option<f64>,
+    ) -> Step {
+        let acked = self.histogram.len();
+        Step {
+            offered_rate: rate,
+            sent: self.sent,
+            acked,
+            refused: self.refused,
+            failed: self.failed,
+            achieved_rate: acked as f64 / self.elapsed.as_secs_f64().max(1e-9),
+            latency: self.latency(),
+            cpu_secs_per_vote: cpu_secs.map(|cpu| cpu / acked.max(1) as f64),
+            messages_per_vote: delta.messages_sent / delta.votes_committed.max(1.0),
+            store_writes_per_vote: delta.store_writes / delta.votes_stored.max(1.0),
+            peak_queue_depth,
+            drain_ms,
+        }
+    }
+}
+
+/// Sends `bodies` round robin to the regions, the i-th at `start + i / rate`, whatever the
+/// answers; at most `max_in_flight` unanswered at once.
+async fn send_open_loop(
+    target: &Target<'_>,
+    config: &OpenLoopConfig,
+    rate: f64,
+    bodies: Vec<Bytes>,
+) -> Sent {
+    let pools: Vec<Arc<Pool>> = target
+        .stack
+        .regions
+        .iter()
+        .map(|r| {
+            Arc::new(Pool::new(
+                &r.edge_url,
+                &target.manifest.id,
+                config.connections_per_region,
+            ))
+        })
+        .collect();
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(config.max_in_flight.max(1)));
+    let timeout = Duration::from_millis(config.request_timeout_ms);
+    let mut sent = Sent {
+        histogram: Histogram::new_with_bounds(1, MAX_LATENCY_US, 3)
+            .expect("constant histogram bounds are valid"),
+        sent: 0,
+        refused: 0,
+        failed: 0,
+        elapsed: Duration::ZERO,
+    };
+    let start = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, body) in bodies.into_iter().enumerate() {
+        let scheduled = start + Duration::from_secs_f64(i as f64 / rate);
+        tokio::time::sleep_until(scheduled).await;
+        let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else {
+            break;
+        };
+        let pool = Arc::clone(&pools[i % pools.len().max(1)]);
+        tasks.spawn(async move {
+            let answer = match tokio::time::timeout(timeout, pool.post(body)).await {
+                Ok(Ok(202)) => Answer::Acked(scheduled.elapsed().as_micros() as u64),
+                Ok(Ok(503)) | Ok(Err(_)) | Err(_) => Answer::Failed,
+                Ok(Ok(_)) => Answer::Refused,
+            };
+            drop(permit);
+            answer
+        });
+        sent.sent += 1;
+        while let Some(done) = tasks.try_join_next() {
+            sent.record(done.unwrap_or(Answer::Failed));
+        }
+    }
+    while let Some(done) = tasks.join_next().await {
+        sent.record(done.unwrap_or(Answer::Failed));
+    }
+    sent.elapsed = start.elapsed();
+    sent
+}
+
+/// Waits until the collectors have taken every message the edges wrote, at most `timeout_ms`:
+/// whether they did.
+async fn drain(stack: &StackInfo, timeout_ms: u64) -> Result<bool, BenchError> {
+    let deadline = Instant::now() + Duration::from_millis(timeout_ms);
+    loop {
+        if counters(stack).await?.queue_depth() == 0.0 {
+            return Ok(true);
+        }
+        if Instant::now() >= deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Samples the queue depth every [`DEPTH_SAMPLE_MS`] until stopped: the largest seen.
+struct DepthSampler {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<f64>,
+}
+
+impl DepthSampler {
+    fn start(stack: StackInfo) -> DepthSampler {
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(async move {
+            let mut peak: f64 = 0.0;
+            while !*stopped.borrow() {
+                if let Ok(now) = counters(&stack).await {
+                    peak = peak.max(now.queue_depth());
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(DEPTH_SAMPLE_MS)) => {}
+                    _ = stopped.changed() => {}
+                }
+            }
+            peak
+        });
+        DepthSampler { stop, task }
+    }
+
+    async fn stop(self) -> f64 {
+        let _ = self.stop.send(true);
+        self.task.await.unwrap_or(0.0)
+    }
+}

@@ -1,0 +1,345 @@
+//! One run's figures, each with its ratio to the crypto-only limit, as a table for people and
+//! as JSON for scripts.
+
+use std::fmt::Write;
+
+use crate::crypto::CryptoLimit;
+use crate::e2e::{EndToEnd, Latency, Step};
+use crate::handler::HandlerFigures;
+
+/// The machine and build the run measured.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Machine {
+    /// Cores available to the process.
+    pub cores: usize,
+    /// The CPU's model name (`/proc/cpuinfo`), if known.
+    pub cpu: String,
+    /// `release` or `debug` (debug figures are not worth quoting).
+    pub build: &'static str,
+}
+
+impl Machine {
+    /// This machine and build.
+    pub fn this() -> Machine {
+        let cpu = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|text| {
+                text.lines()
+                    .find(|l| l.starts_with("model name"))
+                    .and_then(|l| l.split_once(':'))
+                    .map(|(_, model)| model.trim().to_owned())
+            })
+            .unwrap_or_else(|| "unknown".into());
+        Machine {
+            cores: std::thread::available_parallelism().map_or(1, usize::from),
+            cpu,
+            build: if cfg!(debug_assertions) {
+                "debug"
+            } else {
+                "release"
+            },
+        }
+    }
+}
+
+/// The settings the run used (the production defaults unless a flag said otherwise).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Settings {
+    /// The stack: started in this process with `edgevote up`'s defaults, or the one at a
+    /// data directory.
+    pub stack: String,
+    /// Regions loaded.
+    pub regions: usize,
+    /// The edges' sealing.
+    pub sealing: &'static str,
+    /// Whether the collectors verify every token again.
+    pub verify_tokens: bool,
+    /// Group commit: most votes per queue message.
+    pub group_commit_max_votes: usize,
+    /// Group commit: longest wait for more votes, milliseconds.
+    pub group_commit_max_wait_ms: u64,
+    /// The component measured.
+    pub component: String,
+}
+
+/// A row of the table: one path, its figures and their ratios to the crypto-only limit.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Row {
+    /// Which path.
+    pub path: String,
+    /// Votes per second: wall clock on every core for the crypto limit and the end-to-end
+    /// path, per CPU-second (one core) for the handlers.
+    pub votes_per_sec: f64,
+    /// `votes_per_sec` over the crypto-only limit's (per core for the handlers).
+    pub votes_per_sec_ratio: f64,
+    /// CPU microseconds per vote.
+    pub cpu_us_per_vote: Option<f64>,
+    /// The crypto-only limit's CPU per vote over this path's (1.0: nothing but crypto).
+    pub cpu_ratio: Option<f64>,
+    /// Ack latency.
+    pub latency: Option<Latency>,
+    /// p99 ack latency over the crypto-only CPU time of one vote.
+    pub p99_ratio: Option<f64>,
+    /// Queue messages per vote.
+    pub messages_per_vote: Option<f64>,
+    /// `messages_per_vote` over the crypto-only limit's (one message per full group commit).
+    pub messages_ratio: Option<f64>,
+    /// Store write calls per vote.
+    pub store_writes_per_vote: Option<f64>,
+    /// `store_writes_per_vote` over the crypto-only limit's (one write per full message).
+    pub store_writes_ratio: Option<f64>,
+}
+
+/// The targets for a release build on 2 cores, and whether this run met them.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Targets {
+    /// End to end at full load over the crypto-only limit (target >= 0.5).
+    pub e2e_ratio: f64,
+    /// p99 ack latency at half the maximum rate, milliseconds (target <= 10).
+    pub p99_at_half_load_ms: f64,
+    /// Queue messages per vote at full load (target <= 0.01).
+    pub messages_per_vote_at_full_load: f64,
+    /// Whether the collectors emptied the queues after every step (the queue depth stayed
+    /// bounded).
+    pub collectors_kept_up: bool,
+    /// Largest queue depth seen in any step, messages.
+    pub peak_queue_depth: f64,
+    /// Whether all four targets were met.
+    pub met: bool,
+}
+
+/// Everything one `edgevote bench` run measured.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Report {
+    /// When, UTC (RFC 3339).
+    pub date: String,
+    /// Where.
+    pub machine: Machine,
+    /// With what.
+    pub settings: Settings,
+    /// (a) the crypto-only limit.
+    pub crypto: CryptoLimit,
+    /// (b), (c) the handler natively and in the component.
+    pub handler: HandlerFigures,
+    /// (d) the end-to-end path.
+    pub e2e: EndToEnd,
+    /// The table: every path with its ratios to (a).
+    pub rows: Vec<Row>,
+    /// The targets.
+    pub targets: Targets,
+}
+
+impl Report {
+    /// The report of these figures, with the table and the targets derived from them.
+    pub fn new(
+        date: String,
+        machine: Machine,
+        settings: Settings,
+        crypto: CryptoLimit,
+        handler: HandlerFigures,
+        e2e: EndToEnd,
+    ) -> Report {
+        let rows = rows(&crypto, &handler, &e2e);
+        let targets = targets(&crypto, &e2e);
+        Report {
+            date,
+            machine,
+            settings,
+            crypto,
+            handler,
+            e2e,
+            rows,
+            targets,
+        }
+    }
+}
+
+fn rows(crypto: &CryptoLimit, handler: &HandlerFigures, e2e: &EndToEnd) -> Vec<Row> {
+    let limit_cpu_us = crypto.cpu_secs_per_vote * 1e6;
+    let limit_per_core = 1.0 / crypto.cpu_secs_per_vote.max(1e-12);
+    let per_batch = 1.0 / crypto.votes_per_batch.max(1) as f64;
+    let mut rows = vec![Row {
+        path: format!("(a) crypto-only limit, {} cores", crypto.threads),
+        votes_per_sec: crypto.votes_per_sec,
+        votes_per_sec_ratio: 1.0,
+        cpu_us_per_vote: Some(limit_cpu_us),
+        cpu_ratio: Some(1.0),
+        latency: None,
+        p99_ratio: None,
+        messages_per_vote: Some(per_batch),
+        messages_ratio: Some(1.0),
+        store_writes_per_vote: Some(per_batch),
+        store_writes_ratio: Some(1.0),
+    }];
+    let handler_row = |path: &str, per_cpu_sec: f64, votes_per_message: f64| {
+        let cpu_us = 1e6 / per_cpu_sec.max(1e-12);
+        let messages = 1.0 / votes_per_message.max(1e-12);
+        Row {
+            path: path.to_owned(),
+            votes_per_sec: per_cpu_sec,
+            votes_per_sec_ratio: per_cpu_sec / limit_per_core,
+            cpu_us_per_vote: Some(cpu_us),
+            cpu_ratio: Some(limit_cpu_us / cpu_us),
+            latency: None,
+            p99_ratio: None,
+            messages_per_vote: (votes_per_message > 0.0).then_some(messages),
+            messages_ratio: (votes_per_message > 0.0).then_some(messages / per_batch),
+            store_writes_per_vote: None,
+            store_writes_ratio: None,
+        }
+    };
+    rows.push(handler_row(
+        "(b) native handler, per core",
+        handler.native.median,
+        1.0,
+    ));
+    rows.push(handler_row(
+        "(c) component, host sealing, per core",
+        handler.host_sealing.median,
+        handler.votes_per_message_host,
+    ));
+    rows.push(handler_row(
+        "(c) component, component sealing, per core",
+        handler.component_sealing.median,
+        handler.votes_per_message_component,
+    ));
+    let step_row = |path: String, step: &Step| Row {
+        path,
+        votes_per_sec: step.achieved_rate,
+        votes_per_sec_ratio: step.achieved_rate / crypto.votes_per_sec.max(1e-12),
+        cpu_us_per_vote: step.cpu_secs_per_vote.map(|c| c * 1e6),
+        cpu_ratio: step
+            .cpu_secs_per_vote
+            .map(|c| crypto.cpu_secs_per_vote / c.max(1e-12)),
+        latency: Some(step.latency),
+        p99_ratio: Some(step.latency.p99_ms * 1e3 / limit_cpu_us.max(1e-12)),
+        messages_per_vote: Some(step.messages_per_vote),
+        messages_ratio: Some(step.messages_per_vote / per_batch),
+        store_writes_per_vote: Some(step.store_writes_per_vote),
+        store_writes_ratio: Some(step.store_writes_per_vote / per_batch),
+    };
+    for step in &e2e.steps {
+        rows.push(step_row(
+            format!("(d) end to end, offered {:.0}/s", step.offered_rate),
+            step,
+        ));
+    }
+    rows.push(step_row(
+        format!(
+            "(d) end to end, half of max ({:.0}/s)",
+            e2e.half_load.offered_rate
+        ),
+        &e2e.half_load,
+    ));
+    rows
+}
+
+fn targets(crypto: &CryptoLimit, e2e: &EndToEnd) -> Targets {
+    let full = e2e.steps.get(e2e.full_load);
+    let e2e_ratio = e2e.max_rate / crypto.votes_per_sec.max(1e-12);
+    let p99_at_half_load_ms = e2e.half_load.latency.p99_ms;
+    let messages_per_vote_at_full_load = full.map_or(0.0, |s| s.messages_per_vote);
+    let all_steps = || e2e.steps.iter().chain(std::iter::once(&e2e.half_load));
+    let collectors_kept_up = all_steps().all(|s| s.drain_ms.is_some());
+    let peak_queue_depth = all_steps().map(|s| s.peak_queue_depth).fold(0.0, f64::max);
+    Targets {
+        e2e_ratio,
+        p99_at_half_load_ms,
+        messages_per_vote_at_full_load,
+        collectors_kept_up,
+        peak_queue_depth,
+        met: e2e_ratio >= 0.5
+            && p99_at_half_load_ms <= 10.0
+            && messages_per_vote_at_full_load <= 0.01
+            && collectors_kept_up,
+    }
+}
+
+fn opt(value: Option<f64>, decimals: usize) -> String {
+    value.map_or_else(|| "-".into(), |v| format!("{v:.decimals$}"))
+}
+
+fn ratio(value: Option<f64>) -> String {
+    value.map_or_else(|| "".into(), |v| format!(" ({v:.2}x)"))
+}
+
+/// The report as text: settings, the table with ratios, the targets.
+pub fn render_text(report: &Report) -> String {
+    let mut out = String::new();
+    let (m, s) = (&report.machine, &report.settings);
+    let _ = writeln!(
+        out,
+        "edgevote bench, {} ({} build), {} cores ({})",
+        report.date, m.build, m.cores, m.cpu
+    );
+    let _ = writeln!(
+        out,
+        "settings: stack {}, {} regions, {} sealing, verify_tokens={}, group commit <= {} votes / {} ms, component {}",
+        s.stack,
+        s.regions,
+        s.sealing,
+        s.verify_tokens,
+        s.group_commit_max_votes,
+        s.group_commit_max_wait_ms,
+        s.component
+    );
+    let _ = writeln!(
+        out,
+        "ratios (Nx) are to (a); latency ratio: p99 over (a)'s CPU time per vote; (b), (c) per CPU-second with a queue that accepts at once"
+    );
+    let _ = writeln!(
+        out,
+        "{:<46} {:>16} {:>18} {:>8} {:>18} {:>8} {:>16} {:>16}",
+        "path", "votes/s", "CPU us/vote", "p50 ms", "p99 ms", "p999 ms", "msgs/vote", "writes/vote"
+    );
+    for row in &report.rows {
+        let latency = row.latency;
+        let _ = writeln!(
+            out,
+            "{:<46} {:>16} {:>18} {:>8} {:>18} {:>8} {:>16} {:>16}",
+            row.path,
+            format!("{:.0} ({:.2}x)", row.votes_per_sec, row.votes_per_sec_ratio),
+            format!("{}{}", opt(row.cpu_us_per_vote, 1), ratio(row.cpu_ratio)),
+            opt(latency.map(|l| l.p50_ms), 2),
+            format!(
+                "{}{}",
+                opt(latency.map(|l| l.p99_ms), 2),
+                ratio(row.p99_ratio)
+            ),
+            opt(latency.map(|l| l.p999_ms), 2),
+            format!(
+                "{}{}",
+                opt(row.messages_per_vote, 4),
+                ratio(row.messages_ratio)
+            ),
+            format!(
+                "{}{}",
+                opt(row.store_writes_per_vote, 4),
+                ratio(row.store_writes_ratio)
+            ),
+        );
+    }
+    render_targets(&mut out, report);
+    out
+}
+
+fn render_targets(out: &mut String, report: &Report) {
+    let t = &report.targets;
+    let mark = |ok: bool| if ok { "met" } else { "NOT met" };
+    let _ = writeln!(
+        out,
+        "max end-to-end rate {:.0} votes/s; queue depth peak {:.0} messages",
+        report.e2e.max_rate, t.peak_queue_depth
+    );
+    let _ = writeln!(
+        out,
+        "targets (release, 2 cores): end to end {:.2}x of (a) (>= 0.5x: {}); p99 at half load {:.2} ms (<= 10 ms: {}); {:.4} messages/vote at full load (<= 0.01: {}); collectors kept up: {}",
+        t.e2e_ratio,
+        mark(t.e2e_ratio >= 0.5),
+        t.p99_at_half_load_ms,
+        mark(t.p99_at_half_load_ms <= 10.0),
+        t.messages_per_vote_at_full_load,
+        mark(t.messages_per_vote_at_full_load <= 0.01),
+        mark(t.collectors_kept_up),
+    );
+}

@@ -1,0 +1,157 @@
+//! `edgevote bench` as one function: the crypto-only limit, the handlers, then the end-to-end
+//! path through a stack (started here with `edgevote up`'s defaults, or one already running),
+//! all in one run, into one [`Report`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use edgevote_collector::config::ProcessingConfig;
+use edgevote_edge_host::config::GroupCommitConfig;
+use edgevote_shared::Policy;
+use edgevote_stack::info::StackInputs;
+use edgevote_stack::up::{self, UpConfig};
+
+use crate::BenchError;
+use crate::e2e::{self, OpenLoopConfig, StepEvent, Target};
+use crate::fixture::Fixture;
+use crate::report::{Machine, Report, Settings};
+
+/// Replication delay between the regions of a stack the bench starts (`edgevote up`'s
+/// default), milliseconds.
+const REPLICATION_DELAY_MS: u64 = 200;
+
+/// What to measure and how much.
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    /// The edge component (`scripts/build-wasm.sh spin`).
+    pub component: PathBuf,
+    /// A running stack's data directory to load; `None` starts one in a scratch directory.
+    pub up: Option<PathBuf>,
+    /// Regions of a stack the bench starts.
+    pub regions: u8,
+    /// Votes' worth of crypto for the crypto-only limit.
+    pub crypto_votes: usize,
+    /// Votes per round of the handler measurements.
+    pub handler_votes: usize,
+    /// Interleaved rounds of the handler measurements (the median is reported).
+    pub handler_rounds: usize,
+    /// The open-loop load.
+    pub load: OpenLoopConfig,
+}
+
+/// Where a run reports what it is doing (the CLI prints it on stderr).
+pub trait Progress: Send + Sync {
+    /// One line of progress.
+    fn note(&self, line: &str);
+}
+
+/// Measures everything `config` asks for, in one run.
+pub fn run(config: &BenchConfig, progress: &dyn Progress) -> Result<Report, BenchError> {
+    let machine = Machine::this();
+    let group_commit = GroupCommitConfig::default();
+    progress.note(&format!(
+        "(a) crypto-only limit: {} votes on {} cores ...",
+        config.crypto_votes, machine.cores
+    ));
+    let crypto = crate::crypto::crypto_limit(config.crypto_votes, group_commit.max_votes, 0);
+    progress.note(&format!(
+        "(b, c) handler: {} votes x {} rounds, native and component under both sealings ...",
+        config.handler_votes, config.handler_rounds
+    ));
+    let fixture = Fixture::new(config.handler_votes, &config.component)?;
+    let (handler, hosts) =
+        crate::handler::measure_handlers(&fixture, config.handler_rounds, |r| {
+            progress.note(&format!("    round {r}/{} done", config.handler_rounds));
+        })?;
+    drop((hosts, fixture));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(BenchError::Runtime)?;
+    let (e2e, stack_name, regions) = runtime.block_on(end_to_end(config, progress))?;
+    let settings = Settings {
+        stack: stack_name,
+        regions,
+        sealing: "host",
+        verify_tokens: ProcessingConfig::default().verify_tokens,
+        group_commit_max_votes: group_commit.max_votes,
+        group_commit_max_wait_ms: group_commit.max_wait_ms,
+        component: config.component.display().to_string(),
+    };
+    let date = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    Ok(Report::new(date, machine, settings, crypto, handler, e2e))
+}
+
+/// (d): the load through the stack at `config.up`, or through one started here and stopped
+/// after. The figures, the stack's description and its number of regions.
+async fn end_to_end(
+    config: &BenchConfig,
+    progress: &dyn Progress,
+) -> Result<(e2e::EndToEnd, String, usize), BenchError> {
+    let on_step = |event: StepEvent<'_>| {
+        match event {
+        StepEvent::Starting { index, rate } => progress.note(&format!(
+            "(d) step {}: {rate:.0} votes/s for {} ms (open loop) ...",
+            index + 1,
+            config.load.step_ms
+        )),
+        StepEvent::Done { index, step } => progress.note(&format!(
+            "    step {}: {} acked of {} at {:.0}/s, p99 {:.2} ms, {:.4} messages/vote, queue peak {:.0}",
+            index + 1,
+            step.acked,
+            step.sent,
+            step.achieved_rate,
+            step.latency.p99_ms,
+            step.messages_per_vote,
+            step.peak_queue_depth
+        )),
+    }
+    };
+    if let Some(dir) = &config.up {
+        let info = edgevote_stack::read_stack(dir)?;
+        let inputs = StackInputs::open(&info)?;
+        let target = Target {
+            stack: &info,
+            manifest: &inputs.manifest,
+            keys: &inputs.store,
+            in_process: false,
+        };
+        let figures = e2e::rising_load(&target, &config.load, &on_step).await?;
+        return Ok((figures, format!("at {}", dir.display()), info.regions.len()));
+    }
+    let scratch = tempfile::tempdir().map_err(|source| BenchError::Fixture {
+        path: std::env::temp_dir(),
+        source,
+    })?;
+    progress.note(&format!(
+        "(d) starting the stack ({} regions, edgevote up defaults) ...",
+        config.regions
+    ));
+    let stack = up::start(&UpConfig {
+        data_dir: scratch.path().join("up"),
+        regions: config.regions,
+        replication_delay: Duration::from_millis(REPLICATION_DELAY_MS),
+        component: config.component.clone(),
+        election: "bench-2026".into(),
+        policy: Policy::FirstVoteWins,
+        open_for: Duration::from_secs(3600),
+        // What `edgevote up` runs by default: the embedded queues and stores.
+        backend: edgevote_stack::backend::Backend::Embedded,
+    })
+    .await?;
+    let inputs = StackInputs::open(stack.info())?;
+    let target = Target {
+        stack: stack.info(),
+        manifest: &inputs.manifest,
+        keys: &inputs.store,
+        in_process: true,
+    };
+    let figures = e2e::rising_load(&target, &config.load, &on_step).await;
+    let regions = stack.info().regions.len();
+    stack.stop().await;
+    Ok((
+        figures?,
+        "in process (edgevote up defaults)".into(),
+        regions,
+    ))
+}

@@ -1,0 +1,65 @@
+//! `edgevote bench` end to end at tiny sizes (`--quick`, a debug build): it runs every stage
+//! and reports a sane structure. No figure is asserted: timing belongs to the benchmark.
+
+use crate::edgevote;
+
+#[test]
+fn bench_quick_json_reports_every_stage() {
+    let component = crate::edge::component();
+    let dir = tempfile::tempdir().unwrap();
+    let out = edgevote(
+        dir.path(),
+        &[
+            "bench",
+            "--quick",
+            "--json",
+            "--regions",
+            "2",
+            "--component",
+            component.to_str().unwrap(),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "bench failed: {stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["settings"]["sealing"], "host", "{report}");
+    assert_eq!(report["settings"]["verify_tokens"], true);
+    assert_eq!(report["settings"]["regions"], 2);
+    assert!(report["crypto"]["votes_per_sec"].as_f64().unwrap() > 0.0);
+    assert!(report["handler"]["native"]["median"].as_f64().unwrap() > 0.0);
+    let steps = report["e2e"]["steps"].as_array().unwrap();
+    assert!(!steps.is_empty());
+    for step in steps.iter().chain([&report["e2e"]["half_load"]]) {
+        assert!(step["acked"].as_u64().unwrap() > 0, "{step}");
+        assert!(step["latency"]["p99_ms"].as_f64().unwrap() > 0.0, "{step}");
+        assert!(step["messages_per_vote"].as_f64().unwrap() > 0.0, "{step}");
+    }
+    // (a), (b), two (c), every rising step and the half-load step.
+    let rows = report["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 4 + steps.len() + 1, "{report}");
+    assert_eq!(rows[0]["votes_per_sec_ratio"], 1.0);
+    assert!(report["targets"]["met"].is_boolean());
+    assert!(
+        stderr.contains("(d) step 1"),
+        "progress on stderr: {stderr}"
+    );
+}
+
+#[test]
+fn bench_refuses_a_missing_stack_and_bad_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = edgevote(dir.path(), &["bench", "--up", "no-such-stack"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no stack at"), "{stderr}");
+
+    let out = edgevote(dir.path(), &["bench", "--start-rate", "0"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = edgevote(
+        dir.path(),
+        &["bench", "--quick", "--component", "missing.wasm"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("scripts/build-wasm.sh spin"), "{stderr}");
+}
