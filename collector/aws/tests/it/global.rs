@@ -214,16 +214,48 @@ async fn strong_mode_stores_a_vote_whose_claim_survived_a_crash_and_refuses_any_
     assert_eq!(tally.counts, BTreeMap::from([("yes".into(), 1)]));
 }
 
-/// A table whose every write conflicts, as if another region never stopped writing the item.
-struct AlwaysConflicting(SimRegion);
+/// A table whose first `failures` writes of each kind (claim, ballot put, counter update) fail
+/// with `error` (then it behaves): another region writing the same items, or DynamoDB
+/// throttling. `u32::MAX` failures: it never recovers.
+struct FailingWrites {
+    inner: SimRegion,
+    failures: std::sync::Mutex<BTreeMap<&'static str, u32>>,
+    error: fn(&'static str) -> StoreError,
+}
+
+impl FailingWrites {
+    fn new(inner: SimRegion, failures: u32, error: fn(&'static str) -> StoreError) -> Self {
+        let stages = ["claim_slot", "put_ballot", "add_counters"];
+        FailingWrites {
+            inner,
+            failures: std::sync::Mutex::new(stages.map(|s| (s, failures)).into()),
+            error,
+        }
+    }
+
+    /// The error for this write while its kind has failures left.
+    fn fail(&self, stage: &'static str) -> Result<(), StoreError> {
+        let mut failures = self.failures.lock().unwrap();
+        let left = failures.get_mut(stage).unwrap();
+        match *left {
+            0 => Ok(()),
+            u32::MAX => Err((self.error)(stage)),
+            _ => {
+                *left -= 1;
+                Err((self.error)(stage))
+            }
+        }
+    }
+}
 
 #[async_trait]
-impl DynamoApi for AlwaysConflicting {
-    async fn put_ballot(&self, _: &StoredBallot) -> Result<BallotWrite, StoreError> {
-        Err(conflict("put_ballot"))
+impl DynamoApi for FailingWrites {
+    async fn put_ballot(&self, b: &StoredBallot) -> Result<BallotWrite, StoreError> {
+        self.fail("put_ballot")?;
+        self.inner.put_ballot(b).await
     }
     async fn query_voter(&self, e: &str, v: &str, max: usize) -> Result<VoterBallots, StoreError> {
-        self.0.query_voter(e, v, max).await
+        self.inner.query_voter(e, v, max).await
     }
     async fn get_ballot(
         &self,
@@ -231,21 +263,29 @@ impl DynamoApi for AlwaysConflicting {
         v: &str,
         id: &Digest32,
     ) -> Result<Option<StoredBallot>, StoreError> {
-        self.0.get_ballot(e, v, id).await
+        self.inner.get_ballot(e, v, id).await
     }
     async fn add_counters(
         &self,
-        _: &str,
-        _: &str,
-        _: &BTreeMap<String, i64>,
+        e: &str,
+        r: &str,
+        d: &BTreeMap<String, i64>,
     ) -> Result<(), StoreError> {
-        Err(conflict("add_counters"))
+        self.fail("add_counters")?;
+        self.inner.add_counters(e, r, d).await
     }
-    async fn claim_slot(&self, _: &str, _: &str, _: u32, _: &Digest32) -> Result<bool, StoreError> {
-        Err(conflict("claim_slot"))
+    async fn claim_slot(
+        &self,
+        e: &str,
+        v: &str,
+        slot: u32,
+        id: &Digest32,
+    ) -> Result<bool, StoreError> {
+        self.fail("claim_slot")?;
+        self.inner.claim_slot(e, v, slot, id).await
     }
     async fn read_counters(&self, e: &str) -> Result<LiveTally, StoreError> {
-        self.0.read_counters(e).await
+        self.inner.read_counters(e).await
     }
     async fn scan_page(
         &self,
@@ -253,7 +293,7 @@ impl DynamoApi for AlwaysConflicting {
         c: Option<String>,
         l: usize,
     ) -> Result<ScanPage, StoreError> {
-        self.0.scan_page(e, c, l).await
+        self.inner.scan_page(e, c, l).await
     }
 }
 
@@ -264,12 +304,39 @@ fn conflict(stage: &'static str) -> StoreError {
     }
 }
 
+fn throttled(stage: &'static str) -> StoreError {
+    StoreError::Throttled {
+        stage,
+        detail: "ThrottlingException".into(),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn throttled_and_conflicting_writes_are_retried_until_they_succeed_once() {
+    for error in [conflict as fn(&'static str) -> StoreError, throttled] {
+        let table = global(Consistency::Strong);
+        let rules = one_vote_rules("strong-retried");
+        // The claim, the ballot put and the counter update each fail four times first.
+        let api = FailingWrites::new(table.region(REGIONS[0]).unwrap(), 4, error);
+        let store = DynamoStore::new(api, 4).with_consistency(Consistency::Strong);
+        let b = ballot(&rules.id, "v", 1, "yes", 10, REGIONS[0]);
+        let got = store
+            .record(&rules, REGIONS[0], vec![b.clone()])
+            .await
+            .unwrap();
+        assert_eq!(got, vec![PutOutcome::Stored]);
+        assert_eq!(store.voter_ballots(&rules.id, "v").await.unwrap(), vec![b]);
+        let live = store.live_tally(&rules.id).await.unwrap();
+        assert_eq!(live[REGIONS[0]]["yes"], 1, "counted once: {live:?}");
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn endless_conflicts_are_retried_with_backoff_then_fail_the_batch_and_write_nothing() {
     let table = global(Consistency::Strong);
     let rules = one_vote_rules("strong-conflict");
-    let store = DynamoStore::new(AlwaysConflicting(table.region(REGIONS[0]).unwrap()), 4)
-        .with_consistency(Consistency::Strong);
+    let api = FailingWrites::new(table.region(REGIONS[0]).unwrap(), u32::MAX, conflict);
+    let store = DynamoStore::new(api, 4).with_consistency(Consistency::Strong);
     let started = tokio::time::Instant::now();
     let b = ballot(&rules.id, "v", 1, "yes", 10, REGIONS[0]);
     let err = store.record(&rules, REGIONS[0], vec![b]).await.unwrap_err();
