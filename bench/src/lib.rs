@@ -9,11 +9,14 @@
 //! - [`e2e`]: an open-loop load at rising rates through a running stack (HTTP, edge, queue,
 //!   collector, store), with coordinated-omission-correct ack latency and the stack's own
 //!   counters ([`scrape`]);
+//! - [`connections`]: an edge host process holding many keep-alive connections at once, and its
+//!   peak memory against a budget;
 //! - [`run`]: all of it in one run, into one [`report::Report`] with every figure's ratio to the
 //!   crypto-only limit.
 //!
 //! Figures only: nothing here fails on speed.
 
+pub mod connections;
 pub mod cpu;
 pub mod crypto;
 pub mod e2e;
@@ -91,6 +94,12 @@ pub enum BenchError {
         /// The transport error, or what the answer lacked.
         source: BoxError,
     },
+    /// This process cannot hold the connections asked for.
+    #[error("open files: {0}")]
+    OpenFiles(String),
+    /// The many-connections run failed: the host did not start or could not be read.
+    #[error("the many-connections run: {0}")]
+    Connections(String),
     /// The async runtime or a measuring thread could not start.
     #[error("starting the bench's runtime")]
     Runtime(#[source] std::io::Error),

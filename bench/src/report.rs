@@ -3,6 +3,7 @@
 
 use std::fmt::Write;
 
+use crate::connections::{BUDGET_BYTES_PER_CONNECTION, ConnectionFigures};
 use crate::crypto::CryptoLimit;
 use crate::e2e::{EndToEnd, Latency, Step};
 use crate::handler::HandlerFigures;
@@ -127,6 +128,8 @@ pub struct Report {
     pub rows: Vec<Row>,
     /// The targets.
     pub targets: Targets,
+    /// (e) many connections to one edge host, when measured.
+    pub connections: Option<ConnectionFigures>,
 }
 
 impl Report {
@@ -150,6 +153,7 @@ impl Report {
             e2e,
             rows,
             targets,
+            connections: None,
         }
     }
 }
@@ -320,7 +324,27 @@ pub fn render_text(report: &Report) -> String {
         );
     }
     render_targets(&mut out, report);
+    if let Some(c) = &report.connections {
+        render_connections(&mut out, c);
+    }
     out
+}
+
+fn render_connections(out: &mut String, c: &ConnectionFigures) {
+    const MIB: f64 = 1024.0 * 1024.0;
+    let _ = writeln!(
+        out,
+        "(e) {} connections to one edge host: {} held open with a vote acknowledged on each ({:.1} s), {} answered again; host RSS {:.1} MiB at start, peak {:.1} MiB, {:.1} KiB per connection (budget {} KiB: {})",
+        c.connections,
+        c.held_open,
+        c.open_secs,
+        c.answered_again,
+        c.rss_start_bytes as f64 / MIB,
+        c.rss_peak_bytes as f64 / MIB,
+        c.bytes_per_connection / 1024.0,
+        BUDGET_BYTES_PER_CONNECTION / 1024,
+        if c.within_budget { "met" } else { "NOT met" },
+    );
 }
 
 fn render_targets(out: &mut String, report: &Report) {

@@ -19,6 +19,8 @@ use crate::report::{Machine, Report, Settings};
 /// Replication delay between the regions of a stack the bench starts (`edgevote up`'s
 /// default), milliseconds.
 const REPLICATION_DELAY_MS: u64 = 200;
+/// Bytes in a mebibyte, for progress lines.
+const MIB: f64 = 1024.0 * 1024.0;
 
 /// What to measure and how much.
 #[derive(Debug, Clone)]
@@ -37,6 +39,10 @@ pub struct BenchConfig {
     pub handler_rounds: usize,
     /// The open-loop load.
     pub load: OpenLoopConfig,
+    /// (e): connections held open at once to one edge host process; 0 skips it.
+    pub connections: usize,
+    /// The `edgevote` binary, which (e) starts as `edgevote edge run`.
+    pub edgevote: PathBuf,
 }
 
 /// Where a run reports what it is doing (the CLI prints it on stderr).
@@ -47,6 +53,10 @@ pub trait Progress: Send + Sync {
 
 /// Measures everything `config` asks for, in one run.
 pub fn run(config: &BenchConfig, progress: &dyn Progress) -> Result<Report, BenchError> {
+    // Fail before minutes of measuring when (e) could not hold its connections.
+    if config.connections > 0 {
+        crate::connections::ensure_open_files(config.connections)?;
+    }
     let machine = Machine::this();
     let group_commit = GroupCommitConfig::default();
     progress.note(&format!(
@@ -69,6 +79,26 @@ pub fn run(config: &BenchConfig, progress: &dyn Progress) -> Result<Report, Benc
         .build()
         .map_err(BenchError::Runtime)?;
     let (e2e, stack_name, regions) = runtime.block_on(end_to_end(config, progress))?;
+    let connections = match config.connections {
+        0 => None,
+        n => {
+            progress.note(&format!(
+                "(e) {n} connections held open to one edge host (edgevote edge run) ..."
+            ));
+            let figures = runtime.block_on(crate::connections::measure(
+                &config.edgevote,
+                &config.component,
+                n,
+            ))?;
+            progress.note(&format!(
+                "    {} held, {} answered again, peak RSS {:.1} MiB",
+                figures.held_open,
+                figures.answered_again,
+                figures.rss_peak_bytes as f64 / MIB
+            ));
+            Some(figures)
+        }
+    };
     let settings = Settings {
         stack: stack_name,
         regions,
@@ -79,7 +109,9 @@ pub fn run(config: &BenchConfig, progress: &dyn Progress) -> Result<Report, Benc
         component: config.component.display().to_string(),
     };
     let date = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-    Ok(Report::new(date, machine, settings, crypto, handler, e2e))
+    let mut report = Report::new(date, machine, settings, crypto, handler, e2e);
+    report.connections = connections;
+    Ok(report)
 }
 
 /// (d): the load through the stack at `config.up`, or through one started here and stopped

@@ -1,7 +1,8 @@
 //! `edgevote bench`: what users feel, measured against this machine's limit in one run
 //! (`edgevote_bench::run`): the crypto-only limit, the edge handler natively and in the
-//! component under each sealing, and votes/s and ack latency end to end under an open-loop
-//! load at rising rates. Prints the table (or `--json`); figures only, it never fails on speed.
+//! component under each sealing, votes/s and ack latency end to end under an open-loop load at
+//! rising rates, and one edge host's memory with many connections open. Prints the table (or
+//! `--json`); figures only, it never fails on speed.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -43,6 +44,9 @@ pub struct BenchArgs {
     /// Votes per round of the handler measurements.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub handler_votes: Option<u32>,
+    /// Connections held open at once to one edge host process (0: skip that stage).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=100_000))]
+    pub connections: Option<u32>,
     /// Print the report as JSON (for scripts).
     #[arg(long)]
     pub json: bool,
@@ -56,6 +60,7 @@ struct Sizes {
     handler_votes: u32,
     handler_rounds: usize,
     crypto_votes: usize,
+    connections: u32,
 }
 
 impl Sizes {
@@ -68,6 +73,7 @@ impl Sizes {
                 handler_votes: 64,
                 handler_rounds: 1,
                 crypto_votes: 512,
+                connections: 200,
             }
         } else {
             Sizes {
@@ -77,14 +83,15 @@ impl Sizes {
                 handler_votes: 4_000,
                 handler_rounds: 5,
                 crypto_votes: 100_000,
+                connections: 10_000,
             }
         }
     }
 }
 
-fn config(args: &BenchArgs) -> BenchConfig {
+fn config(args: &BenchArgs) -> anyhow::Result<BenchConfig> {
     let sizes = Sizes::of(args.quick);
-    BenchConfig {
+    Ok(BenchConfig {
         component: args.component.clone(),
         up: args.up.clone(),
         regions: args.regions,
@@ -102,7 +109,9 @@ fn config(args: &BenchArgs) -> BenchConfig {
             drain_timeout_ms: 60_000,
             saturation_p99_ms: 1_000.0,
         },
-    }
+        connections: args.connections.unwrap_or(sizes.connections) as usize,
+        edgevote: std::env::current_exe().context("finding the edgevote binary")?,
+    })
 }
 
 /// Progress lines on stderr, so that stdout stays the report.
@@ -119,7 +128,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         // Fail before minutes of measuring when the stack is not there.
         edgevote_stack::read_stack(dir)?;
     }
-    let config = config(&args);
+    let config = config(&args)?;
     let report = edgevote_bench::run::run(&config, &Stderr)?;
     if args.json {
         let json = serde_json::to_string_pretty(&report).context("encoding the report")?;

@@ -39,6 +39,12 @@ fn bench_quick_json_reports_every_stage() {
     assert_eq!(rows.len(), 4 + steps.len() + 1, "{report}");
     assert_eq!(rows[0]["votes_per_sec_ratio"], 1.0);
     assert!(report["targets"]["met"].is_boolean());
+    // (e): --quick holds 200 connections to one `edgevote edge run`, each with a vote.
+    let held = &report["connections"];
+    assert_eq!(held["connections"], 200, "{held}");
+    assert_eq!(held["held_open"], 200, "{held}");
+    assert_eq!(held["answered_again"], 200, "{held}");
+    assert!(held["rss_peak_bytes"].as_u64().unwrap() >= held["rss_start_bytes"].as_u64().unwrap());
     assert!(
         stderr.contains("(d) step 1"),
         "progress on stderr: {stderr}"
@@ -62,4 +68,25 @@ fn bench_refuses_a_missing_stack_and_bad_flags() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("scripts/build-wasm.sh spin"), "{stderr}");
+
+    // More connections than the hard open-files limit (1000 here) allows: refused before
+    // anything is measured (the component is not even read).
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -n 1000 && exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_edgevote"))
+        .args([
+            "bench",
+            "--quick",
+            "--connections",
+            "5000",
+            "--component",
+            "missing.wasm",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("open files"), "{stderr}");
 }

@@ -152,19 +152,28 @@ fn up_on_aws_reconciles_and_publishes_from_dynamodb(consistency: &str) {
     let mut logs = Vec::new();
     for region in ["eu-west-1", "us-east-1", "ap-southeast-1"] {
         let out = dir.path().join(format!("audit-{region}"));
-        let published = edgevote(
-            dir.path(),
-            &[
-                "audit",
-                "publish",
-                "--up",
-                &data_arg,
-                "--region",
-                region,
-                "--out",
-                out.to_str().unwrap(),
-            ],
-        );
+        let args = [
+            "audit",
+            "publish",
+            "--up",
+            &data_arg,
+            "--region",
+            region,
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        // Publishing refuses while messages are still in a queue (on a loaded machine a send
+        // that timed out is spilled and forwarded again, and its duplicate arrives late): the
+        // stack keeps running and drains them, so wait for that, but never publish over them.
+        let mut published = edgevote(dir.path(), &args);
+        for _ in 0..30 {
+            let stderr = String::from_utf8_lossy(&published.stderr);
+            if published.status.success() || !stderr.contains("are still pending") {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_secs(2));
+            published = edgevote(dir.path(), &args);
+        }
         assert!(
             published.status.success(),
             "{}",

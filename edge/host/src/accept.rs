@@ -10,6 +10,11 @@
 //! The cap: a connection holds a permit of a semaphore of `http.max_connections` from accept to
 //! close. With every permit taken, the loop stops accepting and the kernel's backlog holds new
 //! connections, so memory stays bounded however many clients connect.
+//!
+//! The open-files limit: many systems start a process with a soft limit of 1024 files, far
+//! below the default cap of 10 000 connections, so `accept` would pause on `EMFILE` long before
+//! the cap. The server raises its soft limit to the cap plus [`RESERVED_FDS`] (never above the
+//! hard limit, which only an administrator can raise) and warns when that is not enough.
 
 use std::io;
 use std::time::Duration;
@@ -18,6 +23,31 @@ use std::time::Duration;
 const FIRST_PAUSE: Duration = Duration::from_millis(5);
 /// Longest pause.
 const MAX_PAUSE: Duration = Duration::from_secs(1);
+
+/// Open files kept for everything but client connections: queue and spill files, the
+/// component's files, outbound connections, logs.
+pub const RESERVED_FDS: u64 = 256;
+
+/// Raises this process's soft limit on open files to `wanted`, or to the hard limit if that is
+/// lower; never lowers it. Returns the soft limit now in force.
+pub fn raise_open_files_limit(wanted: u64) -> io::Result<u64> {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    // `None` means unlimited.
+    let soft = limit.current.unwrap_or(u64::MAX);
+    let target = wanted.min(limit.maximum.unwrap_or(u64::MAX));
+    if soft >= target {
+        return Ok(soft);
+    }
+    setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: Some(target),
+            maximum: limit.maximum,
+        },
+    )?;
+    Ok(target)
+}
 
 /// Whether an accept error concerns one connection only: the next accept may succeed at once.
 pub fn is_per_connection(error: &io::Error) -> bool {
@@ -80,6 +110,25 @@ mod tests {
         assert_eq!(*pauses.last().expect("ten pauses"), MAX_PAUSE);
         backoff.reset();
         assert_eq!(backoff.after(&emfile()), Some(FIRST_PAUSE));
+    }
+
+    #[test]
+    fn the_open_files_limit_is_raised_up_to_the_hard_limit_and_never_lowered() {
+        use rustix::process::{Resource, getrlimit};
+        let before = getrlimit(Resource::Nofile);
+        let hard = before.maximum.unwrap_or(u64::MAX);
+        let soft = raise_open_files_limit(u64::MAX).expect("raising up to the hard limit");
+        assert_eq!(soft, hard, "raised to the hard limit");
+        assert_eq!(
+            getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX),
+            hard
+        );
+        assert_eq!(
+            raise_open_files_limit(1).expect("a no-op"),
+            hard,
+            "never lowered"
+        );
+        assert_eq!(getrlimit(Resource::Nofile).maximum, before.maximum);
     }
 
     #[test]

@@ -162,6 +162,9 @@ pub struct HttpConfig {
     /// Most connections open at once (1..=1000000); beyond it the host stops accepting and new
     /// connections wait in the kernel's backlog.
     pub max_connections: usize,
+    /// HTTP/2 (prior knowledge): most requests in flight at once on one connection (1..=1000).
+    /// Every request still takes its place under `max_concurrent_requests`.
+    pub http2_max_streams_per_connection: u32,
 }
 
 impl Default for HttpConfig {
@@ -173,6 +176,7 @@ impl Default for HttpConfig {
             request_timeout_ms: 5_000,
             public_authority: "localhost".into(),
             max_connections: 10_000,
+            http2_max_streams_per_connection: 100,
         }
     }
 }
@@ -258,6 +262,10 @@ impl HostConfig {
             (
                 (1..=1_000_000).contains(&config.http.max_connections),
                 "http.max_connections must be 1..=1000000",
+            ),
+            (
+                (1..=1000).contains(&config.http.http2_max_streams_per_connection),
+                "http.http2_max_streams_per_connection must be 1..=1000",
             ),
             (
                 (10..=300_000).contains(&config.http.request_timeout_ms),

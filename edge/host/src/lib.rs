@@ -28,6 +28,7 @@ pub mod config;
 pub mod front;
 pub mod limit;
 pub mod metrics;
+pub mod protocol;
 pub mod runtime;
 pub mod sealer;
 pub mod server;

@@ -55,14 +55,16 @@ pub struct Metrics {
     pub accept_errors: AtomicU64,
     /// Connections open now (at most `http.max_connections`).
     pub connections_open: AtomicU64,
+    /// Connections that opened with the HTTP/2 preface (the rest speak HTTP/1).
+    pub http2_connections: AtomicU64,
 }
 
 /// Who answered (or refused) a request: what separates a client's mistake from a failure of
 /// ours in the error counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
-    /// The HTTP layer: a head it could not parse (bare 400/414/431), a head timeout, an HTTP/2
-    /// preface; the connection is closed.
+    /// The HTTP layer: an HTTP/1 head it could not parse (bare 400/414/431), a head timeout,
+    /// an HTTP/2 connection error; the connection is closed.
     Protocol = 0,
     /// The host itself: its front screen, rate limits, body reading, deadlines, a failed
     /// component, `/metrics`, `/healthz`, the admin endpoint.
@@ -336,6 +338,11 @@ impl Metrics {
                 "edgevote_edge_accept_errors_total",
                 "Failed accepts; out of descriptors or buffers, the accept loop pauses (5 ms doubling to 1 s).",
                 &self.accept_errors,
+            ),
+            (
+                "edgevote_edge_http2_connections_total",
+                "Connections that opened with the HTTP/2 preface (prior knowledge); the rest speak HTTP/1.",
+                &self.http2_connections,
             ),
         ];
         self.render_labelled(&mut out, &labels);

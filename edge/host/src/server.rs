@@ -1,5 +1,7 @@
 //! The HTTP front: hyper on a listener the caller binds (port 0 in tests), until a shutdown
-//! future resolves; in-flight requests then finish (bounded wait).
+//! future resolves; in-flight requests then finish (bounded wait). A connection speaks HTTP/1.1
+//! (keep-alive, pipelining, half-close) or, when it opens with the HTTP/2 preface, HTTP/2 with
+//! a bound on its streams and on the resets it may cause ([`crate::protocol`]).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -9,7 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use edgevote_edge_core::{Refusal, page};
@@ -19,6 +21,7 @@ use crate::EdgeHost;
 use crate::accept;
 use crate::front;
 use crate::metrics::Stage;
+use crate::protocol::Protocol;
 use crate::runtime::RunError;
 
 /// The voter page's verifier module (`edge/verifier`, built for wasm32-unknown-unknown by this
@@ -272,11 +275,114 @@ async fn route(
     Ok(response)
 }
 
-/// Counts a connection the HTTP layer ended because of the client (a head it could not parse,
-/// answered with a bare 400/414/431; a head timeout; an HTTP/2 preface).
-fn count_protocol_error(host: &EdgeHost, error: &hyper::Error) {
-    if error.is_parse() || error.is_parse_too_large() || error.is_timeout() {
+/// Counts a connection the HTTP layer ended because of the client: an HTTP/1 head it could not
+/// parse (answered with a bare 400/414/431) or a head timeout; any HTTP/2 connection error (a
+/// frame that breaks the protocol, too many resets, an unanswered ping).
+fn count_protocol_error(host: &EdgeHost, protocol: Protocol, error: &hyper::Error) {
+    let by_client = match protocol {
+        Protocol::Http1 => error.is_parse() || error.is_parse_too_large() || error.is_timeout(),
+        Protocol::Http2 => !error.is_canceled(),
+    };
+    if by_client {
         host.metrics.count_client_error(Stage::Protocol);
+    }
+}
+
+/// Lets `max_connections` clients connect before `accept` runs out of files (see [`accept`]).
+fn raise_open_files_limit(max_connections: usize) {
+    let wanted = max_connections as u64 + accept::RESERVED_FDS;
+    match accept::raise_open_files_limit(wanted) {
+        Ok(soft) if soft < wanted => tracing::warn!(
+            stage = "accept",
+            open_files_limit = soft,
+            max_connections,
+            "the hard open-files limit is below http.max_connections plus the reserve: accept will pause on EMFILE before the cap"
+        ),
+        Ok(soft) => tracing::debug!(
+            stage = "accept",
+            open_files_limit = soft,
+            "open-files limit"
+        ),
+        Err(e) => {
+            tracing::warn!(stage = "accept", error = %e, "could not raise the open-files limit")
+        }
+    }
+}
+
+/// The HTTP/1 and HTTP/2 connection settings, made once from the host's limits.
+struct Protocols {
+    http1: hyper::server::conn::http1::Builder,
+    http2: hyper::server::conn::http2::Builder<TokioExecutor>,
+}
+
+/// HTTP/2 resets a client may cause before the connection is closed (the "rapid reset" bound).
+const HTTP2_MAX_RESETS: usize = 64;
+/// How often an idle HTTP/2 connection is pinged, and how long the answer may take.
+const HTTP2_KEEP_ALIVE: Duration = Duration::from_secs(30);
+
+impl Protocols {
+    fn new(http: &crate::config::HttpConfig) -> Protocols {
+        let timer = hyper_util::rt::TokioTimer::new;
+        let mut http1 = hyper::server::conn::http1::Builder::new();
+        http1
+            .timer(timer())
+            .header_read_timeout(http.header_read_timeout())
+            .max_buf_size(http.max_header_bytes)
+            // A client may close its sending side once its request is out and still get the answer.
+            .half_close(true);
+        let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+        http2
+            .timer(timer())
+            .max_concurrent_streams(http.http2_max_streams_per_connection)
+            .max_header_list_size(u32::try_from(http.max_header_bytes).unwrap_or(u32::MAX))
+            .max_pending_accept_reset_streams(HTTP2_MAX_RESETS)
+            .max_local_error_reset_streams(HTTP2_MAX_RESETS)
+            .keep_alive_interval(HTTP2_KEEP_ALIVE)
+            .keep_alive_timeout(HTTP2_KEEP_ALIVE);
+        Protocols { http1, http2 }
+    }
+}
+
+/// Serves one accepted connection in the HTTP version it opens with, until it ends or the
+/// server shuts down.
+async fn serve_connection(
+    host: Arc<EdgeHost>,
+    protocols: Arc<Protocols>,
+    watcher: hyper_util::server::graceful::Watcher,
+    stream: tokio::net::TcpStream,
+    peer: std::net::IpAddr,
+) {
+    let (protocol, stream) =
+        match crate::protocol::detect(stream, host.http.header_read_timeout()).await {
+            Ok(detected) => detected,
+            Err(e) => {
+                // Silent past the head timeout, or gone: as for a head that never completes.
+                host.metrics.count_client_error(Stage::Protocol);
+                tracing::debug!(error = %e, "connection closed before its first request");
+                return;
+            }
+        };
+    let for_service = Arc::clone(&host);
+    let service = service_fn(move |request| route(Arc::clone(&for_service), peer, request));
+    let io = TokioIo::new(stream);
+    let ended = match protocol {
+        Protocol::Http1 => {
+            watcher
+                .watch(protocols.http1.serve_connection(io, service))
+                .await
+        }
+        Protocol::Http2 => {
+            host.metrics
+                .http2_connections
+                .fetch_add(1, Ordering::Relaxed);
+            watcher
+                .watch(protocols.http2.serve_connection(io, service))
+                .await
+        }
+    };
+    if let Err(e) = ended {
+        count_protocol_error(&host, protocol, &e);
+        tracing::debug!(error = %e, ?protocol, "connection ended with an error");
     }
 }
 
@@ -288,14 +394,9 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut http1 = hyper::server::conn::http1::Builder::new();
-    http1
-        .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(host.http.header_read_timeout())
-        .max_buf_size(host.http.max_header_bytes)
-        // A client may close its sending side once its request is out and still get the answer.
-        .half_close(true);
+    let protocols = Arc::new(Protocols::new(&host.http));
     tokio::pin!(shutdown);
+    raise_open_files_limit(host.http.max_connections);
     let connections = Arc::new(Semaphore::new(host.http.max_connections));
     let mut backoff = accept::Backoff::default();
     loop {
@@ -326,20 +427,16 @@ pub async fn serve(
             }
         };
         backoff.reset();
-        let (for_service, for_errors) = (Arc::clone(&host), Arc::clone(&host));
-        let ip = peer.ip();
-        let service = service_fn(move |request| route(Arc::clone(&for_service), ip, request));
-        let connection = http1.serve_connection(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection);
-        let host = for_errors;
         host.metrics
             .connections_open
             .fetch_add(1, Ordering::Relaxed);
+        let (host, protocols, watcher) = (
+            Arc::clone(&host),
+            Arc::clone(&protocols),
+            graceful.watcher(),
+        );
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                count_protocol_error(&host, &e);
-                tracing::debug!(error = %e, "connection ended with an error");
-            }
+            serve_connection(Arc::clone(&host), protocols, watcher, stream, peer.ip()).await;
             host.metrics
                 .connections_open
                 .fetch_sub(1, Ordering::Relaxed);

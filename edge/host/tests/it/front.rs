@@ -237,3 +237,70 @@ async fn connections_over_the_cap_wait_in_the_backlog_until_one_closes() {
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
     edge.shutdown().await;
 }
+
+/// An HTTP/2 client with prior knowledge: one connection carries votes of several voters and a
+/// read at once (multiplexed streams), each answered as over HTTP/1.1; every vote is committed
+/// once, and the connection is counted as HTTP/2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_with_prior_knowledge_multiplexes_votes_and_reads_on_one_connection() {
+    use http_body_util::{BodyExt, Full};
+    let d = Deployment::new();
+    let edge = Running::start(&d, false).await;
+    let stream = tokio::net::TcpStream::connect(edge.addr).await.unwrap();
+    let (sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    let send = |method: &str, uri: String, body: Vec<u8>| {
+        let mut sender = sender.clone();
+        let request = hyper::Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("content-type", "application/json")
+            .body(Full::new(bytes::Bytes::from(body)))
+            .unwrap();
+        async move {
+            let response = sender.send_request(request).await.unwrap();
+            let status = response.status().as_u16();
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            (status, String::from_utf8_lossy(&body).into_owned())
+        }
+    };
+    let base = format!("http://{}", edge.addr);
+    let mut answers = Vec::new();
+    for voter in 0..4u8 {
+        let token = d.token("open", &format!("h2-{voter}"), now_secs() + 600);
+        let uri = format!("{base}/v1/elections/open/votes");
+        answers.push(tokio::spawn(send(
+            "POST",
+            uri,
+            ballot("open", &token, "yes", voter),
+        )));
+    }
+    answers.push(tokio::spawn(send(
+        "GET",
+        format!("{base}/v1/keys"),
+        Vec::new(),
+    )));
+    let mut statuses = Vec::new();
+    for answer in answers {
+        let (status, body) = answer.await.unwrap();
+        if status == 202 {
+            assert!(body.contains("\"receipt\""), "{body}");
+        }
+        statuses.push(status);
+    }
+    assert_eq!(statuses, [202, 202, 202, 202, 200]);
+    assert_eq!(edge.queue.votes().await.len(), 4);
+    let metrics = edge.host.metrics_text();
+    let http2 = metrics
+        .lines()
+        .find(|l| l.starts_with("edgevote_edge_http2_connections_total{"))
+        .and_then(|l| l.rsplit(' ').next())
+        .unwrap_or_default();
+    assert_eq!(http2, "1", "{metrics}");
+    edge.shutdown().await;
+}

@@ -184,7 +184,11 @@ fn cases(d: &Deployment) -> Vec<Case> {
         case("authority target on GET", raw_head("GET edge:80 HTTP/1.1\r\nHost: edge"), Refused(400, "bad_target")),
         case("OPTIONS *", raw_head("OPTIONS * HTTP/1.1\r\nHost: edge"), Refused(404, "not_found")),
         // The head as the HTTP layer parses it: a bare 4xx and a close (no JSON is possible).
-        case("HTTP/2 prior-knowledge preface", Raw(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x12\x04\x00\x00\x00\x00\x00".to_vec()), StatusOrClosed(400)),
+        // HTTP/2 is served with prior knowledge: broken frames after the preface close the connection.
+        case("HTTP/2 preface, then a truncated SETTINGS frame", Raw(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x12\x04\x00\x00\x00\x00\x00".to_vec()), Closed),
+        case("HTTP/2 preface, then a SETTINGS frame of a bad size", Raw(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x03\x04\x00\x00\x00\x00\x00abc".to_vec()), Closed),
+        case("HTTP/2 preface, then HTTP/1 text", Raw(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\nGET /v1/keys HTTP/1.1\r\nHost: edge\r\n\r\n".to_vec()), Closed),
+        case("half an HTTP/2 preface, then silence", Stall(b"PRI * HTTP/2.0\r\n".to_vec()), Closed),
         case("HTTP/2.0 in the request line", raw_head("GET /v1/keys HTTP/2.0\r\nHost: edge"), StatusOrClosed(400)),
         case("HTTP/1.2 in the request line", raw_head("GET /v1/keys HTTP/1.2\r\nHost: edge"), StatusOrClosed(400)),
         case("HTTP/0.9 request line", Raw(b"GET /v1/keys\r\n".to_vec()), StatusOrClosed(400)),
