@@ -6,13 +6,8 @@
 //! - `dead`: sequence → dead-letter record;
 //! - `meta`: counters (next sequence number).
 //!
-//! Every call is one redb transaction. A send commits with `Durability::Immediate` (fsync), so
-//! a send that returned `Ok` survives a crash. The consumer's writes (receive, delete, change of
-//! visibility, dead letter) commit without an fsync: losing them in a crash only brings their
-//! messages back as they were before (visible again, receive count as before), which is the
-//! at-least-once delivery SQS gives too, and which the collector's store absorbs (it keys
-//! ballots by vote id and writes them durably before it deletes a message). The next send's
-//! fsync, or a clean close, makes them durable. A receipt handle is `seq.generation`: each
+//! Every call is one redb transaction; writes commit with `Durability::Immediate` (fsync), so
+//! a send that returned `Ok` survives a crash. A receipt handle is `seq.generation`: each
 //! receive bumps the generation, so a consumer whose visibility ran out cannot delete a message
 //! someone else now holds.
 
@@ -174,7 +169,7 @@ impl EmbeddedQueue {
     ) -> Result<Vec<Received>, QueueError> {
         let now = now_ms();
         let hidden_until = now.saturating_add(crate::millis(visibility));
-        let txn = begin_consumer_write(db, "receive")?;
+        let txn = db!("receive", db.begin_write())?;
         let mut out = Vec::new();
         {
             let mut messages = db!("receive", txn.open_table(MESSAGES))?;
@@ -234,7 +229,7 @@ impl EmbeddedQueue {
         handles: &[String],
         mut change: impl FnMut(u64, Header, &[u8], &mut MessageTables<'_>) -> Result<(), QueueError>,
     ) -> Result<(), QueueError> {
-        let txn = begin_consumer_write(db, stage)?;
+        let txn = db!(stage, db.begin_write())?;
         {
             let mut tables = MessageTables {
                 messages: db!(stage, txn.open_table(MESSAGES))?,
@@ -259,17 +254,6 @@ impl EmbeddedQueue {
         }
         db!(stage, txn.commit())
     }
-}
-
-/// A write transaction of the consumer side, committed without an fsync (see the module docs:
-/// a crash that loses it only makes messages visible again).
-fn begin_consumer_write(
-    db: &Database,
-    stage: &'static str,
-) -> Result<redb::WriteTransaction, QueueError> {
-    let mut txn = db!(stage, db.begin_write())?;
-    db!(stage, txn.set_durability(redb::Durability::None))?;
-    Ok(txn)
 }
 
 struct MessageTables<'txn> {
