@@ -285,8 +285,9 @@ impl TileLog {
         self.append_new_and_known(&[], entries)
     }
 
-    /// [`TileLog::append`] for a caller that knows `new` are not in the log (a store just
-    /// stored them for the first time), so only `maybe_known` are looked up in the index.
+    /// [`TileLog::append`] for a caller that believes `new` are not in the log yet (a store just
+    /// stored them) and `maybe_known` may be. Both are looked up: an entry already in the log is
+    /// never appended again.
     pub fn append_new_and_known(
         &mut self,
         new: &[&[u8]],
@@ -305,13 +306,13 @@ impl TileLog {
                 format!("an entry of {} bytes", long.len()),
             ));
         }
-        let mut known = vec![false; new.len()];
-        known.extend(self.positions(maybe_known)?.iter().map(Option::is_some));
-        debug_assert!(
-            new.iter()
-                .all(|e| self.index_of(e).ok().flatten().is_none()),
-            "a new entry is not in the log yet"
-        );
+        // `new` is looked up too: the log must hold every entry once whatever its caller
+        // believes (a store may report as new a ballot whose earlier copy it replaced).
+        let known: Vec<bool> = self
+            .positions(&entries)?
+            .iter()
+            .map(Option::is_some)
+            .collect();
         let mut seen = std::collections::HashSet::new();
         let fresh: Vec<&[u8]> = entries
             .iter()

@@ -175,3 +175,21 @@ fn a_stale_or_lost_index_never_hides_or_invents_an_entry() {
     assert_eq!(log.index_of(&entry(102)).unwrap(), Some(12));
     assert_eq!(log.index_of(&entry(3)).unwrap(), Some(3));
 }
+
+/// A caller that calls an entry new although the log holds it (a store that reports a ballot
+/// whose earlier copy replaced a later one as newly stored) cannot put it in the log twice.
+#[test]
+fn an_entry_called_new_that_the_log_holds_is_not_appended_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = TileLog::open(dir.path()).unwrap();
+    let (a, b, c) = (entry(1), entry(2), entry(3));
+    assert_eq!(log.append_new_and_known(&[&a, &b], &[]).unwrap(), 2);
+    assert_eq!(log.append_new_and_known(&[&b, &c], &[&a, &c]).unwrap(), 3);
+    assert_eq!(log.index_of(&b).unwrap(), Some(1));
+    assert_eq!(log.index_of(&c).unwrap(), Some(2));
+    let root = log.root().unwrap();
+    assert_eq!(
+        root,
+        merkle::root(&[a, b, c].map(|e| merkle::leaf_hash(&e)))
+    );
+}

@@ -176,8 +176,9 @@ fn up_on_aws_reconciles_and_publishes_from_dynamodb(consistency: &str) {
         }
         assert!(
             published.status.success(),
-            "{}",
-            String::from_utf8_lossy(&published.stderr)
+            "{}\nthe stack's last log lines:\n{}",
+            String::from_utf8_lossy(&published.stderr),
+            log_tail(&dir.path().join("up.stderr"), 60)
         );
         let receipts = data.join("receipts");
         let verified = audit_verify(
@@ -202,6 +203,13 @@ fn up_on_aws_reconciles_and_publishes_from_dynamodb(consistency: &str) {
     let exit = up.wait().unwrap();
     let stderr = std::fs::read_to_string(dir.path().join("up.stderr")).unwrap_or_default();
     assert!(exit.success(), "up exited {exit:?}: {stderr}");
+}
+
+/// The last `lines` lines of a log file (empty if it cannot be read).
+fn log_tail(path: &std::path::Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 #[test]
