@@ -157,10 +157,10 @@ impl LiveLog {
         Ok(log)
     }
 
-    /// Appends to `election`'s log the vote ids the store just `stored` (new to it, so new to
-    /// the log) and those it reported as `duplicates` (appended only if the log lacks them: a
-    /// crash between a store write and its append); durable when it returns. File I/O: off the
-    /// async threads.
+    /// Appends to `election`'s log the vote ids the store just `stored` and those it reported as
+    /// `duplicates` (a crash between a store write and its append), each only if the log lacks
+    /// it: the log never trusts the store's word that a vote id is new. Durable when it
+    /// returns. File I/O: off the async threads.
     pub async fn append(
         self: &Arc<Self>,
         election: &str,
