@@ -280,20 +280,10 @@ impl TileLog {
     }
 
     /// Appends the entries not already in the log (in order, each once); returns the new size.
-    /// Durable when it returns: tiles and bundles first, then the size (the index follows).
+    /// Every entry is looked up, whatever the caller believes of it (a store may report as new a
+    /// ballot whose earlier copy it replaced): an entry already in the log is never appended
+    /// again. Durable when it returns: tiles and bundles first, then the size (the index follows).
     pub fn append(&mut self, entries: &[&[u8]]) -> Result<u64, TileError> {
-        self.append_new_and_known(&[], entries)
-    }
-
-    /// [`TileLog::append`] for a caller that believes `new` are not in the log yet (a store just
-    /// stored them) and `maybe_known` may be. Both are looked up: an entry already in the log is
-    /// never appended again.
-    pub fn append_new_and_known(
-        &mut self,
-        new: &[&[u8]],
-        maybe_known: &[&[u8]],
-    ) -> Result<u64, TileError> {
-        let entries: Vec<&[u8]> = new.iter().chain(maybe_known).copied().collect();
         if entries.len() > MAX_APPEND {
             return Err(invalid(
                 "append",
@@ -306,10 +296,8 @@ impl TileLog {
                 format!("an entry of {} bytes", long.len()),
             ));
         }
-        // `new` is looked up too: the log must hold every entry once whatever its caller
-        // believes (a store may report as new a ballot whose earlier copy it replaced).
         let known: Vec<bool> = self
-            .positions(&entries)?
+            .positions(entries)?
             .iter()
             .map(Option::is_some)
             .collect();

@@ -12,8 +12,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use bytes::Bytes;
+use edgevote_stack::client::Conn;
 use tokio::sync::Semaphore;
 
 use crate::fixture::{EDGE, ELECTION, Fixture};
@@ -29,8 +29,6 @@ const OPENING_AT_ONCE: usize = 256;
 const SPARE_FILES: u64 = 256;
 /// Longest wait for one answer.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
-/// Largest answer read (a receipt is well under 4 KiB).
-const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
 /// What the run measured.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -68,7 +66,7 @@ pub async fn measure(
     let host = Host::start(edgevote, &config)?;
     let addr = host.addr.clone();
     // One vote first: the component is compiled and warm, its pool and the queue are open.
-    let (mut warm, status) = open_and_vote(&addr, &fixture.bodies[connections], connections)
+    let (warm, status) = open_and_vote(&addr, &fixture.bodies[connections], connections)
         .await
         .map_err(|source| failed(&host, "the warm-up vote", source))?;
     if status != 202 {
@@ -78,7 +76,6 @@ pub async fn measure(
             format!("status {status}").into(),
         ));
     }
-    let _ = warm.shutdown().await;
     drop(warm);
     let rss_start_bytes = host.memory("VmRSS")?;
 
@@ -242,7 +239,7 @@ fn failed(host: &Host, stage: &str, source: BoxError) -> BenchError {
 }
 
 /// The connections held open.
-type Held = Arc<tokio::sync::Mutex<Vec<TcpStream>>>;
+type Held = Arc<tokio::sync::Mutex<Vec<Conn>>>;
 
 /// Opens `connections` connections, `OPENING_AT_ONCE` at a time, each casting the vote of its
 /// body; keeps those whose vote was acknowledged.
@@ -262,7 +259,7 @@ async fn open_all(addr: &str, bodies: &Arc<Vec<Vec<u8>>>, connections: usize) ->
                 return;
             };
             match open_and_vote(&addr, &bodies[client], client).await {
-                Ok((stream, 202)) => held.lock().await.push(stream),
+                Ok((conn, 202)) => held.lock().await.push(conn),
                 Ok((_, status)) => tracing::warn!(client, status, "vote not acknowledged"),
                 Err(e) => tracing::warn!(client, error = %e, "connection failed"),
             }
@@ -278,20 +275,17 @@ async fn ask_again(held: Held) -> usize {
     let streams = std::mem::take(&mut *held.lock().await);
     let gate = Arc::new(Semaphore::new(OPENING_AT_ONCE));
     let mut tasks = tokio::task::JoinSet::new();
-    for (client, mut stream) in streams.into_iter().enumerate() {
+    for mut conn in streams {
         let (held, gate) = (Arc::clone(&held), Arc::clone(&gate));
         tasks.spawn(async move {
             let Ok(_permit) = gate.acquire().await else {
                 return false;
             };
-            let request = format!(
-                "GET /v1/elections/{ELECTION} HTTP/1.1\r\nHost: edge\r\nX-Forwarded-For: {}\r\n\r\n",
-                client_address(client)
-            );
-            let answered = exchange(&mut stream, request.as_bytes()).await;
+            let path = format!("/v1/elections/{ELECTION}");
+            let answered = tokio::time::timeout(ANSWER_TIMEOUT, conn.get(&path, None)).await;
             // Held until every connection has been asked: the peak counts them all.
-            held.lock().await.push(stream);
-            matches!(answered, Ok(200))
+            held.lock().await.push(conn);
+            matches!(answered, Ok(Ok((200, _))))
         });
     }
     let mut answered = 0;
@@ -307,105 +301,19 @@ fn client_address(client: usize) -> String {
     format!("10.{a}.{b}.{c}")
 }
 
-/// Connects and casts one vote on a keep-alive connection; the stream and the status.
-async fn open_and_vote(
-    addr: &str,
-    body: &[u8],
-    client: usize,
-) -> Result<(TcpStream, u16), BoxError> {
-    let mut stream = TcpStream::connect(addr).await?;
-    let mut request = format!(
-        "POST /v1/elections/{ELECTION}/votes HTTP/1.1\r\nHost: edge\r\nX-Forwarded-For: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-        client_address(client),
-        body.len()
-    )
-    .into_bytes();
-    request.extend_from_slice(body);
-    let status = exchange(&mut stream, &request).await?;
-    Ok((stream, status))
-}
-
-/// Writes one request and reads its whole answer (by `Content-Length`); the status.
-async fn exchange(stream: &mut TcpStream, request: &[u8]) -> Result<u16, BoxError> {
-    tokio::time::timeout(ANSWER_TIMEOUT, async {
-        stream.write_all(request).await?;
-        read_answer(stream).await
-    })
-    .await
-    .map_err(|_| "no answer in time")?
-}
-
-async fn read_answer(stream: &mut TcpStream) -> Result<u16, BoxError> {
-    let mut buffer = Vec::with_capacity(4096);
-    let mut chunk = [0u8; 4096];
-    let end = loop {
-        if let Some(end) = find(&buffer, b"\r\n\r\n") {
-            break end;
-        }
-        read_more(stream, &mut buffer, &mut chunk).await?;
+/// Connects as client `client` and casts one vote on the keep-alive connection; the
+/// connection and the status.
+async fn open_and_vote(addr: &str, body: &[u8], client: usize) -> Result<(Conn, u16), BoxError> {
+    let vote = async {
+        let mut conn = Conn::connect_as(addr, Some(&client_address(client))).await?;
+        let (status, _) = conn
+            .post_vote(ELECTION, Bytes::copy_from_slice(body))
+            .await?;
+        Ok::<_, BoxError>((conn, status))
     };
-    let head = std::str::from_utf8(&buffer[..end])?.to_owned();
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse::<u16>().ok())
-        .ok_or("no status line")?;
-    let header = |wanted: &str| {
-        head.lines().skip(1).find_map(|l| {
-            let (name, value) = l.split_once(':')?;
-            name.trim()
-                .eq_ignore_ascii_case(wanted)
-                .then(|| value.trim().to_ascii_lowercase())
-        })
-    };
-    let body_start = end + 4;
-    if header("transfer-encoding").as_deref() == Some("chunked") {
-        // The component streams its answers: chunks until the empty one (no trailers).
-        let mut at = body_start;
-        loop {
-            let Some(line_end) = find(&buffer[at..], b"\r\n") else {
-                read_more(stream, &mut buffer, &mut chunk).await?;
-                continue;
-            };
-            let size_text = std::str::from_utf8(&buffer[at..at + line_end])?;
-            let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)?;
-            let next = at + line_end + 2 + size + 2;
-            while buffer.len() < next {
-                read_more(stream, &mut buffer, &mut chunk).await?;
-            }
-            if size == 0 {
-                return Ok(status);
-            }
-            at = next;
-        }
-    }
-    let length: usize = header("content-length")
-        .ok_or("an answer with neither Content-Length nor chunks")?
-        .parse()?;
-    while buffer.len() < body_start + length {
-        read_more(stream, &mut buffer, &mut chunk).await?;
-    }
-    Ok(status)
-}
-
-async fn read_more(
-    stream: &mut TcpStream,
-    buffer: &mut Vec<u8>,
-    chunk: &mut [u8],
-) -> Result<(), BoxError> {
-    let read = stream.read(chunk).await?;
-    if read == 0 {
-        return Err("the host closed the connection".into());
-    }
-    if buffer.len() + read > MAX_ANSWER_BYTES {
-        return Err("an answer over 64 KiB".into());
-    }
-    buffer.extend_from_slice(&chunk[..read]);
-    Ok(())
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
+    tokio::time::timeout(ANSWER_TIMEOUT, vote)
+        .await
+        .map_err(|_| "no answer in time")?
 }
 
 #[cfg(test)]

@@ -171,12 +171,14 @@ impl LiveLog {
         let election = election.to_owned();
         tokio::task::spawn_blocking(move || {
             let log = this.election(&election)?;
-            let encode = |ids: &[Digest32]| ids.iter().map(Digest32::to_b64).collect::<Vec<_>>();
-            let (new, known) = (encode(&stored), encode(&duplicates));
-            let new: Vec<&[u8]> = new.iter().map(String::as_bytes).collect();
-            let known: Vec<&[u8]> = known.iter().map(String::as_bytes).collect();
+            let ids: Vec<String> = stored
+                .iter()
+                .chain(&duplicates)
+                .map(Digest32::to_b64)
+                .collect();
+            let entries: Vec<&[u8]> = ids.iter().map(String::as_bytes).collect();
             let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
-            Ok(log.tiles.append_new_and_known(&new, &known)?)
+            Ok(log.tiles.append(&entries)?)
         })
         .await
         .unwrap_or_else(|e| panic!("live log append task failed: {e}"))

@@ -8,18 +8,34 @@ use crate::BoxError;
 /// A connection to `http://authority`.
 pub struct Conn {
     authority: String,
+    /// Sent as `X-Forwarded-For` on every request: the client a proxy in front would report.
+    forwarded_for: Option<hyper::header::HeaderValue>,
     sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
 }
 
 impl Conn {
     /// Connects to `url` (`http://host:port`, or just `host:port`).
     pub async fn connect(url: &str) -> Result<Conn, BoxError> {
+        Conn::connect_as(url, None).await
+    }
+
+    /// [`Conn::connect`] as a client behind a proxy that reports it as `forwarded_for`
+    /// (`X-Forwarded-For` on every request), so an edge that trusts one proxy hop keeps its
+    /// per-client limits per such client.
+    pub async fn connect_as(url: &str, forwarded_for: Option<&str>) -> Result<Conn, BoxError> {
+        let forwarded_for = forwarded_for
+            .map(hyper::header::HeaderValue::from_str)
+            .transpose()?;
         let authority = url.trim_start_matches("http://").to_owned();
         let stream = tokio::net::TcpStream::connect(&authority).await?;
         let (sender, connection) =
             hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
         tokio::spawn(connection);
-        Ok(Conn { authority, sender })
+        Ok(Conn {
+            authority,
+            forwarded_for,
+            sender,
+        })
     }
 
     /// POSTs a ballot (`body`, JSON) to the edge's vote endpoint of `election`: status and
@@ -56,8 +72,13 @@ impl Conn {
 
     async fn exchange(
         &mut self,
-        request: hyper::Request<Full<Bytes>>,
+        mut request: hyper::Request<Full<Bytes>>,
     ) -> Result<(u16, Bytes), BoxError> {
+        if let Some(client) = &self.forwarded_for {
+            request
+                .headers_mut()
+                .insert("x-forwarded-for", client.clone());
+        }
         self.sender.ready().await?;
         let response = self.sender.send_request(request).await?;
         let status = response.status().as_u16();
