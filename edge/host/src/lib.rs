@@ -437,6 +437,28 @@ path = "q.redb"
     }
 
     #[test]
+    fn http2_streams_per_connection_out_of_bounds_are_refused() {
+        let text = |streams: u32| {
+            format!(
+                "edge_id = \"e1\"\nregion = \"r1\"\ncomponent_path = \"c.wasm\"\n\
+                 bundle_manifest_path = \"b.jws\"\nkeyset_path = \"k.json\"\n\
+                 election_paths = []\nedge_key_path = \"e.jwk\"\n\
+                 [queue]\nbackend = \"embedded\"\npath = \"q.redb\"\n\
+                 [http]\nhttp2_max_streams_per_connection = {streams}\n"
+            )
+        };
+        for bad in [0, 1001] {
+            let refused = HostConfig::parse(&text(bad)).expect_err("out of bounds");
+            assert!(
+                refused.contains("http2_max_streams_per_connection"),
+                "{refused}"
+            );
+        }
+        let parsed = HostConfig::parse(&text(1000)).expect("in bounds");
+        assert_eq!(parsed.http.http2_max_streams_per_connection, 1000);
+    }
+
+    #[test]
     fn host_sealing_gives_the_component_no_key_queue_or_credentials() {
         let env = component_env(&config("host"), "{}".into(), &[], &bundle())
             .expect("host sealing reads no key file");
