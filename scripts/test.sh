@@ -30,8 +30,9 @@ cargo fmt --manifest-path edge/host/tests/rogue/Cargo.toml -- --check
 step "cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "the edge component and the hostile test component (wasm32-wasip2) and their lints"
+step "the edge component (portable and wide-arithmetic builds), the hostile test component (wasm32-wasip2) and their lints"
 bash scripts/build-wasm.sh spin
+bash scripts/build-wasm.sh wide   # the wide-arithmetic build for our host (tests and bench)
 bash scripts/build-wasm.sh rogue
 for manifest in edge/spin/Cargo.toml edge/host/tests/rogue/Cargo.toml; do
     CARGO_TARGET_DIR="$PWD/target" cargo clippy --locked --manifest-path "$manifest" \

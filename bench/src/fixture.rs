@@ -33,6 +33,16 @@ pub struct Fixture {
     pub bodies: Vec<Vec<u8>>,
 }
 
+/// A component with its bundle manifest, signed by the fixture's ops key: what a host is
+/// configured with.
+#[derive(Debug, Clone)]
+pub struct SignedComponent {
+    /// The component.
+    pub wasm: PathBuf,
+    /// Its signed bundle manifest (compact JWS).
+    pub bundle: PathBuf,
+}
+
 fn now_secs() -> u64 {
     edgevote_signer::clock::now_secs()
 }
@@ -65,13 +75,7 @@ impl Fixture {
         let manifest = election();
         let signed_manifest = signed(&authority, &manifest, "election")?;
         write(dir.path().join("election.jws"), &signed_manifest)?;
-        let wasm = std::fs::read(component).map_err(|source| BenchError::NoComponent {
-            path: component.to_owned(),
-            source,
-        })?;
-        let ops = store.signing_identity(Role::Ops, None)?;
-        let bundle = signed(&ops, &bundle_manifest(&wasm), "bundle manifest")?;
-        write(dir.path().join("bundle.jws"), &bundle)?;
+        sign_bundle(&store, component, dir.path().join("bundle.jws"))?;
         let bodies = (0..votes)
             .map(|i| vote_body(&authority, i))
             .collect::<Result<_, _>>()?;
@@ -84,6 +88,38 @@ impl Fixture {
             bodies,
         })
     }
+}
+
+impl Fixture {
+    /// The fixture's own component, with `dir/bundle.jws`.
+    pub fn signed_component(&self) -> SignedComponent {
+        SignedComponent {
+            wasm: self.component.clone(),
+            bundle: self.dir.path().join("bundle.jws"),
+        }
+    }
+
+    /// Another build of the component (e.g. the wide-arithmetic one), its bundle manifest
+    /// signed by the fixture's ops key into `dir/bundle-{name}.jws`.
+    pub fn sign_component(&self, wasm: &Path, name: &str) -> Result<SignedComponent, BenchError> {
+        let bundle = self.dir.path().join(format!("bundle-{name}.jws"));
+        sign_bundle(&self.store, wasm, bundle.clone())?;
+        Ok(SignedComponent {
+            wasm: wasm.to_owned(),
+            bundle,
+        })
+    }
+}
+
+/// Signs the bundle manifest of the component at `wasm` with the ops key into `out`.
+fn sign_bundle(store: &KeyStore, wasm: &Path, out: PathBuf) -> Result<(), BenchError> {
+    let bytes = std::fs::read(wasm).map_err(|source| BenchError::NoComponent {
+        path: wasm.to_owned(),
+        source,
+    })?;
+    let ops = store.signing_identity(Role::Ops, None)?;
+    let bundle = signed(&ops, &bundle_manifest(&bytes), "bundle manifest")?;
+    write(out, &bundle)
 }
 
 fn election() -> ElectionManifest {

@@ -26,7 +26,7 @@ use edgevote_shared::Role;
 use http_body_util::{BodyExt, Full};
 
 use crate::cpu::{Rate, Stopwatch, measure};
-use crate::fixture::{EDGE, ELECTION, Fixture};
+use crate::fixture::{EDGE, ELECTION, Fixture, SignedComponent};
 use crate::{BenchError, BoxError};
 
 /// Requests in flight at once through the host (the bench's concurrent voters).
@@ -134,14 +134,18 @@ fn native_loop(fixture: &Fixture, edge: &Edge) -> Result<(), BenchError> {
 /// The host configuration of the measurements: the production defaults but no wait in group
 /// commit (votes are in flight together anyway) and no rate limit (one client address sends
 /// the whole load).
-pub fn host_config(fixture: &Fixture, sealing: SealingMode) -> Result<HostConfig, BenchError> {
+pub fn host_config(
+    fixture: &Fixture,
+    sealing: SealingMode,
+    component: &SignedComponent,
+) -> Result<HostConfig, BenchError> {
     let edge_kid = fixture.store.active_kid(Role::Edge, None)?;
     let d = fixture.dir.path().display();
     HostConfig::parse(&format!(
         r#"edge_id = "{edge}"
 region = "{region}"
 component_path = "{component}"
-bundle_manifest_path = "{d}/bundle.jws"
+bundle_manifest_path = "{bundle}"
 keyset_path = "{d}/keys/keyset.json"
 election_paths = ["{d}/election.jws"]
 edge_key_path = "{d}/keys/private/{edge_kid}.jwk"
@@ -157,7 +161,8 @@ path = "{d}/unused.redb"
 "#,
         edge = EDGE.0,
         region = EDGE.1,
-        component = fixture.component.display(),
+        component = component.wasm.display(),
+        bundle = component.bundle.display(),
         sealing = sealing_name(sealing),
     ))
     .map_err(|source| BenchError::StartHost {
@@ -254,13 +259,18 @@ pub struct ComponentBench {
 }
 
 impl ComponentBench {
-    /// Starts the host under `sealing` and warms up its pool with the first votes.
-    pub fn new(fixture: &Fixture, sealing: SealingMode) -> Result<Self, BenchError> {
+    /// Starts the host on `component` under `sealing` and warms up its pool with the first
+    /// votes.
+    pub fn new(
+        fixture: &Fixture,
+        sealing: SealingMode,
+        component: &SignedComponent,
+    ) -> Result<Self, BenchError> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(BenchError::Runtime)?;
-        let config = host_config(fixture, sealing)?;
+        let config = host_config(fixture, sealing, component)?;
         let (host, background) = runtime
             .block_on(edgevote_edge_host::start_with_queue(
                 &config,
@@ -402,6 +412,9 @@ pub struct HandlerFigures {
     pub host_sealing: crate::cpu::Spread,
     /// The component, component sealing (as on Spin and Workers).
     pub component_sealing: crate::cpu::Spread,
+    /// The wide-arithmetic build of the component (our host only), component sealing; `None`
+    /// when that build was not given.
+    pub wide_component_sealing: Option<crate::cpu::Spread>,
     /// Votes per queue message under host sealing.
     pub votes_per_message_host: f64,
     /// Votes per queue message under component sealing.
@@ -415,20 +428,29 @@ pub struct Hosts {
     pub host_sealed: ComponentBench,
     /// Component sealing.
     pub component_sealed: ComponentBench,
+    /// The wide-arithmetic build, component sealing, when given.
+    pub wide_sealed: Option<ComponentBench>,
 }
 
-/// The native handler and the component under each sealing, `rounds` interleaved rounds over
-/// every vote body of `fixture`; `on_round` is told of each finished round.
+/// The native handler and the component under each sealing (and the `wide` build of the
+/// component under component sealing, when given), `rounds` interleaved rounds over every vote
+/// body of `fixture`; `on_round` is told of each finished round.
 pub fn measure_handlers(
     fixture: &Fixture,
+    wide: Option<&SignedComponent>,
     rounds: usize,
     mut on_round: impl FnMut(usize),
 ) -> Result<(HandlerFigures, Hosts), BenchError> {
+    let portable = fixture.signed_component();
     let hosts = Hosts {
-        host_sealed: ComponentBench::new(fixture, SealingMode::Host)?,
-        component_sealed: ComponentBench::new(fixture, SealingMode::Component)?,
+        host_sealed: ComponentBench::new(fixture, SealingMode::Host, &portable)?,
+        component_sealed: ComponentBench::new(fixture, SealingMode::Component, &portable)?,
+        wide_sealed: wide
+            .map(|wide| ComponentBench::new(fixture, SealingMode::Component, wide))
+            .transpose()?,
     };
-    let (mut native, mut host, mut component) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut native, mut host, mut component, mut wide) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for round in 0..rounds.max(1) {
         native.push(native_votes(fixture)?);
         host.push(hosts.host_sealed.run(&fixture.bodies, vote_request, 202)?);
@@ -437,6 +459,9 @@ pub fn measure_handlers(
                 .component_sealed
                 .run(&fixture.bodies, vote_request, 202)?,
         );
+        if let Some(bench) = &hosts.wide_sealed {
+            wide.push(bench.run(&fixture.bodies, vote_request, 202)?);
+        }
         on_round(round + 1);
     }
     let figures = HandlerFigures {
@@ -445,6 +470,7 @@ pub fn measure_handlers(
         native: crate::cpu::spread(&native),
         host_sealing: crate::cpu::spread(&host),
         component_sealing: crate::cpu::spread(&component),
+        wide_component_sealing: (!wide.is_empty()).then(|| crate::cpu::spread(&wide)),
         votes_per_message_host: hosts.host_sealed.votes_per_message(),
         votes_per_message_component: hosts.component_sealed.votes_per_message(),
     };

@@ -207,6 +207,13 @@ fn rows(crypto: &CryptoLimit, handler: &HandlerFigures, e2e: &EndToEnd) -> Vec<R
         handler.component_sealing.median,
         handler.votes_per_message_component,
     ));
+    if let Some(wide) = &handler.wide_component_sealing {
+        rows.push(handler_row(
+            "(c) wide-arithmetic build, component sealing",
+            wide.median,
+            handler.votes_per_message_component,
+        ));
+    }
     let step_row = |path: String, step: &Step| Row {
         path,
         votes_per_sec: step.achieved_rate,
@@ -347,9 +354,30 @@ fn render_connections(out: &mut String, c: &ConnectionFigures) {
     );
 }
 
+/// Component sealing's share of the native handler's rate that the wide-arithmetic build is
+/// to reach on our host (issue target).
+pub const COMPONENT_SEALING_TARGET_OF_NATIVE: f64 = 0.6;
+
 fn render_targets(out: &mut String, report: &Report) {
     let t = &report.targets;
     let mark = |ok: bool| if ok { "met" } else { "NOT met" };
+    let h = &report.handler;
+    let of_native = |rate: f64| rate / h.native.median.max(1e-12);
+    let wide = h.wide_component_sealing.as_ref().map_or_else(
+        || "wide-arithmetic build not measured (scripts/build-wasm.sh wide)".to_owned(),
+        |wide| {
+            format!(
+                "wide-arithmetic build {:.2}x (>= {COMPONENT_SEALING_TARGET_OF_NATIVE}x: {})",
+                of_native(wide.median),
+                mark(of_native(wide.median) >= COMPONENT_SEALING_TARGET_OF_NATIVE)
+            )
+        },
+    );
+    let _ = writeln!(
+        out,
+        "component sealing of native (b): portable build {:.2}x, {wide}",
+        of_native(h.component_sealing.median),
+    );
     let _ = writeln!(
         out,
         "max end-to-end rate {:.0} votes/s; queue depth peak {:.0} messages",

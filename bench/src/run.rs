@@ -27,6 +27,9 @@ const MIB: f64 = 1024.0 * 1024.0;
 pub struct BenchConfig {
     /// The edge component (`scripts/build-wasm.sh spin`).
     pub component: PathBuf,
+    /// Its wide-arithmetic build (`scripts/build-wasm.sh wide`), measured under component
+    /// sealing beside the portable one; `None` leaves it out.
+    pub wide_component: Option<PathBuf>,
     /// A running stack's data directory to load; `None` starts one in a scratch directory.
     pub up: Option<PathBuf>,
     /// Regions of a stack the bench starts.
@@ -69,8 +72,12 @@ pub fn run(config: &BenchConfig, progress: &dyn Progress) -> Result<Report, Benc
         config.handler_votes, config.handler_rounds
     ));
     let fixture = Fixture::new(config.handler_votes, &config.component)?;
+    let wide = match &config.wide_component {
+        Some(wasm) => Some(fixture.sign_component(wasm, "wide")?),
+        None => None,
+    };
     let (handler, hosts) =
-        crate::handler::measure_handlers(&fixture, config.handler_rounds, |r| {
+        crate::handler::measure_handlers(&fixture, wide.as_ref(), config.handler_rounds, |r| {
             progress.note(&format!("    round {r}/{} done", config.handler_rounds));
         })?;
     drop((hosts, fixture));

@@ -23,6 +23,11 @@ pub struct BenchArgs {
         default_value = "target/wasm32-wasip2/release/edgevote_edge_spin.wasm"
     )]
     pub component: PathBuf,
+    /// The component's wide-arithmetic build (scripts/build-wasm.sh wide), for our host only:
+    /// measured under component sealing beside the portable build. Left out with a note when
+    /// the file is missing and this flag was not given.
+    #[arg(long)]
+    pub wide_component: Option<PathBuf>,
     /// Regions of the stack started here (1..=8).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=8))]
     pub regions: u8,
@@ -93,6 +98,7 @@ fn config(args: &BenchArgs) -> anyhow::Result<BenchConfig> {
     let sizes = Sizes::of(args.quick);
     Ok(BenchConfig {
         component: args.component.clone(),
+        wide_component: wide_component(args)?,
         up: args.up.clone(),
         regions: args.regions,
         crypto_votes: sizes.crypto_votes,
@@ -112,6 +118,30 @@ fn config(args: &BenchArgs) -> anyhow::Result<BenchConfig> {
         connections: args.connections.unwrap_or(sizes.connections) as usize,
         edgevote: std::env::current_exe().context("finding the edgevote binary")?,
     })
+}
+
+/// Where the wide-arithmetic build is looked for when `--wide-component` is not given.
+const DEFAULT_WIDE_COMPONENT: &str = "target/wasm32-wasip2/release/edgevote_edge_wide.wasm";
+
+/// The wide-arithmetic build to measure: the one named (which must exist), else the default
+/// path when it was built, else none (with a note on stderr).
+fn wide_component(args: &BenchArgs) -> anyhow::Result<Option<PathBuf>> {
+    match &args.wide_component {
+        Some(path) if path.is_file() => Ok(Some(path.clone())),
+        Some(path) => anyhow::bail!(
+            "no wide-arithmetic component at {} (build it with: scripts/build-wasm.sh wide)",
+            path.display()
+        ),
+        None if std::path::Path::new(DEFAULT_WIDE_COMPONENT).is_file() => {
+            Ok(Some(DEFAULT_WIDE_COMPONENT.into()))
+        }
+        None => {
+            eprintln!(
+                "bench: no {DEFAULT_WIDE_COMPONENT}: the wide-arithmetic build is left out (scripts/build-wasm.sh wide builds it)"
+            );
+            Ok(None)
+        }
+    }
 }
 
 /// Progress lines on stderr, so that stdout stays the report.

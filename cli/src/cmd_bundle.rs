@@ -42,8 +42,12 @@ pub enum BundleCommand {
         #[arg(long)]
         out: PathBuf,
         /// Use this already built component instead of building one.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "variant")]
         component: Option<PathBuf>,
+        /// Which build: `portable` runs on Spin, `wasmtime serve` and our host; `wide` (the
+        /// wide-arithmetic build, faster signatures under component sealing) on our host only.
+        #[arg(long, value_enum, default_value_t = Variant::Portable)]
+        variant: Variant,
     },
     /// Deploy a signed bundle to a running edge host: it verifies, compiles and swaps it in
     /// without dropping requests in flight, keeping the previous bundle for rollback.
@@ -112,7 +116,11 @@ pub enum BundleCommand {
 
 pub fn run(command: BundleCommand) -> anyhow::Result<ExitCode> {
     match command {
-        BundleCommand::Build { out, component } => build(&out, component),
+        BundleCommand::Build {
+            out,
+            component,
+            variant,
+        } => build(&out, component, variant),
         BundleCommand::Deploy {
             target,
             wasm,
@@ -258,8 +266,27 @@ fn admin(
     Ok(ExitCode::SUCCESS)
 }
 
+/// A build of the edge component.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Variant {
+    /// Plain wasm32-wasip2: Spin, `wasmtime serve`, our host.
+    Portable,
+    /// Built with the wide-arithmetic proposal and 64-bit field arithmetic: our host only.
+    Wide,
+}
+
+impl Variant {
+    /// The argument of scripts/build-wasm.sh and the file it produces.
+    fn build(self) -> (&'static str, &'static str) {
+        match self {
+            Variant::Portable => ("spin", "target/wasm32-wasip2/release/edgevote_edge_spin.wasm"),
+            Variant::Wide => ("wide", "target/wasm32-wasip2/release/edgevote_edge_wide.wasm"),
+        }
+    }
+}
+
 /// Builds (or takes) the component and writes it into the bundle directory.
-fn build(out: &Path, component: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+fn build(out: &Path, component: Option<PathBuf>, variant: Variant) -> anyhow::Result<ExitCode> {
     let component = match component {
         Some(path) => path,
         None => {
@@ -269,16 +296,22 @@ fn build(out: &Path, component: Option<PathBuf>) -> anyhow::Result<ExitCode> {
                 "no {} here: run from an edgevote checkout, or pass --component",
                 script.display()
             );
-            println!("building the edge component (scripts/build-wasm.sh spin) ...");
+            let (what, built) = variant.build();
+            println!("building the edge component (scripts/build-wasm.sh {what}) ...");
             let status = std::process::Command::new("bash")
-                .args([script.to_str().unwrap_or_default(), "spin"])
+                .args([script.to_str().unwrap_or_default(), what])
                 .status()
                 .context("running scripts/build-wasm.sh")?;
             anyhow::ensure!(
                 status.success(),
-                "scripts/build-wasm.sh spin failed ({status})"
+                "scripts/build-wasm.sh {what} failed ({status})"
             );
-            PathBuf::from("target/wasm32-wasip2/release/edgevote_edge_spin.wasm")
+            if variant == Variant::Wide {
+                println!(
+                    "note: the wide build runs on the edgevote host only (wasmtime with wide-arithmetic); Spin and other hosts refuse to load it"
+                );
+            }
+            PathBuf::from(built)
         }
     };
     let bytes = read_wasm(&component)?;

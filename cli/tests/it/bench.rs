@@ -6,6 +6,7 @@ use crate::edgevote;
 #[test]
 fn bench_quick_json_reports_every_stage() {
     let component = crate::edge::component();
+    let wide = crate::edge::wide_component();
     let dir = tempfile::tempdir().unwrap();
     let out = edgevote(
         dir.path(),
@@ -17,6 +18,8 @@ fn bench_quick_json_reports_every_stage() {
             "2",
             "--component",
             component.to_str().unwrap(),
+            "--wide-component",
+            wide.to_str().unwrap(),
         ],
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -27,6 +30,9 @@ fn bench_quick_json_reports_every_stage() {
     assert_eq!(report["settings"]["regions"], 2);
     assert!(report["crypto"]["votes_per_sec"].as_f64().unwrap() > 0.0);
     assert!(report["handler"]["native"]["median"].as_f64().unwrap() > 0.0);
+    // The wide-arithmetic build ran under component sealing and answered every vote.
+    let wide_rate = &report["handler"]["wide_component_sealing"]["median"];
+    assert!(wide_rate.as_f64().unwrap() > 0.0, "{report}");
     let steps = report["e2e"]["steps"].as_array().unwrap();
     assert!(!steps.is_empty());
     for step in steps.iter().chain([&report["e2e"]["half_load"]]) {
@@ -34,9 +40,10 @@ fn bench_quick_json_reports_every_stage() {
         assert!(step["latency"]["p99_ms"].as_f64().unwrap() > 0.0, "{step}");
         assert!(step["messages_per_vote"].as_f64().unwrap() > 0.0, "{step}");
     }
-    // (a), (b), two (c), every rising step and the half-load step.
+    // (a), (b), three (c) (host sealing, component sealing, the wide build), every rising step
+    // and the half-load step.
     let rows = report["rows"].as_array().unwrap();
-    assert_eq!(rows.len(), 4 + steps.len() + 1, "{report}");
+    assert_eq!(rows.len(), 5 + steps.len() + 1, "{report}");
     assert_eq!(rows[0]["votes_per_sec_ratio"], 1.0);
     assert!(report["targets"]["met"].is_boolean());
     // (e): --quick holds 200 connections to one `edgevote edge run`, each with a vote.
@@ -68,6 +75,13 @@ fn bench_refuses_a_missing_stack_and_bad_flags() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("scripts/build-wasm.sh spin"), "{stderr}");
+    let out = edgevote(
+        dir.path(),
+        &["bench", "--quick", "--wide-component", "missing-wide.wasm"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("scripts/build-wasm.sh wide"), "{stderr}");
 
     // More connections than the hard open-files limit (1000 here) allows: refused before
     // anything is measured (the component is not even read).

@@ -176,3 +176,44 @@ fn operator_deploys_then_rolls_back_a_bundle() {
     assert!(String::from_utf8_lossy(&unauthorized.stdout).contains("unauthorized"));
     stop_up(dir.path(), up);
 }
+
+#[test]
+fn bundle_build_takes_the_wide_arithmetic_variant_and_refuses_it_with_a_component() {
+    let wide = crate::edge::wide_component();
+    let root = wide.ancestors().nth(4).unwrap().to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("bundle-wide");
+    let built = ok(
+        &root,
+        &[
+            "bundle",
+            "build",
+            "--variant",
+            "wide",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert!(built.contains("edgevote host only"), "{built}");
+    assert_eq!(
+        std::fs::read(out.join("edge.wasm")).unwrap(),
+        std::fs::read(&wide).unwrap()
+    );
+    // A variant and a ready component at once: which one was meant? Refused, nothing written.
+    let other = dir.path().join("other");
+    let refused = edgevote(
+        &root,
+        &[
+            "bundle",
+            "build",
+            "--variant",
+            "wide",
+            "--component",
+            wide.to_str().unwrap(),
+            "--out",
+            other.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(!other.exists());
+}

@@ -23,17 +23,28 @@ pub fn component_path() -> std::path::PathBuf {
 /// Builds the component (once per test binary) and returns its path.
 pub fn component() -> std::path::PathBuf {
     static BUILT: Mutex<bool> = Mutex::new(false);
-    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
-    if !*built {
+    built("spin", "edgevote_edge_spin.wasm", &BUILT)
+}
+
+/// Builds the component's wide-arithmetic variant (once per test binary) and returns its path.
+pub fn wide_component() -> std::path::PathBuf {
+    static BUILT: Mutex<bool> = Mutex::new(false);
+    built("wide", "edgevote_edge_wide.wasm", &BUILT)
+}
+
+/// Runs `scripts/build-wasm.sh {what}` the first time `once` is seen; the path of `file`.
+fn built(what: &str, file: &str, once: &Mutex<bool>) -> std::path::PathBuf {
+    let mut done = once.lock().unwrap_or_else(|p| p.into_inner());
+    if !*done {
         let status = Command::new("bash")
             .arg(root().join("scripts/build-wasm.sh"))
-            .arg("spin")
+            .arg(what)
             .status()
             .unwrap();
-        assert!(status.success());
-        *built = true;
+        assert!(status.success(), "scripts/build-wasm.sh {what} failed");
+        *done = true;
     }
-    root().join("target/wasm32-wasip2/release/edgevote_edge_spin.wasm")
+    root().join("target/wasm32-wasip2/release").join(file)
 }
 
 fn setup(d: &Path) {

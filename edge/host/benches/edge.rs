@@ -46,7 +46,7 @@ fn http_requests_per_sec(s: &Fixture, sealing: SealingMode, clients: usize) -> f
         .unwrap();
     runtime.block_on(async {
         let (host, _background) = edgevote_edge_host::start_with_queue(
-            &host_config(s, sealing).unwrap(),
+            &host_config(s, sealing, &s.signed_component()).unwrap(),
             Arc::new(InstantQueue),
         )
         .await
@@ -133,7 +133,12 @@ fn main() {
         .join("../../target/wasm32-wasip2/release/edgevote_edge_spin.wasm");
     let s = Fixture::new(VOTES, &component)
         .expect("the fixture (build the component first: scripts/build-wasm.sh spin)");
-    let (figures, hosts) = measure_handlers(&s, ROUNDS, |_| {}).unwrap();
+    // The wide-arithmetic build, when scripts/build-wasm.sh wide made it.
+    let wide = component.with_file_name("edgevote_edge_wide.wasm");
+    let wide = wide
+        .exists()
+        .then(|| s.sign_component(&wide, "wide").unwrap());
+    let (figures, hosts) = measure_handlers(&s, wide.as_ref(), ROUNDS, |_| {}).unwrap();
     println!(
         "edge vote handler, {VOTES} votes (admission + envelope + receipt), votes per CPU-second, median of {ROUNDS} rounds (range):"
     );
@@ -154,6 +159,9 @@ fn main() {
         "component, component sealing (as on Spin)",
         &figures.component_sealing,
     );
+    if let Some(wide) = &figures.wide_component_sealing {
+        row("component sealing, wide-arithmetic build", wide);
+    }
     println!(
         "  votes per queue message: {:.1} (host sealing), {:.1} (component sealing)",
         figures.votes_per_message_host, figures.votes_per_message_component

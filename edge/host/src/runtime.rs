@@ -38,6 +38,10 @@ use crate::sealer::{KEY_EXPIRED_CODE, Sealer};
 const MAX_REQUESTS_PER_INSTANCE: u32 = 10_000;
 /// Guest linear memory cap per instance.
 const MAX_MEMORY_BYTES: usize = 64 << 20;
+/// Set (to anything) to have the host write a perf map of the component's compiled code, so
+/// that `perf record` / `perf report` name the Wasm functions (profiling only: it costs a file
+/// write per compiled function at start).
+pub const PERFMAP_ENV: &str = "EDGEVOTE_WASM_PERFMAP";
 /// Largest outbound request body the host reads from the component (one envelope).
 const MAX_OUTBOUND_BODY_BYTES: usize = 256 * 1024;
 /// Largest ballot a component may hand to the host sealer.
@@ -397,6 +401,10 @@ impl EdgeRuntime {
             .wasm_component_model(true)
             .epoch_interruption(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        if std::env::var_os(PERFMAP_ENV).is_some() {
+            // Names the component's compiled functions for `perf` (/tmp/perf-PID.map).
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&config)?;
         start_epoch_ticker(&engine)?;
         let component = Component::new(&engine, component)?;

@@ -24,36 +24,35 @@ pub fn root() -> PathBuf {
 /// The built edge component; built once (release, wasm32-wasip2) if missing.
 pub fn component() -> PathBuf {
     static BUILT: Mutex<bool> = Mutex::new(false);
-    let path = root().join("target/wasm32-wasip2/release/edgevote_edge_spin.wasm");
-    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
-    if !*built {
-        let status = std::process::Command::new("bash")
-            .arg(root().join("scripts/build-wasm.sh"))
-            .arg("spin")
-            .status()
-            .expect("run scripts/build-wasm.sh");
-        assert!(status.success(), "building the edge component failed");
-        *built = true;
-    }
-    assert!(path.is_file(), "no component at {}", path.display());
-    path
+    built("spin", "edgevote_edge_spin.wasm", &BUILT)
+}
+
+/// The component's wide-arithmetic build (our host only), built once per test run.
+pub fn wide_component() -> PathBuf {
+    static BUILT: Mutex<bool> = Mutex::new(false);
+    built("wide", "edgevote_edge_wide.wasm", &BUILT)
 }
 
 /// The hostile test component (`tests/rogue`), built once per test run.
 pub fn rogue_component() -> PathBuf {
     static BUILT: Mutex<bool> = Mutex::new(false);
-    let path = root().join("target/wasm32-wasip2/release/edgevote_rogue_component.wasm");
-    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
-    if !*built {
+    built("rogue", "edgevote_rogue_component.wasm", &BUILT)
+}
+
+/// Runs `scripts/build-wasm.sh {what}` the first time `once` is seen; the path of `file`.
+fn built(what: &str, file: &str, once: &Mutex<bool>) -> PathBuf {
+    let path = root().join("target/wasm32-wasip2/release").join(file);
+    let mut done = once.lock().unwrap_or_else(|p| p.into_inner());
+    if !*done {
         let status = std::process::Command::new("bash")
             .arg(root().join("scripts/build-wasm.sh"))
-            .arg("rogue")
+            .arg(what)
             .status()
-            .expect("run scripts/build-wasm.sh rogue");
-        assert!(status.success(), "building the rogue test component failed");
-        *built = true;
+            .expect("run scripts/build-wasm.sh");
+        assert!(status.success(), "scripts/build-wasm.sh {what} failed");
+        *done = true;
     }
-    assert!(path.is_file(), "no rogue component at {}", path.display());
+    assert!(path.is_file(), "no component at {}", path.display());
     path
 }
 
@@ -131,6 +130,13 @@ impl Deployment {
             self.bundle_manifest(wasm, &signer, 1),
         )
         .unwrap();
+    }
+
+    /// Runs `config`'s host on the component at `wasm` instead, with its bundle signed by the
+    /// deployment's ops key.
+    pub fn use_component(&self, config: &mut HostConfig, wasm: PathBuf) {
+        self.sign_bundle(&std::fs::read(&wasm).unwrap(), Role::Ops);
+        config.component_path = wasm;
     }
 
     /// A signed bundle manifest for `wasm` with `serial`, signed by `signer` whatever its role.

@@ -229,18 +229,38 @@ async fn raw(addr: std::net::SocketAddr, bytes: &[u8], stall: bool) -> Reply {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_inputs_are_refused_and_enqueue_nothing() {
-    catalogue(SealingMode::Host).await;
+    catalogue(SealingMode::Host, Build::Portable).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_inputs_are_refused_and_enqueue_nothing_under_component_sealing() {
-    catalogue(SealingMode::Component).await;
+    catalogue(SealingMode::Component, Build::Portable).await;
 }
 
-/// Every case, then an honest vote, on a host with `sealing`.
-async fn catalogue(sealing: SealingMode) {
+/// The wide-arithmetic build does every signature check in Wasm with other field arithmetic
+/// (64-bit limbs on 128-bit products): forged, non-canonical and small-order signatures must
+/// be refused exactly as in the portable build.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_inputs_are_refused_and_enqueue_nothing_in_the_wide_arithmetic_build() {
+    catalogue(SealingMode::Component, Build::Wide).await;
+}
+
+/// Which build of the component a catalogue runs against.
+#[derive(Debug, Clone, Copy)]
+enum Build {
+    /// scripts/build-wasm.sh spin (Spin, wasmtime serve, our host).
+    Portable,
+    /// scripts/build-wasm.sh wide (our host only).
+    Wide,
+}
+
+/// Every case, then an honest vote, on a host with `sealing` running `build`.
+async fn catalogue(sealing: SealingMode, build: Build) {
     let d = Deployment::new();
     let mut config = d.config(false);
+    if let Build::Wide = build {
+        d.use_component(&mut config, crate::fixture::wide_component());
+    }
     config.sealing = sealing;
     config.http.header_read_timeout_ms = 500;
     config.http.body_read_timeout_ms = 500;
@@ -300,7 +320,7 @@ async fn catalogue(sealing: SealingMode) {
         .envelopes_committed
         .load(Ordering::Relaxed);
     println!(
-        "hostile-input catalogue, HTTP edge ({sealing:?} sealing): {} cases, {} refused as expected, {} envelopes enqueued",
+        "hostile-input catalogue, HTTP edge ({sealing:?} sealing, {build:?} build): {} cases, {} refused as expected, {} envelopes enqueued",
         cases.len(),
         cases.len() - failures.len(),
         enqueued

@@ -63,6 +63,28 @@ async fn component_sealing_packs_one_component_envelope_per_vote() {
     edge.shutdown().await;
 }
 
+/// The wide-arithmetic build (our host only) signs in Wasm with other field arithmetic: its
+/// receipts and envelopes must verify against the key set like the portable build's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wide_arithmetic_build_seals_votes_that_verify() {
+    let d = Deployment::new();
+    let mut config = d.config(false);
+    let wide = crate::fixture::wide_component();
+    d.use_component(&mut config, wide.clone());
+    config.sealing = SealingMode::Component;
+    let edge = Running::start_with(&d, config).await;
+    // The host runs the wide build, not the portable one.
+    let wide_sha256 = edgevote_shared::Digest32::of(&std::fs::read(&wide).unwrap());
+    assert_eq!(
+        edge.host.bundles.active().manifest.wasm_sha256,
+        wide_sha256
+    );
+    for envelope in concurrent_votes(&d, &edge, 20).await {
+        verify::<QueueEnvelope>(&envelope, &d.keyset()).unwrap();
+    }
+    edge.shutdown().await;
+}
+
 /// `count` voters at once: every one gets a receipt, fewer queue messages than votes, every
 /// vote in the queue exactly once. Returns the queue's envelopes.
 async fn concurrent_votes(d: &Deployment, edge: &Running, count: u8) -> Vec<String> {
