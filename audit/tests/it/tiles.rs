@@ -137,7 +137,8 @@ fn bad_input_is_refused_and_changes_nothing() {
     assert_eq!(log.size(), 1);
     let source = FolderSource(dir.path().to_owned());
     assert!(TiledTree::new(&source, 1).inclusion_proof(1).is_err());
-    // A tile cut short is refused, not read as hashes.
+    // A tile cut short is refused, not read as hashes (root() writes the tiles of size 1).
+    log.root().unwrap();
     std::fs::write(dir.path().join(tile_path(Some(0), 0, 1)), [0u8; 31]).unwrap();
     assert!(TiledTree::new(&source, 1).root().is_err());
 }
@@ -193,4 +194,68 @@ fn an_entry_called_new_that_the_log_holds_is_not_appended_again() {
         root,
         merkle::root(&[a, b, c].map(|e| merkle::leaf_hash(&e)))
     );
+}
+
+#[test]
+fn the_commit_point_is_overwritten_in_place_and_read_back_on_reopen() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let size_file = dir.path().join("size");
+    let mut log = TileLog::open(dir.path()).unwrap();
+    log.append(&[&entry(0)]).unwrap();
+    let inode = std::fs::metadata(&size_file).unwrap().ino();
+    for i in 1..50 {
+        log.append(&[&entry(i)]).unwrap();
+    }
+    // No file replaced per append (each replacement deletes an inode, which ext4 pays for on
+    // every later file creation).
+    assert_eq!(std::fs::metadata(&size_file).unwrap().ino(), inode);
+    let text = std::fs::read_to_string(&size_file).unwrap();
+    assert_eq!((text.len(), text.trim()), (20, "50"));
+    let root = log.root().unwrap();
+    drop(log);
+    let mut log = TileLog::open(dir.path()).unwrap();
+    assert_eq!((log.size(), log.root().unwrap()), (50, root));
+    // A size file in the short form (as older logs wrote it) is read, and replaced whole by the
+    // next append.
+    drop(log);
+    std::fs::write(&size_file, "50").unwrap();
+    let mut log = TileLog::open(dir.path()).unwrap();
+    assert_eq!(log.append(&[&entry(50)]).unwrap(), 51);
+    let text = std::fs::read_to_string(&size_file).unwrap();
+    assert_eq!((text.len(), text.trim()), (20, "51"));
+    assert_eq!(log.root().unwrap(), merkle::root(&leaves(51)));
+}
+
+#[test]
+fn a_log_reopened_before_any_tree_head_recomputes_its_hash_tiles_from_the_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = TileLog::open(dir.path()).unwrap();
+    // Appends only, no root(): the hash tiles still filling were never written.
+    let mut size = 0u64;
+    for chunk in [1u64, 299, 5, 65_235] {
+        let entries: Vec<Vec<u8>> = (size..size + chunk).map(entry).collect();
+        size = log
+            .append(&entries.iter().map(Vec::as_slice).collect::<Vec<_>>())
+            .unwrap();
+        if size == 305 {
+            drop(log);
+            log = TileLog::open(dir.path()).unwrap();
+            assert_eq!(log.root().unwrap(), merkle::root(&leaves(305)));
+        }
+    }
+    assert_eq!(size, 65_540, "past one full level-1 tile: three levels");
+    drop(log);
+    let log = TileLog::open(dir.path()).unwrap();
+    let all = leaves(size);
+    assert_eq!(log.root().unwrap(), merkle::root(&all));
+    let source = FolderSource(dir.path().to_owned());
+    let tree = TiledTree::new(&source, size);
+    for index in [0, 300, 65_537] {
+        let proof = tree.inclusion_proof(index).unwrap();
+        assert_eq!(
+            proof,
+            merkle::inclusion_proof(index as usize, &all).unwrap()
+        );
+    }
 }
