@@ -115,12 +115,62 @@ const SIZE_FILE: &str = "size";
 /// scans past every recently deleted inode to allocate the next file's: measured at 15% of the
 /// whole stack's CPU under load.
 const SIZE_FILE_BYTES: usize = 20;
+/// Name of the file that holds the entries of the bundle still filling (bundle encoding, the
+/// committed ones first): what an append makes durable instead of a new partial bundle file.
+const FILLING_FILE: &str = "filling";
 /// Name of the entry index.
 const INDEX_FILE: &str = "index.redb";
 const INDEX: redb::TableDefinition<&[u8], u64> = redb::TableDefinition::new("entries");
 /// How many of the log's entries the index covers (the index is a cache of the bundles: its
 /// commits are not fsync'd one by one, and opening the log indexes whatever it lacks).
 const INDEXED: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("indexed");
+
+/// The entries of the bundle still filling at the committed `size`, from the first of these that
+/// exists: the full bundle (an append that completed it crashed before its size; it starts with
+/// the committed entries), the partial bundle of exactly this width (written for a checkpoint of
+/// this size, or by logs of an earlier version), the filling file (its first entries).
+fn committed_bundle(dir: &Path, size: u64) -> Result<Vec<Vec<u8>>, TileError> {
+    let width = size % TILE_WIDTH;
+    if width == 0 {
+        return Ok(Vec::new());
+    }
+    let index = size / TILE_WIDTH;
+    let candidates = [
+        tile_path(None, index, TILE_WIDTH),
+        tile_path(None, index, width),
+        FILLING_FILE.to_owned(),
+    ];
+    for (i, path) in candidates.iter().enumerate() {
+        let full = dir.join(path);
+        match std::fs::read(&full) {
+            Ok(bytes) => return first_entries(&bytes, width, path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && i + 1 < candidates.len() => {}
+            Err(source) => {
+                return Err(TileError::Io {
+                    stage: "read bundle still filling",
+                    path: full.display().to_string(),
+                    source,
+                });
+            }
+        }
+    }
+    unreachable!("the last candidate returns")
+}
+
+/// The first `count` entries of bundle-encoded `bytes` (whatever follows them is ignored).
+fn first_entries(bytes: &[u8], count: u64, path: &str) -> Result<Vec<Vec<u8>>, TileError> {
+    let mut entries = Vec::new();
+    let mut rest = bytes;
+    while (entries.len() as u64) < count {
+        let short = || invalid("open", format!("{path} holds fewer than {count} entries"));
+        let (len, tail) = rest.split_first_chunk::<2>().ok_or_else(short)?;
+        let len = usize::from(u16::from_be_bytes(*len));
+        let entry = tail.get(..len).ok_or_else(short)?;
+        entries.push(entry.to_vec());
+        rest = &tail[len..];
+    }
+    Ok(entries)
+}
 
 /// Per level, the hashes of the tile still filling at `size`, recomputed from what an append
 /// makes durable: level 0 from the leaves of the entry bundle still filling (`bundle`), each
@@ -138,7 +188,10 @@ fn partial_hashes(
         }
         let width = count % TILE_WIDTH;
         let hashes = match level {
-            0 => bundle.iter().map(|entry| merkle::leaf_hash(entry)).collect(),
+            0 => bundle
+                .iter()
+                .map(|entry| merkle::leaf_hash(entry))
+                .collect(),
             _ => (count - width..count)
                 .map(|below| {
                     let bytes = source.read(&tile_path(Some(level - 1), below, TILE_WIDTH))?;
@@ -153,10 +206,11 @@ fn partial_hashes(
 
 /// An append-only tiled log in a folder.
 ///
-/// An append makes durable the entry bundle still filling, every full tile, then the size; the
-/// hash tiles still filling are derived data, written by [`TileLog::root`] (so before any
-/// checkpoint names a size) and recomputed when the log opens. An append at low rates then
-/// creates one file, not one per level.
+/// An append makes durable every full tile, the entries of the bundle still filling (appended to
+/// the `filling` file in place), then the size (overwritten in place); the tiles still filling,
+/// hash tiles and partial bundle, are derived data, written by [`TileLog::root`] (so before any
+/// checkpoint names a size) and recomputed when the log opens. An append that completes no tile
+/// creates no file: on ext4 a file creation costs up to a millisecond of CPU here.
 pub struct TileLog {
     dir: PathBuf,
     size: u64,
@@ -167,6 +221,10 @@ pub struct TileLog {
     index: redb::Database,
     /// The size file, once this log wrote it in the padded form (overwritten in place).
     size_file: Option<std::fs::File>,
+    /// The filling file, once this process rewrote it whole (appended to in place after).
+    filling: Option<std::fs::File>,
+    /// Bytes of `bundle` the filling file holds at its start (when `filling` is open).
+    filling_bytes: usize,
 }
 
 impl std::fmt::Debug for TileLog {
@@ -206,12 +264,7 @@ impl TileLog {
         };
         let index = redb::Database::create(dir.join(INDEX_FILE)).map_err(index_error)?;
         let source = FolderSource(dir.to_owned());
-        let width = size % TILE_WIDTH;
-        let bundle = if width == 0 {
-            Vec::new()
-        } else {
-            bundle_entries(&source.read(&tile_path(None, size / TILE_WIDTH, width))?)?
-        };
+        let bundle = committed_bundle(dir, size)?;
         let partial = partial_hashes(&source, size, &bundle)?;
         let log = TileLog {
             dir: dir.to_owned(),
@@ -220,6 +273,8 @@ impl TileLog {
             bundle,
             index,
             size_file: None,
+            filling: None,
+            filling_bytes: 0,
         };
         log.reindex()?;
         Ok(log)
@@ -349,7 +404,7 @@ impl TileLog {
         for entry in &fresh {
             self.push(entry)?;
         }
-        self.write_bundle_partial()?;
+        self.write_filling()?;
         self.commit_size()?;
         // Not fsync'd: a crash that loses it is repaired from the bundles when the log opens.
         self.commit_index(&fresh, first, redb::Durability::None)?;
@@ -367,6 +422,8 @@ impl TileLog {
                 &bytes,
             )?;
             self.bundle.clear();
+            // The filling file holds the bundle just written: start it again from its head.
+            self.filling_bytes = 0;
         }
         let mut hash = merkle::leaf_hash(entry);
         let mut level = 0usize;
@@ -422,18 +479,58 @@ impl TileLog {
         Ok(())
     }
 
-    /// Writes the entry bundle still filling (the durable record of its entries).
-    fn write_bundle_partial(&self) -> Result<(), TileError> {
+    /// Makes the entries of the bundle still filling durable in the filling file: the entries
+    /// it lacks, written after those it holds (or the whole bundle from its head, the first time
+    /// in this process and after a full bundle), then `fdatasync`. Bytes past the committed
+    /// entries are never read (see [`committed_bundle`]), so a crash mid-write loses nothing
+    /// committed.
+    fn write_filling(&mut self) -> Result<(), TileError> {
+        use std::os::unix::fs::FileExt;
+        let encoded = bundle_bytes(&self.bundle);
+        let from = if self.filling.is_some() {
+            self.filling_bytes
+        } else {
+            0
+        };
+        let path = self.dir.join(FILLING_FILE);
+        let io = |stage: &'static str| {
+            let path = path.display().to_string();
+            move |source| TileError::Io {
+                stage,
+                path,
+                source,
+            }
+        };
+        if encoded.len() > from {
+            if self.filling.is_none() {
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(&path)
+                    .map_err(io("open filling"))?;
+                // Its directory entry too must survive a crash.
+                std::fs::File::open(&self.dir)
+                    .and_then(|dir| dir.sync_all())
+                    .map_err(io("sync log folder"))?;
+                self.filling = Some(file);
+            }
+            let file = self.filling.as_ref().expect("opened above");
+            file.write_all_at(&encoded[from..], from as u64)
+                .map_err(io("write filling"))?;
+            file.sync_data().map_err(io("sync filling"))?;
+        }
+        self.filling_bytes = encoded.len();
+        Ok(())
+    }
+
+    /// Writes every level's hash tile still filling and the entry bundle still filling, as
+    /// clients fetch them (derived from the filling file and the full tiles; see [`TileLog`]).
+    fn write_partials(&self) -> Result<(), TileError> {
         if !self.bundle.is_empty() {
             let path = tile_path(None, self.size / TILE_WIDTH, self.bundle.len() as u64);
             write_file(&self.dir, &path, &bundle_bytes(&self.bundle))?;
         }
-        Ok(())
-    }
-
-    /// Writes every level's hash tile still filling (derived from the bundles and full tiles;
-    /// see [`TileLog`]).
-    fn write_hash_partials(&self) -> Result<(), TileError> {
         for (level, hashes) in self.partial.iter().enumerate() {
             if hashes.is_empty() {
                 continue;
@@ -473,7 +570,7 @@ impl TileLog {
     /// The root of the committed tree, read back from the tiles written; first writes the hash
     /// tiles still filling, so that every tile of this size can be served.
     pub fn root(&self) -> Result<Hash, TileError> {
-        self.write_hash_partials()?;
+        self.write_partials()?;
         Ok(TiledTree::new(&FolderSource(self.dir.clone()), self.size).root()?)
     }
 }

@@ -279,8 +279,14 @@ impl Variant {
     /// The argument of scripts/build-wasm.sh and the file it produces.
     fn build(self) -> (&'static str, &'static str) {
         match self {
-            Variant::Portable => ("spin", "target/wasm32-wasip2/release/edgevote_edge_spin.wasm"),
-            Variant::Wide => ("wide", "target/wasm32-wasip2/release/edgevote_edge_wide.wasm"),
+            Variant::Portable => (
+                "spin",
+                "target/wasm32-wasip2/release/edgevote_edge_spin.wasm",
+            ),
+            Variant::Wide => (
+                "wide",
+                "target/wasm32-wasip2/release/edgevote_edge_wide.wasm",
+            ),
         }
     }
 }

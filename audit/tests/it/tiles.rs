@@ -214,7 +214,7 @@ fn the_commit_point_is_overwritten_in_place_and_read_back_on_reopen() {
     assert_eq!((text.len(), text.trim()), (20, "50"));
     let root = log.root().unwrap();
     drop(log);
-    let mut log = TileLog::open(dir.path()).unwrap();
+    let log = TileLog::open(dir.path()).unwrap();
     assert_eq!((log.size(), log.root().unwrap()), (50, root));
     // A size file in the short form (as older logs wrote it) is read, and replaced whole by the
     // next append.
@@ -258,4 +258,67 @@ fn a_log_reopened_before_any_tree_head_recomputes_its_hash_tiles_from_the_entrie
             merkle::inclusion_proof(index as usize, &all).unwrap()
         );
     }
+}
+
+#[test]
+fn a_torn_write_past_the_committed_entries_of_the_filling_file_is_never_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = TileLog::open(dir.path()).unwrap();
+    let first: Vec<Vec<u8>> = (0..10).map(entry).collect();
+    log.append(&first.iter().map(Vec::as_slice).collect::<Vec<_>>())
+        .unwrap();
+    drop(log);
+    // The crash: the next append's entries reached the filling file half written, its size
+    // never did.
+    let mut filling = std::fs::OpenOptions::new()
+        .append(true)
+        .open(dir.path().join("filling"))
+        .unwrap();
+    std::io::Write::write_all(&mut filling, &[0, 43, b'x', b'y']).unwrap();
+    drop(filling);
+    let mut log = TileLog::open(dir.path()).unwrap();
+    assert_eq!(
+        (log.size(), log.root().unwrap()),
+        (10, merkle::root(&leaves(10)))
+    );
+    // Redelivered, the entries are appended over the torn bytes.
+    let more: Vec<Vec<u8>> = (10..15).map(entry).collect();
+    log.append(&more.iter().map(Vec::as_slice).collect::<Vec<_>>())
+        .unwrap();
+    drop(log);
+    let log = TileLog::open(dir.path()).unwrap();
+    assert_eq!(
+        (log.size(), log.root().unwrap()),
+        (15, merkle::root(&leaves(15)))
+    );
+}
+
+#[test]
+fn a_crash_after_a_bundle_filled_reads_the_committed_entries_from_the_full_bundle() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = TileLog::open(dir.path()).unwrap();
+    let first: Vec<Vec<u8>> = (0..250).map(entry).collect();
+    log.append(&first.iter().map(Vec::as_slice).collect::<Vec<_>>())
+        .unwrap();
+    // This append completes bundle 0 and starts the filling file again with entries 256..260.
+    let more: Vec<Vec<u8>> = (250..260).map(entry).collect();
+    log.append(&more.iter().map(Vec::as_slice).collect::<Vec<_>>())
+        .unwrap();
+    drop(log);
+    // The crash: its size never reached the disk. The filling file no longer holds the
+    // committed entries 0..250; the full bundle does.
+    std::fs::write(dir.path().join("size"), "250").unwrap();
+    let mut log = TileLog::open(dir.path()).unwrap();
+    assert_eq!(
+        (log.size(), log.root().unwrap()),
+        (250, merkle::root(&leaves(250)))
+    );
+    assert_eq!(log.index_of(&entry(249)).unwrap(), Some(249));
+    assert_eq!(log.index_of(&entry(255)).unwrap(), None, "never committed");
+    assert_eq!(
+        log.append(&more.iter().map(Vec::as_slice).collect::<Vec<_>>())
+            .unwrap(),
+        260
+    );
+    assert_eq!(log.root().unwrap(), merkle::root(&leaves(260)));
 }

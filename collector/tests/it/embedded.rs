@@ -374,3 +374,39 @@ fn a_bad_processing_config_is_refused_by_the_collector() {
     ));
     new(crate::fixture::processing()).expect("the test settings are valid");
 }
+
+/// A receive that finds nothing due writes nothing (no commit, so no fsync): receivers woken by
+/// every send mostly find nothing, and each empty commit cost an fsync.
+#[tokio::test]
+async fn an_empty_receive_writes_nothing_and_a_due_message_is_still_received() {
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("q.redb");
+    let config = EmbeddedQueueConfig {
+        path: path.clone(),
+        max_receives: 3,
+    };
+    let queue = EmbeddedQueue::open(&config).unwrap();
+    queue.send_batch(vec!["a".into()]).await.unwrap();
+    let hidden = Duration::from_secs(30);
+    let got = queue.receive(10, Duration::ZERO, hidden).await.unwrap();
+    assert_eq!(bodies(&got), ["a"]);
+    let written = std::fs::metadata(&path).unwrap().modified().unwrap();
+    // "a" is invisible now: nothing is due.
+    for _ in 0..5 {
+        let empty = queue.receive(10, Duration::ZERO, hidden).await.unwrap();
+        assert!(empty.is_empty());
+    }
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().modified().unwrap(),
+        written,
+        "empty receives committed"
+    );
+    // Once due again it comes back, with its receive counted.
+    queue
+        .change_visibility(vec![got[0].handle.clone()], Duration::ZERO)
+        .await
+        .unwrap();
+    let again = queue.receive(10, Duration::ZERO, hidden).await.unwrap();
+    assert_eq!((bodies(&again), again[0].receive_count), (vec!["a"], 2));
+}

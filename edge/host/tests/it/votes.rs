@@ -75,10 +75,7 @@ async fn the_wide_arithmetic_build_seals_votes_that_verify() {
     let edge = Running::start_with(&d, config).await;
     // The host runs the wide build, not the portable one.
     let wide_sha256 = edgevote_shared::Digest32::of(&std::fs::read(&wide).unwrap());
-    assert_eq!(
-        edge.host.bundles.active().manifest.wasm_sha256,
-        wide_sha256
-    );
+    assert_eq!(edge.host.bundles.active().manifest.wasm_sha256, wide_sha256);
     for envelope in concurrent_votes(&d, &edge, 20).await {
         verify::<QueueEnvelope>(&envelope, &d.keyset()).unwrap();
     }
