@@ -114,6 +114,9 @@ fn native_loop(fixture: &Fixture, edge: &Edge) -> Result<(), BenchError> {
             Outcome::Enqueue(accepted) => accepted,
             Outcome::Respond(response) => return Err(unexpected(response.status, String::new())),
             Outcome::HandToHost(_) => return Err(unexpected(0, "handed to a host".into())),
+            Outcome::VerifyOnPlatform(_) => {
+                return Err(unexpected(0, "handed to a platform".into()));
+            }
         };
         let envelope = edge
             .seal(

@@ -4,7 +4,7 @@
 use crate::ballot::Ballot;
 use crate::digest::Digest32;
 use crate::error::WireError;
-use crate::jws::{Verified, decode_unverified, verify};
+use crate::jws::{ExternalCheck, Verified, decode_unverified, verify, verify_external};
 use crate::keys::KeySet;
 use crate::manifest::ElectionManifest;
 use crate::receipt::Receipt;
@@ -96,6 +96,20 @@ impl CheckedBallot {
         Ok(self.admitted(token))
     }
 
+    /// Prepares the token's signature for Ed25519 held outside this code (a platform's
+    /// WebCrypto): every check of [`CheckedBallot::verify`] but the equation itself, which
+    /// [`PlatformToken::admit`] takes from the platform.
+    pub fn verify_on_platform(
+        self,
+        authority_keys: &KeySet,
+    ) -> Result<PlatformToken, AdmissionError> {
+        let check = verify_external::<VoteToken>(&self.ballot.token, authority_keys)?;
+        Ok(PlatformToken {
+            checked: self,
+            check,
+        })
+    }
+
     fn admitted(self, token: Verified<VoteToken>) -> AdmittedBallot {
         // The verified payload is the one the rules were checked on: the same bytes.
         debug_assert_eq!(
@@ -108,6 +122,38 @@ impl CheckedBallot {
             token,
             vote_id,
         }
+    }
+}
+
+/// A checked ballot whose token signature a platform's own Ed25519 is to verify
+/// ([`CheckedBallot::verify_on_platform`]). Like [`CheckedBallot`], it becomes an
+/// [`AdmittedBallot`] only through the verdict: [`PlatformToken::admit`].
+#[derive(Debug, Clone)]
+pub struct PlatformToken {
+    checked: CheckedBallot,
+    check: ExternalCheck<VoteToken>,
+}
+
+impl PlatformToken {
+    /// The ballot.
+    pub fn ballot(&self) -> &Ballot {
+        &self.checked.ballot
+    }
+
+    /// The authority's public key, the signed bytes and the signature, for the platform.
+    pub fn signature_parts(&self) -> (&[u8; 32], &[u8], &[u8; 64]) {
+        (
+            self.check.public_key(),
+            self.check.message(),
+            self.check.signature(),
+        )
+    }
+
+    /// The admitted ballot, when the platform said the signature is valid and the strict checks
+    /// hold ([`ExternalCheck::finish`]).
+    pub fn admit(self, platform_valid: bool) -> Result<AdmittedBallot, AdmissionError> {
+        let token = self.check.finish(platform_valid)?;
+        Ok(self.checked.admitted(token))
     }
 }
 

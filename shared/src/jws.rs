@@ -72,21 +72,59 @@ pub struct Verified<T> {
 /// Signs `doc` as a compact JWS. Refuses a key of the wrong role and an invalid document, so a
 /// signer can never produce something a verifier would reject.
 pub fn sign<T: Document>(identity: &SigningIdentity, doc: &T) -> Result<String, WireError> {
-    check_role::<T>(identity.kid(), identity.role())?;
+    let unsigned = sign_external(identity.kid(), identity.role(), doc)?;
+    let signature = identity.sign_raw(unsigned.message());
+    unsigned.finish(&signature.to_bytes())
+}
+
+/// A document ready to be signed by Ed25519 held outside this code (a platform's WebCrypto
+/// key, which never enters Wasm): [`sign_external`] checks it exactly as [`sign`] does and
+/// builds the signing input, [`ExternalSignature::finish`] appends the platform's signature.
+#[derive(Debug, Clone)]
+pub struct ExternalSignature {
+    /// `header.payload`, base64url.
+    signing_input: String,
+    name: &'static str,
+    max_jws_bytes: usize,
+}
+
+/// [`sign`]'s checks and signing input for a key of `role` named `kid` held elsewhere.
+pub fn sign_external<T: Document>(
+    kid: &str,
+    role: Role,
+    doc: &T,
+) -> Result<ExternalSignature, WireError> {
+    check_role::<T>(kid, role)?;
     doc.validate()?;
     let header = Header {
         alg: ALG.to_owned(),
-        kid: identity.kid().to_owned(),
+        kid: kid.to_owned(),
         typ: T::TYP.to_owned(),
     };
-    let mut compact = b64::encode(json::to_vec(&header));
-    compact.push('.');
-    compact.push_str(&b64::encode(json::to_vec(doc)));
-    let signature = identity.sign_raw(compact.as_bytes());
-    compact.push('.');
-    compact.push_str(&b64::encode(signature.to_bytes()));
-    json::check_len(T::NAME, compact.len(), T::MAX_JWS_BYTES)?;
-    Ok(compact)
+    let mut signing_input = b64::encode(json::to_vec(&header));
+    signing_input.push('.');
+    signing_input.push_str(&b64::encode(json::to_vec(doc)));
+    Ok(ExternalSignature {
+        signing_input,
+        name: T::NAME,
+        max_jws_bytes: T::MAX_JWS_BYTES,
+    })
+}
+
+impl ExternalSignature {
+    /// The bytes to sign.
+    pub fn message(&self) -> &[u8] {
+        self.signing_input.as_bytes()
+    }
+
+    /// The compact JWS with `signature` (Ed25519 over [`Self::message`]).
+    pub fn finish(self, signature: &[u8; 64]) -> Result<String, WireError> {
+        let mut compact = self.signing_input;
+        compact.push('.');
+        compact.push_str(&b64::encode(signature));
+        json::check_len(self.name, compact.len(), self.max_jws_bytes)?;
+        Ok(compact)
+    }
 }
 
 /// Verifies a compact JWS of type `T` against `keys` and returns the checked document.
@@ -101,6 +139,115 @@ pub fn verify<T: Document>(compact: &str, keys: &KeySet) -> Result<Verified<T>, 
         .verify_strict(prepared.signing_input.as_bytes(), &prepared.signature)
         .map_err(|_| WireError::BadSignature)?;
     finish(prepared)
+}
+
+/// A JWS whose every check but the Ed25519 equation passed (size, shape, header, key lookup and
+/// role), for Ed25519 held outside this code to verify (a platform's WebCrypto):
+/// [`verify_external`] prepares it, [`ExternalCheck::finish`] takes the platform's verdict and
+/// makes the rest of [`verify`]'s checks.
+///
+/// Strictness: a platform's RFC 8032 verification (BoringSSL's, under workerd) refuses a
+/// non-canonical `S` and compares the encoding of `R` it computes with the one given, so it
+/// refuses non-canonical `R` too; [`ExternalCheck::finish`] refuses both again, and a
+/// small-order `R`, so that what it accepts is what `verify_strict` accepts. Keys come from a
+/// checked [`KeySet`], so none is weak.
+#[derive(Debug, Clone)]
+pub struct ExternalCheck<T> {
+    signing_input: String,
+    payload: String,
+    signature: [u8; 64],
+    public_key: [u8; 32],
+    kid: String,
+    jwk: crate::keys::PublicJwk,
+    doc: std::marker::PhantomData<fn() -> T>,
+}
+
+/// [`verify`]'s checks up to the signature itself, for [`ExternalCheck::finish`].
+pub fn verify_external<T: Document>(
+    compact: &str,
+    keys: &KeySet,
+) -> Result<ExternalCheck<T>, WireError> {
+    let prepared = prepare::<T>(compact, keys)?;
+    Ok(ExternalCheck {
+        signing_input: prepared.signing_input.to_owned(),
+        payload: prepared.payload.to_owned(),
+        signature: prepared.signature.to_bytes(),
+        public_key: prepared.key.to_bytes(),
+        kid: prepared.kid,
+        jwk: prepared.jwk.clone(),
+        doc: std::marker::PhantomData,
+    })
+}
+
+impl<T: Document> ExternalCheck<T> {
+    /// The signer's Ed25519 public key (from the key set, by the header's `kid`).
+    pub fn public_key(&self) -> &[u8; 32] {
+        &self.public_key
+    }
+
+    /// The signed bytes.
+    pub fn message(&self) -> &[u8] {
+        self.signing_input.as_bytes()
+    }
+
+    /// The signature.
+    pub fn signature(&self) -> &[u8; 64] {
+        &self.signature
+    }
+
+    /// The document, when the platform said the signature is valid (`platform_valid`) and the
+    /// strict checks hold (see [`ExternalCheck`]); then [`verify`]'s remaining checks.
+    pub fn finish(self, platform_valid: bool) -> Result<Verified<T>, WireError> {
+        if !platform_valid || !strict_extras_hold(&self.signature) {
+            return Err(WireError::BadSignature);
+        }
+        finish_parts(&self.payload, self.kid, &self.jwk)
+    }
+}
+
+/// What `verify_strict` refuses beyond the Ed25519 equation, checked on the bytes: `S` is
+/// canonical (below the group order) and `R` is not the encoding of a small-order point.
+fn strict_extras_hold(signature: &[u8; 64]) -> bool {
+    let (r, s) = signature.split_at(32);
+    let s: [u8; 32] = s.try_into().expect("64 = 32 + 32");
+    let canonical_s = bool::from(curve25519_dalek::Scalar::from_canonical_bytes(s).is_some());
+    canonical_s && !is_small_order_encoding(r)
+}
+
+/// Whether `r` (32 bytes) encodes a point of small order, canonically or not, with either sign
+/// bit: the y-coordinates of the eight torsion points, and `p` and `p + 1` (non-canonical 0
+/// and 1).
+pub fn is_small_order_encoding(r: &[u8]) -> bool {
+    let mut y: [u8; 32] = match r.try_into() {
+        Ok(y) => y,
+        Err(_) => return false,
+    };
+    y[31] &= 0x7f;
+    small_order_ys().contains(&y)
+}
+
+fn small_order_ys() -> &'static [[u8; 32]] {
+    static YS: std::sync::OnceLock<Vec<[u8; 32]>> = std::sync::OnceLock::new();
+    YS.get_or_init(|| {
+        let mut ys: Vec<[u8; 32]> = curve25519_dalek::constants::EIGHT_TORSION
+            .iter()
+            .map(|point| {
+                let mut y = point.compress().to_bytes();
+                y[31] &= 0x7f;
+                y
+            })
+            .collect();
+        // p = 2^255 - 19 and p + 1, little-endian: y = 0 and y = 1 written non-canonically.
+        for low in [0xed_u8, 0xee] {
+            let mut y = [0xff_u8; 32];
+            y[0] = low;
+            y[31] = 0x7f;
+            ys.push(y);
+        }
+        ys.sort_unstable();
+        ys.dedup();
+        ys
+    })
 }
 
 /// Verifies many documents of one type with a single Ed25519 batch verification (about twice
@@ -307,14 +454,23 @@ fn prepare<'c, 'k, T: Document>(
 }
 
 fn finish<T: Document>(prepared: Prepared<'_, '_>) -> Result<Verified<T>, WireError> {
-    let payload = b64::decode("payload", prepared.payload)?;
+    finish_parts(prepared.payload, prepared.kid, prepared.jwk)
+}
+
+/// The checks after the signature: payload, field rules, the key's validity window at the
+/// document's time, and an edge key's binding.
+fn finish_parts<T: Document>(
+    payload: &str,
+    kid: String,
+    jwk: &crate::keys::PublicJwk,
+) -> Result<Verified<T>, WireError> {
+    let payload = b64::decode("payload", payload)?;
     let doc: T = json::parse_bounded(T::NAME, &payload, T::MAX_JWS_BYTES)?;
     doc.validate()?;
     let at_secs = doc.signed_at_secs();
-    let jwk = prepared.jwk;
     if !jwk.valid_at(at_secs) {
         return Err(WireError::KeyNotValidAtTime {
-            kid: prepared.kid,
+            kid,
             at_secs,
             valid_from: jwk.valid_from,
             valid_until: jwk.valid_until,
@@ -323,10 +479,7 @@ fn finish<T: Document>(prepared: Prepared<'_, '_>) -> Result<Verified<T>, WireEr
     if let Some((edge, region)) = doc.signing_edge() {
         jwk.check_binding(edge, region)?;
     }
-    Ok(Verified {
-        doc,
-        kid: prepared.kid,
-    })
+    Ok(Verified { doc, kid })
 }
 
 fn check_typ<T: Document>(typ: String) -> Result<(), WireError> {

@@ -12,18 +12,24 @@
 //! checks every rule but the token's signature and answers [`Outcome::HandToHost`], and its
 //! host, running this same crate natively, verifies the tokens of concurrent votes in one
 //! batch ([`Edge::check_handed`], [`Edge::verify_handed`]), seals them into one envelope and
-//! signs each receipt once the envelope is durable.
+//! signs each receipt once the envelope is durable. With [`Sealing::Platform`] the platform
+//! holds the key and does the Ed25519 arithmetic (WebCrypto on Workers): the edge answers
+//! [`Outcome::VerifyOnPlatform`] with the token's signature to check, takes the verdict
+//! ([`Edge::admit_on_platform`]), and prepares the envelope and the receipt for the platform to
+//! sign ([`Edge::envelope_to_sign`], [`Edge::receipt_to_sign`]).
 
 pub mod commit;
 pub mod page;
 
 use std::collections::BTreeMap;
 
+use edgevote_shared::admission::PlatformToken;
 use edgevote_shared::envelope::MAX_ENVELOPE_VOTES;
+use edgevote_shared::jws::{ExternalSignature, sign_external};
 use edgevote_shared::{
     AdmissionError, AdmittedBallot, Ballot, CheckedBallot, Digest32, ElectionManifest,
-    EnvelopeVote, KeySet, QueueEnvelope, Role, SigningIdentity, WireError, check_ballot, sign,
-    verify_checked,
+    EnvelopeVote, KeySet, QueueEnvelope, Receipt, Role, SigningIdentity, WireError, check_ballot,
+    sign, verify_checked,
 };
 use serde_json::json;
 
@@ -130,6 +136,52 @@ pub enum Outcome {
     /// Hand this checked ballot to the host, which verifies, seals and signs, and answer with
     /// what the host answers (host sealing).
     HandToHost(Box<Handed>),
+    /// Have the platform's Ed25519 verify this vote's token signature, then call
+    /// [`Edge::admit_on_platform`] with its verdict (platform sealing).
+    VerifyOnPlatform(Box<PlatformVote>),
+}
+
+/// A vote whose every check but its token's Ed25519 equation passed, for the platform.
+#[derive(Debug, Clone)]
+pub struct PlatformVote {
+    token: PlatformToken,
+    received_at_ms: u64,
+}
+
+impl PlatformVote {
+    /// The authority's public key, the signed bytes and the signature to verify.
+    pub fn signature_parts(&self) -> (&[u8; 32], &[u8], &[u8; 64]) {
+        self.token.signature_parts()
+    }
+}
+
+/// A receipt ready for the platform to sign; [`PlatformReceipt::respond`] makes the answer.
+#[derive(Debug, Clone)]
+pub struct PlatformReceipt {
+    receipt: Receipt,
+    unsigned: ExternalSignature,
+}
+
+impl PlatformReceipt {
+    /// The bytes to sign.
+    pub fn message(&self) -> &[u8] {
+        self.unsigned.message()
+    }
+
+    /// `202` with the receipt signed by `signature` (the platform's, over [`Self::message`]).
+    pub fn respond(self, signature: &[u8; 64]) -> Response {
+        match self.unsigned.finish(signature) {
+            Ok(compact) => receipt_json(&self.receipt, &compact),
+            Err(e) => Response::error(500, "receipt_signing_failed", e),
+        }
+    }
+}
+
+/// The edge key a platform holds (platform sealing): its id, for the JWS header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlatformKey {
+    /// The key id (its RFC 7638 thumbprint, as in the key set).
+    pub kid: String,
 }
 
 /// A ballot that passed every rule but its token's signature, for the host to seal.
@@ -149,6 +201,9 @@ pub enum Sealing {
     /// This edge holds no key: it checks the rules and hands votes to its host, which does
     /// the signature work natively (the edge host's default).
     Host,
+    /// The platform holds the edge key and does the Ed25519 work (WebCrypto on Workers); this
+    /// edge checks everything else and prepares what to verify and to sign.
+    Platform(PlatformKey),
 }
 
 /// A ballot the host was handed, checked again natively, waiting for its token's signature.
@@ -317,7 +372,58 @@ impl Edge {
                     body,
                 }))
             }
+            Sealing::Platform(_) => match checked.verify_on_platform(&self.keys) {
+                Ok(token) => Outcome::VerifyOnPlatform(Box::new(PlatformVote {
+                    token,
+                    received_at_ms: now_ms,
+                })),
+                Err(e) => respond(admission_refusal(&e)),
+            },
         }
+    }
+
+    /// Platform sealing: the accepted vote when the platform said its token's signature is
+    /// valid (`platform_valid`) and the strict checks hold, else the refusal.
+    pub fn admit_on_platform(
+        &self,
+        vote: PlatformVote,
+        platform_valid: bool,
+    ) -> Result<Accepted, Response> {
+        match vote.token.admit(platform_valid) {
+            Ok(admitted) => Ok(Accepted::new(admitted, vote.received_at_ms)),
+            Err(e) => Err(admission_refusal(&e)),
+        }
+    }
+
+    fn platform_key(&self) -> Result<&PlatformKey, WireError> {
+        match &self.sealing {
+            Sealing::Platform(key) => Ok(key),
+            _ => Err(WireError::InvalidField {
+                field: "edge key",
+                reason: "this edge's platform holds no key".into(),
+            }),
+        }
+    }
+
+    /// Platform sealing: the envelope holding only `accepted`, for the platform to sign; its
+    /// batch id and what to sign.
+    pub fn envelope_to_sign(
+        &self,
+        accepted: &Accepted,
+        now_ms: u64,
+    ) -> Result<(String, ExternalSignature), WireError> {
+        let key = self.platform_key()?;
+        let batch_id = self.single_batch_id(accepted);
+        let envelope = self.envelope(&batch_id, vec![accepted.vote.clone()], now_ms);
+        Ok((batch_id, sign_external(&key.kid, Role::Edge, &envelope)?))
+    }
+
+    /// Platform sealing: the receipt of a vote that is now durable, for the platform to sign.
+    pub fn receipt_to_sign(&self, accepted: &Accepted) -> Result<PlatformReceipt, WireError> {
+        let key = self.platform_key()?;
+        let receipt = self.receipt_of(accepted, self.bundle_sha256);
+        let unsigned = sign_external(&key.kid, Role::Edge, &receipt)?;
+        Ok(PlatformReceipt { receipt, unsigned })
     }
 
     /// Host sealing, natively in the host: checks again, at the host's `now_ms`, a ballot a
@@ -363,6 +469,10 @@ impl Edge {
                 field: "edge key",
                 reason: "this edge holds no key: its host seals and signs".into(),
             }),
+            Sealing::Platform(_) => Err(WireError::InvalidField {
+                field: "edge key",
+                reason: "this edge's key is its platform's: use receipt_to_sign".into(),
+            }),
         }
     }
 
@@ -378,18 +488,20 @@ impl Edge {
         accepted: &Accepted,
         bundle_sha256: Option<Digest32>,
     ) -> Response {
+        let receipt = self.receipt_of(accepted, bundle_sha256);
+        match self.signer().and_then(|signer| sign(signer, &receipt)) {
+            Ok(compact) => receipt_json(&receipt, &compact),
+            Err(e) => Response::error(500, "receipt_signing_failed", e),
+        }
+    }
+
+    fn receipt_of(&self, accepted: &Accepted, bundle_sha256: Option<Digest32>) -> Receipt {
         let mut receipt =
             accepted
                 .admitted
                 .receipt(&self.edge_id, &self.region, accepted.vote.received_at_ms);
         receipt.bundle_sha256 = bundle_sha256;
-        match self.signer().and_then(|signer| sign(signer, &receipt)) {
-            Ok(compact) => Response::json(
-                202,
-                &json!({"receipt": compact, "vote_id": receipt.vote_id, "election": receipt.election}),
-            ),
-            Err(e) => Response::error(500, "receipt_signing_failed", e),
-        }
+        receipt
     }
 
     /// The batch id of an envelope holding only `accepted`: `{edge id}.{22 chars of vote id}`
@@ -472,15 +584,18 @@ impl Edge {
         votes: Vec<EnvelopeVote>,
         now_ms: u64,
     ) -> Result<String, WireError> {
-        let envelope = QueueEnvelope {
+        sign(self.signer()?, &self.envelope(batch_id, votes, now_ms))
+    }
+
+    fn envelope(&self, batch_id: &str, votes: Vec<EnvelopeVote>, now_ms: u64) -> QueueEnvelope {
+        QueueEnvelope {
             v: 1,
             batch_id: batch_id.to_owned(),
             edge: self.edge_id.clone(),
             region: self.region.clone(),
             created_at_ms: now_ms,
             votes,
-        };
-        sign(self.signer()?, &envelope)
+        }
     }
 }
 
@@ -494,6 +609,14 @@ impl Accepted {
             admitted,
         }
     }
+}
+
+/// `202` with a signed receipt, its vote id and election.
+fn receipt_json(receipt: &Receipt, compact: &str) -> Response {
+    Response::json(
+        202,
+        &json!({"receipt": compact, "vote_id": receipt.vote_id, "election": receipt.election}),
+    )
 }
 
 /// Appends to `body` the part of `chunk` (an item of the platform's body stream) that fits

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+mod external;
 mod kat;
 mod proptests;
 mod rejections;

@@ -50,6 +50,12 @@ impl World {
                     reply: plan,
                 }),
             Outcome::Respond(response) => Err(response),
+            // The simulated edges hold their key or hand to their host; none has a platform.
+            Outcome::VerifyOnPlatform(_) => Err(edgevote_edge_core::Response::error(
+                500,
+                "edge_misconfigured",
+                "a simulated edge has no platform crypto",
+            )),
         };
         match waiting {
             Ok(waiting) => {

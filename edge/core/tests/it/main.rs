@@ -146,7 +146,49 @@ fn through_host(component: &Edge, host: &Edge, request: Request<'_>) -> Outcome 
     }
 }
 
-/// Every refusal of the table, under both sealings: the same status and code either way.
+/// The same edge with its key on its platform (WebCrypto on Workers), as a Worker runs it.
+fn platform_edge() -> Edge {
+    let key = edgevote_edge_core::PlatformKey {
+        kid: edge_key().kid().to_owned(),
+    };
+    Edge::with_sealing(
+        served(),
+        keys(),
+        Sealing::Platform(key),
+        "edge-1",
+        "r1",
+        None,
+    )
+}
+
+/// What a platform's RFC 8032 Ed25519 says (ed25519-dalek's non-strict verification).
+fn platform_verdict(public_key: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> bool {
+    let key = ed25519_dalek::VerifyingKey::from_bytes(public_key).unwrap();
+    let signature = ed25519_dalek::Signature::from_bytes(signature);
+    ed25519_dalek::Verifier::verify(&key, message, &signature).is_ok()
+}
+
+/// Platform sealing end to end: the edge's answer, or its verdict on the token's signature as
+/// `verdict` (the platform) gives it.
+fn through_platform(
+    edge: &Edge,
+    request: Request<'_>,
+    verdict: impl Fn(&[u8; 32], &[u8], &[u8; 64]) -> bool,
+) -> Outcome {
+    match edge.handle(request, NOW_MS) {
+        Outcome::VerifyOnPlatform(vote) => {
+            let (key, message, signature) = vote.signature_parts();
+            let valid = verdict(key, message, signature);
+            match edge.admit_on_platform(*vote, valid) {
+                Ok(accepted) => Outcome::Enqueue(Box::new(accepted)),
+                Err(refusal) => Outcome::Respond(refusal),
+            }
+        }
+        other => other,
+    }
+}
+
+/// Every refusal of the table, under every sealing: the same status and code either way.
 #[test]
 fn every_rejection_has_its_status_and_code_and_enqueues_nothing() {
     let good_token = token("open", NOW + 100, &authority());
@@ -287,10 +329,15 @@ fn every_rejection_has_its_status_and_code_and_enqueues_nothing() {
         ),
     ];
     let (local, component, host) = (edge(), keyless_edge(), edge());
+    let platform = platform_edge();
     for (name, case, status, code) in cases {
         for (sealing, outcome) in [
             ("local", local.handle(case.request(), NOW_MS)),
             ("host", through_host(&component, &host, case.request())),
+            (
+                "platform",
+                through_platform(&platform, case.request(), platform_verdict),
+            ),
         ] {
             let response = refused(outcome);
             assert_eq!(response.status, status, "{name} ({sealing} sealing)");
@@ -333,6 +380,91 @@ fn accepted_vote_yields_receipt_and_envelope_only_on_request() {
         (receipt.edge.as_str(), receipt.region.as_str()),
         ("edge-1", "r1")
     );
+}
+
+#[test]
+fn platform_sealing_accepts_what_local_sealing_accepts_and_signs_on_the_platform() {
+    let (local, platform) = (edge(), platform_edge());
+    let vote = case(
+        "POST",
+        "/v1/elections/open/votes",
+        Some("application/json"),
+        &body("open", &token("open", NOW + 100, &authority()), "yes"),
+    );
+    let Outcome::Enqueue(expected) = local.handle(vote.request(), NOW_MS) else {
+        panic!("local sealing refused the vote");
+    };
+    let Outcome::Enqueue(accepted) = through_platform(&platform, vote.request(), platform_verdict)
+    else {
+        panic!("platform sealing refused the vote");
+    };
+    assert_eq!(
+        (&accepted.admitted, &accepted.vote),
+        (&expected.admitted, &expected.vote)
+    );
+    // The platform signs what the edge prepares; the documents verify with the key set.
+    let (batch_id, unsigned) = platform.envelope_to_sign(&accepted, NOW_MS).unwrap();
+    let signature = edge_key().sign_message(unsigned.message());
+    let envelope = unsigned.finish(&signature).unwrap();
+    let sealed = verify::<QueueEnvelope>(&envelope, &keys()).unwrap().doc;
+    assert_eq!(
+        (sealed.batch_id, sealed.votes),
+        (batch_id, vec![expected.vote.clone()])
+    );
+    let receipt = platform.receipt_to_sign(&accepted).unwrap();
+    let signature = edge_key().sign_message(receipt.message());
+    let response = receipt.respond(&signature);
+    assert_eq!(response.status, 202);
+    assert_eq!(response.body, local.receipt_response(&expected).body);
+    // The platform edge holds no key of its own: it cannot sign behind the platform's back.
+    assert!(platform.seal_single(&accepted, NOW_MS).is_err());
+    assert_eq!(platform.receipt_response(&accepted).status, 500);
+}
+
+#[test]
+fn a_platform_that_says_yes_to_anything_still_admits_no_forgery_it_is_not_asked_about() {
+    let platform = platform_edge();
+    let genuine = token("open", NOW + 100, &authority());
+    let lax = |_: &[u8; 32], _: &[u8], _: &[u8; 64]| true;
+    // Signatures no strict verifier accepts, whatever the platform says of the equation.
+    for (name, forged) in [
+        (
+            "non-canonical S",
+            edgevote_shared::forgery::with_non_canonical_s(&genuine),
+        ),
+        (
+            "small-order R",
+            edgevote_shared::forgery::with_small_order_signature(&genuine),
+        ),
+    ] {
+        let request = case(
+            "POST",
+            "/v1/elections/open/votes",
+            Some("application/json"),
+            &body("open", &forged, "yes"),
+        );
+        let refusal = refused(through_platform(&platform, request.request(), lax));
+        assert_eq!(
+            (refusal.status, refusal.error_code().as_deref()),
+            (401, Some("bad_signature")),
+            "{name}"
+        );
+    }
+    // A token of a key outside the key set never reaches the platform.
+    let stranger = SigningIdentity::from_seed(&[7; 32], Role::Authority);
+    let request = case(
+        "POST",
+        "/v1/elections/open/votes",
+        Some("application/json"),
+        &body("open", &token("open", NOW + 100, &stranger), "yes"),
+    );
+    let asked = std::cell::Cell::new(false);
+    let refusal = refused(through_platform(&platform, request.request(), |_, _, _| {
+        asked.set(true);
+        true
+    }));
+    assert_eq!(refusal.error_code().as_deref(), Some("unknown_key_id"));
+    assert!(!asked.get());
 }
 
 #[test]

@@ -1,0 +1,208 @@
+"""CPU per vote of the Cloudflare Worker edge under workerd: a benchmark, not a test.
+
+    .venv/bin/python tests/worker/bench_worker.py [--votes N] [--json]
+
+One workerd process runs the built bundle (edge/worker/build/, `bash scripts/worker.sh`) as two
+workers that differ only in EDGEVOTE_CRYPTO: `webcrypto` (the default: Ed25519 through the
+platform's WebCrypto) and `wasm` (the same signatures in the bundle's own Wasm arithmetic).
+Their queue is a local stand-in that answers every SendMessage at once, so the figure is the
+Worker's own work. Votes of distinct voters (tokens signed here with the authority key) go to
+each worker in turn, one at a time, and the CPU time workerd spent (utime + stime from
+/proc/PID/stat) is divided by the votes; a read (GET of the election, no signature) gives
+the per-request floor. Prints each figure and the ratio webcrypto / wasm. Nothing is asserted:
+speed is for benchmarks.
+"""
+
+import argparse
+import http.server
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import pathlib
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import test_worker as t  # noqa: E402  (the fixtures' helpers: keys, config, HTTP client)
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+class InstantSqs(http.server.BaseHTTPRequestHandler):
+    """Answers every request as SQS answers an accepted SendMessage."""
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("content-length", "0")))
+        body = json.dumps({"MessageId": secrets.token_hex(8), "MD5OfMessageBody": ""}).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/x-amz-json-1.0")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def cpu_secs(pid: int) -> float:
+    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    # utime and stime are fields 14 and 15 of stat; after the ")" they are the 12th and 13th.
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def world(d: pathlib.Path, cli: pathlib.Path) -> dict:
+    keys = d / "keys"
+    t.run(cli, "keys", "gen", "--keys", keys, "--role", "authority")
+    t.run(cli, "keys", "gen", "--keys", keys, "--role", "edge", "--edge", t.EDGE_ID, "--region", t.REGION)
+    t.run(cli, "election", "create", "--keys", keys, "--id", t.ELECTION, "--title", "Worker bench",
+          "--option", "yes:Yes", "--option", "no:No", "--opens", "now", "--closes", "+1h",
+          "--out", d / "election.jws")
+    keyset = json.loads((keys / "keyset.json").read_text())
+    by_role = {k["edgevote_role"]: k for k in keyset["keys"]}
+    authority = by_role["authority"]
+    seed = t.b64d(json.loads((keys / "private" / f"{authority['kid']}.jwk").read_text())["d"])
+    return {
+        "keyset_text": (keys / "keyset.json").read_text(),
+        "election": (d / "election.jws").read_text().strip(),
+        "edge_key_text": (keys / "private" / f"{by_role['edge']['kid']}.jwk").read_text(),
+        "authority_kid": authority["kid"],
+        "authority_seed": seed,
+    }
+
+
+def ballots(w: dict, count: int, tag: str) -> list:
+    now = int(time.time())
+    out = []
+    for i in range(count):
+        # The authority key was made a moment ago: tokens issued since (see world()).
+        claims = {"jti": f"{tag}-{i}", "sub": f"voter-{tag}-{i}", "aud": t.ELECTION,
+                  "iat": now - 1, "nbf": now - 1, "exp": now + 3600}
+        token = t.sign_jws(w["authority_seed"], w["authority_kid"], "edgevote-token+jwt", claims)
+        out.append({"election": t.ELECTION, "token": token, "choice": "yes",
+                    "nonce": t.b64e(secrets.token_bytes(16))})
+    return out
+
+
+def measure(pid: int, client: t.Http, requests) -> float:
+    """CPU microseconds workerd spent per request of `requests` (callables, run in order)."""
+    before = cpu_secs(pid)
+    for request in requests:
+        request()
+    return (cpu_secs(pid) - before) * 1e6 / max(1, len(requests))
+
+
+def vote(client: t.Http, b: dict):
+    def send():
+        status, _, body = client.vote(b)
+        assert status == 202, f"vote answered {status}: {body}"
+    return send
+
+
+def read(client: t.Http):
+    def send():
+        status, _, body = client.request("GET", f"/v1/elections/{t.ELECTION}")
+        assert status == 200, f"read answered {status}: {body}"
+    return send
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--votes", type=int, default=1000, help="votes per worker and round")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median kept)")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    args = parser.parse_args()
+    for name in t.BUNDLE:
+        if not (t.BUILD / name).is_file():
+            print(f"bench_worker: no bundle at {t.BUILD / name}: run `bash scripts/worker.sh`", file=sys.stderr)
+            return 2
+    if not t.WORKERD.exists():
+        print(f"bench_worker: no workerd at {t.WORKERD}: run `bash scripts/worker.sh tools`", file=sys.stderr)
+        return 2
+    cli = t.BIN
+    if not cli.is_file():
+        print(f"bench_worker: no edgevote CLI at {cli}: cargo build -p edgevote", file=sys.stderr)
+        return 2
+    d = pathlib.Path(tempfile.mkdtemp(prefix="edgevote-worker-bench-"))
+    sqs = http.server.ThreadingHTTPServer(("127.0.0.1", 0), InstantSqs)
+    threading.Thread(target=sqs.serve_forever, daemon=True).start()
+    proc = None
+    try:
+        w = world(d, cli)
+        time.sleep(2)  # tokens must be issued after the authority key's validity starts
+        for name in t.BUNDLE:
+            shutil.copy(t.BUILD / name, d / name)
+        queue = f"http://127.0.0.1:{sqs.server_address[1]}/{t.ACCOUNT}/edgevote-votes"
+        base = {
+            "EDGEVOTE_KEYSET": w["keyset_text"],
+            "EDGEVOTE_ELECTIONS": w["election"] + "\n",
+            "EDGEVOTE_EDGE_KEY": w["edge_key_text"],
+            "EDGEVOTE_EDGE_ID": t.EDGE_ID,
+            "EDGEVOTE_REGION": t.REGION,
+            "EDGEVOTE_QUEUES": f"{t.REGION}={queue}",
+            "AWS_ACCESS_KEY_ID": t.AWS_ENV["AWS_ACCESS_KEY_ID"],
+            "AWS_SECRET_ACCESS_KEY": t.AWS_ENV["AWS_SECRET_ACCESS_KEY"],
+        }
+        variants = {"webcrypto": {**base, "EDGEVOTE_CRYPTO": "webcrypto"},
+                    "wasm": {**base, "EDGEVOTE_CRYPTO": "wasm"}}
+        ports = {name: t.free_port() for name in variants}
+        (d / "config.capnp").write_text(t.workerd_config(variants, ports))
+        log = d / "workerd.log"
+        with open(log, "wb") as out:
+            proc = subprocess.Popen([str(t.WORKERD), "serve", str(d / "config.capnp")],
+                                    cwd=d, stdout=out, stderr=subprocess.STDOUT)
+        clients = {name: t.Http(port) for name, port in ports.items()}
+        deadline = time.monotonic() + t.READY_TIMEOUT
+        for name, client in clients.items():
+            while True:
+                if proc.poll() is not None:
+                    print(f"bench_worker: workerd exited:\n{t.log_tail(log)}", file=sys.stderr)
+                    return 1
+                try:
+                    client.request("GET", "/healthz", timeout=5)
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        print(f"bench_worker: {name} did not answer:\n{t.log_tail(log)}", file=sys.stderr)
+                        return 1
+                    time.sleep(0.2)
+        print(f"bench_worker: signing {2 * args.votes * args.rounds + 100} tokens ...", file=sys.stderr)
+        figures = {name: {"vote_us": [], "read_us": []} for name in variants}
+        for name, client in clients.items():  # warm up: isolate, config, keys
+            for b in ballots(w, 50, f"warm-{name}"):
+                vote(client, b)()
+        for r in range(args.rounds):
+            for name, client in clients.items():
+                votes = [vote(client, b) for b in ballots(w, args.votes, f"{name}-{r}")]
+                figures[name]["vote_us"].append(measure(proc.pid, client, votes))
+                figures[name]["read_us"].append(measure(proc.pid, client, [read(client)] * args.votes))
+            print(f"bench_worker: round {r + 1}/{args.rounds} done", file=sys.stderr)
+        median = lambda xs: sorted(xs)[len(xs) // 2]  # noqa: E731
+        report = {name: {k: median(v) for k, v in f.items()} for name, f in figures.items()}
+        report["webcrypto_over_wasm"] = report["webcrypto"]["vote_us"] / report["wasm"]["vote_us"]
+        report["votes"], report["rounds"] = args.votes, args.rounds
+        if args.json:
+            print(json.dumps(report, indent=2))
+        else:
+            print(f"Worker under workerd ({t.WORKERD.name}), {args.votes} votes x {args.rounds} rounds, CPU of workerd per request (median):")
+            for name in variants:
+                f = report[name]
+                print(f"  {name:<10} vote {f['vote_us']:7.1f} us   read (no signature) {f['read_us']:6.1f} us")
+            print(f"  webcrypto / wasm, per vote: {report['webcrypto_over_wasm']:.2f}x")
+        return 0
+    finally:
+        if proc is not None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        sqs.shutdown()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
