@@ -234,6 +234,11 @@ pub fn verify_message(key: &VerifyingKey, message: &[u8], signature: &[u8; 64]) 
         .is_ok()
 }
 
+/// [`verify_message`] for a public key given as its 32 bytes (false when they are no key).
+pub fn verify_with_public_key(public_key: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> bool {
+    VerifyingKey::from_bytes(public_key).is_ok_and(|key| verify_message(&key, message, signature))
+}
+
 /// A JWK Set as published: the wire form of [`KeySet`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

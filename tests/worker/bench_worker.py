@@ -30,6 +30,8 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import test_worker as t  # noqa: E402  (the fixtures' helpers: keys, config, HTTP client)
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+# Votes measured right after an isolate starts.
+FIRST_VOTES = 50
 
 
 class InstantSqs(http.server.BaseHTTPRequestHandler):
@@ -102,6 +104,19 @@ def vote(client: t.Http, b: dict):
     return send
 
 
+def forged(client: t.Http, b: dict):
+    """The vote with one bit of its token's signature flipped: refused after verification."""
+    header, payload, signature = b["token"].split(".")
+    raw = bytearray(t.b64d(signature))
+    raw[5] ^= 1
+    bad = {**b, "token": f"{header}.{payload}.{t.b64e(bytes(raw))}"}
+
+    def send():
+        status, _, body = client.vote(bad)
+        assert status == 401, f"forged vote answered {status}: {body}"
+    return send
+
+
 def read(client: t.Http):
     def send():
         status, _, body = client.request("GET", f"/v1/elections/{t.ELECTION}")
@@ -169,19 +184,27 @@ def main() -> int:
                         print(f"bench_worker: {name} did not answer:\n{t.log_tail(log)}", file=sys.stderr)
                         return 1
                     time.sleep(0.2)
-        print(f"bench_worker: signing {2 * args.votes * args.rounds + 100} tokens ...", file=sys.stderr)
-        figures = {name: {"vote_us": [], "read_us": []} for name in variants}
-        for name, client in clients.items():  # warm up: isolate, config, keys
-            for b in ballots(w, 50, f"warm-{name}"):
-                vote(client, b)()
+        print(f"bench_worker: {args.rounds} rounds of {args.votes} votes, forged votes and reads per worker ...", file=sys.stderr)
+        figures = {name: {"vote_us": [], "forged_us": [], "read_us": []} for name in variants}
+        first_votes = {}
+        # The first votes of a new isolate (config, key import, Wasm still in V8's baseline
+        # tier): what a Worker pays after each eviction.
+        for name, client in clients.items():
+            first = [vote(client, b) for b in ballots(w, FIRST_VOTES, f"first-{name}")]
+            first_votes[name] = measure(proc.pid, client, first)
         for r in range(args.rounds):
             for name, client in clients.items():
-                votes = [vote(client, b) for b in ballots(w, args.votes, f"{name}-{r}")]
+                fresh = ballots(w, 2 * args.votes, f"{name}-{r}")
+                votes = [vote(client, b) for b in fresh[: args.votes]]
                 figures[name]["vote_us"].append(measure(proc.pid, client, votes))
+                bad = [forged(client, b) for b in fresh[args.votes :]]
+                figures[name]["forged_us"].append(measure(proc.pid, client, bad))
                 figures[name]["read_us"].append(measure(proc.pid, client, [read(client)] * args.votes))
             print(f"bench_worker: round {r + 1}/{args.rounds} done", file=sys.stderr)
         median = lambda xs: sorted(xs)[len(xs) // 2]  # noqa: E731
         report = {name: {k: median(v) for k, v in f.items()} for name, f in figures.items()}
+        for name, us in first_votes.items():
+            report[name]["first_votes_us"] = us
         report["webcrypto_over_wasm"] = report["webcrypto"]["vote_us"] / report["wasm"]["vote_us"]
         report["votes"], report["rounds"] = args.votes, args.rounds
         if args.json:
@@ -190,7 +213,7 @@ def main() -> int:
             print(f"Worker under workerd ({t.WORKERD.name}), {args.votes} votes x {args.rounds} rounds, CPU of workerd per request (median):")
             for name in variants:
                 f = report[name]
-                print(f"  {name:<10} vote {f['vote_us']:7.1f} us   read (no signature) {f['read_us']:6.1f} us")
+                print(f"  {name:<10} vote {f['vote_us']:7.1f} us   first {FIRST_VOTES} votes of an isolate {f['first_votes_us']:7.1f} us   forged vote (verified, refused) {f['forged_us']:7.1f} us   read (no signature) {f['read_us']:6.1f} us")
             print(f"  webcrypto / wasm, per vote: {report['webcrypto_over_wasm']:.2f}x")
         return 0
     finally:

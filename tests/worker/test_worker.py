@@ -5,7 +5,8 @@ built bundle (edge/worker/build/, from `bash scripts/worker.sh`) as four workers
 own 127.0.0.1 port and each configured through its environment bindings exactly as on
 Cloudflare:
 
-- `edge`: one queue, moto's SQS queue in eu-west-1;
+- `edge`: one queue, moto's SQS queue in eu-west-1 (Ed25519 by WebCrypto, the default);
+- `wasm`: the same, with EDGEVOTE_CRYPTO=wasm (Ed25519 in the bundle's own Wasm);
 - `down`: one queue on a closed port (no queue can take a vote);
 - `failover`: the closed port first, then moto's queue in eu-central-1;
 - `misconfigured`: EDGEVOTE_QUEUES missing.
@@ -323,6 +324,7 @@ def workers(bundle, world, moto, tmp_path_factory):
     }
     variants = {
         "edge": {**base, "EDGEVOTE_QUEUES": f"{REGION}={moto['queue_url']}"},
+        "wasm": {**base, "EDGEVOTE_QUEUES": f"{REGION}={moto['queue_url']}", "EDGEVOTE_CRYPTO": "wasm"},
         "down": {**base, "EDGEVOTE_QUEUES": f"{REGION}={closed}"},
         "failover": {
             **base,
@@ -434,10 +436,11 @@ def test_reads(workers, world):
                    "method_not_allowed")
 
 
-def test_valid_vote_is_enqueued_then_receipted(workers, world, moto):
+@pytest.mark.parametrize("worker", ["edge", "wasm"])
+def test_valid_vote_is_enqueued_then_receipted(worker, workers, world, moto):
     drain_all(moto)
-    sent = ballot(world, voter="voter-ok")
-    status, headers, body = workers["edge"].vote(sent)
+    sent = ballot(world, voter=f"voter-ok-{worker}")
+    status, headers, body = workers[worker].vote(sent)
     assert status == 202, (status, body, log_tail(workers["log"]))
     assert body["election"] == ELECTION
     receipt = body["receipt"]
@@ -465,7 +468,7 @@ def test_valid_vote_is_enqueued_then_receipted(workers, world, moto):
     assert abs(payload["created_at_ms"] / 1000 - time.time()) < 300
 
     # A retry (same nonce) is the same vote: same vote id, enqueued again (the collector dedups).
-    status, _, again = workers["edge"].vote(sent)
+    status, _, again = workers[worker].vote(sent)
     assert status == 202 and again["vote_id"] == body["vote_id"], again
     assert len(drain(moto)) == 1
 
@@ -492,6 +495,29 @@ def expired_token(world):
     return sign_jws(world["authority_seed"], world["authority"]["kid"], "edgevote-token+jwt", claims)
 
 
+def with_signature(token: str, signature: bytes) -> str:
+    header, payload, _ = token.split(".")
+    return f"{header}.{payload}.{b64e(signature)}"
+
+
+# The order of the Ed25519 group, little-endian.
+GROUP_ORDER = 2**252 + 27742317777372353535851937790883648493
+
+
+def non_canonical_s_token(world):
+    """A genuine token with S replaced by S + L: the equation still holds; strict Ed25519 refuses it."""
+    token = world["token"]("voter-non-canonical")
+    signature = b64d(token.split(".")[2])
+    s = int.from_bytes(signature[32:], "little") + GROUP_ORDER
+    return with_signature(token, signature[:32] + s.to_bytes(32, "little"))
+
+
+def small_order_r_token(world):
+    """A genuine token's claims with R = the identity point and S = 0."""
+    token = world["token"]("voter-small-order")
+    return with_signature(token, b"\x01" + bytes(63))
+
+
 def forged_token(world):
     """A valid token's claims, under the authority's kid, signed by another key."""
     _, claims, _ = jws_parts(world["token"]("voter-forged"))
@@ -507,6 +533,8 @@ REJECTIONS = {
     "unknown_election": (lambda w: {"body": json.dumps(ballot(w, election="nope-2026")).encode(), "election": "nope-2026"}, 404, "unknown_election"),
     "invalid_choice": (lambda w: {"body": json.dumps(ballot(w, choice="maybe")).encode()}, 422, "invalid_choice"),
     "forged_token": (lambda w: {"body": json.dumps(ballot(w, token=forged_token(w))).encode()}, 401, "bad_signature"),
+    "non_canonical_s": (lambda w: {"body": json.dumps(ballot(w, token=non_canonical_s_token(w))).encode()}, 401, "bad_signature"),
+    "small_order_r": (lambda w: {"body": json.dumps(ballot(w, token=small_order_r_token(w))).encode()}, 401, "bad_signature"),
     "unknown_signer": (lambda w: {"body": json.dumps(ballot(w, token=w["stranger_token"])).encode()}, 401, "unknown_key_id"),
     "expired_token": (lambda w: {"body": json.dumps(ballot(w, token=expired_token(w))).encode()}, 403, "token_expired"),
     "token_for_another_election": (lambda w: {"body": json.dumps(ballot(w, token=w["token"]("voter-other", "other.jws"))).encode()}, 403, "wrong_election"),
@@ -514,12 +542,13 @@ REJECTIONS = {
 }
 
 
+@pytest.mark.parametrize("worker", ["edge", "wasm"])
 @pytest.mark.parametrize("case", sorted(REJECTIONS))
-def test_rejection_enqueues_nothing(case, workers, world, moto):
+def test_rejection_enqueues_nothing(case, worker, workers, world, moto):
     drain_all(moto)
     make, status, code = REJECTIONS[case]
     args = make(world)
-    answer = workers["edge"].vote(
+    answer = workers[worker].vote(
         args["body"], election=args.get("election", ELECTION),
         content_type=args.get("content_type", "application/json"),
     )

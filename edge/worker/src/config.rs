@@ -13,13 +13,14 @@
 //! | `EDGEVOTE_QUEUE_TIMEOUT_MS` | optional: how long one SQS call may take before the next queue is tried (default 3000) |
 //! | `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` (secrets) | SQS credentials |
 //! | `AWS_SESSION_TOKEN` (secret) | optional: session token of temporary credentials |
+//! | `EDGEVOTE_CRYPTO` | optional: `webcrypto` (default): Ed25519 by the platform's WebCrypto, the edge key imported as a non-extractable key; `wasm`: the same signatures in the bundle's own Wasm arithmetic |
 //!
 //! Parsing is pure (a lookup function in, a [`Config`] or a [`ConfigError`] naming the variable
 //! out), so it is tested on the host.
 
 use std::collections::BTreeSet;
 
-use edgevote_edge_core::{Edge, ServedElection};
+use edgevote_edge_core::{Edge, PlatformKey, Sealing, ServedElection};
 use edgevote_edge_sqs::{AwsCredentials, QueueTarget, endpoint_of};
 use edgevote_shared::validate::check_id;
 use edgevote_shared::{Digest32, ElectionManifest, KeySet, Role, SigningIdentity, b64, verify};
@@ -49,6 +50,36 @@ pub struct Config {
     pub credentials: AwsCredentials,
     /// Time one SQS call may take.
     pub queue_timeout_ms: u32,
+    /// Who does the Ed25519 arithmetic.
+    pub crypto: Crypto,
+}
+
+/// Who does the Ed25519 arithmetic (`EDGEVOTE_CRYPTO`).
+#[derive(Debug)]
+pub enum Crypto {
+    /// The platform's WebCrypto (the edge's sealing is [`Sealing::Platform`]): the edge key,
+    /// to be imported into WebCrypto on the first vote of an isolate.
+    WebCrypto(PlatformEdgeKey),
+    /// The bundle's own Wasm (the edge holds its key: [`Sealing::Local`]).
+    Wasm,
+}
+
+/// The edge key as WebCrypto imports it (a JWK with `d` and `x`).
+pub struct PlatformEdgeKey {
+    /// The private scalar seed, base64url.
+    pub d: Zeroizing<String>,
+    /// The public key, base64url.
+    pub x: String,
+    /// The public key.
+    pub public_key: [u8; 32],
+}
+
+impl std::fmt::Debug for PlatformEdgeKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PlatformEdgeKey")
+            .field("x", &self.x)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A missing or invalid variable.
@@ -141,12 +172,35 @@ impl Config {
                 })?,
             None => DEFAULT_QUEUE_TIMEOUT_MS,
         };
+        let (sealing, crypto) = match optional("EDGEVOTE_CRYPTO").as_deref().map(str::trim) {
+            None | Some("webcrypto") => {
+                let public = signer.public_jwk(0);
+                let key = PlatformEdgeKey {
+                    d: Zeroizing::new(b64::encode(signer.seed())),
+                    public_key: signer.verifying_key().to_bytes(),
+                    x: public.x,
+                };
+                let kid = signer.kid().to_owned();
+                (
+                    Sealing::Platform(PlatformKey { kid }),
+                    Crypto::WebCrypto(key),
+                )
+            }
+            Some("wasm") => (Sealing::Local(Box::new(signer)), Crypto::Wasm),
+            Some(other) => {
+                return Err(bad(
+                    "EDGEVOTE_CRYPTO",
+                    format!("{other:?} is neither webcrypto nor wasm"),
+                ));
+            }
+        };
         Ok(Config {
-            edge: Edge::new(elections, keys, signer, &edge_id, &region, bundle_sha256),
+            edge: Edge::with_sealing(elections, keys, sealing, &edge_id, &region, bundle_sha256),
             edge_id,
             queues,
             credentials,
             queue_timeout_ms,
+            crypto,
         })
     }
 }
@@ -365,6 +419,68 @@ mod tests {
     }
 
     #[test]
+    fn webcrypto_holds_the_key_by_default_and_wasm_on_request() {
+        let config = load(&vars()).unwrap();
+        let Crypto::WebCrypto(key) = &config.crypto else {
+            panic!("the default is not WebCrypto");
+        };
+        assert_eq!(key.public_key, edge_identity().verifying_key().to_bytes());
+        assert_eq!(key.x, edge_identity().public_jwk(0).x);
+        assert_eq!(
+            b64::decode_array::<32>("d", &key.d).unwrap(),
+            *edge_identity().seed()
+        );
+        assert!(config.edge.receipt_to_sign(&accepted_vote(&config)).is_ok());
+        assert_eq!(
+            config.edge.receipt_response(&accepted_vote(&config)).status,
+            500,
+            "the edge itself holds no key: it cannot sign outside WebCrypto"
+        );
+        let mut wasm = vars();
+        wasm.insert("EDGEVOTE_CRYPTO", "wasm".into());
+        let config = load(&wasm).unwrap();
+        assert!(matches!(config.crypto, Crypto::Wasm));
+        assert!(
+            config
+                .edge
+                .receipt_to_sign(&accepted_vote(&config))
+                .is_err()
+        );
+    }
+
+    /// A vote the configured edge accepts (wasm) or prepares for the platform (webcrypto).
+    fn accepted_vote(config: &Config) -> edgevote_edge_core::Accepted {
+        let claims = edgevote_shared::VoteToken {
+            jti: "t1".into(),
+            sub: "v1".into(),
+            aud: "ref-2026".into(),
+            iat: 1,
+            nbf: 1,
+            exp: u64::MAX / 2,
+        };
+        let body = serde_json::json!({
+            "election": "ref-2026", "token": sign(&authority(), &claims).unwrap(),
+            "choice": "yes", "nonce": b64::encode([9u8; 16]),
+        })
+        .to_string();
+        let request = edgevote_edge_core::Request {
+            method: "POST",
+            path: "/v1/elections/ref-2026/votes",
+            content_type: Some("application/json"),
+            body: body.as_bytes(),
+        };
+        match config.edge.handle(request, 1_000_000) {
+            edgevote_edge_core::Outcome::Enqueue(accepted) => *accepted,
+            edgevote_edge_core::Outcome::VerifyOnPlatform(vote) => {
+                let (key, message, signature) = vote.signature_parts();
+                let valid = edgevote_shared::keys::verify_with_public_key(key, message, signature);
+                config.edge.admit_on_platform(*vote, valid).unwrap()
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn every_problem_names_its_variable() {
         let long_id = "e".repeat(MAX_EDGE_ID_LEN + 1);
         let cases: Vec<(&'static str, Option<&str>)> = vec![
@@ -387,6 +503,7 @@ mod tests {
             ("AWS_SECRET_ACCESS_KEY", None),
             ("EDGEVOTE_BUNDLE_SHA256", Some("xyz")),
             ("EDGEVOTE_QUEUE_TIMEOUT_MS", Some("5")),
+            ("EDGEVOTE_CRYPTO", Some("openssl")),
         ];
         for (var, value) in cases {
             let mut vars = vars();

@@ -1,7 +1,7 @@
 //! The Workers side: the `fetch` event, the configuration cache, the bounded body read, and the
 //! SQS calls over `fetch`.
 
-use std::cell::OnceCell;
+use std::cell::{OnceCell, RefCell};
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -14,13 +14,16 @@ use worker::{
     console_error, console_warn, event, js_sys,
 };
 
-use crate::config::Config;
+use crate::config::{Config, Crypto, PlatformEdgeKey};
+use crate::webcrypto::WebCrypto;
 use crate::{RETRY_AFTER_SECS, SendFailure, unavailable_detail};
 
 thread_local! {
     /// The configuration of this isolate, once it loaded. A failure is not cached: it is
     /// reported on every request (and retried, which costs nothing next to a broken edge).
     static CONFIG: OnceCell<Rc<Config>> = const { OnceCell::new() };
+    /// The isolate's WebCrypto with the edge key imported, once a vote needed it.
+    static WEBCRYPTO: RefCell<Option<Rc<WebCrypto>>> = const { RefCell::new(None) };
 }
 
 #[event(fetch)]
@@ -71,6 +74,31 @@ async fn serve(config: &Config, mut request: Request) -> CoreResponse {
     match config.edge.handle(core_request, now) {
         Outcome::Respond(response) => response,
         Outcome::Enqueue(accepted) => enqueue(config, &accepted, now).await,
+        Outcome::VerifyOnPlatform(vote) => {
+            let Crypto::WebCrypto(key) = &config.crypto else {
+                return CoreResponse::error(500, "edge_misconfigured", "no platform crypto");
+            };
+            let verdict = match web_crypto(key).await {
+                Ok(crypto) => {
+                    let (public_key, message, signature) = vote.signature_parts();
+                    crypto
+                        .verify(public_key, message, signature)
+                        .await
+                        .map_err(|e| e.to_string())
+                }
+                Err(e) => Err(e),
+            };
+            match verdict {
+                Ok(valid) => match config.edge.admit_on_platform(*vote, valid) {
+                    Ok(accepted) => enqueue(config, &accepted, now).await,
+                    Err(refusal) => refusal,
+                },
+                Err(e) => {
+                    console_error!("edgevote: token verification failed: {e}");
+                    CoreResponse::error(500, "platform_crypto_failed", e)
+                }
+            }
+        }
         // A Worker always seals itself (its edge is built with the key); no host to hand to.
         Outcome::HandToHost(_) => {
             CoreResponse::error(500, "edge_misconfigured", "a Worker has no host sealer")
@@ -97,14 +125,14 @@ async fn read_body(request: &mut Request, limit: usize) -> Result<Vec<u8>, Strin
 /// Seals the vote into its own envelope and offers it to each queue in turn; the receipt only
 /// after a queue took it.
 async fn enqueue(config: &Config, accepted: &Accepted, now: u64) -> CoreResponse {
-    let (batch_id, envelope) = match config.edge.seal_single(accepted, now) {
+    let (batch_id, envelope) = match seal(config, accepted, now).await {
         Ok(sealed) => sealed,
         Err(e) => return CoreResponse::error(500, "envelope_sealing_failed", e),
     };
     let mut failures = Vec::new();
     for target in &config.queues {
         match send(config, target, &envelope).await {
-            Ok(_message_id) => return config.edge.receipt_response(accepted),
+            Ok(_message_id) => return receipt(config, accepted).await,
             Err(failure) => {
                 console_warn!(
                     "edgevote: queue {} ({}) did not take batch {batch_id}: {failure}",
@@ -117,6 +145,67 @@ async fn enqueue(config: &Config, accepted: &Accepted, now: u64) -> CoreResponse
     }
     console_error!("edgevote: no queue took batch {batch_id}; answering 503");
     CoreResponse::unavailable(RETRY_AFTER_SECS, unavailable_detail(&failures))
+}
+
+/// The isolate's WebCrypto, importing the edge key on first use.
+async fn web_crypto(key: &PlatformEdgeKey) -> Result<Rc<WebCrypto>, String> {
+    if let Some(crypto) = WEBCRYPTO.with(|cell| cell.borrow().clone()) {
+        return Ok(crypto);
+    }
+    let crypto = Rc::new(WebCrypto::new(key).await.map_err(|e| e.to_string())?);
+    WEBCRYPTO.with(|cell| *cell.borrow_mut() = Some(Rc::clone(&crypto)));
+    Ok(crypto)
+}
+
+/// The edge key's signature of `message`, by WebCrypto (checked against the edge's public key
+/// in debug builds).
+async fn platform_sign(key: &PlatformEdgeKey, message: &[u8]) -> Result<[u8; 64], String> {
+    let signature = web_crypto(key)
+        .await?
+        .sign(message)
+        .await
+        .map_err(|e| e.to_string())?;
+    debug_assert!(
+        edgevote_shared::keys::verify_with_public_key(&key.public_key, message, &signature),
+        "WebCrypto's signature does not verify with the edge key"
+    );
+    Ok(signature)
+}
+
+/// The envelope of `accepted` alone, signed by the edge key: its batch id and compact JWS.
+async fn seal(config: &Config, accepted: &Accepted, now: u64) -> Result<(String, String), String> {
+    match &config.crypto {
+        Crypto::Wasm => config
+            .edge
+            .seal_single(accepted, now)
+            .map_err(|e| e.to_string()),
+        Crypto::WebCrypto(key) => {
+            let (batch_id, unsigned) = config
+                .edge
+                .envelope_to_sign(accepted, now)
+                .map_err(|e| e.to_string())?;
+            let signature = platform_sign(key, unsigned.message()).await?;
+            let envelope = unsigned.finish(&signature).map_err(|e| e.to_string())?;
+            Ok((batch_id, envelope))
+        }
+    }
+}
+
+/// `202` with the signed receipt of `accepted`, now durable.
+async fn receipt(config: &Config, accepted: &Accepted) -> CoreResponse {
+    match &config.crypto {
+        Crypto::Wasm => config.edge.receipt_response(accepted),
+        Crypto::WebCrypto(key) => {
+            let unsigned = match config.edge.receipt_to_sign(accepted) {
+                Ok(unsigned) => unsigned,
+                Err(e) => return CoreResponse::error(500, "receipt_signing_failed", e),
+            };
+            match platform_sign(key, unsigned.message()).await {
+                Ok(signature) => unsigned.respond(&signature),
+                Err(e) => CoreResponse::error(500, "receipt_signing_failed", e),
+            }
+        }
+    }
 }
 
 /// One signed `SendMessage` over `fetch`, aborted after the queue timeout.

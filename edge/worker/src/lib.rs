@@ -1,7 +1,9 @@
 //! edgevote's edge as a Cloudflare Worker (workers-rs, `wasm32-unknown-unknown`).
 //!
 //! All vote logic is in `edgevote-edge-core`; this adapter reads the configuration from the
-//! worker's environment (see [`config`]), converts requests and responses, and sends each
+//! worker's environment (see [`config`]), converts requests and responses, has the platform's
+//! WebCrypto do the Ed25519 work (the core's platform sealing; `EDGEVOTE_CRYPTO=wasm` keeps it
+//! in the bundle's Wasm instead), and sends each
 //! accepted vote to SQS as a one-vote signed envelope with a SigV4-signed `SendMessage`
 //! (`edgevote-edge-sqs`) over the Workers `fetch`, trying the configured queues in order. The
 //! receipt is signed and returned only after a queue said yes; when none did, the answer is 503
@@ -16,6 +18,8 @@ pub mod config;
 
 #[cfg(target_arch = "wasm32")]
 mod glue;
+#[cfg(target_arch = "wasm32")]
+mod webcrypto;
 
 /// Seconds a client should wait before retrying when no queue accepted the vote.
 pub const RETRY_AFTER_SECS: u32 = 2;
