@@ -53,6 +53,10 @@ async fn serve(config: &config::EdgeConfig, request: IncomingRequest) -> CoreRes
         Outcome::Respond(response) => response,
         Outcome::Enqueue(accepted) => enqueue(config, &accepted).await,
         Outcome::HandToHost(handed) => hand_to_host(&handed).await,
+        // A Spin component signs itself or hands to its host; it never has a platform key.
+        Outcome::VerifyOnPlatform(_) => {
+            CoreResponse::error(500, "edge_misconfigured", "no platform crypto on Spin")
+        }
     }
 }
 
