@@ -115,9 +115,11 @@ const SIZE_FILE: &str = "size";
 /// scans past every recently deleted inode to allocate the next file's: measured at 15% of the
 /// whole stack's CPU under load.
 const SIZE_FILE_BYTES: usize = 20;
-/// Name of the file that holds the entries of the bundle still filling (bundle encoding, the
-/// committed ones first): what an append makes durable instead of a new partial bundle file.
-const FILLING_FILE: &str = "filling";
+/// The files that hold the entries of the bundle still filling ([`filling_name`]): the bundle's
+/// index ([`FILLING_HEADER_BYTES`], little-endian), then its entries in bundle encoding, the
+/// committed ones first. What an append makes durable instead of a new partial bundle file.
+/// Bytes of a filling file's header.
+const FILLING_HEADER_BYTES: usize = 8;
 /// Name of the entry index.
 const INDEX_FILE: &str = "index.redb";
 const INDEX: redb::TableDefinition<&[u8], u64> = redb::TableDefinition::new("entries");
@@ -125,36 +127,53 @@ const INDEX: redb::TableDefinition<&[u8], u64> = redb::TableDefinition::new("ent
 /// commits are not fsync'd one by one, and opening the log indexes whatever it lacks).
 const INDEXED: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("indexed");
 
-/// The entries of the bundle still filling at the committed `size`, from the first of these that
-/// exists: the full bundle (an append that completed it crashed before its size; it starts with
-/// the committed entries), the partial bundle of exactly this width (written for a checkpoint of
-/// this size, or by logs of an earlier version), the filling file (its first entries).
+/// The entries of the bundle still filling at the committed `size`: the first ones of its
+/// filling file (every committed append wrote that file, for its bundle, before its size), or,
+/// for a log written before filling files existed, its partial bundle of exactly this width.
+/// A full bundle is never read for this: one left by an append that crashed may hold entries
+/// that were never committed after the committed ones.
 fn committed_bundle(dir: &Path, size: u64) -> Result<Vec<Vec<u8>>, TileError> {
     let width = size % TILE_WIDTH;
     if width == 0 {
         return Ok(Vec::new());
     }
     let index = size / TILE_WIDTH;
-    let candidates = [
-        tile_path(None, index, TILE_WIDTH),
-        tile_path(None, index, width),
-        FILLING_FILE.to_owned(),
-    ];
-    for (i, path) in candidates.iter().enumerate() {
-        let full = dir.join(path);
-        match std::fs::read(&full) {
-            Ok(bytes) => return first_entries(&bytes, width, path),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && i + 1 < candidates.len() => {}
-            Err(source) => {
-                return Err(TileError::Io {
-                    stage: "read bundle still filling",
-                    path: full.display().to_string(),
-                    source,
-                });
-            }
-        }
+    let filling = filling_name(index);
+    if let Some(bytes) = read_if_present(dir, &filling)?
+        && let Some((header, entries)) = bytes.split_first_chunk::<FILLING_HEADER_BYTES>()
+        && u64::from_le_bytes(*header) == index
+    {
+        return first_entries(entries, width, &filling);
     }
-    unreachable!("the last candidate returns")
+    let partial = tile_path(None, index, width);
+    match read_if_present(dir, &partial)? {
+        Some(bytes) => first_entries(&bytes, width, &partial),
+        None => Err(invalid(
+            "open",
+            format!("no record of the {width} committed entries of bundle {index}"),
+        )),
+    }
+}
+
+/// The filling file of bundle `index`: two files taken in turn, so that starting bundle
+/// `index + 1` never overwrites the committed entries of bundle `index` while the size still
+/// points into it.
+fn filling_name(index: u64) -> String {
+    format!("filling-{}", index % 2)
+}
+
+/// The bytes of `dir/path`, or `None` when it does not exist.
+fn read_if_present(dir: &Path, path: &str) -> Result<Option<Vec<u8>>, TileError> {
+    let full = dir.join(path);
+    match std::fs::read(&full) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(TileError::Io {
+            stage: "read bundle still filling",
+            path: full.display().to_string(),
+            source,
+        }),
+    }
 }
 
 /// The first `count` entries of bundle-encoded `bytes` (whatever follows them is ignored).
@@ -207,7 +226,7 @@ fn partial_hashes(
 /// An append-only tiled log in a folder.
 ///
 /// An append makes durable every full tile, the entries of the bundle still filling (appended to
-/// the `filling` file in place), then the size (overwritten in place); the tiles still filling,
+/// its filling file in place), then the size (overwritten in place); the tiles still filling,
 /// hash tiles and partial bundle, are derived data, written by [`TileLog::root`] (so before any
 /// checkpoint names a size) and recomputed when the log opens. An append that completes no tile
 /// creates no file: on ext4 a file creation costs up to a millisecond of CPU here.
@@ -221,10 +240,13 @@ pub struct TileLog {
     index: redb::Database,
     /// The size file, once this log wrote it in the padded form (overwritten in place).
     size_file: Option<std::fs::File>,
-    /// The filling file, once this process rewrote it whole (appended to in place after).
-    filling: Option<std::fs::File>,
-    /// Bytes of `bundle` the filling file holds at its start (when `filling` is open).
+    /// The filling file this process wrote whole, with its bundle's index (appended to in
+    /// place after).
+    filling: Option<(u64, std::fs::File)>,
+    /// Bytes of `bundle`'s encoding that file holds after its header.
     filling_bytes: usize,
+    /// An index commit failed after its entries were committed: rebuild before the next lookup.
+    index_behind: bool,
 }
 
 impl std::fmt::Debug for TileLog {
@@ -275,6 +297,7 @@ impl TileLog {
             size_file: None,
             filling: None,
             filling_bytes: 0,
+            index_behind: false,
         };
         log.reindex()?;
         Ok(log)
@@ -385,6 +408,10 @@ impl TileLog {
                 format!("an entry of {} bytes", long.len()),
             ));
         }
+        if self.index_behind {
+            self.reindex()?;
+            self.index_behind = false;
+        }
         let known: Vec<bool> = self
             .positions(entries)?
             .iter()
@@ -401,14 +428,37 @@ impl TileLog {
             return Ok(self.size);
         }
         let first = self.size;
-        for entry in &fresh {
+        let before = (
+            self.size,
+            self.partial.clone(),
+            self.bundle.clone(),
+            self.filling_bytes,
+        );
+        if let Err(e) = self.commit_entries(&fresh) {
+            // Its size was not written, so nothing of this append is committed: forget what it
+            // did in memory too, or a retry would find these entries "in the log" and skip them.
+            (self.size, self.partial, self.bundle, self.filling_bytes) = before;
+            // Rewrite the filling file whole next time: its tail may hold this append's bytes.
+            self.filling = None;
+            return Err(e);
+        }
+        // Not fsync'd: a crash that loses it is repaired from the bundles when the log opens.
+        // If it fails, the next append rebuilds it first (a stale index would let a redelivered
+        // entry in twice).
+        if let Err(e) = self.commit_index(&fresh, first, redb::Durability::None) {
+            self.index_behind = true;
+            return Err(e);
+        }
+        Ok(self.size)
+    }
+
+    /// Pushes `fresh` and makes it durable: full tiles, the filling file, then the size.
+    fn commit_entries(&mut self, fresh: &[&[u8]]) -> Result<(), TileError> {
+        for entry in fresh {
             self.push(entry)?;
         }
         self.write_filling()?;
-        self.commit_size()?;
-        // Not fsync'd: a crash that loses it is repaired from the bundles when the log opens.
-        self.commit_index(&fresh, first, redb::Durability::None)?;
-        Ok(self.size)
+        self.commit_size()
     }
 
     /// Adds one entry: its bundle, its leaf hash, and every tile it completes.
@@ -422,8 +472,6 @@ impl TileLog {
                 &bytes,
             )?;
             self.bundle.clear();
-            // The filling file holds the bundle just written: start it again from its head.
-            self.filling_bytes = 0;
         }
         let mut hash = merkle::leaf_hash(entry);
         let mut level = 0usize;
@@ -479,20 +527,17 @@ impl TileLog {
         Ok(())
     }
 
-    /// Makes the entries of the bundle still filling durable in the filling file: the entries
-    /// it lacks, written after those it holds (or the whole bundle from its head, the first time
-    /// in this process and after a full bundle), then `fdatasync`. Bytes past the committed
-    /// entries are never read (see [`committed_bundle`]), so a crash mid-write loses nothing
-    /// committed.
+    /// Makes the entries of the bundle still filling durable in its filling file: the entries
+    /// the file lacks, after those it holds; or, the first time in this process and for a new
+    /// bundle, the whole bundle, its entries first and its header last (each `fdatasync`'d), so
+    /// that the header never names this bundle over entries not yet written. Bytes past the
+    /// committed entries are never read (see [`committed_bundle`]), so a crash mid-write loses
+    /// nothing committed.
     fn write_filling(&mut self) -> Result<(), TileError> {
         use std::os::unix::fs::FileExt;
-        let encoded = bundle_bytes(&self.bundle);
-        let from = if self.filling.is_some() {
-            self.filling_bytes
-        } else {
-            0
-        };
-        let path = self.dir.join(FILLING_FILE);
+        let index = self.size / TILE_WIDTH;
+        let body = bundle_bytes(&self.bundle);
+        let path = self.dir.join(filling_name(index));
         let io = |stage: &'static str| {
             let path = path.display().to_string();
             move |source| TileError::Io {
@@ -501,26 +546,40 @@ impl TileLog {
                 source,
             }
         };
-        if encoded.len() > from {
-            if self.filling.is_none() {
+        if body.is_empty() {
+            // A bundle just filled: nothing is filling.
+            self.filling = None;
+            return Ok(());
+        }
+        let header = FILLING_HEADER_BYTES as u64;
+        match &self.filling {
+            Some((open, file)) if *open == index && self.filling_bytes <= body.len() => {
+                let from = self.filling_bytes;
+                file.write_all_at(&body[from..], header + from as u64)
+                    .map_err(io("write filling"))?;
+                file.sync_data().map_err(io("sync filling"))?;
+            }
+            _ => {
                 let file = std::fs::OpenOptions::new()
                     .create(true)
                     .truncate(false)
                     .write(true)
                     .open(&path)
                     .map_err(io("open filling"))?;
-                // Its directory entry too must survive a crash.
+                file.write_all_at(&body, header)
+                    .map_err(io("write filling"))?;
+                file.sync_data().map_err(io("sync filling"))?;
+                file.write_all_at(&index.to_le_bytes(), 0)
+                    .map_err(io("write filling header"))?;
+                file.sync_data().map_err(io("sync filling"))?;
+                // Its directory entry too must survive a crash (created once per file).
                 std::fs::File::open(&self.dir)
                     .and_then(|dir| dir.sync_all())
                     .map_err(io("sync log folder"))?;
-                self.filling = Some(file);
+                self.filling = Some((index, file));
             }
-            let file = self.filling.as_ref().expect("opened above");
-            file.write_all_at(&encoded[from..], from as u64)
-                .map_err(io("write filling"))?;
-            file.sync_data().map_err(io("sync filling"))?;
         }
-        self.filling_bytes = encoded.len();
+        self.filling_bytes = body.len();
         Ok(())
     }
 

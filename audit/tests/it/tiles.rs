@@ -272,7 +272,7 @@ fn a_torn_write_past_the_committed_entries_of_the_filling_file_is_never_read() {
     // never did.
     let mut filling = std::fs::OpenOptions::new()
         .append(true)
-        .open(dir.path().join("filling"))
+        .open(dir.path().join("filling-0"))
         .unwrap();
     std::io::Write::write_all(&mut filling, &[0, 43, b'x', b'y']).unwrap();
     drop(filling);
@@ -294,19 +294,19 @@ fn a_torn_write_past_the_committed_entries_of_the_filling_file_is_never_read() {
 }
 
 #[test]
-fn a_crash_after_a_bundle_filled_reads_the_committed_entries_from_the_full_bundle() {
+fn a_crash_after_a_bundle_filled_reads_the_committed_entries_from_their_own_filling_file() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = TileLog::open(dir.path()).unwrap();
     let first: Vec<Vec<u8>> = (0..250).map(entry).collect();
     log.append(&first.iter().map(Vec::as_slice).collect::<Vec<_>>())
         .unwrap();
-    // This append completes bundle 0 and starts the filling file again with entries 256..260.
+    // This append completes bundle 0 and starts bundle 1 in the other filling file.
     let more: Vec<Vec<u8>> = (250..260).map(entry).collect();
     log.append(&more.iter().map(Vec::as_slice).collect::<Vec<_>>())
         .unwrap();
     drop(log);
-    // The crash: its size never reached the disk. The filling file no longer holds the
-    // committed entries 0..250; the full bundle does.
+    // The crash: its size never reached the disk; bundle 0's filling file still holds the
+    // committed entries 0..250.
     std::fs::write(dir.path().join("size"), "250").unwrap();
     let mut log = TileLog::open(dir.path()).unwrap();
     assert_eq!(
@@ -321,4 +321,65 @@ fn a_crash_after_a_bundle_filled_reads_the_committed_entries_from_the_full_bundl
         260
     );
     assert_eq!(log.root().unwrap(), merkle::root(&leaves(260)));
+}
+
+#[test]
+fn a_full_bundle_left_by_a_crashed_append_is_never_read_as_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = TileLog::open(dir.path()).unwrap();
+    let first: Vec<Vec<u8>> = (0..250).map(entry).collect();
+    log.append(&first.iter().map(Vec::as_slice).collect::<Vec<_>>())
+        .unwrap();
+    drop(log);
+    // An append of other entries completed bundle 0 on disk and crashed before its size.
+    let mut stale = first.clone();
+    stale.extend((1000..1006).map(entry));
+    let mut bytes = Vec::new();
+    for e in &stale {
+        bytes.extend_from_slice(&(e.len() as u16).to_be_bytes());
+        bytes.extend_from_slice(e);
+    }
+    edgevote_audit::tiles::write_file(dir.path(), &tile_path(None, 0, 256), &bytes).unwrap();
+    // Reopened, the log takes three other entries, commits them, and crashes again.
+    let mut log = TileLog::open(dir.path()).unwrap();
+    let more: Vec<Vec<u8>> = (250..253).map(entry).collect();
+    assert_eq!(
+        log.append(&more.iter().map(Vec::as_slice).collect::<Vec<_>>())
+            .unwrap(),
+        253
+    );
+    drop(log);
+    let log = TileLog::open(dir.path()).unwrap();
+    assert_eq!(log.root().unwrap(), merkle::root(&leaves(253)));
+    assert_eq!(log.index_of(&entry(251)).unwrap(), Some(251));
+    assert_eq!(log.index_of(&entry(1001)).unwrap(), None);
+}
+
+#[test]
+fn a_failed_append_changes_nothing_and_its_retry_appends_every_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = TileLog::open(dir.path()).unwrap();
+    let first: Vec<Vec<u8>> = (0..250).map(entry).collect();
+    log.append(&first.iter().map(Vec::as_slice).collect::<Vec<_>>())
+        .unwrap();
+    let root = log.root().unwrap();
+    // The full bundle 0 cannot be written (a folder stands where it goes): the append that
+    // completes it fails half way.
+    let blocker = dir.path().join(tile_path(None, 0, 256));
+    std::fs::create_dir_all(&blocker).unwrap();
+    let more: Vec<Vec<u8>> = (250..260).map(entry).collect();
+    let refs: Vec<&[u8]> = more.iter().map(Vec::as_slice).collect();
+    assert!(log.append(&refs).is_err());
+    assert_eq!((log.size(), log.root().unwrap()), (250, root));
+    assert_eq!(log.index_of(&entry(252)).unwrap(), None);
+    // The retry (the collector's redelivery) appends every one of them, once.
+    std::fs::remove_dir(&blocker).unwrap();
+    assert_eq!(log.append(&refs).unwrap(), 260);
+    assert_eq!(log.root().unwrap(), merkle::root(&leaves(260)));
+    drop(log);
+    let log = TileLog::open(dir.path()).unwrap();
+    assert_eq!(
+        (log.size(), log.root().unwrap()),
+        (260, merkle::root(&leaves(260)))
+    );
 }
