@@ -84,17 +84,20 @@ fn bundle_bytes(entries: &[Vec<u8>]) -> Vec<u8> {
     out
 }
 
+/// The error of an I/O operation `stage` on `path`.
+fn io_error(stage: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> TileError + use<> {
+    let path = path.display().to_string();
+    move |source| TileError::Io {
+        stage,
+        path,
+        source,
+    }
+}
+
 /// Writes `bytes` to `dir/path` durably: a temporary file, fsync, rename.
 pub fn write_file(dir: &Path, path: &str, bytes: &[u8]) -> Result<(), TileError> {
     let full = dir.join(path);
-    let io = |stage: &'static str, p: &Path| {
-        let path = p.display().to_string();
-        move |source| TileError::Io {
-            stage,
-            path,
-            source,
-        }
-    };
+    let io = io_error;
     let parent = full.parent().expect("tile paths have a parent");
     std::fs::create_dir_all(parent).map_err(io("create tile folder", parent))?;
     let temp = full.with_extension("tmp");
@@ -503,14 +506,7 @@ impl TileLog {
         let text = format!("{:<SIZE_FILE_BYTES$}", self.size);
         debug_assert_eq!(text.len(), SIZE_FILE_BYTES, "a u64 has at most 20 digits");
         let path = self.dir.join(SIZE_FILE);
-        let io = |stage: &'static str| {
-            let path = path.display().to_string();
-            move |source| TileError::Io {
-                stage,
-                path,
-                source,
-            }
-        };
+        let io = |stage: &'static str| io_error(stage, &path);
         if let Some(file) = &self.size_file {
             file.write_all_at(text.as_bytes(), 0)
                 .map_err(io("write size"))?;
@@ -538,14 +534,7 @@ impl TileLog {
         let index = self.size / TILE_WIDTH;
         let body = bundle_bytes(&self.bundle);
         let path = self.dir.join(filling_name(index));
-        let io = |stage: &'static str| {
-            let path = path.display().to_string();
-            move |source| TileError::Io {
-                stage,
-                path,
-                source,
-            }
-        };
+        let io = |stage: &'static str| io_error(stage, &path);
         if body.is_empty() {
             // A bundle just filled: nothing is filling.
             self.filling = None;

@@ -218,11 +218,7 @@ def main() -> int:
         return 0
     finally:
         if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            t.stop(proc)
         sqs.shutdown()
         shutil.rmtree(d, ignore_errors=True)
 

@@ -154,6 +154,16 @@ class Http:
         return self.request("POST", f"/v1/elections/{election}/votes", body, content_type)
 
 
+def stop(proc: subprocess.Popen) -> None:
+    """Stops a server this module started: SIGTERM, then SIGKILL after 10 s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def run(*args, cwd=None, env=None):
     out = subprocess.run(
         [str(a) for a in args], cwd=cwd, env=env, capture_output=True, text=True, check=False
@@ -276,12 +286,7 @@ def moto(tmp_path_factory):
             queues[region] = (sqs, url)
         yield {"endpoint": endpoint, "queues": queues, "queue_url": queues[REGION][1], "log": log}
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 def drain(moto, region=REGION):
@@ -355,12 +360,7 @@ def workers(bundle, world, moto, tmp_path_factory):
                 time.sleep(0.2)
         yield {name: Http(port) for name, port in ports.items()} | {"log": log}
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 def workerd_config(variants: dict, ports: dict) -> str:
