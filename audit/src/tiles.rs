@@ -7,9 +7,9 @@
 //!
 //! [`TileLog`] appends entries (deduplicated by an on-disk index, so a vote id redelivered
 //! after a crash is appended once) and writes the tiles; the `size` file is its commit point,
-//! overwritten only after the entries of the new size are durable (the hash tiles still filling
-//! are written when a tree head is computed, before any checkpoint names the size). [`TiledTree`] reads tiles from
-//! any [`TileSource`] and computes tree heads and inclusion proofs from them.
+//! overwritten only after the entries of the new size are durable (the tiles still filling are
+//! written when a tree head is computed, before any checkpoint names the size). [`TiledTree`]
+//! reads tiles from any [`TileSource`] and computes tree heads and inclusion proofs from them.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -97,14 +97,14 @@ fn io_error(stage: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> 
 /// Writes `bytes` to `dir/path` durably: a temporary file, fsync, rename.
 pub fn write_file(dir: &Path, path: &str, bytes: &[u8]) -> Result<(), TileError> {
     let full = dir.join(path);
-    let io = io_error;
     let parent = full.parent().expect("tile paths have a parent");
-    std::fs::create_dir_all(parent).map_err(io("create tile folder", parent))?;
+    std::fs::create_dir_all(parent).map_err(io_error("create tile folder", parent))?;
     let temp = full.with_extension("tmp");
-    let mut file = std::fs::File::create(&temp).map_err(io("write tile", &temp))?;
-    file.write_all(bytes).map_err(io("write tile", &temp))?;
-    file.sync_all().map_err(io("sync tile", &temp))?;
-    std::fs::rename(&temp, &full).map_err(io("rename tile", &full))
+    let mut file = std::fs::File::create(&temp).map_err(io_error("write tile", &temp))?;
+    file.write_all(bytes)
+        .map_err(io_error("write tile", &temp))?;
+    file.sync_all().map_err(io_error("sync tile", &temp))?;
+    std::fs::rename(&temp, &full).map_err(io_error("rename tile", &full))
 }
 
 /// Name of the commit-point file: the committed size in decimal, space-padded to
@@ -118,10 +118,8 @@ const SIZE_FILE: &str = "size";
 /// scans past every recently deleted inode to allocate the next file's: measured at 15% of the
 /// whole stack's CPU under load.
 const SIZE_FILE_BYTES: usize = 20;
-/// The files that hold the entries of the bundle still filling ([`filling_name`]): the bundle's
-/// index ([`FILLING_HEADER_BYTES`], little-endian), then its entries in bundle encoding, the
-/// committed ones first. What an append makes durable instead of a new partial bundle file.
-/// Bytes of a filling file's header.
+/// Bytes of a filling file's header: the index of its bundle, little-endian. The entries follow
+/// in bundle encoding, the committed ones first (see [`filling_name`]).
 const FILLING_HEADER_BYTES: usize = 8;
 /// Name of the entry index.
 const INDEX_FILE: &str = "index.redb";
@@ -158,9 +156,10 @@ fn committed_bundle(dir: &Path, size: u64) -> Result<Vec<Vec<u8>>, TileError> {
     }
 }
 
-/// The filling file of bundle `index`: two files taken in turn, so that starting bundle
-/// `index + 1` never overwrites the committed entries of bundle `index` while the size still
-/// points into it.
+/// The filling file of bundle `index`, which holds the entries of a bundle still filling: what
+/// an append makes durable instead of a new partial bundle file. Two files taken in turn, so
+/// that starting bundle `index + 1` never overwrites the committed entries of bundle `index`
+/// while the size still points into it.
 fn filling_name(index: u64) -> String {
     format!("filling-{}", index % 2)
 }
@@ -171,11 +170,7 @@ fn read_if_present(dir: &Path, path: &str) -> Result<Option<Vec<u8>>, TileError>
     match std::fs::read(&full) {
         Ok(bytes) => Ok(Some(bytes)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(TileError::Io {
-            stage: "read bundle still filling",
-            path: full.display().to_string(),
-            source,
-        }),
+        Err(e) => Err(io_error("read bundle still filling", &full)(e)),
     }
 }
 

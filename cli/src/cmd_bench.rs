@@ -120,24 +120,20 @@ fn config(args: &BenchArgs) -> anyhow::Result<BenchConfig> {
     })
 }
 
-/// Where the wide-arithmetic build is looked for when `--wide-component` is not given.
-const DEFAULT_WIDE_COMPONENT: &str = "target/wasm32-wasip2/release/edgevote_edge_wide.wasm";
-
 /// The wide-arithmetic build to measure: the one named (which must exist), else the default
 /// path when it was built, else none (with a note on stderr).
 fn wide_component(args: &BenchArgs) -> anyhow::Result<Option<PathBuf>> {
+    let (_, default) = crate::cmd_bundle::Variant::Wide.build();
     match &args.wide_component {
         Some(path) if path.is_file() => Ok(Some(path.clone())),
         Some(path) => anyhow::bail!(
             "no wide-arithmetic component at {} (build it with: scripts/build-wasm.sh wide)",
             path.display()
         ),
-        None if std::path::Path::new(DEFAULT_WIDE_COMPONENT).is_file() => {
-            Ok(Some(DEFAULT_WIDE_COMPONENT.into()))
-        }
+        None if std::path::Path::new(default).is_file() => Ok(Some(default.into())),
         None => {
             eprintln!(
-                "bench: no {DEFAULT_WIDE_COMPONENT}: the wide-arithmetic build is left out (scripts/build-wasm.sh wide builds it)"
+                "bench: no {default}: the wide-arithmetic build is left out (scripts/build-wasm.sh wide builds it)"
             );
             Ok(None)
         }

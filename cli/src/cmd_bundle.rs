@@ -277,7 +277,7 @@ pub enum Variant {
 
 impl Variant {
     /// The argument of scripts/build-wasm.sh and the file it produces.
-    fn build(self) -> (&'static str, &'static str) {
+    pub fn build(self) -> (&'static str, &'static str) {
         match self {
             Variant::Portable => (
                 "spin",

@@ -135,11 +135,6 @@ pub struct PlatformToken {
 }
 
 impl PlatformToken {
-    /// The ballot.
-    pub fn ballot(&self) -> &Ballot {
-        &self.checked.ballot
-    }
-
     /// The authority's public key, the signed bytes and the signature, for the platform.
     pub fn signature_parts(&self) -> (&[u8; 32], &[u8], &[u8; 64]) {
         (

@@ -8,11 +8,12 @@
 //! does it call [`Edge::receipt_response`] to sign and return the receipt.
 //!
 //! Where the signature work happens is the edge's [`Sealing`]. With [`Sealing::Local`] the edge
-//! holds its key and does it all (Spin, Workers). With [`Sealing::Host`] it holds no key: it
-//! checks every rule but the token's signature and answers [`Outcome::HandToHost`], and its
-//! host, running this same crate natively, verifies the tokens of concurrent votes in one
-//! batch ([`Edge::check_handed`], [`Edge::verify_handed`]), seals them into one envelope and
-//! signs each receipt once the envelope is durable. With [`Sealing::Platform`] the platform
+//! holds its key and does it all (Spin; Workers with `EDGEVOTE_CRYPTO=wasm`). With
+//! [`Sealing::Host`] it holds no key: it checks every rule but the token's signature and
+//! answers [`Outcome::HandToHost`], and its host, running this same crate natively, verifies
+//! the tokens of concurrent votes in one batch ([`Edge::check_handed`],
+//! [`Edge::verify_handed`]), seals them into one envelope and signs each receipt once the
+//! envelope is durable. With [`Sealing::Platform`] the platform
 //! holds the key and does the Ed25519 arithmetic (WebCrypto on Workers): the edge answers
 //! [`Outcome::VerifyOnPlatform`] with the token's signature to check, takes the verdict
 //! ([`Edge::admit_on_platform`]), and prepares the envelope and the receipt for the platform to

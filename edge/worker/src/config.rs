@@ -68,16 +68,21 @@ pub enum Crypto {
 pub struct PlatformEdgeKey {
     /// The private scalar seed, base64url.
     pub d: Zeroizing<String>,
-    /// The public key, base64url.
-    pub x: String,
     /// The public key.
     pub public_key: [u8; 32],
+}
+
+impl PlatformEdgeKey {
+    /// The public key, base64url (the JWK's `x`).
+    pub fn x(&self) -> String {
+        b64::encode(self.public_key)
+    }
 }
 
 impl std::fmt::Debug for PlatformEdgeKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PlatformEdgeKey")
-            .field("x", &self.x)
+            .field("x", &self.x())
             .finish_non_exhaustive()
     }
 }
@@ -174,11 +179,9 @@ impl Config {
         };
         let (sealing, crypto) = match optional("EDGEVOTE_CRYPTO").as_deref().map(str::trim) {
             None | Some("webcrypto") => {
-                let public = signer.public_jwk(0);
                 let key = PlatformEdgeKey {
                     d: Zeroizing::new(b64::encode(signer.seed())),
                     public_key: signer.verifying_key().to_bytes(),
-                    x: public.x,
                 };
                 let kid = signer.kid().to_owned();
                 (
@@ -425,7 +428,7 @@ mod tests {
             panic!("the default is not WebCrypto");
         };
         assert_eq!(key.public_key, edge_identity().verifying_key().to_bytes());
-        assert_eq!(key.x, edge_identity().public_jwk(0).x);
+        assert_eq!(key.x(), edge_identity().public_jwk(0).x);
         assert_eq!(
             b64::decode_array::<32>("d", &key.d).unwrap(),
             *edge_identity().seed()

@@ -5,7 +5,9 @@ use std::cell::{OnceCell, RefCell};
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use edgevote_edge_core::{Accepted, Outcome, Request as CoreRequest, Response as CoreResponse};
+use edgevote_edge_core::{
+    Accepted, Outcome, PlatformVote, Request as CoreRequest, Response as CoreResponse,
+};
 use edgevote_edge_sqs::{QueueTarget, read_answer, send_message};
 use futures_util::StreamExt;
 use futures_util::future::{Either, select};
@@ -78,17 +80,7 @@ async fn serve(config: &Config, mut request: Request) -> CoreResponse {
             let Crypto::WebCrypto(key) = &config.crypto else {
                 return CoreResponse::error(500, "edge_misconfigured", "no platform crypto");
             };
-            let verdict = match web_crypto(key).await {
-                Ok(crypto) => {
-                    let (public_key, message, signature) = vote.signature_parts();
-                    crypto
-                        .verify(public_key, message, signature)
-                        .await
-                        .map_err(|e| e.to_string())
-                }
-                Err(e) => Err(e),
-            };
-            match verdict {
+            match platform_verify(key, &vote).await {
                 Ok(valid) => match config.edge.admit_on_platform(*vote, valid) {
                     Ok(accepted) => enqueue(config, &accepted, now).await,
                     Err(refusal) => refusal,
@@ -155,6 +147,16 @@ async fn web_crypto(key: &PlatformEdgeKey) -> Result<Rc<WebCrypto>, String> {
     let crypto = Rc::new(WebCrypto::new(key).await.map_err(|e| e.to_string())?);
     WEBCRYPTO.with(|cell| *cell.borrow_mut() = Some(Rc::clone(&crypto)));
     Ok(crypto)
+}
+
+/// WebCrypto's verdict on the token signature of `vote`.
+async fn platform_verify(key: &PlatformEdgeKey, vote: &PlatformVote) -> Result<bool, String> {
+    let (public_key, message, signature) = vote.signature_parts();
+    web_crypto(key)
+        .await?
+        .verify(public_key, message, signature)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// The edge key's signature of `message`, by WebCrypto (checked against the edge's public key

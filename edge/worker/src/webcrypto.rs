@@ -62,11 +62,12 @@ impl WebCrypto {
         let algorithm = Object::new();
         set(&algorithm, "name", &JsValue::from_str("Ed25519"))?;
         let jwk = Object::new();
+        let x = key.x();
         for (name, value) in [
             ("kty", "OKP"),
             ("crv", "Ed25519"),
             ("d", key.d.as_str()),
-            ("x", key.x.as_str()),
+            ("x", x.as_str()),
         ] {
             set(&jwk, name, &JsValue::from_str(value))?;
         }
