@@ -164,6 +164,12 @@ pub struct ProcessingConfig {
     pub visibility_timeout_secs: u64,
     /// Most messages being processed at once across all receivers.
     pub max_in_flight_messages: usize,
+    /// While receives come back with fewer than `receive_batch_messages`, the receives of all
+    /// loops start at least this many milliseconds apart, so light traffic gathers into fuller
+    /// batches (fewer queue, store and live-log commits per vote). A vote then waits up to this
+    /// much longer before it is stored, never before it is acknowledged (the edge acknowledges
+    /// once the queue holds it). A full receive lets the next start at once. 0: no spacing.
+    pub receive_gather_ms: u64,
     /// Verify every voter token's signature again (default `true`): the collector then trusts
     /// no edge key with a voter's eligibility, only with the ballot's transport. `false` lets an
     /// attacker holding one edge key mint votes for any voter, so turn it off only to measure.
@@ -180,6 +186,7 @@ impl Default for ProcessingConfig {
             wait_time_secs: 1,
             visibility_timeout_secs: 30,
             max_in_flight_messages: 80,
+            receive_gather_ms: 20,
             verify_tokens: true,
             stats_interval_secs: 2,
         }
@@ -199,6 +206,11 @@ impl ProcessingConfig {
                 "1..=10",
             ),
             (self.wait_time_secs <= 20, "wait_time_secs", "0..=20"),
+            (
+                self.receive_gather_ms <= 1000,
+                "receive_gather_ms",
+                "0..=1000",
+            ),
             (
                 (1..=43_200).contains(&self.visibility_timeout_secs),
                 "visibility_timeout_secs",
@@ -220,6 +232,11 @@ impl ProcessingConfig {
     /// The visibility timeout.
     pub fn visibility(&self) -> Duration {
         Duration::from_secs(self.visibility_timeout_secs)
+    }
+
+    /// The least spacing of partly filled receives.
+    pub fn gather(&self) -> Duration {
+        Duration::from_millis(self.receive_gather_ms)
     }
 
     /// The long-poll wait.

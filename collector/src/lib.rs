@@ -5,6 +5,7 @@
 //! - [`config`]: the TOML configuration;
 //! - [`check`]: message → ballots, or a dead-letter reason;
 //! - [`service`]: the receive loops, shutdown and fault injection;
+//! - [`gather`]: the spacing of receives that gathers light traffic into fuller batches;
 //! - [`http`]: `/metrics`, `/healthz`, `/v1/results/...`, the per-receipt lookup and the
 //!   auditor's voter listing;
 //! - [`live_log`]: the region's live receipts log (C2SP tlog-tiles) and its routes;
@@ -12,6 +13,7 @@
 
 pub mod check;
 pub mod config;
+pub mod gather;
 pub mod http;
 pub mod live_log;
 pub mod metrics;

@@ -77,6 +77,11 @@ impl Metrics {
             .sum()
     }
 
+    /// Store calls made so far (one `record` per election of a received batch).
+    pub fn store_calls(&self) -> u64 {
+        self.latency_count.load(Ordering::Relaxed)
+    }
+
     /// Records one store call's latency.
     pub fn observe_store_latency(&self, seconds: f64) {
         for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&self.latency_buckets) {

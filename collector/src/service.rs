@@ -1,7 +1,9 @@
 //! The running collector: receive loops, the store write, the delete, shutdown.
 //!
 //! The order per batch is what makes it lose nothing and count nothing twice:
-//! 1. receive up to 10 messages (they become invisible for the visibility timeout);
+//! 1. receive up to 10 messages (they become invisible for the visibility timeout); while
+//!    receives come back partly filled, they start at least `receive_gather_ms` apart
+//!    ([`crate::gather`]);
 //! 2. check them ([`crate::check`]); refused messages go to the dead-letter queue with a reason;
 //! 3. write the accepted ballots ([`Store::record`], idempotent), extending the messages'
 //!    visibility while the write is slow;
@@ -44,6 +46,7 @@ use tokio::task::JoinSet;
 
 use crate::check::Checker;
 use crate::config::{InvalidSetting, ProcessingConfig};
+use crate::gather::ReceiveGate;
 use crate::live_log::LiveLog;
 use crate::metrics::Metrics;
 
@@ -122,6 +125,7 @@ pub struct Collector {
     /// Injected faults (none in production).
     pub faults: Arc<Faults>,
     in_flight: Arc<Semaphore>,
+    gate: ReceiveGate,
     live_log: std::sync::OnceLock<Arc<LiveLog>>,
 }
 
@@ -166,6 +170,7 @@ impl Collector {
             store,
             checker: Arc::new(checker),
             in_flight: Arc::new(Semaphore::new(processing.max_in_flight_messages)),
+            gate: ReceiveGate::new(processing.gather()),
             processing,
             metrics: Arc::new(Metrics::default()),
             faults: Arc::new(Faults::default()),
@@ -220,10 +225,14 @@ impl Collector {
             else {
                 return;
             };
+            self.gate.turn().await;
             let received = self
                 .queue
                 .receive(batch, self.processing.wait(), self.processing.visibility())
                 .await;
+            if let Ok(messages) = &received {
+                self.gate.received(messages.len(), batch);
+            }
             match received {
                 Ok(messages) if messages.is_empty() => {}
                 Ok(messages) => {

@@ -372,6 +372,17 @@ fn a_bad_processing_config_is_refused_by_the_collector() {
             ..
         })
     ));
+    assert!(matches!(
+        ProcessingConfig {
+            receive_gather_ms: 1001,
+            ..ProcessingConfig::default()
+        }
+        .validate(),
+        Err(InvalidSetting {
+            field: "receive_gather_ms",
+            ..
+        })
+    ));
     new(crate::fixture::processing()).expect("the test settings are valid");
 }
 
@@ -409,4 +420,141 @@ async fn an_empty_receive_writes_nothing_and_a_due_message_is_still_received() {
         .unwrap();
     let again = queue.receive(10, Duration::ZERO, hidden).await.unwrap();
     assert_eq!((bodies(&again), again[0].receive_count), (vec!["a"], 2));
+}
+
+/// Light traffic: one message every 5 ms for 200 ms to a collector with four receive loops.
+/// Returns the store calls it took to store all 40 votes, with receives spaced `gather_ms`.
+async fn store_calls_for_a_trickle(gather_ms: u64) -> u64 {
+    use edgevote_collector::{Collector, CollectorParts, config::ProcessingConfig};
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let queue: Arc<dyn Queue> = Arc::new(
+        EmbeddedQueue::open(&EmbeddedQueueConfig {
+            path: dir.path().join("q.redb"),
+            max_receives: 5,
+        })
+        .unwrap(),
+    );
+    let store: Arc<dyn Store> = Arc::new(
+        EmbeddedStore::open(&EmbeddedStoreConfig {
+            path: dir.path().join("s.redb"),
+        })
+        .unwrap(),
+    );
+    let collector = Collector::new(CollectorParts {
+        region: "r1".into(),
+        queue: Arc::clone(&queue),
+        store,
+        checker: crate::fixture::checker(),
+        processing: ProcessingConfig {
+            receivers: 4,
+            receive_gather_ms: gather_ms,
+            ..crate::fixture::processing()
+        },
+    })
+    .unwrap();
+    const MESSAGES: u8 = 40;
+    let queue_view = Arc::clone(&queue);
+    let sender = tokio::spawn(async move {
+        for i in 0..MESSAGES {
+            let ballot = crate::fixture::ballot(crate::fixture::FIRST, &format!("v{i}"), "yes", i);
+            let body = crate::fixture::envelope(
+                &format!("e1.{i}"),
+                vec![(ballot, crate::fixture::now_ms())],
+            );
+            queue.send_batch(vec![body]).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    // The collector runs while the trickle arrives, until every message is taken and deleted.
+    let drained = async {
+        sender.await.unwrap();
+        for _ in 0..200 {
+            let stats = queue_view.stats().await.unwrap();
+            if stats.visible == 0 && stats.in_flight == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the queue did not drain within 20 s");
+    };
+    Arc::clone(&collector).run(drained).await;
+    let metrics = &collector.metrics;
+    assert_eq!(
+        metrics
+            .votes_stored
+            .load(std::sync::atomic::Ordering::Relaxed),
+        u64::from(MESSAGES),
+        "every vote is stored whatever the spacing"
+    );
+    metrics.store_calls()
+}
+
+/// Spacing the receives gathers a trickle into fuller batches: fewer store calls (and with
+/// them queue commits and live-log appends) for the same votes, all of them stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn light_traffic_gathers_into_fuller_batches_and_every_vote_is_stored() {
+    let ungathered = store_calls_for_a_trickle(0).await;
+    let gathered = store_calls_for_a_trickle(100).await;
+    assert!(
+        gathered * 2 < ungathered,
+        "receives 100 ms apart took {gathered} store calls, unspaced {ungathered}"
+    );
+}
+
+/// A backlog is not held back by the spacing: full receives let the next start at once, so
+/// 300 messages drain with a one-second gather interval in far less than the 30 s that
+/// spaced receives (10 messages each) would take.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_drains_at_full_speed_whatever_the_gather_interval() {
+    use edgevote_collector::{Collector, CollectorParts, config::ProcessingConfig};
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let queue: Arc<dyn Queue> = Arc::new(
+        EmbeddedQueue::open(&EmbeddedQueueConfig {
+            path: dir.path().join("q.redb"),
+            max_receives: 5,
+        })
+        .unwrap(),
+    );
+    for chunk in 0..30u16 {
+        let bodies = (0..10u8)
+            .map(|i| {
+                let n = chunk * 10 + u16::from(i);
+                let ballot =
+                    crate::fixture::ballot(crate::fixture::FIRST, &format!("v{n}"), "yes", i);
+                crate::fixture::envelope(
+                    &format!("e1.{n}"),
+                    vec![(ballot, crate::fixture::now_ms())],
+                )
+            })
+            .collect();
+        queue.send_batch(bodies).await.unwrap();
+    }
+    let store: Arc<dyn Store> = Arc::new(
+        EmbeddedStore::open(&EmbeddedStoreConfig {
+            path: dir.path().join("s.redb"),
+        })
+        .unwrap(),
+    );
+    let collector = Collector::new(CollectorParts {
+        region: "r1".into(),
+        queue,
+        store,
+        checker: crate::fixture::checker(),
+        processing: ProcessingConfig {
+            receive_gather_ms: 1000,
+            ..crate::fixture::processing()
+        },
+    })
+    .unwrap();
+    // Panics if the queue is not empty within 10 s.
+    crate::fixture::drain(&collector, Duration::from_secs(10)).await;
+    assert_eq!(
+        collector
+            .metrics
+            .votes_stored
+            .load(std::sync::atomic::Ordering::Relaxed),
+        300
+    );
 }

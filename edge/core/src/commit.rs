@@ -177,10 +177,13 @@ impl<E, V> Batch<E, V> {
         self.items.is_empty()
     }
 
-    /// Whether sealing has signature work to do (handed votes): drivers move that off their
-    /// async threads.
-    pub fn has_votes(&self) -> bool {
-        self.items.iter().any(|i| matches!(i, Item::Vote { .. }))
+    /// Handed votes taken so far: sealing verifies and signs for each, so drivers move a
+    /// batch with many of them off their async threads.
+    pub fn handed_votes(&self) -> usize {
+        self.items
+            .iter()
+            .filter(|i| matches!(i, Item::Vote { .. }))
+            .count()
     }
 
     /// Estimated message bytes (an upper bound of what [`Batch::seal`] writes).

@@ -225,6 +225,8 @@ fn raw_sign<T: serde::Serialize>(signer: &SigningIdentity, doc: &T) -> String {
 pub struct SwitchableQueue {
     pub inner: EmbeddedQueue,
     pub down: AtomicBool,
+    /// Sends wait here while it is closed ([`SwitchableQueue::hold_sends`]).
+    pub sends_open: tokio::sync::watch::Sender<bool>,
 }
 
 impl SwitchableQueue {
@@ -236,7 +238,18 @@ impl SwitchableQueue {
             })
             .unwrap(),
             down: AtomicBool::new(false),
+            sends_open: tokio::sync::watch::Sender::new(true),
         })
+    }
+
+    /// Makes every send wait (a slow queue) until [`SwitchableQueue::release_sends`].
+    pub fn hold_sends(&self) {
+        self.sends_open.send_replace(false);
+    }
+
+    /// Lets held and later sends through.
+    pub fn release_sends(&self) {
+        self.sends_open.send_replace(true);
     }
 
     fn check(&self) -> Result<(), QueueError> {
@@ -284,6 +297,9 @@ impl SwitchableQueue {
 #[async_trait]
 impl Queue for SwitchableQueue {
     async fn send_batch(&self, bodies: Vec<String>) -> Result<Vec<String>, QueueError> {
+        let mut open = self.sends_open.subscribe();
+        // The sender lives in `self`, so the wait ends only by a release.
+        let _ = open.wait_for(|open| *open).await;
         self.check()?;
         self.inner.send_batch(bodies).await
     }

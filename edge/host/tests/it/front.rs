@@ -199,6 +199,46 @@ async fn group_commit_cut_by_size_answers_every_vote_without_waiting_for_more() 
     edge.shutdown().await;
 }
 
+/// While both commit slots wait on a slow queue, votes arriving one by one after the window
+/// all join the batch waiting for a slot: one message for them, not one each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn votes_arriving_while_the_queue_is_slow_share_one_message() {
+    let d = Deployment::new();
+    let mut config = d.config(false);
+    config.group_commit.max_wait_ms = 1;
+    let edge = Running::start_with(&d, config).await;
+    edge.queue.hold_sends();
+    let mut votes = tokio::task::JoinSet::new();
+    for i in 0..8u8 {
+        let body = ballot(
+            "open",
+            &d.token("open", &format!("s{i}"), now_secs() + 600),
+            "yes",
+            i,
+        );
+        let addr = edge.addr;
+        votes.spawn(async move { crate::http::vote(addr, "open", &body).await.status });
+        // Well past the 1 ms window: without the top-up each would be its own message.
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    edge.queue.release_sends();
+    while let Some(status) = votes.join_next().await {
+        assert_eq!(status.unwrap(), 202);
+    }
+    assert_eq!(edge.queue.votes().await.len(), 8);
+    let commits = edge
+        .host
+        .metrics
+        .group_commits
+        .load(std::sync::atomic::Ordering::Relaxed);
+    // The first two votes take the two commit slots; the six after them share the third.
+    assert_eq!(
+        commits, 3,
+        "eight votes over a held queue took {commits} messages"
+    );
+    edge.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_over_the_cap_wait_in_the_backlog_until_one_closes() {
     let d = Deployment::new();
