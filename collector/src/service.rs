@@ -50,6 +50,12 @@ use crate::gather::ReceiveGate;
 use crate::live_log::LiveLog;
 use crate::metrics::Metrics;
 
+/// Largest received batch (bytes of bodies) checked on the async thread: about five votes,
+/// some 100 us of signature work. Larger batches are checked on a blocking thread.
+const INLINE_CHECK_MAX_BYTES: usize = 4096;
+/// What the checks say of one message.
+type Verdict = Result<crate::check::AcceptedBallots, crate::check::Rejection>;
+
 /// The stable code of a ballot refused because its voter is at `max_votes_per_voter` (the `code`
 /// of its log line; the ballot alone is refused, so it is never a dead-letter reason).
 pub const OVER_LIMIT_CODE: &str = "over_limit";
@@ -256,8 +262,9 @@ impl Collector {
         let m = &self.metrics;
         m.messages_received
             .fetch_add(messages.len() as u64, Ordering::Relaxed);
-        let bodies: Vec<&str> = messages.iter().map(|msg| msg.body.as_str()).collect();
-        let verdicts = self.checker.check_all(&bodies);
+        let Some((messages, verdicts)) = self.check(messages).await else {
+            return BatchOutcome::Retry; // messages come back after their visibility timeout
+        };
         let mut accepted: BTreeMap<String, Vec<StoredBallot>> = BTreeMap::new();
         let mut handles = Vec::new();
         for (message, verdict) in messages.iter().zip(verdicts) {
@@ -289,6 +296,33 @@ impl Collector {
         }
         self.delete(handles, &messages).await;
         BatchOutcome::Done
+    }
+
+    /// Checks a received batch: a small one here, a larger one (its signature work would hold
+    /// an async thread, and the edges' requests on it, for milliseconds) on a blocking thread.
+    /// `None` when that thread panicked.
+    async fn check(&self, messages: Vec<Received>) -> Option<(Vec<Received>, Vec<Verdict>)> {
+        fn check_all(checker: &Checker, messages: &[Received]) -> Vec<Verdict> {
+            let bodies: Vec<&str> = messages.iter().map(|msg| msg.body.as_str()).collect();
+            checker.check_all(&bodies)
+        }
+        let bytes: usize = messages.iter().map(|msg| msg.body.len()).sum();
+        if bytes <= INLINE_CHECK_MAX_BYTES {
+            let verdicts = check_all(&self.checker, &messages);
+            return Some((messages, verdicts));
+        }
+        let checker = Arc::clone(&self.checker);
+        let checking = tokio::task::spawn_blocking(move || {
+            let verdicts = check_all(&checker, &messages);
+            (messages, verdicts)
+        });
+        match checking.await {
+            Ok(checked) => Some(checked),
+            Err(e) => {
+                tracing::error!(stage = "check", error = %e, "check task failed");
+                None
+            }
+        }
     }
 
     /// Leaves a message naming a key the checker does not know yet for redelivery after the
