@@ -222,7 +222,7 @@ impl Collector {
         tracing::info!(region = %self.region, "collector stopped");
     }
 
-    async fn receive_loop(self: Arc<Self>, stop: watch::Receiver<bool>) {
+    async fn receive_loop(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let batch = self.processing.receive_batch_messages;
         while !*stop.borrow() {
             let Ok(permit) = Arc::clone(&self.in_flight)
@@ -231,7 +231,11 @@ impl Collector {
             else {
                 return;
             };
-            self.gate.turn().await;
+            // A turn can be several gather intervals away: shutdown does not wait for it.
+            tokio::select! {
+                () = self.gate.turn() => {}
+                _ = stop.changed() => return,
+            }
             let received = self
                 .queue
                 .receive(batch, self.processing.wait(), self.processing.visibility())

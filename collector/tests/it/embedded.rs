@@ -428,19 +428,7 @@ async fn store_calls_for_a_trickle(gather_ms: u64) -> u64 {
     use edgevote_collector::{Collector, CollectorParts, config::ProcessingConfig};
     use std::time::Duration;
     let dir = tempfile::tempdir().unwrap();
-    let queue: Arc<dyn Queue> = Arc::new(
-        EmbeddedQueue::open(&EmbeddedQueueConfig {
-            path: dir.path().join("q.redb"),
-            max_receives: 5,
-        })
-        .unwrap(),
-    );
-    let store: Arc<dyn Store> = Arc::new(
-        EmbeddedStore::open(&EmbeddedStoreConfig {
-            path: dir.path().join("s.redb"),
-        })
-        .unwrap(),
-    );
+    let (queue, store) = backends(&dir);
     let collector = Collector::new(CollectorParts {
         region: "r1".into(),
         queue: Arc::clone(&queue),
@@ -510,13 +498,7 @@ async fn a_backlog_drains_at_full_speed_whatever_the_gather_interval() {
     use edgevote_collector::{Collector, CollectorParts, config::ProcessingConfig};
     use std::time::Duration;
     let dir = tempfile::tempdir().unwrap();
-    let queue: Arc<dyn Queue> = Arc::new(
-        EmbeddedQueue::open(&EmbeddedQueueConfig {
-            path: dir.path().join("q.redb"),
-            max_receives: 5,
-        })
-        .unwrap(),
-    );
+    let (queue, store) = backends(&dir);
     for chunk in 0..30u16 {
         let bodies = (0..10u8)
             .map(|i| {
@@ -531,12 +513,6 @@ async fn a_backlog_drains_at_full_speed_whatever_the_gather_interval() {
             .collect();
         queue.send_batch(bodies).await.unwrap();
     }
-    let store: Arc<dyn Store> = Arc::new(
-        EmbeddedStore::open(&EmbeddedStoreConfig {
-            path: dir.path().join("s.redb"),
-        })
-        .unwrap(),
-    );
     let collector = Collector::new(CollectorParts {
         region: "r1".into(),
         queue,
@@ -556,5 +532,38 @@ async fn a_backlog_drains_at_full_speed_whatever_the_gather_interval() {
             .votes_stored
             .load(std::sync::atomic::Ordering::Relaxed),
         300
+    );
+}
+
+/// Shutdown does not wait for turns reserved far ahead: eight loops with a one-second gather
+/// interval hold turns up to 7 s away, and the collector still stops within its long-poll wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_does_not_wait_for_a_reserved_turn() {
+    use edgevote_collector::{Collector, CollectorParts, config::ProcessingConfig};
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let (queue, store) = backends(&dir);
+    let collector = Collector::new(CollectorParts {
+        region: "r1".into(),
+        queue,
+        store,
+        checker: crate::fixture::checker(),
+        processing: ProcessingConfig {
+            receivers: 8,
+            max_in_flight_messages: 80,
+            receive_gather_ms: 1000,
+            ..crate::fixture::processing()
+        },
+    })
+    .unwrap();
+    let started = Instant::now();
+    collector
+        .run(tokio::time::sleep(Duration::from_millis(200)))
+        .await;
+    // A bound on liveness, not speed: the last loop's turn is 7 s away.
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "stopping took {:?}",
+        started.elapsed()
     );
 }
