@@ -331,7 +331,7 @@ async fn regions_replicate_and_converge_on_one_final_tally() {
 #[test]
 fn a_bad_processing_config_is_refused_by_the_collector() {
     use edgevote_collector::Collector;
-    use edgevote_collector::config::{InvalidSetting, ProcessingConfig};
+    use edgevote_collector::config::ProcessingConfig;
     use edgevote_collector::service::CollectorParts;
 
     let dir = tempfile::tempdir().unwrap();
@@ -361,28 +361,17 @@ fn a_bad_processing_config_is_refused_by_the_collector() {
         ..crate::fixture::processing()
     };
     assert_eq!(new(idle).expect_err("no receive loop").field, "receivers");
-    assert!(matches!(
-        ProcessingConfig {
-            wait_time_secs: 21,
-            ..ProcessingConfig::default()
-        }
-        .validate(),
-        Err(InvalidSetting {
-            field: "wait_time_secs",
-            ..
-        })
-    ));
-    assert!(matches!(
-        ProcessingConfig {
-            receive_gather_ms: 1001,
-            ..ProcessingConfig::default()
-        }
-        .validate(),
-        Err(InvalidSetting {
-            field: "receive_gather_ms",
-            ..
-        })
-    ));
+    let refused_field = |processing: ProcessingConfig| processing.validate().unwrap_err().field;
+    let too_long_a_wait = ProcessingConfig {
+        wait_time_secs: 21,
+        ..ProcessingConfig::default()
+    };
+    assert_eq!(refused_field(too_long_a_wait), "wait_time_secs");
+    let too_long_a_gather = ProcessingConfig {
+        receive_gather_ms: 1001,
+        ..ProcessingConfig::default()
+    };
+    assert_eq!(refused_field(too_long_a_gather), "receive_gather_ms");
     new(crate::fixture::processing()).expect("the test settings are valid");
 }
 
@@ -425,22 +414,16 @@ async fn an_empty_receive_writes_nothing_and_a_due_message_is_still_received() {
 /// Light traffic: one message every 5 ms for 200 ms to a collector with four receive loops.
 /// Returns the store calls it took to store all 40 votes, with receives spaced `gather_ms`.
 async fn store_calls_for_a_trickle(gather_ms: u64) -> u64 {
-    use edgevote_collector::{Collector, CollectorParts, config::ProcessingConfig};
+    use edgevote_collector::config::ProcessingConfig;
     use std::time::Duration;
     let dir = tempfile::tempdir().unwrap();
     let (queue, store) = backends(&dir);
-    let collector = Collector::new(CollectorParts {
-        region: "r1".into(),
-        queue: Arc::clone(&queue),
-        store,
-        checker: crate::fixture::checker(),
-        processing: ProcessingConfig {
-            receivers: 4,
-            receive_gather_ms: gather_ms,
-            ..crate::fixture::processing()
-        },
-    })
-    .unwrap();
+    let processing = ProcessingConfig {
+        receivers: 4,
+        receive_gather_ms: gather_ms,
+        ..crate::fixture::processing()
+    };
+    let collector = crate::fixture::collector_with(Arc::clone(&queue), store, processing);
     const MESSAGES: u8 = 40;
     let queue_view = Arc::clone(&queue);
     let sender = tokio::spawn(async move {
@@ -495,7 +478,7 @@ async fn light_traffic_gathers_into_fuller_batches_and_every_vote_is_stored() {
 /// spaced receives (10 messages each) would take.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backlog_drains_at_full_speed_whatever_the_gather_interval() {
-    use edgevote_collector::{Collector, CollectorParts, config::ProcessingConfig};
+    use edgevote_collector::config::ProcessingConfig;
     use std::time::Duration;
     let dir = tempfile::tempdir().unwrap();
     let (queue, store) = backends(&dir);
@@ -513,17 +496,11 @@ async fn a_backlog_drains_at_full_speed_whatever_the_gather_interval() {
             .collect();
         queue.send_batch(bodies).await.unwrap();
     }
-    let collector = Collector::new(CollectorParts {
-        region: "r1".into(),
-        queue,
-        store,
-        checker: crate::fixture::checker(),
-        processing: ProcessingConfig {
-            receive_gather_ms: 1000,
-            ..crate::fixture::processing()
-        },
-    })
-    .unwrap();
+    let processing = ProcessingConfig {
+        receive_gather_ms: 1000,
+        ..crate::fixture::processing()
+    };
+    let collector = crate::fixture::collector_with(queue, store, processing);
     // Panics if the queue is not empty within 10 s.
     crate::fixture::drain(&collector, Duration::from_secs(10)).await;
     assert_eq!(
@@ -539,23 +516,17 @@ async fn a_backlog_drains_at_full_speed_whatever_the_gather_interval() {
 /// interval hold turns up to 7 s away, and the collector still stops within its long-poll wait.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_does_not_wait_for_a_reserved_turn() {
-    use edgevote_collector::{Collector, CollectorParts, config::ProcessingConfig};
+    use edgevote_collector::config::ProcessingConfig;
     use std::time::{Duration, Instant};
     let dir = tempfile::tempdir().unwrap();
     let (queue, store) = backends(&dir);
-    let collector = Collector::new(CollectorParts {
-        region: "r1".into(),
-        queue,
-        store,
-        checker: crate::fixture::checker(),
-        processing: ProcessingConfig {
-            receivers: 8,
-            max_in_flight_messages: 80,
-            receive_gather_ms: 1000,
-            ..crate::fixture::processing()
-        },
-    })
-    .unwrap();
+    let processing = ProcessingConfig {
+        receivers: 8,
+        max_in_flight_messages: 80,
+        receive_gather_ms: 1000,
+        ..crate::fixture::processing()
+    };
+    let collector = crate::fixture::collector_with(queue, store, processing);
     let started = Instant::now();
     collector
         .run(tokio::time::sleep(Duration::from_millis(200)))

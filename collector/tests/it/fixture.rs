@@ -152,12 +152,21 @@ pub fn processing() -> ProcessingConfig {
 }
 
 pub fn collector(queue: Arc<dyn Queue>, store: Arc<dyn Store>) -> Arc<Collector> {
+    collector_with(queue, store, processing())
+}
+
+/// A collector of region r1 with the test checker and these settings.
+pub fn collector_with(
+    queue: Arc<dyn Queue>,
+    store: Arc<dyn Store>,
+    processing: ProcessingConfig,
+) -> Arc<Collector> {
     Collector::new(CollectorParts {
         region: "r1".into(),
         queue,
         store,
         checker: checker(),
-        processing: processing(),
+        processing,
     })
     .unwrap()
 }
