@@ -226,7 +226,7 @@ pub struct SwitchableQueue {
     pub inner: EmbeddedQueue,
     pub down: AtomicBool,
     /// Sends wait here while it is closed ([`SwitchableQueue::hold_sends`]).
-    pub sends_open: tokio::sync::watch::Sender<bool>,
+    sends_open: tokio::sync::watch::Sender<bool>,
 }
 
 impl SwitchableQueue {
