@@ -13,8 +13,10 @@ Checks:
     unique; every runbook_url names a file in docs/runbooks/ and an anchor that exists in it;
     every `## Edgevote...` section of docs/runbooks/alerts.md belongs to an alert.
   - ops/prometheus/prometheus.yml: parses, loads alerts.yml, has scrape jobs with targets.
-  - With `promtool` on PATH (Debian package `prometheus`), also `promtool check rules`,
-    `promtool check config` and the rule unit tests in ops/prometheus/alerts_test.yml.
+  - With `promtool` on PATH (Debian package `prometheus`), or the one `--promtool PATH` names
+    (then required: scripts/test.sh passes the one scripts/bootstrap.sh unpacked), also
+    `promtool check rules`, `promtool check config` and the rule unit tests in
+    ops/prometheus/alerts_test.yml.
 
 Metric names are the `edgevote_*` names in dashboard expressions, dashboard variable
 queries and rule expressions. Histogram series (`_bucket`, `_sum`, `_count`) are reported by
@@ -571,9 +573,15 @@ def check_prometheus(path: Path, errors: list[str]) -> None:
                 errors.append(f"{where}: job {name}: a `region` target label hides the services' own")
 
 
-def run_promtool(errors: list[str]) -> str:
-    """Runs promtool's own checks and the rule unit tests; returns a note for the summary."""
-    promtool = shutil.which("promtool")
+def run_promtool(errors: list[str], required: str | None) -> str:
+    """Runs promtool's own checks and the rule unit tests; returns a note for the summary.
+
+    `required`: the promtool to run, which must exist (CI: a skipped check is not a pass);
+    without it, the one on PATH if any."""
+    promtool = required or shutil.which("promtool")
+    if required and not Path(required).is_file():
+        errors.append(f"promtool not found at {required} (scripts/bootstrap.sh promtool)")
+        return "promtool missing"
     if not promtool:
         return "promtool not found: PromQL syntax and rule unit tests not checked"
     runs = [
@@ -606,6 +614,12 @@ def main() -> int:
         action="store_true",
         help="print the sorted edgevote_* metric names used, one per line, and nothing else",
     )
+    parser.add_argument(
+        "--promtool",
+        metavar="PATH",
+        help="the promtool to run, which must exist (an error otherwise); default: the one on "
+        "PATH, if any",
+    )
     args = parser.parse_args()
 
     errors: list[str] = []
@@ -626,7 +640,7 @@ def main() -> int:
             print(name)
         return 0
 
-    promtool_note = run_promtool(errors)
+    promtool_note = run_promtool(errors, args.promtool)
     sources = source_text()
     for name in sorted(metrics):
         if name not in sources:

@@ -2,7 +2,9 @@
 # Installs everything edgevote's build and tests need, on a machine that has only rustup:
 #   - the pinned Rust toolchain with its wasm targets (rust-toolchain.toml),
 #   - a Python virtualenv (.venv) with the third-party JOSE libraries and moto used by the tests,
-#   - Debian's chromium, for the results page test.
+#   - Debian's chromium, for the results page test,
+#   - promtool, for the alert rule unit tests: unpacked from Debian's prometheus package into
+#     ${EDGEVOTE_CACHE:-~/.cache/edgevote}/promtool (not installed: no server is started).
 # Idempotent: a second run only checks. Fails loudly, with the reason, when something is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -61,10 +63,39 @@ install_browser() {
         || die "apt-get install chromium failed"
 }
 
+PROMTOOL_DIR=${EDGEVOTE_CACHE:-$HOME/.cache/edgevote}/promtool
+
+install_promtool() {
+    # Unpacked, not installed: the package would also set up (and on systemd, start) a server.
+    local promtool=$PROMTOOL_DIR/usr/bin/promtool
+    if [ -x "$promtool" ]; then
+        say "promtool present ($("$promtool" --version 2>&1 | head -n 1))"
+        return
+    fi
+    command -v apt-get >/dev/null && command -v dpkg-deb >/dev/null \
+        || die "promtool is needed for the alert rule tests; Debian's prometheus package provides it"
+    say "unpacking promtool from Debian's prometheus package into $PROMTOOL_DIR"
+    local work
+    work=$(mktemp -d)
+    if ! (cd "$work" && apt-get download -q prometheus >/dev/null 2>&1); then
+        local sudo=""
+        [ "$(id -u)" = 0 ] || sudo="sudo"
+        $sudo apt-get update -q >/dev/null || die "apt-get update failed"
+        (cd "$work" && apt-get download -q prometheus >/dev/null) || die "apt-get download prometheus failed"
+    fi
+    mkdir -p "$PROMTOOL_DIR"
+    dpkg-deb -x "$work"/prometheus_*.deb "$work/root" || die "could not unpack the prometheus package"
+    mkdir -p "$PROMTOOL_DIR/usr/bin"
+    mv "$work/root/usr/bin/promtool" "$promtool"
+    rm -rf "$work"
+    "$promtool" --version >/dev/null 2>&1 || die "the unpacked promtool does not run"
+}
+
 case "${1:-all}" in
     rust) install_toolchain ;;
     python) install_python ;;
     browser) install_browser ;;
-    all) install_toolchain; install_python; install_browser ;;
-    *) die "usage: scripts/bootstrap.sh [rust|python|browser|all]" ;;
+    promtool) install_promtool ;;
+    all) install_toolchain; install_python; install_browser; install_promtool ;;
+    *) die "usage: scripts/bootstrap.sh [rust|python|browser|promtool|all]" ;;
 esac

@@ -19,8 +19,9 @@ bash scripts/bootstrap.sh all
 step "infra: OpenTofu checked offline (python-hcl2, infra/check.py, checkov)"
 bash scripts/check-infra.sh
 
-step "ops: dashboard, alert rules and runbook links"
-.venv/bin/python ops/check_ops.py
+step "ops: dashboard, alert rules (promtool checks and rule unit tests) and runbook links"
+.venv/bin/python ops/check_ops.py \
+    --promtool "${EDGEVOTE_CACHE:-$HOME/.cache/edgevote}/promtool/usr/bin/promtool"
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

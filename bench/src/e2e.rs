@@ -92,6 +92,12 @@ pub struct Step {
     pub store_writes_per_vote: f64,
     /// Largest queue depth sampled during the step (messages written, not yet deleted).
     pub peak_queue_depth: f64,
+    /// 99th percentile of the edges' queue sends, milliseconds: the upper bound of its
+    /// histogram bucket (`edgevote_edge_queue_send_seconds`); `None` without sends or above 5 s.
+    pub queue_send_p99_ms: Option<f64>,
+    /// 99th percentile of the edges' group commits, first vote to outcome, milliseconds (bucket
+    /// upper bound, `edgevote_edge_group_commit_seconds`); `None` without commits or above 5 s.
+    pub group_commit_p99_ms: Option<f64>,
     /// Milliseconds from the last answer until the collectors had emptied the queues; `None`
     /// when they had not within the drain timeout.
     pub drain_ms: Option<u64>,
@@ -351,6 +357,8 @@ impl Sent {
             messages_per_vote: delta.messages_sent / delta.votes_committed.max(1.0),
             store_writes_per_vote: delta.store_writes / delta.votes_stored.max(1.0),
             peak_queue_depth,
+            queue_send_p99_ms: crate::scrape::p99_ms(&delta.queue_send),
+            group_commit_p99_ms: crate::scrape::p99_ms(&delta.group_commit),
             drain_ms,
         }
     }

@@ -266,6 +266,12 @@ fn targets(crypto: &CryptoLimit, e2e: &EndToEnd) -> Targets {
     }
 }
 
+/// A histogram quantile as the bucket bound it was read from: "<= 5 ms", or "-" when there is
+/// none (no observations, or above the last finite bound).
+pub(crate) fn bucket_bound(ms: Option<f64>) -> String {
+    ms.map_or_else(|| "-".to_owned(), |ms| format!("<= {ms} ms"))
+}
+
 fn opt(value: Option<f64>, decimals: usize) -> String {
     value.map_or_else(|| "-".into(), |v| format!("{v:.decimals$}"))
 }
@@ -382,6 +388,14 @@ fn render_targets(out: &mut String, report: &Report) {
         out,
         "max end-to-end rate {:.0} votes/s; queue depth peak {:.0} messages",
         report.e2e.max_rate, t.peak_queue_depth
+    );
+    let half = &report.e2e.half_load;
+    let _ = writeln!(
+        out,
+        "edges at half load (p99 ack {:.2} ms): queue send p99 {}, group commit p99 {} (first vote to outcome)",
+        half.latency.p99_ms,
+        bucket_bound(half.queue_send_p99_ms),
+        bucket_bound(half.group_commit_p99_ms),
     );
     let _ = writeln!(
         out,

@@ -135,14 +135,16 @@ async fn end_to_end(
             config.load.step_ms
         )),
         StepEvent::Done { index, step } => progress.note(&format!(
-            "    step {}: {} acked of {} at {:.0}/s, p99 {:.2} ms, {:.4} messages/vote, queue peak {:.0}",
+            "    step {}: {} acked of {} at {:.0}/s, p99 {:.2} ms, {:.4} messages/vote, queue peak {:.0}, edges' p99: queue send {}, group commit {}",
             index + 1,
             step.acked,
             step.sent,
             step.achieved_rate,
             step.latency.p99_ms,
             step.messages_per_vote,
-            step.peak_queue_depth
+            step.peak_queue_depth,
+            crate::report::bucket_bound(step.queue_send_p99_ms),
+            crate::report::bucket_bound(step.group_commit_p99_ms),
         )),
     }
     };

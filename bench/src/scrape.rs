@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use edgevote_shared::histogram::{LATENCY_BOUNDS_SECS, quantile_upper_bound};
 use edgevote_stack::StackInfo;
 use edgevote_stack::client::Conn;
 
@@ -11,6 +12,10 @@ use crate::BenchError;
 
 /// Largest `/metrics` answer read (a few KiB per region; this bounds a broken one).
 const MAX_METRICS_BYTES: usize = 1024 * 1024;
+
+/// Cumulative counts of a latency histogram's buckets (`le` of
+/// [`LATENCY_BOUNDS_SECS`], then `+Inf`), summed over every region.
+pub type Buckets = [f64; LATENCY_BOUNDS_SECS.len() + 1];
 
 /// The counters the bench reads, summed over every region.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -32,6 +37,11 @@ pub struct Counters {
     /// (`edgevote_collector_messages_deleted_total`) or dead-lettered
     /// (`edgevote_collector_messages_dead_lettered_total`).
     pub messages_deleted: f64,
+    /// The edges' queue send latency (`edgevote_edge_queue_send_seconds`).
+    pub queue_send: Buckets,
+    /// The edges' group commit latency, first vote to outcome
+    /// (`edgevote_edge_group_commit_seconds`).
+    pub group_commit: Buckets,
 }
 
 impl Counters {
@@ -45,6 +55,8 @@ impl Counters {
             votes_duplicate: self.votes_duplicate - before.votes_duplicate,
             store_writes: self.store_writes - before.store_writes,
             messages_deleted: self.messages_deleted - before.messages_deleted,
+            queue_send: minus(&self.queue_send, &before.queue_send),
+            group_commit: minus(&self.group_commit, &before.group_commit),
         }
     }
 
@@ -53,6 +65,54 @@ impl Counters {
     pub fn queue_depth(&self) -> f64 {
         (self.messages_sent - self.messages_deleted).max(0.0)
     }
+}
+
+fn minus(after: &Buckets, before: &Buckets) -> Buckets {
+    std::array::from_fn(|i| after[i] - before[i])
+}
+
+/// The upper bound, milliseconds, of the bucket that holds the 99th percentile of `buckets`;
+/// `None` without observations or when it lies above every finite bound.
+pub fn p99_ms(buckets: &Buckets) -> Option<f64> {
+    let pairs: Vec<(f64, f64)> = LATENCY_BOUNDS_SECS
+        .iter()
+        .copied()
+        .chain([f64::INFINITY])
+        .zip(buckets.iter().copied())
+        .collect();
+    quantile_upper_bound(&pairs, 0.99)
+        .filter(|secs| secs.is_finite())
+        .map(|secs| secs * 1000.0)
+}
+
+/// The cumulative bucket counts of histogram `name` (its `_bucket` series) in a Prometheus
+/// text exposition, summed over every label but `le`; buckets it does not show stay 0.
+pub fn parse_buckets(text: &str, name: &str) -> Buckets {
+    let mut buckets = Buckets::default();
+    let prefix = format!("{name}_bucket{{");
+    for line in text.lines().filter(|l| l.starts_with(&prefix)) {
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let Some(le) = series
+            .split("le=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+        else {
+            continue;
+        };
+        let index = if le == "+Inf" {
+            Some(LATENCY_BOUNDS_SECS.len())
+        } else {
+            le.parse::<f64>()
+                .ok()
+                .and_then(|le| LATENCY_BOUNDS_SECS.iter().position(|b| *b == le))
+        };
+        if let (Some(index), Ok(value)) = (index, value.parse::<f64>()) {
+            buckets[index] += value;
+        }
+    }
+    buckets
 }
 
 /// Sums of every sample of each metric in a Prometheus text exposition, whatever its labels.
@@ -76,11 +136,21 @@ pub fn parse_totals(text: &str) -> BTreeMap<String, f64> {
 /// The counters of every region of `stack` now.
 pub async fn counters(stack: &StackInfo) -> Result<Counters, BenchError> {
     let mut all = BTreeMap::new();
+    let mut queue_send = Buckets::default();
+    let mut group_commit = Buckets::default();
     for region in &stack.regions {
         for url in [&region.edge_url, &region.collector_url] {
-            for (name, value) in parse_totals(&metrics_text(url).await?) {
+            let text = metrics_text(url).await?;
+            for (name, value) in parse_totals(&text) {
                 *all.entry(name).or_insert(0.0) += value;
             }
+            let add = |sum: &mut Buckets, name| {
+                for (total, value) in sum.iter_mut().zip(parse_buckets(&text, name)) {
+                    *total += value;
+                }
+            };
+            add(&mut queue_send, "edgevote_edge_queue_send_seconds");
+            add(&mut group_commit, "edgevote_edge_group_commit_seconds");
         }
     }
     let get = |name: &str| all.get(name).copied().unwrap_or(0.0);
@@ -93,6 +163,8 @@ pub async fn counters(stack: &StackInfo) -> Result<Counters, BenchError> {
         store_writes: get("edgevote_collector_store_latency_seconds_count"),
         messages_deleted: get("edgevote_collector_messages_deleted_total")
             + get("edgevote_collector_messages_dead_lettered_total"),
+        queue_send,
+        group_commit,
     })
 }
 
@@ -124,6 +196,43 @@ mod tests {
         assert_eq!(totals["b_seconds_count"], 2.5);
         assert_eq!(totals["c"], 1.0);
         assert_eq!(totals.len(), 3);
+    }
+
+    #[test]
+    fn buckets_sum_over_regions_by_le_and_give_the_p99() {
+        let text = "# TYPE h_seconds histogram\n\
+                    h_seconds_bucket{region=\"r1\",le=\"0.001\"} 90\n\
+                    h_seconds_bucket{region=\"r1\",le=\"0.005\"} 98\n\
+                    h_seconds_bucket{region=\"r1\",le=\"+Inf\"} 100\n\
+                    h_seconds_bucket{region=\"r2\",le=\"0.001\"} 0\n\
+                    h_seconds_bucket{region=\"r2\",le=\"0.005\"} 1\n\
+                    h_seconds_bucket{region=\"r2\",le=\"+Inf\"} 1\n\
+                    h_seconds_bucket{region=\"r1\",le=\"0.007\"} 1000\n\
+                    h_seconds_sum{region=\"r1\"} 3\nother_bucket{le=\"0.001\"} 7\n";
+        let buckets = parse_buckets(text, "h_seconds");
+        assert_eq!(buckets[1], 90.0, "le=0.001");
+        assert_eq!(buckets[3], 99.0, "le=0.005 over both regions");
+        assert_eq!(buckets[LATENCY_BOUNDS_SECS.len()], 101.0, "+Inf");
+        assert_eq!(
+            buckets.iter().sum::<f64>(),
+            290.0,
+            "no unknown le, no other metric"
+        );
+        let cumulative: Buckets = std::array::from_fn(|i| match i {
+            0 => 0.0,
+            1 | 2 => 90.0,
+            _ => 100.0,
+        });
+        assert_eq!(p99_ms(&cumulative), Some(5.0));
+        assert_eq!(p99_ms(&Buckets::default()), None);
+        let above: Buckets = std::array::from_fn(|i| {
+            if i == LATENCY_BOUNDS_SECS.len() {
+                4.0
+            } else {
+                0.0
+            }
+        });
+        assert_eq!(p99_ms(&above), None, "above 5 s");
     }
 
     #[test]

@@ -7,9 +7,9 @@ use std::sync::{Arc, Mutex};
 
 use edgevote_store::replication::ReplicationStatus;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
-/// Upper bounds (seconds) of the store latency histogram buckets.
-const LATENCY_BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
+use edgevote_shared::histogram::LatencyHistogram;
 
 /// Most distinct dead-letter reason labels kept (codes are a small fixed set; bound anyway).
 const MAX_REASON_LABELS: usize = 64;
@@ -51,9 +51,7 @@ pub struct Metrics {
     /// Age of the oldest queued message, milliseconds.
     pub queue_oldest_age_ms: AtomicU64,
     dead_lettered: Mutex<BTreeMap<&'static str, u64>>,
-    latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
-    latency_count: AtomicU64,
-    latency_sum_us: AtomicU64,
+    store_latency: LatencyHistogram,
     /// Replication into this region's store, when this process runs it (the local stack; on
     /// AWS, DynamoDB reports ReplicationLatency to CloudWatch instead).
     pub replication: std::sync::OnceLock<Arc<ReplicationStatus>>,
@@ -79,19 +77,12 @@ impl Metrics {
 
     /// Store calls made so far (one `record` per election of a received batch).
     pub fn store_calls(&self) -> u64 {
-        self.latency_count.load(Ordering::Relaxed)
+        self.store_latency.count()
     }
 
     /// Records one store call's latency.
-    pub fn observe_store_latency(&self, seconds: f64) {
-        for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&self.latency_buckets) {
-            if seconds <= *bound {
-                bucket.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.latency_count.fetch_add(1, Ordering::Relaxed);
-        self.latency_sum_us
-            .fetch_add((seconds * 1e6) as u64, Ordering::Relaxed);
+    pub fn observe_store_latency(&self, elapsed: Duration) {
+        self.store_latency.observe(elapsed);
     }
 
     /// Renders the Prometheus text exposition format.
@@ -248,21 +239,12 @@ impl Metrics {
     }
 
     fn render_latency(&self, out: &mut String, label: &str) {
-        let name = "edgevote_collector_store_latency_seconds";
-        let _ = writeln!(out, "# HELP {name} Latency of store record calls.");
-        let _ = writeln!(out, "# TYPE {name} histogram");
-        for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&self.latency_buckets) {
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{{label},le=\"{bound}\"}} {}",
-                bucket.load(Ordering::Relaxed)
-            );
-        }
-        let count = self.latency_count.load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{{label},le=\"+Inf\"}} {count}");
-        let sum = self.latency_sum_us.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "{name}_sum{{{label}}} {sum}");
-        let _ = writeln!(out, "{name}_count{{{label}}} {count}");
+        self.store_latency.render(
+            out,
+            "edgevote_collector_store_latency_seconds",
+            "Latency of store record calls.",
+            label,
+        );
     }
 }
 

@@ -390,8 +390,7 @@ impl Collector {
         let names: Vec<BallotName> = ballots.iter().map(BallotName::of).collect();
         let started = Instant::now();
         let outcome = self.store.record(&rules, &self.region, ballots).await;
-        self.metrics
-            .observe_store_latency(started.elapsed().as_secs_f64());
+        self.metrics.observe_store_latency(started.elapsed());
         match outcome {
             Ok(outcomes) => {
                 let count = |o: PutOutcome| outcomes.iter().filter(|x| **x == o).count() as u64;

@@ -20,6 +20,7 @@ pub mod digest;
 pub mod envelope;
 pub mod error;
 pub mod forgery;
+pub mod histogram;
 pub mod json;
 pub mod jws;
 pub mod keys;

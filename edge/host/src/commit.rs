@@ -179,6 +179,7 @@ async fn run(config: GroupCommitConfig, mut rx: mpsc::Receiver<Pending>, writer:
                 None => break, // every sender dropped: shutdown
             },
         };
+        let opened = tokio::time::Instant::now();
         let (mut batch, next) = fill(first, &mut rx, &config).await;
         let Some((permit, next)) = top_up_until_free(&mut batch, next, &mut rx, &in_flight).await
         else {
@@ -188,6 +189,10 @@ async fn run(config: GroupCommitConfig, mut rx: mpsc::Receiver<Pending>, writer:
         let writer = Arc::clone(&writer);
         tokio::spawn(async move {
             writer.write(batch).await;
+            writer
+                .metrics
+                .group_commit_latency
+                .observe(opened.elapsed());
             drop(permit);
         });
     }
@@ -352,7 +357,10 @@ impl Writer {
             }
         };
         let metrics = &self.metrics;
-        match self.queue.send_batch(vec![body.clone()]).await {
+        let started = tokio::time::Instant::now();
+        let sent = self.queue.send_batch(vec![body.clone()]).await;
+        metrics.queue_send_latency.observe(started.elapsed());
+        match sent {
             Ok(ids) => {
                 metrics.group_commits.fetch_add(1, Ordering::Relaxed);
                 metrics

@@ -3,6 +3,8 @@
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use edgevote_shared::histogram::LatencyHistogram;
+
 /// Counters of one edge host.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -57,6 +59,11 @@ pub struct Metrics {
     pub connections_open: AtomicU64,
     /// Connections that opened with the HTTP/2 preface (the rest speak HTTP/1).
     pub http2_connections: AtomicU64,
+    /// How long each queue send of a group commit took (answered or failed).
+    pub queue_send_latency: LatencyHistogram,
+    /// How long each group commit took from its first vote to its outcome: the longest any of
+    /// its votes waited in group commit.
+    pub group_commit_latency: LatencyHistogram,
 }
 
 /// Who answered (or refused) a request: what separates a client's mistake from a failure of
@@ -361,6 +368,18 @@ impl Metrics {
              # TYPE edgevote_edge_connections_open gauge\n\
              edgevote_edge_connections_open{{{labels}}} {}",
             self.connections_open.load(Ordering::Relaxed)
+        );
+        self.queue_send_latency.render(
+            &mut out,
+            "edgevote_edge_queue_send_seconds",
+            "Latency of the queue sends of group commit (one per queue message), answered or failed.",
+            &labels,
+        );
+        self.group_commit_latency.render(
+            &mut out,
+            "edgevote_edge_group_commit_seconds",
+            "Time from a group commit's first vote to its outcome (window, commit slot, sealing, queue send): the longest wait of its votes before their receipts.",
+            &labels,
         );
         out
     }

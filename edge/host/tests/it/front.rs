@@ -239,6 +239,47 @@ async fn votes_arriving_while_the_queue_is_slow_share_one_message() {
     edge.shutdown().await;
 }
 
+/// A slow queue shows in the edge's latency histograms: the send and the group commit that
+/// waited on it land above 100 ms, nothing below, and each counts once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_queue_send_shows_in_the_latency_histograms() {
+    let d = Deployment::new();
+    let edge = Running::start_with(&d, d.config(false)).await;
+    edge.queue.hold_sends();
+    let body = ballot("open", &d.token("open", "slow", now_secs() + 600), "yes", 0);
+    let addr = edge.addr;
+    let vote = tokio::spawn(async move { crate::http::vote(addr, "open", &body).await.status });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    edge.queue.release_sends();
+    assert_eq!(vote.await.unwrap(), 202);
+    let metrics = edge.host.metrics_text();
+    for name in [
+        "edgevote_edge_queue_send_seconds",
+        "edgevote_edge_group_commit_seconds",
+    ] {
+        let bucket =
+            |le: &str| series(&metrics, &format!("{name}_bucket"), &format!("le=\"{le}\""));
+        assert_eq!(bucket("0.1"), "0", "{name} below 100 ms: {metrics}");
+        assert_eq!(bucket("0.25"), "1", "{name} at most 250 ms: {metrics}");
+        assert_eq!(bucket("+Inf"), "1", "{metrics}");
+        assert_eq!(
+            series(&metrics, &format!("{name}_count"), ""),
+            "1",
+            "{metrics}"
+        );
+    }
+    edge.shutdown().await;
+}
+
+/// The value of the first sample of `name` whose labels contain `label`.
+fn series<'a>(metrics: &'a str, name: &str, label: &str) -> &'a str {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(&format!("{name}{{")) && l.contains(label))
+        .and_then(|l| l.rsplit(' ').next())
+        .unwrap_or_default()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_over_the_cap_wait_in_the_backlog_until_one_closes() {
     let d = Deployment::new();
@@ -336,11 +377,7 @@ async fn http2_with_prior_knowledge_multiplexes_votes_and_reads_on_one_connectio
     assert_eq!(statuses, [202, 202, 202, 202, 200]);
     assert_eq!(edge.queue.votes().await.len(), 4);
     let metrics = edge.host.metrics_text();
-    let http2 = metrics
-        .lines()
-        .find(|l| l.starts_with("edgevote_edge_http2_connections_total{"))
-        .and_then(|l| l.rsplit(' ').next())
-        .unwrap_or_default();
+    let http2 = series(&metrics, "edgevote_edge_http2_connections_total", "");
     assert_eq!(http2, "1", "{metrics}");
     edge.shutdown().await;
 }
