@@ -276,17 +276,37 @@ impl Pool {
         }
     }
 
-    /// POSTs one ballot on an idle connection (or a new one): the answer's status.
+    /// POSTs one ballot on an idle connection (or a new one): the answer's status. A reused
+    /// connection the edge closed before the request went out (idle past its header read
+    /// timeout) is replaced by a new one, as any HTTP client does: the edge never saw it.
     async fn post(&self, body: Bytes) -> Result<u16, BoxError> {
         let _slot = self.slots.acquire().await?;
-        let idle = self.idle_conns().pop();
-        let mut conn = match idle {
-            Some(conn) => conn,
-            None => Conn::connect(&self.url).await?,
-        };
+        if let Some(mut conn) = self.idle_open_conn() {
+            match conn.post_vote(&self.election, body.clone()).await {
+                Ok((status, _)) => {
+                    self.idle_conns().push(conn);
+                    return Ok(status);
+                }
+                Err(e) if !e.is::<edgevote_stack::client::NotSent>() => return Err(e),
+                Err(_) => {} // closed under us before sending: a new connection below
+            }
+        }
+        let mut conn = Conn::connect(&self.url).await?;
         let (status, _) = conn.post_vote(&self.election, body).await?;
         self.idle_conns().push(conn);
         Ok(status)
+    }
+
+    /// The most recently used idle connection that is still open (closed ones are dropped).
+    fn idle_open_conn(&self) -> Option<Conn> {
+        let mut idle = self.idle_conns();
+        // Bounded by the pool's size: each pass drops one connection.
+        while let Some(conn) = idle.pop() {
+            if !conn.is_closed() {
+                return Some(conn);
+            }
+        }
+        None
     }
 
     fn idle_conns(&self) -> std::sync::MutexGuard<'_, Vec<Conn>> {
@@ -467,5 +487,50 @@ impl DepthSampler {
     async fn stop(self) -> f64 {
         let _ = self.stop.send(true);
         self.task.await.unwrap_or(0.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// Serves each connection one request with 202 (keep-alive), then closes it after 20 ms,
+    /// as an edge closes a keep-alive connection left idle past its header read timeout.
+    async fn edge_closing_idle_connections() -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let answer = b"HTTP/1.1 202 Accepted\r\ncontent-length: 2\r\n\r\n{}";
+                    let _ = stream.write_all(answer).await;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                });
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    #[tokio::test]
+    async fn a_pooled_connection_the_edge_closed_is_replaced_not_counted_as_failed() {
+        let url = edge_closing_idle_connections().await;
+        let pool = Pool::new(&url, "e", 4);
+        for _ in 0..3 {
+            let status = pool.post(Bytes::from_static(b"{}")).await.unwrap();
+            assert_eq!(status, 202);
+            // The connection goes back to the pool and the edge closes it meanwhile.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(pool.idle_conns().len(), 1, "closed connections are dropped");
     }
 }

@@ -5,6 +5,12 @@ use http_body_util::{BodyExt, Full};
 
 use crate::BoxError;
 
+/// The connection closed before the request was sent (the server closed it while idle): the
+/// server never saw the request, so sending it again on a new connection is safe.
+#[derive(Debug, thiserror::Error)]
+#[error("connection closed before the request was sent: {0}")]
+pub struct NotSent(hyper::Error);
+
 /// A connection to `http://authority`.
 pub struct Conn {
     authority: String,
@@ -70,6 +76,13 @@ impl Conn {
         self.exchange(request.body(Full::new(Bytes::new()))?).await
     }
 
+    /// Whether the connection is known to be closed (by the server: an idle keep-alive
+    /// connection is closed after the edge's `header_read_timeout_ms`). A pooled connection
+    /// that is closed must not be used.
+    pub fn is_closed(&self) -> bool {
+        self.sender.is_closed()
+    }
+
     async fn exchange(
         &mut self,
         mut request: hyper::Request<Full<Bytes>>,
@@ -79,7 +92,10 @@ impl Conn {
                 .headers_mut()
                 .insert("x-forwarded-for", client.clone());
         }
-        self.sender.ready().await?;
+        self.sender
+            .ready()
+            .await
+            .map_err(|e| Box::new(NotSent(e)) as BoxError)?;
         let response = self.sender.send_request(request).await?;
         let status = response.status().as_u16();
         let bytes = response.into_body().collect().await?.to_bytes();

@@ -41,7 +41,10 @@ fn bench_quick_json_reports_every_stage() {
         assert!(step["messages_per_vote"].as_f64().unwrap() > 0.0, "{step}");
         // Read back from the edges' histograms: a step that committed votes sent messages.
         for histogram in ["queue_send_p99_ms", "group_commit_p99_ms"] {
-            assert!(step[histogram].as_f64().unwrap() > 0.0, "{histogram}: {step}");
+            assert!(
+                step[histogram].as_f64().unwrap() > 0.0,
+                "{histogram}: {step}"
+            );
         }
     }
     // (a), (b), three (c) (host sealing, component sealing, the wide build), every rising step
