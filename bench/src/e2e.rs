@@ -65,6 +65,15 @@ pub struct Latency {
     pub max_ms: f64,
 }
 
+/// How late the load generator sent, milliseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct SendLag {
+    /// 99th percentile.
+    pub p99_ms: f64,
+    /// Largest.
+    pub max_ms: f64,
+}
+
 /// What one step of the load measured.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Step {
@@ -82,6 +91,10 @@ pub struct Step {
     pub achieved_rate: f64,
     /// Ack latency (from the scheduled send time).
     pub latency: Latency,
+    /// How late the load generator sent votes after their scheduled times (p99 and max,
+    /// milliseconds): it shares the CPU with the stack when that runs in this process, so a
+    /// stall of the whole process shows here, one of the stack only in `latency`.
+    pub send_lag: SendLag,
     /// CPU seconds of this process per acknowledged vote, from the first send until the
     /// collectors emptied the queues (the whole stack and the load generator), when the
     /// stack runs in this process.
@@ -218,7 +231,7 @@ async fn run_step(
     let before = counters(target.stack).await?;
     let watch = Stopwatch::start();
     let sampler = DepthSampler::start(target.stack.clone());
-    let sent = send_open_loop(target, config, rate, bodies).await;
+    let sent = send_open_loop(target, config, rate, bodies).await?;
     let last_answer = Instant::now();
     let drained = drain(target.stack, config.drain_timeout_ms).await?;
     let drain_ms = drained.then(|| last_answer.elapsed().as_millis() as u64);
@@ -329,6 +342,9 @@ enum Answer {
 /// What the sender saw in one step.
 struct Sent {
     histogram: Histogram<u64>,
+    /// Microseconds from each vote's scheduled time to its send (the in-flight bound's wait
+    /// included).
+    lag: Histogram<u64>,
     sent: u64,
     refused: u64,
     failed: u64,
@@ -356,6 +372,13 @@ impl Sent {
         }
     }
 
+    fn send_lag(&self) -> SendLag {
+        SendLag {
+            p99_ms: self.lag.value_at_quantile(0.99) as f64 / 1000.0,
+            max_ms: self.lag.max() as f64 / 1000.0,
+        }
+    }
+
     fn into_step(
         self,
         rate: f64,
@@ -373,6 +396,7 @@ impl Sent {
             failed: self.failed,
             achieved_rate: acked as f64 / self.elapsed.as_secs_f64().max(1e-9),
             latency: self.latency(),
+            send_lag: self.send_lag(),
             cpu_secs_per_vote: cpu_secs.map(|cpu| cpu / acked.max(1) as f64),
             messages_per_vote: delta.messages_sent / delta.votes_committed.max(1.0),
             store_writes_per_vote: delta.store_writes / delta.votes_stored.max(1.0),
@@ -385,30 +409,61 @@ impl Sent {
 }
 
 /// Sends `bodies` round robin to the regions, the i-th at `start + i / rate`, whatever the
-/// answers; at most `max_in_flight` unanswered at once.
+/// answers; at most `max_in_flight` unanswered at once. The load generator runs on a thread
+/// and runtime of its own, as voters are machines of their own: on the stack's runtime its
+/// sends would queue behind the stack's tasks, which no real voter's do (the OS still shares
+/// the cores between them, and its CPU still counts in the process's).
 async fn send_open_loop(
     target: &Target<'_>,
     config: &OpenLoopConfig,
     rate: f64,
     bodies: Vec<Bytes>,
-) -> Sent {
-    let pools: Vec<Arc<Pool>> = target
+) -> Result<Sent, BenchError> {
+    let edges: Vec<String> = target
         .stack
         .regions
         .iter()
-        .map(|r| {
-            Arc::new(Pool::new(
-                &r.edge_url,
-                &target.manifest.id,
-                config.connections_per_region,
-            ))
+        .map(|r| r.edge_url.clone())
+        .collect();
+    let election = target.manifest.id.clone();
+    let config = config.clone();
+    let (done, sent) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("edgevote-bench-load".into())
+        .spawn(move || {
+            let sent = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map(|rt| rt.block_on(send_from_here(&edges, &election, &config, rate, bodies)));
+            let _ = done.send(sent);
         })
+        .map_err(BenchError::Runtime)?;
+    sent.await
+        .map_err(|_| BenchError::Runtime(std::io::Error::other("the load generator panicked")))?
+        .map_err(BenchError::Runtime)
+}
+
+/// [`send_open_loop`] on the current runtime.
+async fn send_from_here(
+    edges: &[String],
+    election: &str,
+    config: &OpenLoopConfig,
+    rate: f64,
+    bodies: Vec<Bytes>,
+) -> Sent {
+    let pools: Vec<Arc<Pool>> = edges
+        .iter()
+        .map(|url| Arc::new(Pool::new(url, election, config.connections_per_region)))
         .collect();
     let in_flight = Arc::new(tokio::sync::Semaphore::new(config.max_in_flight.max(1)));
     let timeout = Duration::from_millis(config.request_timeout_ms);
+    let histogram = || {
+        Histogram::new_with_bounds(1, MAX_LATENCY_US, 3)
+            .expect("constant histogram bounds are valid")
+    };
     let mut sent = Sent {
-        histogram: Histogram::new_with_bounds(1, MAX_LATENCY_US, 3)
-            .expect("constant histogram bounds are valid"),
+        histogram: histogram(),
+        lag: histogram(),
         sent: 0,
         refused: 0,
         failed: 0,
@@ -422,6 +477,8 @@ async fn send_open_loop(
         let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else {
             break;
         };
+        let late = scheduled.elapsed().as_micros() as u64;
+        sent.lag.saturating_record(late.clamp(1, MAX_LATENCY_US));
         let pool = Arc::clone(&pools[i % pools.len().max(1)]);
         tasks.spawn(async move {
             let answer = match tokio::time::timeout(timeout, pool.post(body)).await {
