@@ -46,6 +46,11 @@ fn bench_quick_json_reports_every_stage() {
                 "{histogram}: {step}"
             );
         }
+        let lag = &step["send_lag"];
+        assert!(
+            lag["max_ms"].as_f64().unwrap() >= lag["p99_ms"].as_f64().unwrap(),
+            "{step}"
+        );
     }
     // (a), (b), three (c) (host sealing, component sealing, the wide build), every rising step
     // and the half-load step.
