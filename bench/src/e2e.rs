@@ -111,6 +111,10 @@ pub struct Step {
     /// 99th percentile of the edges' group commits, first vote to outcome, milliseconds (bucket
     /// upper bound, `edgevote_edge_group_commit_seconds`); `None` without commits or above 5 s.
     pub group_commit_p99_ms: Option<f64>,
+    /// 99th percentile of the vote requests as the edges saw them, head to answer,
+    /// milliseconds (bucket upper bound, `edgevote_edge_vote_seconds`): the ack latency less
+    /// the network, the client's HTTP and the load generator's lateness.
+    pub edge_vote_p99_ms: Option<f64>,
     /// Milliseconds from the last answer until the collectors had emptied the queues; `None`
     /// when they had not within the drain timeout.
     pub drain_ms: Option<u64>,
@@ -403,6 +407,7 @@ impl Sent {
             peak_queue_depth,
             queue_send_p99_ms: crate::scrape::p99_ms(&delta.queue_send),
             group_commit_p99_ms: crate::scrape::p99_ms(&delta.group_commit),
+            edge_vote_p99_ms: crate::scrape::p99_ms(&delta.edge_vote),
             drain_ms,
         }
     }

@@ -42,6 +42,8 @@ pub struct Counters {
     /// The edges' group commit latency, first vote to outcome
     /// (`edgevote_edge_group_commit_seconds`).
     pub group_commit: Buckets,
+    /// The edges' vote request latency, head to answer (`edgevote_edge_vote_seconds`).
+    pub edge_vote: Buckets,
 }
 
 impl Counters {
@@ -57,6 +59,7 @@ impl Counters {
             messages_deleted: self.messages_deleted - before.messages_deleted,
             queue_send: minus(&self.queue_send, &before.queue_send),
             group_commit: minus(&self.group_commit, &before.group_commit),
+            edge_vote: minus(&self.edge_vote, &before.edge_vote),
         }
     }
 
@@ -138,6 +141,7 @@ pub async fn counters(stack: &StackInfo) -> Result<Counters, BenchError> {
     let mut all = BTreeMap::new();
     let mut queue_send = Buckets::default();
     let mut group_commit = Buckets::default();
+    let mut edge_vote = Buckets::default();
     for region in &stack.regions {
         for url in [&region.edge_url, &region.collector_url] {
             let text = metrics_text(url).await?;
@@ -151,6 +155,7 @@ pub async fn counters(stack: &StackInfo) -> Result<Counters, BenchError> {
             };
             add(&mut queue_send, "edgevote_edge_queue_send_seconds");
             add(&mut group_commit, "edgevote_edge_group_commit_seconds");
+            add(&mut edge_vote, "edgevote_edge_vote_seconds");
         }
     }
     let get = |name: &str| all.get(name).copied().unwrap_or(0.0);
@@ -165,6 +170,7 @@ pub async fn counters(stack: &StackInfo) -> Result<Counters, BenchError> {
             + get("edgevote_collector_messages_dead_lettered_total"),
         queue_send,
         group_commit,
+        edge_vote,
     })
 }
 

@@ -40,7 +40,11 @@ fn bench_quick_json_reports_every_stage() {
         assert!(step["latency"]["p99_ms"].as_f64().unwrap() > 0.0, "{step}");
         assert!(step["messages_per_vote"].as_f64().unwrap() > 0.0, "{step}");
         // Read back from the edges' histograms: a step that committed votes sent messages.
-        for histogram in ["queue_send_p99_ms", "group_commit_p99_ms"] {
+        for histogram in [
+            "queue_send_p99_ms",
+            "group_commit_p99_ms",
+            "edge_vote_p99_ms",
+        ] {
             assert!(
                 step[histogram].as_f64().unwrap() > 0.0,
                 "{histogram}: {step}"

@@ -59,6 +59,9 @@ pub struct Metrics {
     pub connections_open: AtomicU64,
     /// Connections that opened with the HTTP/2 preface (the rest speak HTTP/1).
     pub http2_connections: AtomicU64,
+    /// How long each vote request (`POST .../votes`) took, from its head to its answer's head,
+    /// whatever the answer: what a voter waits for a receipt, less the network.
+    pub vote_latency: LatencyHistogram,
     /// How long each queue send of a group commit took (answered or failed).
     pub queue_send_latency: LatencyHistogram,
     /// How long each group commit took from its first vote to its outcome: the longest any of
@@ -368,6 +371,12 @@ impl Metrics {
              # TYPE edgevote_edge_connections_open gauge\n\
              edgevote_edge_connections_open{{{labels}}} {}",
             self.connections_open.load(Ordering::Relaxed)
+        );
+        self.vote_latency.render(
+            &mut out,
+            "edgevote_edge_vote_seconds",
+            "Time from a vote request's head to its answer's head (a receipt or a refusal): what voters wait, less the network.",
+            &labels,
         );
         self.queue_send_latency.render(
             &mut out,

@@ -253,6 +253,9 @@ async fn route(
     peer: std::net::IpAddr,
     request: hyper::Request<hyper::body::Incoming>,
 ) -> Result<hyper::Response<HyperOutgoingBody>, std::convert::Infallible> {
+    let started = tokio::time::Instant::now();
+    let is_vote =
+        request.method() == hyper::Method::POST && request.uri().path().ends_with("/votes");
     let (response, stage) = match (request.method(), request.uri().path()) {
         (&hyper::Method::GET, "/metrics") => (
             text(200, "text/plain; version=0.0.4", host.metrics_text()),
@@ -272,6 +275,9 @@ async fn route(
         _ => answer(&host, peer, request).await,
     };
     host.metrics.count_status(response.status().as_u16(), stage);
+    if is_vote {
+        host.metrics.vote_latency.observe(started.elapsed());
+    }
     Ok(response)
 }
 

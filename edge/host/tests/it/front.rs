@@ -239,8 +239,9 @@ async fn votes_arriving_while_the_queue_is_slow_share_one_message() {
     edge.shutdown().await;
 }
 
-/// A slow queue shows in the edge's latency histograms: the send and the group commit that
-/// waited on it land above 100 ms, nothing below, and each counts once.
+/// A slow queue shows in the edge's latency histograms: the send, the group commit that waited
+/// on it and the vote request that waited on that land above 100 ms, nothing below, and each
+/// counts once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_queue_send_shows_in_the_latency_histograms() {
     let d = Deployment::new();
@@ -256,6 +257,7 @@ async fn a_slow_queue_send_shows_in_the_latency_histograms() {
     for name in [
         "edgevote_edge_queue_send_seconds",
         "edgevote_edge_group_commit_seconds",
+        "edgevote_edge_vote_seconds",
     ] {
         let bucket =
             |le: &str| series(&metrics, &format!("{name}_bucket"), &format!("le=\"{le}\""));
