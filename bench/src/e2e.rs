@@ -115,6 +115,9 @@ pub struct Step {
     /// milliseconds (bucket upper bound, `edgevote_edge_vote_seconds`): the ack latency less
     /// the network, the client's HTTP and the load generator's lateness.
     pub edge_vote_p99_ms: Option<f64>,
+    /// Times an edge counted as overloaded and stretched its group-commit window
+    /// (`edgevote_edge_group_commit_stretches_total`).
+    pub window_stretches: f64,
     /// Milliseconds from the last answer until the collectors had emptied the queues; `None`
     /// when they had not within the drain timeout.
     pub drain_ms: Option<u64>,
@@ -408,6 +411,7 @@ impl Sent {
             queue_send_p99_ms: crate::scrape::p99_ms(&delta.queue_send),
             group_commit_p99_ms: crate::scrape::p99_ms(&delta.group_commit),
             edge_vote_p99_ms: crate::scrape::p99_ms(&delta.edge_vote),
+            window_stretches: delta.window_stretches,
             drain_ms,
         }
     }

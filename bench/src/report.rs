@@ -59,6 +59,10 @@ pub struct Settings {
     pub group_commit_max_votes: usize,
     /// Group commit: longest wait for more votes, milliseconds.
     pub group_commit_max_wait_ms: u64,
+    /// Group commit: the same wait while an edge is overloaded, milliseconds.
+    pub group_commit_max_wait_overloaded_ms: u64,
+    /// Group commit: the lag that counts as overloaded, milliseconds (0: never stretched).
+    pub group_commit_overload_lag_ms: u64,
     /// The component measured.
     pub component: String,
 }
@@ -280,6 +284,20 @@ fn ratio(value: Option<f64>) -> String {
     value.map_or_else(|| "".into(), |v| format!(" ({v:.2}x)"))
 }
 
+/// The group-commit window's stretching, as the settings line says it.
+fn stretching(s: &Settings) -> String {
+    if s.group_commit_overload_lag_ms == 0
+        || s.group_commit_max_wait_overloaded_ms <= s.group_commit_max_wait_ms
+    {
+        "never stretched".to_owned()
+    } else {
+        format!(
+            "{} ms while most commits lag {} ms",
+            s.group_commit_max_wait_overloaded_ms, s.group_commit_overload_lag_ms
+        )
+    }
+}
+
 /// The report as text: settings, the table with ratios, the targets.
 pub fn render_text(report: &Report) -> String {
     let mut out = String::new();
@@ -291,13 +309,14 @@ pub fn render_text(report: &Report) -> String {
     );
     let _ = writeln!(
         out,
-        "settings: stack {}, {} regions, {} sealing, verify_tokens={}, group commit <= {} votes / {} ms, component {}",
+        "settings: stack {}, {} regions, {} sealing, verify_tokens={}, group commit <= {} votes / {} ms ({}), component {}",
         s.stack,
         s.regions,
         s.sealing,
         s.verify_tokens,
         s.group_commit_max_votes,
         s.group_commit_max_wait_ms,
+        stretching(s),
         s.component
     );
     let _ = writeln!(

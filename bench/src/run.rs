@@ -113,6 +113,8 @@ pub fn run(config: &BenchConfig, progress: &dyn Progress) -> Result<Report, Benc
         verify_tokens: ProcessingConfig::default().verify_tokens,
         group_commit_max_votes: group_commit.max_votes,
         group_commit_max_wait_ms: group_commit.max_wait_ms,
+        group_commit_max_wait_overloaded_ms: group_commit.max_wait_overloaded_ms,
+        group_commit_overload_lag_ms: group_commit.overload_lag_ms,
         component: config.component.display().to_string(),
     };
     let date = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
@@ -135,7 +137,7 @@ async fn end_to_end(
             config.load.step_ms
         )),
         StepEvent::Done { index, step } => progress.note(&format!(
-            "    step {}: {} acked of {} at {:.0}/s, p99 {:.2} ms, {:.4} messages/vote, queue peak {:.0}, edges' p99: vote {}, queue send {}, group commit {}; sender late p99 {:.2} ms, max {:.2} ms",
+            "    step {}: {} acked of {} at {:.0}/s, p99 {:.2} ms, {:.4} messages/vote, queue peak {:.0}, edges' p99: vote {}, queue send {}, group commit {}, windows stretched {:.0}; sender late p99 {:.2} ms, max {:.2} ms",
             index + 1,
             step.acked,
             step.sent,
@@ -146,6 +148,7 @@ async fn end_to_end(
             crate::report::bucket_bound(step.edge_vote_p99_ms),
             crate::report::bucket_bound(step.queue_send_p99_ms),
             crate::report::bucket_bound(step.group_commit_p99_ms),
+            step.window_stretches,
             step.send_lag.p99_ms,
             step.send_lag.max_ms,
         )),

@@ -24,6 +24,9 @@ pub struct Counters {
     pub votes_committed: f64,
     /// Queue messages the edges wrote (`edgevote_edge_group_commits_total`).
     pub messages_sent: f64,
+    /// Times an edge stretched its group-commit window, overloaded
+    /// (`edgevote_edge_group_commit_stretches_total`).
+    pub window_stretches: f64,
     /// Queue messages the collectors received (`edgevote_collector_messages_received_total`).
     pub messages_received: f64,
     /// Ballots the collectors stored (`edgevote_collector_votes_stored_total`).
@@ -52,6 +55,7 @@ impl Counters {
         Counters {
             votes_committed: self.votes_committed - before.votes_committed,
             messages_sent: self.messages_sent - before.messages_sent,
+            window_stretches: self.window_stretches - before.window_stretches,
             messages_received: self.messages_received - before.messages_received,
             votes_stored: self.votes_stored - before.votes_stored,
             votes_duplicate: self.votes_duplicate - before.votes_duplicate,
@@ -162,6 +166,7 @@ pub async fn counters(stack: &StackInfo) -> Result<Counters, BenchError> {
     Ok(Counters {
         votes_committed: get("edgevote_edge_votes_committed_total"),
         messages_sent: get("edgevote_edge_group_commits_total"),
+        window_stretches: get("edgevote_edge_group_commit_stretches_total"),
         messages_received: get("edgevote_collector_messages_received_total"),
         votes_stored: get("edgevote_collector_votes_stored_total"),
         votes_duplicate: get("edgevote_collector_votes_duplicate_total"),

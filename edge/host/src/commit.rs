@@ -28,6 +28,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::config::GroupCommitConfig;
 use crate::metrics::Metrics;
+use crate::pace::{Pace, Shift};
 
 /// Commits in flight at once (one being written while the next batch fills).
 const COMMITS_IN_FLIGHT: usize = 2;
@@ -105,11 +106,14 @@ impl Committer {
             max_message_bytes: config.max_message_bytes,
             metrics: Arc::clone(&metrics),
         };
+        let pace = Pace::new(&config);
+        metrics.set_group_commit_window(pace.window(std::time::Instant::now()));
         let writer = Writer {
             queue,
             spill,
             sealer,
             metrics,
+            pace,
         };
         let task = tokio::spawn(run(config, rx, Arc::new(writer)));
         (committer, task)
@@ -164,6 +168,8 @@ struct Writer {
     spill: Option<Arc<EmbeddedQueue>>,
     sealer: Arc<Sealer>,
     metrics: Arc<Metrics>,
+    /// The window, by how the commits lag.
+    pace: Pace,
 }
 
 async fn run(config: GroupCommitConfig, mut rx: mpsc::Receiver<Pending>, writer: Arc<Writer>) {
@@ -180,7 +186,9 @@ async fn run(config: GroupCommitConfig, mut rx: mpsc::Receiver<Pending>, writer:
             },
         };
         let opened = tokio::time::Instant::now();
-        let (mut batch, next) = fill(first, &mut rx, &config).await;
+        let window = writer.pace.window(std::time::Instant::now());
+        let (mut batch, next, late) = fill(first, &mut rx, &config, window).await;
+        let closed = tokio::time::Instant::now();
         let Some((permit, next)) = top_up_until_free(&mut batch, next, &mut rx, &in_flight).await
         else {
             break;
@@ -193,6 +201,7 @@ async fn run(config: GroupCommitConfig, mut rx: mpsc::Receiver<Pending>, writer:
                 .metrics
                 .group_commit_latency
                 .observe(opened.elapsed());
+            writer.observe_lag(late + closed.elapsed());
             drop(permit);
         });
     }
@@ -203,14 +212,16 @@ async fn run(config: GroupCommitConfig, mut rx: mpsc::Receiver<Pending>, writer:
 /// A batch of waiting requests.
 type PendingBatch = Batch<EnvelopeReply, VoteReply>;
 
-/// Collects items after `first` until a bound is hit or the wait is over; returns the batch
-/// and, if the next item did not fit, that item (it starts the next batch).
+/// Collects items after `first` until a bound is hit or `window` is over; returns the batch,
+/// the item that did not fit if any (it starts the next batch), and how late the window's
+/// timer fired (a starved task sees it late: part of the lag [`Pace`] watches).
 async fn fill(
     first: Pending,
     rx: &mut mpsc::Receiver<Pending>,
     config: &GroupCommitConfig,
-) -> (PendingBatch, Option<Pending>) {
-    let deadline = tokio::time::Instant::now() + config.max_wait();
+    window: Duration,
+) -> (PendingBatch, Option<Pending>, Duration) {
+    let deadline = tokio::time::Instant::now() + window;
     let mut batch = Batch::new(config.bounds());
     // The first item is always taken (see `Batch::offer`).
     if let Err(first) = batch.offer(first) {
@@ -220,17 +231,21 @@ async fn fill(
         let next = match rx.try_recv() {
             Ok(next) => next,
             // No waiting configured: do not even arm a timer (its 1 ms tick would be the wait).
-            Err(_) if config.max_wait_ms == 0 => break,
+            Err(_) if window.is_zero() => break,
             Err(_) => match tokio::time::timeout_at(deadline, rx.recv()).await {
                 Ok(Some(next)) => next,
-                _ => break,
+                Ok(None) => break, // shutdown: write what is here
+                Err(_) => {
+                    let late = tokio::time::Instant::now().saturating_duration_since(deadline);
+                    return (batch, None, late);
+                }
             },
         };
         if let Err(carried) = batch.offer(next) {
-            return (batch, Some(carried));
+            return (batch, Some(carried), Duration::ZERO);
         }
     }
-    (batch, None)
+    (batch, None, Duration::ZERO)
 }
 
 /// Waits for a commit slot, and meanwhile keeps adding arrivals to the closed batch (it waits
@@ -261,6 +276,40 @@ async fn top_up_until_free(
 type SealedBatch = Sealed<EnvelopeReply, VoteReply, Arc<Edge>>;
 
 impl Writer {
+    /// Tells the pace how long a commit lagged; reports the shift it caused.
+    fn observe_lag(&self, lag: Duration) {
+        let now = std::time::Instant::now();
+        let Some(shift) = self.pace.observe_lag(lag, now) else {
+            return;
+        };
+        let window = self.pace.window(now);
+        self.metrics.set_group_commit_window(window);
+        let window_ms = window.as_millis();
+        match shift {
+            Shift::Overloaded { lagging, commits } => {
+                self.metrics
+                    .group_commit_stretches
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    stage = "commit",
+                    lagging,
+                    commits,
+                    window_ms,
+                    "edge overloaded: most group commits lagged; window stretched"
+                );
+            }
+            Shift::Recovered { lagging, commits } => {
+                tracing::info!(
+                    stage = "commit",
+                    lagging,
+                    commits,
+                    window_ms,
+                    "edge caught up: group-commit window back"
+                );
+            }
+        }
+    }
+
     async fn write(&self, batch: PendingBatch) {
         let Some(sealed) = self.seal(batch).await else {
             return;

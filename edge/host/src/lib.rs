@@ -28,6 +28,7 @@ pub mod config;
 pub mod front;
 pub mod limit;
 pub mod metrics;
+pub mod pace;
 pub mod protocol;
 pub mod runtime;
 pub mod sealer;
@@ -456,6 +457,34 @@ path = "q.redb"
         }
         let parsed = HostConfig::parse(&text(1000)).expect("in bounds");
         assert_eq!(parsed.http.http2_max_streams_per_connection, 1000);
+    }
+
+    #[test]
+    fn group_commit_stretching_out_of_bounds_is_refused_and_off_by_default() {
+        let text = |group_commit: &str| {
+            format!(
+                "edge_id = \"e1\"\nregion = \"r1\"\ncomponent_path = \"c.wasm\"\n\
+                 bundle_manifest_path = \"b.jws\"\nkeyset_path = \"k.json\"\n\
+                 election_paths = []\nedge_key_path = \"e.jwk\"\n\
+                 [queue]\nbackend = \"embedded\"\npath = \"q.redb\"\n\
+                 [group_commit]\n{group_commit}\n"
+            )
+        };
+        for (bad, key) in [
+            ("max_wait_overloaded_ms = 1001", "max_wait_overloaded_ms"),
+            ("overload_lag_ms = 60001", "overload_lag_ms"),
+            ("overload_lag_ms = -1", "overload_lag_ms"),
+            ("overload_lag = 20", "overload_lag"),
+        ] {
+            let refused = HostConfig::parse(&text(bad)).expect_err(bad);
+            assert!(refused.contains(key), "{bad}: {refused}");
+        }
+        let defaults = HostConfig::parse(&text("")).expect("defaults").group_commit;
+        assert_eq!(defaults.overload_lag_ms, 0, "stretching is opt-in");
+        let on = HostConfig::parse(&text("overload_lag_ms = 20\nmax_wait_overloaded_ms = 1000"))
+            .expect("in bounds")
+            .group_commit;
+        assert_eq!((on.overload_lag_ms, on.max_wait_overloaded_ms), (20, 1000));
     }
 
     #[test]

@@ -67,6 +67,11 @@ pub struct Metrics {
     /// How long each group commit took from its first vote to its outcome: the longest any of
     /// its votes waited in group commit.
     pub group_commit_latency: LatencyHistogram,
+    /// Times the edge counted as overloaded and stretched its group-commit window.
+    pub group_commit_stretches: AtomicU64,
+    /// The group-commit window now, microseconds (`max_wait_ms`, or `max_wait_overloaded_ms`
+    /// while overloaded).
+    pub group_commit_window_us: AtomicU64,
 }
 
 /// Who answered (or refused) a request: what separates a client's mistake from a failure of
@@ -148,6 +153,12 @@ counter_labels!(Discard {
 });
 
 impl Metrics {
+    /// Records the group-commit window in use from now on.
+    pub fn set_group_commit_window(&self, window: std::time::Duration) {
+        let micros = u64::try_from(window.as_micros()).unwrap_or(u64::MAX);
+        self.group_commit_window_us.store(micros, Ordering::Relaxed);
+    }
+
     /// Counts one answer of `status`, given by `stage`.
     pub fn count_status(&self, status: u16, stage: Stage) {
         let counter = match status {
@@ -288,6 +299,11 @@ impl Metrics {
                 &self.group_commits,
             ),
             (
+                "edgevote_edge_group_commit_stretches_total",
+                "Times the edge counted as overloaded (most group commits lagged) and stretched its group-commit window to max_wait_overloaded_ms.",
+                &self.group_commit_stretches,
+            ),
+            (
                 "edgevote_edge_votes_spilled_total",
                 "Votes fsync'd to the spill log while the queue was unavailable.",
                 &self.votes_spilled,
@@ -371,6 +387,13 @@ impl Metrics {
              # TYPE edgevote_edge_connections_open gauge\n\
              edgevote_edge_connections_open{{{labels}}} {}",
             self.connections_open.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP edgevote_edge_group_commit_window_seconds The group-commit window now: max_wait_ms, or max_wait_overloaded_ms while the edge is overloaded.\n\
+             # TYPE edgevote_edge_group_commit_window_seconds gauge\n\
+             edgevote_edge_group_commit_window_seconds{{{labels}}} {}",
+            self.group_commit_window_us.load(Ordering::Relaxed) as f64 / 1e6
         );
         self.vote_latency.render(
             &mut out,

@@ -227,6 +227,8 @@ pub struct SwitchableQueue {
     pub down: AtomicBool,
     /// Sends wait here while it is closed ([`SwitchableQueue::hold_sends`]).
     sends_open: tokio::sync::watch::Sender<bool>,
+    /// How long each send takes at least, milliseconds ([`SwitchableQueue::slow_sends`]).
+    send_delay_ms: std::sync::atomic::AtomicU64,
 }
 
 impl SwitchableQueue {
@@ -239,7 +241,14 @@ impl SwitchableQueue {
             .unwrap(),
             down: AtomicBool::new(false),
             sends_open: tokio::sync::watch::Sender::new(true),
+            send_delay_ms: std::sync::atomic::AtomicU64::new(0),
         })
+    }
+
+    /// Makes every send take at least `delay` (zero: as fast as the queue is).
+    pub fn slow_sends(&self, delay: Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap();
+        self.send_delay_ms.store(ms, Ordering::SeqCst);
     }
 
     /// Makes every send wait (a slow queue) until [`SwitchableQueue::release_sends`].
@@ -300,6 +309,10 @@ impl Queue for SwitchableQueue {
         let mut open = self.sends_open.subscribe();
         // The sender lives in `self`, so the wait ends only by a release.
         let _ = open.wait_for(|open| *open).await;
+        let delay = self.send_delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
         self.check()?;
         self.inner.send_batch(bodies).await
     }

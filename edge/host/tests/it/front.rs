@@ -2,6 +2,8 @@
 //! breaks on (HTTP/1.0 without Host, `Expect: 100-continue`, pipelining, a client that closes
 //! its sending side), and the group commit's size cut under concurrent votes.
 
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -236,6 +238,82 @@ async fn votes_arriving_while_the_queue_is_slow_share_one_message() {
         commits, 3,
         "eight votes over a held queue took {commits} messages"
     );
+    edge.shutdown().await;
+}
+
+/// Votes sent `every` apart until `done` says so (checked before each vote), at most `max`;
+/// returns their answers' statuses.
+async fn trickle(
+    d: &Deployment,
+    edge: &Running,
+    first: usize,
+    max: usize,
+    every: Duration,
+    mut done: impl FnMut() -> bool,
+) -> Vec<u16> {
+    let mut votes = tokio::task::JoinSet::new();
+    for i in first..first + max {
+        if done() {
+            break;
+        }
+        let token = d.token("open", &format!("t{i}"), now_secs() + 600);
+        let body = ballot("open", &token, "yes", (i % 251) as u8);
+        let addr = edge.addr;
+        votes.spawn(async move { crate::http::vote(addr, "open", &body).await.status });
+        tokio::time::sleep(every).await;
+    }
+    votes.join_all().await
+}
+
+/// An overloaded edge (here its queue: every send takes 40 ms, so most commits lag past
+/// `overload_lag_ms`) stretches its group-commit window: the same trickle of votes then takes
+/// far fewer messages, every vote is still answered only once durable and is in the queue,
+/// and the window comes back once the sends are quick again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overloaded_edge_stretches_its_window_and_takes_it_back() {
+    let d = Deployment::new();
+    let mut config = d.config(false);
+    config.rate_limit.enabled = false;
+    config.group_commit.max_wait_ms = 1;
+    // Windows well under `pace::PERIOD`, so a stretched edge is never taken for an idle one.
+    config.group_commit.max_wait_overloaded_ms = 100;
+    config.group_commit.overload_lag_ms = 30;
+    let edge = Running::start_with(&d, config).await;
+    let metrics = Arc::clone(&edge.host.metrics);
+    let window = || {
+        series(
+            &edge.host.metrics_text(),
+            "edgevote_edge_group_commit_window_seconds",
+            "",
+        )
+        .to_owned()
+    };
+    assert_eq!(window(), "0.001");
+    edge.queue.slow_sends(Duration::from_millis(40));
+    let stretched = || metrics.group_commit_stretches.load(Ordering::Relaxed) > 0;
+    // Bounded: a vote every 5 ms for at most 4 s; the edge must notice within it.
+    let mut statuses = trickle(&d, &edge, 0, 800, Duration::from_millis(5), stretched).await;
+    assert!(stretched(), "the edge never counted as overloaded");
+    assert_eq!(window(), "0.1");
+    let (first, commits_before) = (
+        statuses.len(),
+        metrics.group_commits.load(Ordering::Relaxed),
+    );
+    // Stretched: 100 votes over half a second. Unstretched, two commit slots of 40 ms would
+    // take a message per 20 ms, about 25 messages; 100 ms windows take about six.
+    statuses.extend(trickle(&d, &edge, first, 100, Duration::from_millis(5), || false).await);
+    let stretched_commits = metrics.group_commits.load(Ordering::Relaxed) - commits_before;
+    assert!(
+        stretched_commits <= 12,
+        "100 votes took {stretched_commits} messages with the stretched window"
+    );
+    edge.queue.slow_sends(Duration::ZERO);
+    let first = statuses.len();
+    let recovered = || window() == "0.001";
+    statuses.extend(trickle(&d, &edge, first, 400, Duration::from_millis(10), recovered).await);
+    assert!(recovered(), "the window did not come back: {}", window());
+    assert!(statuses.iter().all(|&s| s == 202), "{statuses:?}");
+    assert_eq!(edge.queue.votes().await.len(), statuses.len());
     edge.shutdown().await;
 }
 
