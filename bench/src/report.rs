@@ -59,9 +59,10 @@ pub struct Settings {
     pub group_commit_max_votes: usize,
     /// Group commit: longest wait for more votes, milliseconds.
     pub group_commit_max_wait_ms: u64,
-    /// Group commit: the same wait while an edge is overloaded, milliseconds.
-    pub group_commit_max_wait_overloaded_ms: u64,
-    /// Group commit: the lag that counts as overloaded, milliseconds (0: never stretched).
+    /// Group commit: the same wait while an edge is overloaded, milliseconds; `None` when
+    /// the window is never stretched.
+    pub group_commit_stretched_wait_ms: Option<u64>,
+    /// Group commit: the lag that counts as overloaded, milliseconds.
     pub group_commit_overload_lag_ms: u64,
     /// The component measured.
     pub component: String,
@@ -286,15 +287,12 @@ fn ratio(value: Option<f64>) -> String {
 
 /// The group-commit window's stretching, as the settings line says it.
 fn stretching(s: &Settings) -> String {
-    if s.group_commit_overload_lag_ms == 0
-        || s.group_commit_max_wait_overloaded_ms <= s.group_commit_max_wait_ms
-    {
-        "never stretched".to_owned()
-    } else {
-        format!(
-            "{} ms while most commits lag {} ms",
-            s.group_commit_max_wait_overloaded_ms, s.group_commit_overload_lag_ms
-        )
+    match s.group_commit_stretched_wait_ms {
+        None => "never stretched".to_owned(),
+        Some(stretched_ms) => format!(
+            "{stretched_ms} ms while most commits lag {} ms",
+            s.group_commit_overload_lag_ms
+        ),
     }
 }
 

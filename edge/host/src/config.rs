@@ -97,8 +97,8 @@ pub struct GroupCommitConfig {
     pub max_message_bytes: usize,
     /// Longest wait for more votes once one is pending, milliseconds.
     pub max_wait_ms: u64,
-    /// The same wait while the edge is overloaded (see `overload_lag_ms`), milliseconds; never
-    /// shorter than `max_wait_ms`, and equal to it turns stretching off.
+    /// The same wait while the edge is overloaded (see `overload_lag_ms`), milliseconds; one
+    /// not longer than `max_wait_ms` turns stretching off.
     pub max_wait_overloaded_ms: u64,
     /// A group commit *lags* by the time from its window's end to its outcome (the timer's
     /// lateness, the wait for a commit slot, sealing, the queue send), milliseconds. When
@@ -141,9 +141,11 @@ impl GroupCommitConfig {
         Duration::from_millis(self.max_wait_ms)
     }
 
-    /// The wait bound while the edge is overloaded (as configured; see [`crate::pace`]).
-    pub fn max_wait_overloaded(&self) -> Duration {
-        Duration::from_millis(self.max_wait_overloaded_ms)
+    /// The window while the edge is overloaded, when stretching is on: `overload_lag_ms` is
+    /// set and `max_wait_overloaded_ms` is longer than `max_wait_ms` (see [`crate::pace`]).
+    pub fn stretched_wait(&self) -> Option<Duration> {
+        (self.overload_lag_ms > 0 && self.max_wait_overloaded_ms > self.max_wait_ms)
+            .then(|| Duration::from_millis(self.max_wait_overloaded_ms))
     }
 }
 

@@ -32,13 +32,14 @@ const MIN_COMMITS_PER_PERIOD: u32 = 4;
 #[derive(Debug)]
 pub struct Pace {
     normal: Duration,
-    overloaded: Duration,
-    /// Lag at or above which a commit counts as lagging (zero: stretching is off).
+    /// The stretched window; `None`: stretching is off.
+    stretched: Option<Duration>,
+    /// Lag at or above which a commit counts as lagging.
     enter: Duration,
     state: Mutex<State>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct State {
     overloaded: bool,
     /// When the last commit finished.
@@ -74,25 +75,17 @@ impl Pace {
     pub fn new(config: &GroupCommitConfig) -> Self {
         Pace {
             normal: config.max_wait(),
-            // Never shorter than the normal window: stretching must not shrink it.
-            overloaded: config.max_wait().max(config.max_wait_overloaded()),
+            stretched: config.stretched_wait(),
             enter: Duration::from_millis(config.overload_lag_ms),
-            state: Mutex::new(State {
-                overloaded: false,
-                last_commit: None,
-                period_start: None,
-                commits: 0,
-                lagging: 0,
-            }),
+            state: Mutex::new(State::default()),
         }
     }
 
     /// The window for a batch opening at `now`.
     pub fn window(&self, now: Instant) -> Duration {
-        if self.is_overloaded(now) {
-            self.overloaded
-        } else {
-            self.normal
+        match self.stretched {
+            Some(stretched) if self.is_overloaded(now) => stretched,
+            _ => self.normal,
         }
     }
 
@@ -105,9 +98,7 @@ impl Pace {
     /// Counts one commit's lag (timer lateness + slot wait + sealing + send), finished at
     /// `now`; at the end of a period, decides the state. Returns the shift it caused, if any.
     pub fn observe_lag(&self, lag: Duration, now: Instant) -> Option<Shift> {
-        if self.enter.is_zero() || self.overloaded == self.normal {
-            return None; // stretching is off: nothing to decide
-        }
+        self.stretched?; // stretching is off: nothing to decide
         let mut state = self.lock();
         if state.lull_before(now) {
             // Nothing finished for a period: whatever was measured before is stale.

@@ -1,7 +1,7 @@
 //! A complete edge: keys, an election, a signed bundle of the built component, a queue.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -228,7 +228,7 @@ pub struct SwitchableQueue {
     /// Sends wait here while it is closed ([`SwitchableQueue::hold_sends`]).
     sends_open: tokio::sync::watch::Sender<bool>,
     /// How long each send takes at least, milliseconds ([`SwitchableQueue::slow_sends`]).
-    send_delay_ms: std::sync::atomic::AtomicU64,
+    send_delay_ms: AtomicU64,
 }
 
 impl SwitchableQueue {
@@ -241,7 +241,7 @@ impl SwitchableQueue {
             .unwrap(),
             down: AtomicBool::new(false),
             sends_open: tokio::sync::watch::Sender::new(true),
-            send_delay_ms: std::sync::atomic::AtomicU64::new(0),
+            send_delay_ms: AtomicU64::new(0),
         })
     }
 
