@@ -134,10 +134,9 @@ impl ExternalSignature {
 /// was signed, and for a document an edge signs, that the key is bound to that edge and region.
 pub fn verify<T: Document>(compact: &str, keys: &KeySet) -> Result<Verified<T>, WireError> {
     let prepared = prepare::<T>(compact, keys)?;
-    prepared
-        .key
-        .verify_strict(prepared.signing_input.as_bytes(), &prepared.signature)
-        .map_err(|_| WireError::BadSignature)?;
+    if !prepared.verify_alone() {
+        return Err(WireError::BadSignature);
+    }
     finish(prepared)
 }
 
@@ -172,7 +171,7 @@ pub fn verify_external<T: Document>(
         signing_input: prepared.signing_input.to_owned(),
         payload: prepared.payload.to_owned(),
         signature: prepared.signature.to_bytes(),
-        public_key: prepared.key.to_bytes(),
+        public_key: prepared.key.verifying_key().to_bytes(),
         kid: prepared.kid,
         jwk: prepared.jwk.clone(),
         doc: std::marker::PhantomData,
@@ -288,15 +287,13 @@ pub fn verify_many_counted<T: Document>(
             .map(|&i| ready[i].signing_input.as_bytes())
             .collect();
         let signatures: Vec<Signature> = items.iter().map(|&i| ready[i].signature).collect();
-        let keys: Vec<ed25519_dalek::VerifyingKey> = items.iter().map(|&i| *ready[i].key).collect();
+        let keys: Vec<ed25519_dalek::VerifyingKey> = items
+            .iter()
+            .map(|&i| *ready[i].key.verifying_key())
+            .collect();
         ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok()
     };
-    let strict = |i: usize| {
-        let p = ready[i];
-        p.key
-            .verify_strict(p.signing_input.as_bytes(), &p.signature)
-            .is_ok()
-    };
+    let strict = |i: usize| ready[i].verify_alone();
     let (valid, count) = settle(ready.len(), batch, strict);
     let mut valid = valid.into_iter();
     let results = prepared
@@ -427,7 +424,15 @@ struct Prepared<'c, 'k> {
     signature: Signature,
     kid: String,
     jwk: &'k crate::keys::PublicJwk,
-    key: &'k ed25519_dalek::VerifyingKey,
+    key: &'k crate::strict::StrictKey,
+}
+
+impl Prepared<'_, '_> {
+    /// Strict verification of this one signature (`verify_strict`'s answer).
+    fn verify_alone(&self) -> bool {
+        self.key
+            .verify(self.signing_input.as_bytes(), &self.signature.to_bytes())
+    }
 }
 
 fn prepare<'c, 'k, T: Document>(
@@ -439,7 +444,7 @@ fn prepare<'c, 'k, T: Document>(
     let header = parse_header(parts.header)?;
     check_typ::<T>(header.typ)?;
     let (jwk, key) = keys
-        .get(&header.kid)
+        .get_strict(&header.kid)
         .ok_or_else(|| WireError::UnknownKeyId(header.kid.clone()))?;
     check_role::<T>(&header.kid, jwk.edgevote_role)?;
     let signature = Signature::from_bytes(&b64::decode_array::<64>("signature", parts.signature)?);

@@ -8,6 +8,8 @@
 use std::collections::BTreeMap;
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
+
+use crate::strict::StrictKey;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -230,8 +232,7 @@ impl PublicJwk {
 /// Strict Ed25519 verification of raw bytes: refuses small-order keys and `R`, and
 /// non-canonical `S`.
 pub fn verify_message(key: &VerifyingKey, message: &[u8], signature: &[u8; 64]) -> bool {
-    key.verify_strict(message, &ed25519_dalek::Signature::from_bytes(signature))
-        .is_ok()
+    crate::strict::verify(key, message, signature)
 }
 
 /// [`verify_message`] for a public key given as its 32 bytes (false when they are no key).
@@ -250,7 +251,7 @@ pub struct KeySetDoc {
 /// A checked key set, indexed by key id, ready for verification.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct KeySet {
-    entries: BTreeMap<String, (PublicJwk, VerifyingKey)>,
+    entries: BTreeMap<String, (PublicJwk, StrictKey)>,
 }
 
 impl KeySet {
@@ -264,7 +265,7 @@ impl KeySet {
         }
         let mut entries = BTreeMap::new();
         for jwk in keys {
-            let key = jwk.verifying_key()?;
+            let key = StrictKey::new(jwk.verifying_key()?);
             let kid = jwk.kid.clone();
             if entries.insert(kid.clone(), (jwk, key)).is_some() {
                 return Err(WireError::DuplicateKeyId(kid));
@@ -301,7 +302,7 @@ impl KeySet {
 
     /// Adds a key; errors if its id is already present.
     pub fn insert(&mut self, jwk: PublicJwk) -> Result<(), WireError> {
-        let key = jwk.verifying_key()?;
+        let key = StrictKey::new(jwk.verifying_key()?);
         if self.entries.contains_key(&jwk.kid) {
             return Err(WireError::DuplicateKeyId(jwk.kid));
         }
@@ -311,6 +312,11 @@ impl KeySet {
 
     /// Looks up a key by id.
     pub fn get(&self, kid: &str) -> Option<(&PublicJwk, &VerifyingKey)> {
+        self.get_strict(kid).map(|(j, k)| (j, k.verifying_key()))
+    }
+
+    /// Looks up a key by id, ready for strict verification (see [`StrictKey`]).
+    pub fn get_strict(&self, kid: &str) -> Option<(&PublicJwk, &StrictKey)> {
         self.entries.get(kid).map(|(j, k)| (j, k))
     }
 

@@ -28,6 +28,7 @@ pub mod manifest;
 pub mod merkle;
 pub mod message;
 pub mod receipt;
+pub mod strict;
 pub mod tally;
 pub mod tiles;
 pub mod token;

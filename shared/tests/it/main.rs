@@ -9,3 +9,4 @@ mod kat;
 mod proptests;
 mod rejections;
 mod round_trip;
+mod strict;
