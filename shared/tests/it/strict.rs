@@ -165,7 +165,7 @@ fn forgeries_under_a_key_with_a_torsion_component_are_judged_as_verify_strict_ju
             let forged = signature(&r, &(k * a));
             agree(&strict_key, message.as_bytes(), &forged);
             tried += 1;
-            if k.as_bytes()[0] % 8 == 0 {
+            if k.as_bytes()[0].is_multiple_of(8) {
                 // The equation holds: only R's order (or its encoding) refuses it.
                 let point =
                     EdwardsPoint::vartime_double_scalar_mul_basepoint(&k, &-key_point, &(k * a));
