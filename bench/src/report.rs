@@ -62,7 +62,10 @@ pub struct Settings {
     /// Group commit: the same wait while an edge is overloaded, milliseconds; `None` when
     /// the window is never stretched.
     pub group_commit_stretched_wait_ms: Option<u64>,
-    /// Group commit: the lag that counts as overloaded, milliseconds.
+    /// Group commit: an edge's backlog, in votes, that counts as behind (0: this trigger is
+    /// off).
+    pub group_commit_overload_backlog_votes: u64,
+    /// Group commit: the lag that counts as behind, milliseconds (0: this trigger is off).
     pub group_commit_overload_lag_ms: u64,
     /// The component measured.
     pub component: String,
@@ -289,6 +292,10 @@ fn ratio(value: Option<f64>) -> String {
 fn stretching(s: &Settings) -> String {
     match s.group_commit_stretched_wait_ms {
         None => "never stretched".to_owned(),
+        Some(stretched_ms) if s.group_commit_overload_backlog_votes > 0 => format!(
+            "{stretched_ms} ms while most commits see a backlog of {} votes",
+            s.group_commit_overload_backlog_votes
+        ),
         Some(stretched_ms) => format!(
             "{stretched_ms} ms while most commits lag {} ms",
             s.group_commit_overload_lag_ms

@@ -116,6 +116,7 @@ pub fn run(config: &BenchConfig, progress: &dyn Progress) -> Result<Report, Benc
         group_commit_stretched_wait_ms: group_commit
             .stretched_wait()
             .map(|wait| u64::try_from(wait.as_millis()).unwrap_or(u64::MAX)),
+        group_commit_overload_backlog_votes: group_commit.overload_backlog_votes,
         group_commit_overload_lag_ms: group_commit.overload_lag_ms,
         component: config.component.display().to_string(),
     };

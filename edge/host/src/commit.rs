@@ -28,7 +28,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::config::GroupCommitConfig;
 use crate::metrics::Metrics;
-use crate::pace::{Pace, Shift};
+use crate::pace::{Observation, Pace, Shift};
 
 /// Commits in flight at once (one being written while the next batch fills).
 const COMMITS_IN_FLIGHT: usize = 2;
@@ -124,6 +124,7 @@ impl Committer {
         if envelope.len() > self.max_message_bytes {
             return Err(CommitError::TooLarge(envelope.len()));
         }
+        let _counted = self.metrics.commit_started();
         let (reply, outcome) = oneshot::channel();
         self.submit(Item::Envelope {
             line: envelope,
@@ -140,6 +141,7 @@ impl Committer {
         &self,
         vote: HandedVote,
     ) -> Result<(Durable, Accepted, Arc<Edge>), CommitError> {
+        let _counted = self.metrics.commit_started();
         let (reply, outcome) = oneshot::channel();
         self.submit(Item::Vote {
             vote: Box::new(vote),
@@ -201,7 +203,7 @@ async fn run(config: GroupCommitConfig, mut rx: mpsc::Receiver<Pending>, writer:
                 .metrics
                 .group_commit_latency
                 .observe(opened.elapsed());
-            writer.observe_lag(late + closed.elapsed());
+            writer.observe(late + closed.elapsed());
             drop(permit);
         });
     }
@@ -276,32 +278,37 @@ async fn top_up_until_free(
 type SealedBatch = Sealed<EnvelopeReply, VoteReply, Arc<Edge>>;
 
 impl Writer {
-    /// Tells the pace how long a commit lagged; reports the shift it caused.
-    fn observe_lag(&self, lag: Duration) {
+    /// Tells the pace how long a commit lagged and the edge's backlog; reports the shift it
+    /// caused.
+    fn observe(&self, lag: Duration) {
         let now = std::time::Instant::now();
-        let Some(shift) = self.pace.observe_lag(lag, now) else {
+        let seen = Observation {
+            lag,
+            backlog_votes: self.metrics.vote_backlog(),
+        };
+        let Some(shift) = self.pace.observe(seen, now) else {
             return;
         };
         let window = self.pace.window(now);
         self.metrics.set_group_commit_window(window);
         let window_ms = window.as_millis();
         match shift {
-            Shift::Overloaded { lagging, commits } => {
+            Shift::Overloaded { behind, commits } => {
                 self.metrics
                     .group_commit_stretches
                     .fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(
                     stage = "commit",
-                    lagging,
+                    behind,
                     commits,
                     window_ms,
-                    "edge overloaded: most group commits lagged; window stretched"
+                    "edge overloaded: most group commits found it behind; window stretched"
                 );
             }
-            Shift::Recovered { lagging, commits } => {
+            Shift::Recovered { behind, commits } => {
                 tracing::info!(
                     stage = "commit",
-                    lagging,
+                    behind,
                     commits,
                     window_ms,
                     "edge caught up: group-commit window back"

@@ -100,15 +100,21 @@ pub struct GroupCommitConfig {
     /// The same wait while the edge is overloaded (see `overload_lag_ms`), milliseconds; one
     /// not longer than `max_wait_ms` turns stretching off.
     pub max_wait_overloaded_ms: u64,
-    /// A group commit *lags* by the time from its window's end to its outcome (the timer's
-    /// lateness, the wait for a commit slot, sealing, the queue send), milliseconds. When
-    /// most commits of a quarter second lag at least this long, the edge counts as overloaded
-    /// and the window stretches to `max_wait_overloaded_ms` (its voters already wait that
-    /// long, and fewer, fuller messages spend less of its CPU and fewer queue requests); it
-    /// comes back after a quarter second in which most lag less than half of it, or after a
-    /// quarter second without commits. 0 (the default) turns stretching off: measured on 2
-    /// cores, it cut queue messages per vote at saturation but also stretched windows near
-    /// the knee, where the edge still coped, and lengthened that tail (README, Performance).
+    /// The edge's backlog, in votes, at or above which a group commit finds the edge behind:
+    /// vote requests received and not yet in group commit (waiting for a connection task, an
+    /// instance, the component or the host's checks). When most commits of a quarter second
+    /// find it behind, the edge counts as overloaded and the window stretches to
+    /// `max_wait_overloaded_ms` (its voters already wait longer, and fewer, fuller messages
+    /// spend less of its CPU and fewer queue requests); it comes back after a quarter second
+    /// in which most find less than half that backlog, or after a quarter second without
+    /// commits (see `pace.rs`). 0 turns this trigger off.
+    pub overload_backlog_votes: u64,
+    /// The other trigger, used when `overload_backlog_votes` is 0: a group commit *lags* by
+    /// the time from its window's end to its outcome (the timer's lateness, the wait for a
+    /// commit slot, sealing, the queue send), milliseconds, and finds the edge behind when it
+    /// lagged at least this long. 0 (the default) turns it off: measured on 2 cores, it also
+    /// stretched windows near the knee, where the edge still coped, and lengthened that tail
+    /// (README, Performance).
     pub overload_lag_ms: u64,
     /// Most votes waiting for a commit (beyond it, requests wait).
     pub queue_capacity: usize,
@@ -121,6 +127,7 @@ impl Default for GroupCommitConfig {
             max_message_bytes: CommitBounds::default().max_message_bytes,
             max_wait_ms: 2,
             max_wait_overloaded_ms: 50,
+            overload_backlog_votes: 0,
             overload_lag_ms: 0,
             queue_capacity: 4096,
         }
@@ -141,10 +148,12 @@ impl GroupCommitConfig {
         Duration::from_millis(self.max_wait_ms)
     }
 
-    /// The window while the edge is overloaded, when stretching is on: `overload_lag_ms` is
-    /// set and `max_wait_overloaded_ms` is longer than `max_wait_ms` (see [`crate::pace`]).
+    /// The window while the edge is overloaded, when stretching is on: a trigger
+    /// (`overload_backlog_votes` or `overload_lag_ms`) is set and `max_wait_overloaded_ms`
+    /// is longer than `max_wait_ms` (see [`crate::pace`]).
     pub fn stretched_wait(&self) -> Option<Duration> {
-        (self.overload_lag_ms > 0 && self.max_wait_overloaded_ms > self.max_wait_ms)
+        let triggered = self.overload_backlog_votes > 0 || self.overload_lag_ms > 0;
+        (triggered && self.max_wait_overloaded_ms > self.max_wait_ms)
             .then(|| Duration::from_millis(self.max_wait_overloaded_ms))
     }
 }
@@ -267,6 +276,14 @@ impl HostConfig {
             (
                 gc.overload_lag_ms <= 60_000,
                 "group_commit.overload_lag_ms must be at most 60000",
+            ),
+            (
+                gc.overload_backlog_votes <= 1_000_000,
+                "group_commit.overload_backlog_votes must be at most 1000000",
+            ),
+            (
+                gc.overload_backlog_votes == 0 || gc.overload_lag_ms == 0,
+                "group_commit: set overload_backlog_votes or overload_lag_ms, not both",
             ),
             (
                 gc.queue_capacity >= 1 && gc.queue_capacity <= 1_000_000,

@@ -475,12 +475,26 @@ path = "q.redb"
             ("overload_lag_ms = 60001", "overload_lag_ms"),
             ("overload_lag_ms = -1", "overload_lag_ms"),
             ("overload_lag = 20", "overload_lag"),
+            ("overload_backlog_votes = 1000001", "overload_backlog_votes"),
+            (
+                "overload_backlog_votes = 128\noverload_lag_ms = 20",
+                "not both",
+            ),
         ] {
             let refused = HostConfig::parse(&text(bad)).expect_err(bad);
             assert!(refused.contains(key), "{bad}: {refused}");
         }
         let defaults = HostConfig::parse(&text("")).expect("defaults").group_commit;
         assert_eq!(defaults.overload_lag_ms, 0, "stretching is opt-in");
+        assert_eq!(defaults.overload_backlog_votes, 0, "stretching is opt-in");
+        assert_eq!(defaults.stretched_wait(), None);
+        let on = HostConfig::parse(&text("overload_backlog_votes = 64"))
+            .expect("in bounds")
+            .group_commit;
+        assert_eq!(
+            on.stretched_wait(),
+            Some(std::time::Duration::from_millis(50))
+        );
         let on = HostConfig::parse(&text("overload_lag_ms = 20\nmax_wait_overloaded_ms = 1000"))
             .expect("in bounds")
             .group_commit;

@@ -59,6 +59,11 @@ pub struct Metrics {
     pub connections_open: AtomicU64,
     /// Connections that opened with the HTTP/2 preface (the rest speak HTTP/1).
     pub http2_connections: AtomicU64,
+    /// Vote requests received and not yet answered (see [`Metrics::vote_started`]).
+    pub votes_in_flight: AtomicU64,
+    /// Votes handed to group commit and not yet committed or refused (see
+    /// [`Metrics::commit_started`]).
+    pub votes_in_group_commit: AtomicU64,
     /// How long each vote request (`POST .../votes`) took, from its head to its answer's head,
     /// whatever the answer: what a voter waits for a receipt, less the network.
     pub vote_latency: LatencyHistogram,
@@ -152,7 +157,42 @@ counter_labels!(Discard {
     Quota => "quota",
 });
 
+/// One vote counted in a gauge ([`Metrics::votes_in_flight`], [`Metrics::votes_in_group_commit`])
+/// until dropped, however its request ends (answered, refused, or abandoned by its client).
+#[derive(Debug)]
+pub struct Counted<'m>(&'m AtomicU64);
+
+impl<'m> Counted<'m> {
+    fn new(gauge: &'m AtomicU64) -> Self {
+        gauge.fetch_add(1, Ordering::Relaxed);
+        Counted(gauge)
+    }
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 impl Metrics {
+    /// Counts a vote request in flight until the guard is dropped.
+    pub fn vote_started(&self) -> Counted<'_> {
+        Counted::new(&self.votes_in_flight)
+    }
+
+    /// Counts a vote in group commit until the guard is dropped.
+    pub fn commit_started(&self) -> Counted<'_> {
+        Counted::new(&self.votes_in_group_commit)
+    }
+
+    /// The edge's backlog: vote requests in flight that have not reached group commit (they
+    /// wait for a connection task, an instance, the component or the host's checks).
+    pub fn vote_backlog(&self) -> u64 {
+        let in_flight = self.votes_in_flight.load(Ordering::Relaxed);
+        in_flight.saturating_sub(self.votes_in_group_commit.load(Ordering::Relaxed))
+    }
+
     /// Records the group-commit window in use from now on.
     pub fn set_group_commit_window(&self, window: std::time::Duration) {
         let micros = u64::try_from(window.as_micros()).unwrap_or(u64::MAX);
@@ -387,6 +427,20 @@ impl Metrics {
              # TYPE edgevote_edge_connections_open gauge\n\
              edgevote_edge_connections_open{{{labels}}} {}",
             self.connections_open.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP edgevote_edge_votes_in_flight Vote requests received and not yet answered.\n\
+             # TYPE edgevote_edge_votes_in_flight gauge\n\
+             edgevote_edge_votes_in_flight{{{labels}}} {}",
+            self.votes_in_flight.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP edgevote_edge_votes_in_group_commit Votes handed to group commit and not yet committed or refused.\n\
+             # TYPE edgevote_edge_votes_in_group_commit gauge\n\
+             edgevote_edge_votes_in_group_commit{{{labels}}} {}",
+            self.votes_in_group_commit.load(Ordering::Relaxed)
         );
         let _ = writeln!(
             out,

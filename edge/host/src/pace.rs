@@ -1,19 +1,25 @@
 //! The group-commit window: short while the edge keeps up, stretched while it is overloaded.
 //!
 //! A vote waits in group commit for the window (`max_wait_ms`, 2 ms by default), then for a
-//! commit slot, its sealing and the queue send. Call that second part, plus how late the
-//! window's timer fired, the commit's *lag*. While an edge keeps up, the lag is a few
-//! milliseconds. When it cannot keep up (its cores are saturated, or the queue is slow), the
-//! lag of most commits grows to tens of milliseconds: its voters already wait far longer than
-//! the window, and each message's fixed cost (the queue send here; a receive, a store write, a
-//! log append and a delete downstream) is what the overloaded edge can least afford. So when
-//! most commits of a period lagged `overload_lag_ms` or more, the window stretches to
-//! `max_wait_overloaded_ms` and each message carries more votes; it comes back after a period
-//! in which most commits lagged less than half of that.
+//! commit slot, its sealing and the queue send. When the edge cannot keep up (its cores are
+//! saturated, or the queue is slow), its voters already wait far longer than the window, and
+//! each message's fixed cost (the queue send here; a receive, a store write, a log append and a
+//! delete downstream) is what the overloaded edge can least afford. So when most commits of a
+//! period find the edge *behind*, the window stretches to `max_wait_overloaded_ms` and each
+//! message carries more votes; it comes back after a period in which most commits found it
+//! less than half as far behind. Behind means one of (config picks which):
+//! - `overload_backlog_votes`: the edge's *backlog* was at least that many votes when the
+//!   commit finished: vote requests received and not yet in group commit, i.e. waiting for a
+//!   connection task, an instance, the component or the host's checks, which is where votes
+//!   pile up when the cores cannot keep up. Votes in group commit are left out, so a
+//!   stretched window (which holds more of them) does not hold the edge in overload;
+//! - `overload_lag_ms`: the commit *lagged* at least that long: how late the window's timer
+//!   fired, plus the wait for a commit slot, sealing and the queue send (the window itself
+//!   left out, so a stretched window does not hold the edge in overload). Measured, this also
+//!   fires near the knee, where the edge still copes but slowly (README, Performance).
 //!
-//! The lag leaves the window out, so a stretched window does not hold the edge in overload.
 //! A majority of a period's commits decides, so a stall of a coping edge (a page-cache flush, a
-//! slow fsync: a few commits of 100 ms among hundreds of quick ones) does not stretch the
+//! slow fsync: a few slow commits among hundreds of quick ones) does not stretch the
 //! window for its voters. An edge that finished no commit for a whole period is not
 //! overloaded, whatever it was before: the first votes after a lull get the short window.
 
@@ -28,15 +34,35 @@ pub const PERIOD: Duration = Duration::from_millis(250);
 /// Fewest commits a period needs to decide anything (a near-idle edge keeps its state).
 const MIN_COMMITS_PER_PERIOD: u32 = 4;
 
-/// The window group commit waits for more votes, by how its recent commits lagged.
+/// The window group commit waits for more votes, by how far behind its recent commits found
+/// the edge.
 #[derive(Debug)]
 pub struct Pace {
     normal: Duration,
     /// The stretched window; `None`: stretching is off.
     stretched: Option<Duration>,
-    /// Lag at or above which a commit counts as lagging.
-    enter: Duration,
+    /// What makes a commit count as behind.
+    trigger: Trigger,
     state: Mutex<State>,
+}
+
+/// When a commit counts as behind (while overloaded: at half of it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trigger {
+    /// A backlog of at least this many votes.
+    BacklogVotes(u64),
+    /// The commit lagged at least this long.
+    Lag(Duration),
+}
+
+/// What one finished commit tells the pace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Observation {
+    /// Timer lateness + wait for a commit slot + sealing + queue send.
+    pub lag: Duration,
+    /// The edge's backlog when the commit finished: vote requests received and not yet in
+    /// group commit.
+    pub backlog_votes: u64,
 }
 
 #[derive(Debug, Default)]
@@ -46,9 +72,8 @@ struct State {
     last_commit: Option<Instant>,
     period_start: Option<Instant>,
     commits: u32,
-    /// Commits of this period that lagged: at least `enter` while not overloaded, at least
-    /// half of it while overloaded.
-    lagging: u32,
+    /// Commits of this period that found the edge behind (see [`Trigger`]).
+    behind: u32,
 }
 
 /// A change of the edge's state that a period of commits caused.
@@ -56,27 +81,32 @@ struct State {
 pub enum Shift {
     /// The edge fell behind: the window is stretched from now on.
     Overloaded {
-        /// Commits of the deciding period that lagged the threshold or more.
-        lagging: u32,
+        /// Commits of the deciding period that found the edge behind.
+        behind: u32,
         /// All commits of the deciding period.
         commits: u32,
     },
     /// The edge caught up: the window is back to `max_wait_ms`.
     Recovered {
-        /// Commits of the deciding period that still lagged half the threshold or more.
-        lagging: u32,
+        /// Commits of the deciding period that still found it half as far behind or more.
+        behind: u32,
         /// All commits of the deciding period.
         commits: u32,
     },
 }
 
 impl Pace {
-    /// The pace of `config`: its window, its stretched window and its overload threshold.
+    /// The pace of `config`: its window, its stretched window and its overload trigger.
     pub fn new(config: &GroupCommitConfig) -> Self {
+        let trigger = if config.overload_backlog_votes > 0 {
+            Trigger::BacklogVotes(config.overload_backlog_votes)
+        } else {
+            Trigger::Lag(Duration::from_millis(config.overload_lag_ms))
+        };
         Pace {
             normal: config.max_wait(),
             stretched: config.stretched_wait(),
-            enter: Duration::from_millis(config.overload_lag_ms),
+            trigger,
             state: Mutex::new(State::default()),
         }
     }
@@ -95,9 +125,9 @@ impl Pace {
         state.overloaded && !state.lull_before(now)
     }
 
-    /// Counts one commit's lag (timer lateness + slot wait + sealing + send), finished at
-    /// `now`; at the end of a period, decides the state. Returns the shift it caused, if any.
-    pub fn observe_lag(&self, lag: Duration, now: Instant) -> Option<Shift> {
+    /// Counts one commit, finished at `now`; at the end of a period, decides the state.
+    /// Returns the shift it caused, if any.
+    pub fn observe(&self, seen: Observation, now: Instant) -> Option<Shift> {
         self.stretched?; // stretching is off: nothing to decide
         let mut state = self.lock();
         if state.lull_before(now) {
@@ -106,35 +136,40 @@ impl Pace {
             *state = State::fresh(now);
             if was_overloaded {
                 return Some(Shift::Recovered {
-                    lagging: 0,
+                    behind: 0,
                     commits: 0,
                 });
             }
         }
         state.last_commit = Some(now);
         let start = *state.period_start.get_or_insert(now);
-        let threshold = if state.overloaded {
-            self.enter / 2
-        } else {
-            self.enter
-        };
         state.commits += 1;
-        state.lagging += u32::from(lag >= threshold);
+        state.behind += u32::from(self.is_behind(seen, state.overloaded));
         if now.saturating_duration_since(start) < PERIOD || state.commits < MIN_COMMITS_PER_PERIOD {
             return None;
         }
-        let (commits, lagging) = (state.commits, state.lagging);
+        let (commits, behind) = (state.commits, state.behind);
         state.period_start = Some(now);
         state.commits = 0;
-        state.lagging = 0;
-        let most_lagged = lagging * 2 > commits;
-        let shift = match (state.overloaded, most_lagged) {
-            (false, true) => Shift::Overloaded { lagging, commits },
-            (true, false) => Shift::Recovered { lagging, commits },
+        state.behind = 0;
+        let most_behind = behind * 2 > commits;
+        let shift = match (state.overloaded, most_behind) {
+            (false, true) => Shift::Overloaded { behind, commits },
+            (true, false) => Shift::Recovered { behind, commits },
             _ => return None,
         };
         state.overloaded = !state.overloaded;
         Some(shift)
+    }
+
+    /// Whether `seen` finds the edge behind: at the trigger, or at half of it while overloaded
+    /// (so that it does not flap).
+    fn is_behind(&self, seen: Observation, overloaded: bool) -> bool {
+        let halve = |n: u64| if overloaded { n / 2 } else { n };
+        match self.trigger {
+            Trigger::BacklogVotes(enter) => seen.backlog_votes >= halve(enter).max(1),
+            Trigger::Lag(enter) => seen.lag >= if overloaded { enter / 2 } else { enter },
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -154,7 +189,7 @@ impl State {
             last_commit: Some(now),
             period_start: Some(now),
             commits: 0,
-            lagging: 0,
+            behind: 0,
         }
     }
 
@@ -182,16 +217,48 @@ mod tests {
         Duration::from_millis(n)
     }
 
+    /// A commit that lagged `n` ms with no backlog.
+    fn lag(n: u64) -> Observation {
+        Observation {
+            lag: ms(n),
+            backlog_votes: 0,
+        }
+    }
+
+    /// A quick commit that finished with a backlog of `n` votes.
+    fn backlog(n: u64) -> Observation {
+        Observation {
+            lag: ms(1),
+            backlog_votes: n,
+        }
+    }
+
+    /// A pace stretching to 50 ms on a backlog of `votes`.
+    fn pace_on_backlog(votes: u64) -> Pace {
+        Pace::new(&GroupCommitConfig {
+            max_wait_ms: 2,
+            max_wait_overloaded_ms: 50,
+            overload_backlog_votes: votes,
+            ..GroupCommitConfig::default()
+        })
+    }
+
     /// A clock the tests move by hand.
     struct Clock(Instant);
 
     impl Clock {
-        /// Feeds `count` commits of `lag`, `every` apart; returns the shifts they caused.
-        fn feed(&mut self, pace: &Pace, lag: Duration, every: Duration, count: u32) -> Vec<Shift> {
+        /// Feeds `count` commits that saw `seen`, `every` apart; returns the shifts they caused.
+        fn feed(
+            &mut self,
+            pace: &Pace,
+            seen: Observation,
+            every: Duration,
+            count: u32,
+        ) -> Vec<Shift> {
             (0..count)
                 .filter_map(|_| {
                     self.0 += every;
-                    pace.observe_lag(lag, self.0)
+                    pace.observe(seen, self.0)
                 })
                 .collect()
         }
@@ -204,25 +271,25 @@ mod tests {
     #[test]
     fn an_edge_that_keeps_up_keeps_the_short_window() {
         let (pace, mut clock) = (pace(2, 50, 20), clock());
-        assert!(clock.feed(&pace, ms(4), ms(3), 10_000).is_empty());
+        assert!(clock.feed(&pace, lag(4), ms(3), 10_000).is_empty());
         assert_eq!(pace.window(clock.0), ms(2));
     }
 
     #[test]
     fn a_sustained_lag_stretches_the_window_and_it_comes_back_when_the_lag_falls() {
         let (pace, mut clock) = (pace(2, 50, 20), clock());
-        let shifts = clock.feed(&pace, ms(60), ms(10), 30);
+        let shifts = clock.feed(&pace, lag(60), ms(10), 30);
         assert!(
-            matches!(shifts.as_slice(), [Shift::Overloaded { lagging, commits }] if lagging == commits),
+            matches!(shifts.as_slice(), [Shift::Overloaded { behind, commits }] if behind == commits),
             "{shifts:?}"
         );
         assert_eq!(pace.window(clock.0), ms(50));
         // At or above half the threshold the edge stays overloaded (no flapping).
-        assert!(clock.feed(&pace, ms(12), ms(50), 100).is_empty());
+        assert!(clock.feed(&pace, lag(12), ms(50), 100).is_empty());
         assert_eq!(pace.window(clock.0), ms(50));
-        let shifts = clock.feed(&pace, ms(3), ms(50), 10);
+        let shifts = clock.feed(&pace, lag(3), ms(50), 10);
         assert!(
-            matches!(shifts.as_slice(), [Shift::Recovered { lagging: 0, .. }]),
+            matches!(shifts.as_slice(), [Shift::Recovered { behind: 0, .. }]),
             "{shifts:?}"
         );
         assert_eq!(pace.window(clock.0), ms(2));
@@ -234,8 +301,8 @@ mod tests {
     fn a_stall_of_a_coping_edge_does_not_stretch_the_window() {
         let (pace, mut clock) = (pace(2, 50, 20), clock());
         for _ in 0..50 {
-            assert!(clock.feed(&pace, ms(3), ms(3), 280).is_empty());
-            assert!(clock.feed(&pace, ms(150), ms(25), 6).is_empty());
+            assert!(clock.feed(&pace, lag(3), ms(3), 280).is_empty());
+            assert!(clock.feed(&pace, lag(150), ms(25), 6).is_empty());
         }
         assert_eq!(pace.window(clock.0), ms(2));
     }
@@ -244,8 +311,8 @@ mod tests {
     fn a_near_idle_edge_decides_nothing_from_a_few_commits() {
         let (pace, mut clock) = (pace(2, 50, 20), clock());
         // One slow commit per period: never enough commits to decide.
-        assert!(clock.feed(&pace, ms(500), ms(300), 1).is_empty());
-        assert!(clock.feed(&pace, ms(500), PERIOD / 2, 2).is_empty());
+        assert!(clock.feed(&pace, lag(500), ms(300), 1).is_empty());
+        assert!(clock.feed(&pace, lag(500), PERIOD / 2, 2).is_empty());
         assert!(!pace.is_overloaded(clock.0));
     }
 
@@ -253,7 +320,7 @@ mod tests {
     fn stretching_is_off_when_the_windows_are_equal_or_the_threshold_is_zero() {
         for pace in [pace(2, 2, 20), pace(2, 50, 0), pace(10, 5, 20)] {
             let mut clock = clock();
-            assert!(clock.feed(&pace, ms(500), ms(10), 1_000).is_empty());
+            assert!(clock.feed(&pace, lag(500), ms(10), 1_000).is_empty());
             assert!(!pace.is_overloaded(clock.0));
         }
         // A stretched window shorter than the normal one never shortens it.
@@ -265,7 +332,7 @@ mod tests {
     #[test]
     fn a_lull_ends_the_overload() {
         let (pace, mut clock) = (pace(2, 50, 20), clock());
-        assert_eq!(clock.feed(&pace, ms(60), ms(10), 30).len(), 1);
+        assert_eq!(clock.feed(&pace, lag(60), ms(10), 30).len(), 1);
         assert_eq!(pace.window(clock.0), ms(50));
         clock.0 += PERIOD;
         assert_eq!(
@@ -273,15 +340,53 @@ mod tests {
             ms(2),
             "the first batch after the lull"
         );
-        let shifts = clock.feed(&pace, ms(3), ms(3), 1);
+        let shifts = clock.feed(&pace, lag(3), ms(3), 1);
         assert_eq!(
             shifts,
             [Shift::Recovered {
-                lagging: 0,
+                behind: 0,
                 commits: 0
             }]
         );
-        assert!(clock.feed(&pace, ms(3), ms(3), 1_000).is_empty());
+        assert!(clock.feed(&pace, lag(3), ms(3), 1_000).is_empty());
+        assert_eq!(pace.window(clock.0), ms(2));
+    }
+
+    #[test]
+    fn a_backlog_stretches_the_window_and_it_comes_back_when_it_drains() {
+        let (pace, mut clock) = (pace_on_backlog(128), clock());
+        // A coping edge: a few dozen votes of backlog, slow commits or not.
+        let slow_but_coping = Observation {
+            lag: ms(200),
+            backlog_votes: 40,
+        };
+        assert!(clock.feed(&pace, slow_but_coping, ms(5), 1_000).is_empty());
+        assert_eq!(pace.window(clock.0), ms(2));
+        let shifts = clock.feed(&pace, backlog(300), ms(5), 60);
+        assert!(
+            matches!(shifts.as_slice(), [Shift::Overloaded { behind, commits }] if behind == commits),
+            "{shifts:?}"
+        );
+        assert_eq!(pace.window(clock.0), ms(50));
+        // Half the trigger or more keeps it stretched (no flapping).
+        assert!(clock.feed(&pace, backlog(64), ms(20), 100).is_empty());
+        let shifts = clock.feed(&pace, backlog(63), ms(20), 20);
+        assert!(
+            matches!(shifts.as_slice(), [Shift::Recovered { behind: 0, .. }]),
+            "{shifts:?}"
+        );
+        assert_eq!(pace.window(clock.0), ms(2));
+    }
+
+    /// A burst of a coping edge (a stall: 150 ms in which the backlog peaks) among quick
+    /// commits stays a minority of its periods.
+    #[test]
+    fn a_brief_backlog_of_a_coping_edge_does_not_stretch_the_window() {
+        let (pace, mut clock) = (pace_on_backlog(128), clock());
+        for _ in 0..50 {
+            assert!(clock.feed(&pace, backlog(15), ms(3), 280).is_empty());
+            assert!(clock.feed(&pace, backlog(200), ms(25), 6).is_empty());
+        }
         assert_eq!(pace.window(clock.0), ms(2));
     }
 }

@@ -256,6 +256,7 @@ async fn route(
     let started = tokio::time::Instant::now();
     let is_vote =
         request.method() == hyper::Method::POST && request.uri().path().ends_with("/votes");
+    let _in_flight = is_vote.then(|| host.metrics.vote_started());
     let (response, stage) = match (request.method(), request.uri().path()) {
         (&hyper::Method::GET, "/metrics") => (
             text(200, "text/plain; version=0.0.4", host.metrics_text()),

@@ -317,6 +317,98 @@ async fn an_overloaded_edge_stretches_its_window_and_takes_it_back() {
     edge.shutdown().await;
 }
 
+/// The backlog gauges count every vote request from its head to its answer, and every vote in
+/// group commit until its outcome: with the queue held, the votes are in flight and in group
+/// commit; once answered (accepted or refused) both gauges are back to zero.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_backlog_gauges_count_each_vote_until_it_is_answered() {
+    let d = Deployment::new();
+    let edge = Running::start_with(&d, d.config(false)).await;
+    let metrics = Arc::clone(&edge.host.metrics);
+    let gauges = || {
+        let text = edge.host.metrics_text();
+        (
+            series(&text, "edgevote_edge_votes_in_flight", "").to_owned(),
+            series(&text, "edgevote_edge_votes_in_group_commit", "").to_owned(),
+        )
+    };
+    assert_eq!(gauges(), ("0".to_owned(), "0".to_owned()));
+    edge.queue.hold_sends();
+    let mut votes = tokio::task::JoinSet::new();
+    for i in 0..6 {
+        let token = d.token("open", &format!("held{i}"), now_secs() + 600);
+        let body = ballot("open", &token, "yes", i);
+        let addr = edge.addr;
+        votes.spawn(async move { crate::http::vote(addr, "open", &body).await.status });
+    }
+    // Bounded: at most 5 s for six votes to reach the held queue.
+    for _ in 0..500 {
+        if gauges() == ("6".to_owned(), "6".to_owned()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(gauges(), ("6".to_owned(), "6".to_owned()));
+    assert_eq!(
+        metrics.vote_backlog(),
+        0,
+        "every vote in flight is in group commit"
+    );
+    edge.queue.release_sends();
+    assert_eq!(votes.join_all().await, vec![202; 6]);
+    let refused = ballot("open", "not-a-token", "yes", 0);
+    assert_eq!(
+        crate::http::vote(edge.addr, "open", &refused).await.status,
+        400
+    );
+    assert_eq!(gauges(), ("0".to_owned(), "0".to_owned()));
+    edge.shutdown().await;
+}
+
+/// An edge whose votes pile up before group commit (here one instance, and a queue whose
+/// sends take 10 ms: votes wait for the instance) counts as overloaded under
+/// `overload_backlog_votes` and stretches its window; after a lull the window comes back, and
+/// every vote was answered only once durable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_stretches_the_window_and_a_lull_takes_it_back() {
+    let d = Deployment::new();
+    let mut config = d.config(false);
+    config.rate_limit.enabled = false;
+    config.max_concurrent_requests = 1;
+    config.group_commit.max_wait_ms = 1;
+    config.group_commit.max_wait_overloaded_ms = 100;
+    config.group_commit.overload_backlog_votes = 4;
+    let edge = Running::start_with(&d, config).await;
+    let metrics = Arc::clone(&edge.host.metrics);
+    let window = || {
+        series(
+            &edge.host.metrics_text(),
+            "edgevote_edge_group_commit_window_seconds",
+            "",
+        )
+        .to_owned()
+    };
+    edge.queue.slow_sends(Duration::from_millis(10));
+    let stretched = || metrics.group_commit_stretches.load(Ordering::Relaxed) > 0;
+    // Bounded: a vote every 5 ms, at most 300; about 90 a second get through.
+    let mut statuses = trickle(&d, &edge, 0, 300, Duration::from_millis(5), stretched).await;
+    assert!(stretched(), "a backlog of votes never counted as overload");
+    edge.queue.slow_sends(Duration::ZERO);
+    tokio::time::sleep(pace_period() + Duration::from_millis(50)).await;
+    let first = statuses.len();
+    let recovered = || window() == "0.001";
+    statuses.extend(trickle(&d, &edge, first, 20, Duration::from_millis(50), recovered).await);
+    assert!(recovered(), "the window did not come back: {}", window());
+    assert!(statuses.iter().all(|&s| s == 202), "{statuses:?}");
+    assert_eq!(edge.queue.votes().await.len(), statuses.len());
+    edge.shutdown().await;
+}
+
+/// A quarter second: the period in which the pace decides.
+fn pace_period() -> Duration {
+    edgevote_edge_host::pace::PERIOD
+}
+
 /// A slow queue shows in the edge's latency histograms: the send, the group commit that waited
 /// on it and the vote request that waited on that land above 100 ms, nothing below, and each
 /// counts once.
