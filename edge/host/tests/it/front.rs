@@ -272,22 +272,11 @@ async fn trickle(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_overloaded_edge_stretches_its_window_and_takes_it_back() {
     let d = Deployment::new();
-    let mut config = d.config(false);
-    config.rate_limit.enabled = false;
-    config.group_commit.max_wait_ms = 1;
-    // Windows well under `pace::PERIOD`, so a stretched edge is never taken for an idle one.
-    config.group_commit.max_wait_overloaded_ms = 100;
+    let mut config = stretching(&d);
     config.group_commit.overload_lag_ms = 30;
     let edge = Running::start_with(&d, config).await;
     let metrics = Arc::clone(&edge.host.metrics);
-    let window = || {
-        series(
-            &edge.host.metrics_text(),
-            "edgevote_edge_group_commit_window_seconds",
-            "",
-        )
-        .to_owned()
-    };
+    let window = || window_now(&edge);
     assert_eq!(window(), "0.001");
     edge.queue.slow_sends(Duration::from_millis(40));
     let stretched = || metrics.group_commit_stretches.load(Ordering::Relaxed) > 0;
@@ -372,22 +361,12 @@ async fn the_backlog_gauges_count_each_vote_until_it_is_answered() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backlog_stretches_the_window_and_a_lull_takes_it_back() {
     let d = Deployment::new();
-    let mut config = d.config(false);
-    config.rate_limit.enabled = false;
+    let mut config = stretching(&d);
     config.max_concurrent_requests = 1;
-    config.group_commit.max_wait_ms = 1;
-    config.group_commit.max_wait_overloaded_ms = 100;
     config.group_commit.overload_backlog_votes = 4;
     let edge = Running::start_with(&d, config).await;
     let metrics = Arc::clone(&edge.host.metrics);
-    let window = || {
-        series(
-            &edge.host.metrics_text(),
-            "edgevote_edge_group_commit_window_seconds",
-            "",
-        )
-        .to_owned()
-    };
+    let window = || window_now(&edge);
     edge.queue.slow_sends(Duration::from_millis(10));
     let stretched = || metrics.group_commit_stretches.load(Ordering::Relaxed) > 0;
     // Bounded: a vote every 5 ms, at most 300; about 90 a second get through.
@@ -402,6 +381,27 @@ async fn a_backlog_stretches_the_window_and_a_lull_takes_it_back() {
     assert!(statuses.iter().all(|&s| s == 202), "{statuses:?}");
     assert_eq!(edge.queue.votes().await.len(), statuses.len());
     edge.shutdown().await;
+}
+
+/// An edge whose group-commit window is 1 ms, stretched to 100 ms (well under
+/// `pace::PERIOD`, so a stretched edge is never taken for an idle one) once a trigger is set;
+/// no rate limits.
+fn stretching(d: &Deployment) -> edgevote_edge_host::config::HostConfig {
+    let mut config = d.config(false);
+    config.rate_limit.enabled = false;
+    config.group_commit.max_wait_ms = 1;
+    config.group_commit.max_wait_overloaded_ms = 100;
+    config
+}
+
+/// The edge's group-commit window now, as its gauge says it (seconds).
+fn window_now(edge: &Running) -> String {
+    series(
+        &edge.host.metrics_text(),
+        "edgevote_edge_group_commit_window_seconds",
+        "",
+    )
+    .to_owned()
 }
 
 /// A quarter second: the period in which the pace decides.
