@@ -97,8 +97,8 @@ pub struct GroupCommitConfig {
     pub max_message_bytes: usize,
     /// Longest wait for more votes once one is pending, milliseconds.
     pub max_wait_ms: u64,
-    /// The same wait while the edge is overloaded (see `overload_lag_ms`), milliseconds; one
-    /// not longer than `max_wait_ms` turns stretching off.
+    /// The same wait while the edge is overloaded (see `overload_backlog_votes` and
+    /// `overload_lag_ms`), milliseconds; one not longer than `max_wait_ms` turns stretching off.
     pub max_wait_overloaded_ms: u64,
     /// The edge's backlog, in votes, at or above which a group commit finds the edge behind:
     /// vote requests received and not yet in group commit (waiting for a connection task, an
