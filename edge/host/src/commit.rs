@@ -188,7 +188,15 @@ async fn run(config: GroupCommitConfig, mut rx: mpsc::Receiver<Pending>, writer:
             },
         };
         let opened = tokio::time::Instant::now();
-        let window = writer.pace.window(std::time::Instant::now());
+        let window = writer
+            .pace
+            .batch_window(std::time::Instant::now(), writer.metrics.vote_backlog());
+        if window > config.max_wait() {
+            writer
+                .metrics
+                .group_commit_stretched_windows
+                .fetch_add(1, Ordering::Relaxed);
+        }
         let (mut batch, next, late) = fill(first, &mut rx, &config, window).await;
         let closed = tokio::time::Instant::now();
         let Some((permit, next)) = top_up_until_free(&mut batch, next, &mut rx, &in_flight).await

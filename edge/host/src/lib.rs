@@ -460,7 +460,7 @@ path = "q.redb"
     }
 
     #[test]
-    fn group_commit_stretching_out_of_bounds_is_refused_and_off_by_default() {
+    fn group_commit_stretching_out_of_bounds_is_refused_and_on_the_backlog_by_default() {
         let text = |group_commit: &str| {
             format!(
                 "edge_id = \"e1\"\nregion = \"r1\"\ncomponent_path = \"c.wasm\"\n\
@@ -480,24 +480,28 @@ path = "q.redb"
                 "overload_backlog_votes = 128\noverload_lag_ms = 20",
                 "not both",
             ),
+            // The backlog trigger is on by default: the lag alone is two triggers.
+            ("overload_lag_ms = 20", "overload_backlog_votes = 0"),
         ] {
             let refused = HostConfig::parse(&text(bad)).expect_err(bad);
             assert!(refused.contains(key), "{bad}: {refused}");
         }
         let defaults = HostConfig::parse(&text("")).expect("defaults").group_commit;
-        assert_eq!(defaults.overload_lag_ms, 0, "stretching is opt-in");
-        assert_eq!(defaults.overload_backlog_votes, 0, "stretching is opt-in");
-        assert_eq!(defaults.stretched_wait(), None);
-        let on = HostConfig::parse(&text("overload_backlog_votes = 64"))
-            .expect("in bounds")
-            .group_commit;
+        assert_eq!(defaults.overload_lag_ms, 0);
+        assert_eq!(defaults.overload_backlog_votes, 64);
         assert_eq!(
-            on.stretched_wait(),
+            defaults.stretched_wait(),
             Some(std::time::Duration::from_millis(50))
         );
-        let on = HostConfig::parse(&text("overload_lag_ms = 20\nmax_wait_overloaded_ms = 1000"))
+        let off = HostConfig::parse(&text("overload_backlog_votes = 0"))
             .expect("in bounds")
             .group_commit;
+        assert_eq!(off.stretched_wait(), None);
+        let on = HostConfig::parse(&text(
+            "overload_backlog_votes = 0\noverload_lag_ms = 20\nmax_wait_overloaded_ms = 1000",
+        ))
+        .expect("in bounds")
+        .group_commit;
         assert_eq!((on.overload_lag_ms, on.max_wait_overloaded_ms), (20, 1000));
     }
 

@@ -74,6 +74,9 @@ pub struct Metrics {
     pub group_commit_latency: LatencyHistogram,
     /// Times the edge counted as overloaded and stretched its group-commit window.
     pub group_commit_stretches: AtomicU64,
+    /// Group-commit windows that opened stretched (the edge overloaded and, under the backlog
+    /// trigger, its backlog still at least half the trigger).
+    pub group_commit_stretched_windows: AtomicU64,
     /// The group-commit window now, microseconds (`max_wait_ms`, or `max_wait_overloaded_ms`
     /// while overloaded).
     pub group_commit_window_us: AtomicU64,
@@ -340,8 +343,13 @@ impl Metrics {
             ),
             (
                 "edgevote_edge_group_commit_stretches_total",
-                "Times the edge counted as overloaded (most group commits lagged) and stretched its group-commit window to max_wait_overloaded_ms.",
+                "Times the edge counted as overloaded (most group commits of a quarter second found it behind) and stretched its group-commit window to max_wait_overloaded_ms.",
                 &self.group_commit_stretches,
+            ),
+            (
+                "edgevote_edge_group_commit_windows_stretched_total",
+                "Group-commit windows that opened stretched to max_wait_overloaded_ms (the edge overloaded and, under the backlog trigger, its backlog still at least half of it).",
+                &self.group_commit_stretched_windows,
             ),
             (
                 "edgevote_edge_votes_spilled_total",

@@ -22,6 +22,9 @@
 //! slow fsync: a few slow commits among hundreds of quick ones) does not stretch the
 //! window for its voters. An edge that finished no commit for a whole period is not
 //! overloaded, whatever it was before: the first votes after a lull get the short window.
+//! Under the backlog trigger, an overloaded edge also opens each stretched window only while
+//! its backlog is still at least half the trigger ([`Pace::batch_window`]), so that voters do
+//! not wait the long window during the period that tells the edge it has caught up.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -111,12 +114,29 @@ impl Pace {
         }
     }
 
-    /// The window for a batch opening at `now`.
+    /// The window of the edge's state at `now`: stretched while it counts as overloaded (what
+    /// the window gauge shows).
     pub fn window(&self, now: Instant) -> Duration {
         match self.stretched {
             Some(stretched) if self.is_overloaded(now) => stretched,
             _ => self.normal,
         }
+    }
+
+    /// The window for a batch opening at `now` while the edge's backlog is `backlog_votes`:
+    /// the state's, except that under the backlog trigger a stretched window opens only while
+    /// the backlog is still at least half the trigger. When the load falls, the backlog
+    /// empties at once while the state needs a period of commits to say so; without this,
+    /// every vote of that period (a quarter second or more) would wait the stretched window
+    /// on an edge that already keeps up. The lag trigger has no present-tense measure, so
+    /// its windows follow the state.
+    pub fn batch_window(&self, now: Instant, backlog_votes: u64) -> Duration {
+        let window = self.window(now);
+        let still_behind = match self.trigger {
+            Trigger::BacklogVotes(enter) => backlog_votes >= (enter / 2).max(1),
+            Trigger::Lag(_) => true,
+        };
+        if still_behind { window } else { self.normal }
     }
 
     /// Whether the edge counts as overloaded at `now` (never after a lull of a period).
@@ -208,6 +228,7 @@ mod tests {
         Pace::new(&GroupCommitConfig {
             max_wait_ms,
             max_wait_overloaded_ms: overloaded_ms,
+            overload_backlog_votes: 0,
             overload_lag_ms,
             ..GroupCommitConfig::default()
         })
@@ -376,6 +397,32 @@ mod tests {
             "{shifts:?}"
         );
         assert_eq!(pace.window(clock.0), ms(2));
+    }
+
+    /// The load falls from overload to half: the backlog empties at once, and the very next
+    /// batch gets the short window although the state needs a period of commits to recover.
+    #[test]
+    fn an_overloaded_edge_whose_backlog_emptied_opens_short_windows_at_once() {
+        let (pace, mut clock) = (pace_on_backlog(128), clock());
+        assert_eq!(clock.feed(&pace, backlog(300), ms(5), 60).len(), 1);
+        assert!(pace.is_overloaded(clock.0));
+        assert_eq!(pace.batch_window(clock.0, 300), ms(50));
+        assert_eq!(pace.batch_window(clock.0, 64), ms(50), "half the trigger");
+        assert_eq!(pace.batch_window(clock.0, 63), ms(2));
+        assert_eq!(pace.batch_window(clock.0, 0), ms(2));
+        // The state (and the gauge) still say overloaded until a period of commits decides.
+        assert_eq!(pace.window(clock.0), ms(50));
+        // A backlog never stretches the window of an edge that is not overloaded.
+        let fresh = pace_on_backlog(128);
+        assert_eq!(fresh.batch_window(clock.0, 10_000), ms(2));
+    }
+
+    /// The lag trigger has no present-tense measure: its windows follow the state.
+    #[test]
+    fn under_the_lag_trigger_the_batch_window_is_the_state_window() {
+        let (pace, mut clock) = (pace(2, 50, 20), clock());
+        assert_eq!(clock.feed(&pace, lag(60), ms(10), 30).len(), 1);
+        assert_eq!(pace.batch_window(clock.0, 0), ms(50));
     }
 
     /// A burst of a coping edge (a stall: 150 ms in which the backlog peaks) among quick

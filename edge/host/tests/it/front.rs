@@ -273,6 +273,7 @@ async fn trickle(
 async fn an_overloaded_edge_stretches_its_window_and_takes_it_back() {
     let d = Deployment::new();
     let mut config = stretching(&d);
+    config.group_commit.overload_backlog_votes = 0; // the lag trigger instead
     config.group_commit.overload_lag_ms = 30;
     let edge = Running::start_with(&d, config).await;
     let metrics = Arc::clone(&edge.host.metrics);
@@ -361,10 +362,7 @@ async fn the_backlog_gauges_count_each_vote_until_it_is_answered() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backlog_stretches_the_window_and_a_lull_takes_it_back() {
     let d = Deployment::new();
-    let mut config = stretching(&d);
-    config.max_concurrent_requests = 1;
-    config.group_commit.overload_backlog_votes = 4;
-    let edge = Running::start_with(&d, config).await;
+    let edge = Running::start_with(&d, backlogged(&d)).await;
     let metrics = Arc::clone(&edge.host.metrics);
     let window = || window_now(&edge);
     edge.queue.slow_sends(Duration::from_millis(10));
@@ -381,6 +379,68 @@ async fn a_backlog_stretches_the_window_and_a_lull_takes_it_back() {
     assert!(statuses.iter().all(|&s| s == 202), "{statuses:?}");
     assert_eq!(edge.queue.votes().await.len(), statuses.len());
     edge.shutdown().await;
+}
+
+/// Once the backlog of an overloaded edge is gone, its windows are short at once, before a
+/// period of commits tells the state so: votes one at a time (no backlog) while the state is
+/// still overloaded open no stretched window. Otherwise every voter of that period would wait
+/// the long window on an edge that already keeps up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overloaded_edge_with_no_backlog_left_opens_short_windows() {
+    let d = Deployment::new();
+    let edge = Running::start_with(&d, backlogged(&d)).await;
+    let metrics = Arc::clone(&edge.host.metrics);
+    let window = || window_now(&edge);
+    let stretched_windows = || {
+        metrics
+            .group_commit_stretched_windows
+            .load(Ordering::Relaxed)
+    };
+    let mut statuses = Vec::new();
+    // The drain of the backlog can end a period that finds the edge caught up (its last
+    // commits see no backlog); then the check below cannot tell anything, and the edge is
+    // overloaded again. Bounded: at most 8 rounds.
+    let mut checked = false;
+    for _round in 0..8 {
+        edge.queue.slow_sends(Duration::from_millis(10));
+        let overloaded = || window() == "0.1";
+        let first = statuses.len();
+        statuses.extend(trickle(&d, &edge, first, 300, Duration::from_millis(5), overloaded).await);
+        assert!(overloaded(), "a backlog of votes never counted as overload");
+        edge.queue.slow_sends(Duration::ZERO);
+        // The trickle has returned: every vote answered, no backlog (the last of them waited
+        // stretched windows: the one instance holds each vote until its commit).
+        let before = stretched_windows();
+        if !overloaded() {
+            continue;
+        }
+        assert!(before > 0, "no window opened stretched while overloaded");
+        for i in 0..3 {
+            let n = statuses.len();
+            let token = d.token("open", &format!("t{n}"), now_secs() + 600);
+            let body = ballot("open", &token, "yes", i);
+            statuses.push(crate::http::vote(edge.addr, "open", &body).await.status);
+        }
+        assert_eq!(
+            stretched_windows(),
+            before,
+            "a vote with no backlog waited a stretched window"
+        );
+        checked = true;
+        break;
+    }
+    assert!(checked, "the edge caught up before every check");
+    assert!(statuses.iter().all(|&s| s == 202), "{statuses:?}");
+    assert_eq!(edge.queue.votes().await.len(), statuses.len());
+    edge.shutdown().await;
+}
+
+/// [`stretching`] with one instance and a backlog trigger of 4 votes (out at 2).
+fn backlogged(d: &Deployment) -> edgevote_edge_host::config::HostConfig {
+    let mut config = stretching(d);
+    config.max_concurrent_requests = 1;
+    config.group_commit.overload_backlog_votes = 4;
+    config
 }
 
 /// An edge whose group-commit window is 1 ms, stretched to 100 ms (well under
