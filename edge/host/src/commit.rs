@@ -191,13 +191,17 @@ async fn run(config: GroupCommitConfig, mut rx: mpsc::Receiver<Pending>, writer:
         let window = writer
             .pace
             .batch_window(std::time::Instant::now(), writer.metrics.vote_backlog());
-        if window > config.max_wait() {
+        let stretched = window > config.max_wait();
+        if stretched {
             writer
                 .metrics
                 .group_commit_stretched_windows
                 .fetch_add(1, Ordering::Relaxed);
         }
-        let (mut batch, next, late) = fill(first, &mut rx, &config, window).await;
+        // A stretched window closes once an arrival finds the backlog gone: the load fell,
+        // and its votes would wait for nothing.
+        let keep_open = || !stretched || writer.pace.backlog_lasts(writer.metrics.vote_backlog());
+        let (mut batch, next, late) = fill(first, &mut rx, &config, window, &keep_open).await;
         let closed = tokio::time::Instant::now();
         let Some((permit, next)) = top_up_until_free(&mut batch, next, &mut rx, &in_flight).await
         else {
@@ -222,14 +226,16 @@ async fn run(config: GroupCommitConfig, mut rx: mpsc::Receiver<Pending>, writer:
 /// A batch of waiting requests.
 type PendingBatch = Batch<EnvelopeReply, VoteReply>;
 
-/// Collects items after `first` until a bound is hit or `window` is over; returns the batch,
-/// the item that did not fit if any (it starts the next batch), and how late the window's
-/// timer fired (a starved task sees it late: part of the lag [`Pace`] watches).
+/// Collects items after `first` until a bound is hit, `window` is over or, after an arrival,
+/// `keep_open` says no; returns the batch, the item that did not fit if any (it starts the
+/// next batch), and how late the window's timer fired (a starved task sees it late: part of
+/// the lag [`Pace`] watches).
 async fn fill(
     first: Pending,
     rx: &mut mpsc::Receiver<Pending>,
     config: &GroupCommitConfig,
     window: Duration,
+    keep_open: &(dyn Fn() -> bool + Sync),
 ) -> (PendingBatch, Option<Pending>, Duration) {
     let deadline = tokio::time::Instant::now() + window;
     let mut batch = Batch::new(config.bounds());
@@ -253,6 +259,9 @@ async fn fill(
         };
         if let Err(carried) = batch.offer(next) {
             return (batch, Some(carried), Duration::ZERO);
+        }
+        if !keep_open() {
+            break;
         }
     }
     (batch, None, Duration::ZERO)
@@ -542,4 +551,53 @@ fn votes_in(body: &str) -> u64 {
             })
             .sum()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A component-sealed envelope waiting in group commit (its requester gone: nobody reads
+    /// the reply here).
+    fn envelope(n: usize) -> Pending {
+        let (reply, _) = oneshot::channel();
+        Item::Envelope {
+            line: format!("envelope-{n}"),
+            reply,
+        }
+    }
+
+    /// `first` and a channel holding `queued` more envelopes, its sender dropped.
+    fn arrivals(queued: usize) -> (Pending, mpsc::Receiver<Pending>) {
+        let (tx, rx) = mpsc::channel(queued.max(1));
+        for n in 1..=queued {
+            tx.try_send(envelope(n)).expect("room for every envelope");
+        }
+        (envelope(0), rx)
+    }
+
+    /// A window that `keep_open` says no to closes at the next arrival, long before its
+    /// minute is over; the rest stay for the next batch.
+    #[tokio::test]
+    async fn a_window_closes_at_the_first_arrival_that_finds_no_reason_to_stay_open() {
+        let config = GroupCommitConfig::default();
+        let (first, mut rx) = arrivals(3);
+        let minute = Duration::from_secs(60);
+        let (batch, carried, late) = fill(first, &mut rx, &config, minute, &|| false).await;
+        assert_eq!(
+            (batch.len(), carried.is_none(), late),
+            (2, true, Duration::ZERO)
+        );
+        assert_eq!(rx.len(), 2, "the other arrivals wait for the next batch");
+    }
+
+    /// A window that may stay open takes every arrival until the channel closes.
+    #[tokio::test]
+    async fn a_window_that_may_stay_open_takes_every_arrival() {
+        let config = GroupCommitConfig::default();
+        let (first, mut rx) = arrivals(3);
+        let minute = Duration::from_secs(60);
+        let (batch, carried, _) = fill(first, &mut rx, &config, minute, &|| true).await;
+        assert_eq!((batch.len(), carried.is_none()), (4, true));
+    }
 }

@@ -107,9 +107,9 @@ pub struct GroupCommitConfig {
     /// `max_wait_overloaded_ms` (its voters already wait longer, and fewer, fuller messages
     /// spend less of its CPU and fewer queue requests); it comes back after a quarter second
     /// in which most find less than half that backlog, or after a quarter second without
-    /// commits (see `pace.rs`). Meanwhile a window opens stretched only while the backlog is
-    /// still at least half of this, so voters do not wait the long window once the load has
-    /// fallen. 64 by default (measured on 2 cores: it stretches only past the knee, and
+    /// commits (see `pace.rs`). Meanwhile a window is stretched only while the backlog is
+    /// still at least half of this (checked as it opens and at each arrival), so voters do
+    /// not wait the long window once the load has fallen. 64 by default (measured on 2 cores: it stretches only past the knee, and
     /// halves the messages per vote there); 0 turns this trigger off.
     pub overload_backlog_votes: u64,
     /// The other trigger, used when `overload_backlog_votes` is 0: a group commit *lags* by

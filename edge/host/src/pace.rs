@@ -23,8 +23,10 @@
 //! window for its voters. An edge that finished no commit for a whole period is not
 //! overloaded, whatever it was before: the first votes after a lull get the short window.
 //! Under the backlog trigger, an overloaded edge also opens each stretched window only while
-//! its backlog is still at least half the trigger ([`Pace::batch_window`]), so that voters do
-//! not wait the long window during the period that tells the edge it has caught up.
+//! its backlog is still at least half the trigger ([`Pace::batch_window`]), and group commit
+//! closes an open one at the first arrival that finds it below ([`Pace::backlog_lasts`]), so
+//! that voters do not wait the long window during the period that tells the edge it has
+//! caught up.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -131,12 +133,22 @@ impl Pace {
     /// on an edge that already keeps up. The lag trigger has no present-tense measure, so
     /// its windows follow the state.
     pub fn batch_window(&self, now: Instant, backlog_votes: u64) -> Duration {
-        let window = self.window(now);
-        let still_behind = match self.trigger {
+        if self.backlog_lasts(backlog_votes) {
+            self.window(now)
+        } else {
+            self.normal
+        }
+    }
+
+    /// Whether a backlog of `backlog_votes` still warrants a stretched window, opening or
+    /// open (group commit closes an open one early when an arrival finds it gone): under the
+    /// backlog trigger, at least half the trigger; the lag trigger has no present-tense
+    /// measure, so always.
+    pub fn backlog_lasts(&self, backlog_votes: u64) -> bool {
+        match self.trigger {
             Trigger::BacklogVotes(enter) => backlog_votes >= (enter / 2).max(1),
             Trigger::Lag(_) => true,
-        };
-        if still_behind { window } else { self.normal }
+        }
     }
 
     /// Whether the edge counts as overloaded at `now` (never after a lull of a period).
