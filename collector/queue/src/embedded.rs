@@ -6,8 +6,10 @@
 //! - `dead`: sequence → dead-letter record;
 //! - `meta`: counters (next sequence number).
 //!
-//! Every call is one redb transaction; writes commit with `Durability::Immediate` (fsync), so
-//! a send that returned `Ok` survives a crash. A receipt handle is `seq.generation`: each
+//! Every change (send, receive, delete, visibility, dead letter) is applied by one writer
+//! thread (`writer.rs`), which commits the changes that waited together in one redb
+//! transaction with `Durability::Immediate` (one fsync) and answers each only then, so a
+//! send that returned `Ok` survives a crash. A receipt handle is `seq.generation`: each
 //! receive bumps the generation, so a consumer whose visibility ran out cannot delete a message
 //! someone else now holds.
 
@@ -49,10 +51,18 @@ fn default_max_receives() -> u32 {
     5
 }
 
+mod writer;
+
+use writer::{Change, Write, Writer};
+
 /// The durable on-disk queue.
 #[derive(Clone)]
 pub struct EmbeddedQueue {
+    /// Read transactions (stats, dead letters, whether anything is due).
     db: Arc<Database>,
+    /// Every change, committed by one thread (see `writer.rs`). Declared after `db`, so the
+    /// last handle's drop waits for the writer, and the file is closed when it returns.
+    writer: Arc<Writer>,
     notify: Arc<Notify>,
     max_receives: u32,
 }
@@ -128,18 +138,25 @@ impl EmbeddedQueue {
             });
         }
         create_parent(&config.path)?;
-        let db = db!("open", Database::create(&config.path))?;
-        let queue = EmbeddedQueue {
-            db: Arc::new(db),
+        let db = Arc::new(db!("open", Database::create(&config.path))?);
+        Self::init_tables(&db)?;
+        Ok(EmbeddedQueue {
+            writer: Arc::new(Writer::start(Arc::clone(&db))?),
+            db,
             notify: Arc::new(Notify::new()),
             max_receives: config.max_receives,
-        };
-        queue.init_tables()?;
-        Ok(queue)
+        })
     }
 
-    fn init_tables(&self) -> Result<(), QueueError> {
-        let txn = db!("open", self.db.begin_write())?;
+    /// Commits this queue's writer has made since it opened (each one fsync): changes that
+    /// wait for a commit under way share the next one, so under concurrency this is fewer
+    /// than the calls that changed the queue.
+    pub fn commits(&self) -> u64 {
+        self.writer.commits()
+    }
+
+    fn init_tables(db: &Database) -> Result<(), QueueError> {
+        let txn = db!("open", db.begin_write())?;
         {
             db!("open", txn.open_table(MESSAGES))?;
             db!("open", txn.open_table(READY))?;
@@ -169,117 +186,32 @@ impl EmbeddedQueue {
         Ok(due.next().is_some())
     }
 
-    fn try_receive(
-        db: &Database,
-        max: usize,
-        visibility: Duration,
-        max_receives: u32,
-    ) -> Result<Vec<Received>, QueueError> {
-        let now = now_ms();
-        // Nothing due: answer from a read transaction. A write transaction would wait for the
-        // senders' commits and then commit (an fsync) an unchanged queue, and four receivers
-        // woken by every send (or their 50 ms polls) mostly find nothing.
-        if !Self::anything_due(db, now)? {
-            return Ok(Vec::new());
-        }
-        let hidden_until = now.saturating_add(crate::millis(visibility));
-        let txn = db!("receive", db.begin_write())?;
-        let mut out = Vec::new();
-        {
-            let mut messages = db!("receive", txn.open_table(MESSAGES))?;
-            let mut ready = db!("receive", txn.open_table(READY))?;
-            let mut dead = db!("receive", txn.open_table(DEAD))?;
-            let due: Vec<(u64, u64)> = db!("receive", ready.range((0, 0)..=(now, u64::MAX)))?
-                .take(max.saturating_mul(4))
-                .map(|entry| entry.map(|(k, _)| k.value()))
-                .collect::<Result<_, _>>()
-                .map_err(|e| storage("receive")(e.into()))?;
-            if due.is_empty() {
-                // Taken by another receiver since the read: nothing to commit.
-                drop((messages, ready, dead));
-                db!("receive", txn.abort())?;
-                return Ok(out);
-            }
-            for (visible_at, seq) in due {
-                if out.len() == max {
-                    break;
-                }
-                db!("receive", ready.remove((visible_at, seq)))?;
-                let Some(record) = db!("receive", messages.get(seq))?.map(|v| v.value().to_vec())
-                else {
-                    continue;
-                };
-                let (mut header, body) = Header::decode(&record)?;
-                header.receive_count += 1;
-                if header.receive_count > max_receives {
-                    let letter = encode_dead(&header, "max_receives_exceeded", body);
-                    db!("receive", dead.insert(seq, letter.as_slice()))?;
-                    db!("receive", messages.remove(seq))?;
-                    tracing::warn!(
-                        seq,
-                        receive_count = header.receive_count,
-                        "queue message dead-lettered after max receives"
-                    );
-                    continue;
-                }
-                header.generation = header.generation.wrapping_add(1);
-                header.visible_at_ms = hidden_until;
-                db!(
-                    "receive",
-                    messages.insert(seq, header.encode(body).as_slice())
-                )?;
-                db!("receive", ready.insert((hidden_until, seq), ()))?;
-                out.push(Received {
-                    id: seq.to_string(),
-                    handle: format!("{seq}.{}", header.generation),
-                    body: String::from_utf8_lossy(body).into_owned(),
-                    receive_count: header.receive_count,
-                    sent_at_ms: header.sent_at_ms,
-                });
-            }
-        }
-        db!("receive", txn.commit())?;
-        Ok(out)
-    }
-
-    /// Applies `change` to each message whose handle is current, in one transaction.
-    fn update_handles(
-        db: &Database,
+    /// Parses every handle first: a malformed one refuses the whole call, which changes
+    /// nothing.
+    fn parse_handles(
         stage: &'static str,
         handles: &[String],
-        mut change: impl FnMut(u64, Header, &[u8], &mut MessageTables<'_>) -> Result<(), QueueError>,
-    ) -> Result<(), QueueError> {
-        let txn = db!(stage, db.begin_write())?;
-        {
-            let mut tables = MessageTables {
-                messages: db!(stage, txn.open_table(MESSAGES))?,
-                ready: db!(stage, txn.open_table(READY))?,
-                dead: db!(stage, txn.open_table(DEAD))?,
-            };
-            for handle in handles {
-                let (seq, generation) = parse_handle(stage, handle)?;
-                let Some(record) =
-                    db!(stage, tables.messages.get(seq))?.map(|v| v.value().to_vec())
-                else {
-                    continue; // already deleted
-                };
-                let (header, body) = Header::decode(&record)?;
-                if header.generation != generation {
-                    tracing::debug!(seq, "stale receipt handle ignored");
-                    continue;
-                }
-                db!(stage, tables.ready.remove((header.visible_at_ms, seq)))?;
-                change(seq, header, body, &mut tables)?;
-            }
-        }
-        db!(stage, txn.commit())
+    ) -> Result<Vec<(u64, u32)>, QueueError> {
+        handles.iter().map(|h| parse_handle(stage, h)).collect()
     }
-}
 
-struct MessageTables<'txn> {
-    messages: redb::Table<'txn, u64, &'static [u8]>,
-    ready: redb::Table<'txn, (u64, u64), ()>,
-    dead: redb::Table<'txn, u64, &'static [u8]>,
+    /// Applies `change` to each message whose handle is current, in one commit.
+    async fn update(
+        &self,
+        stage: &'static str,
+        handles: &[String],
+        change: Change,
+    ) -> Result<(), QueueError> {
+        let handles = Self::parse_handles(stage, handles)?;
+        self.writer
+            .write(stage, |reply| Write::Update {
+                stage,
+                handles,
+                change,
+                reply,
+            })
+            .await
+    }
 }
 
 fn parse_handle(stage: &'static str, handle: &str) -> Result<(u64, u32), QueueError> {
@@ -345,35 +277,8 @@ impl Queue for EmbeddedQueue {
     async fn send_batch(&self, bodies: Vec<String>) -> Result<Vec<String>, QueueError> {
         check_send(&bodies)?;
         let ids = self
-            .blocking("send", move |db| {
-                let now = now_ms();
-                let txn = db!("send", db.begin_write())?;
-                let mut ids = Vec::with_capacity(bodies.len());
-                {
-                    let mut meta = db!("send", txn.open_table(META))?;
-                    let mut messages = db!("send", txn.open_table(MESSAGES))?;
-                    let mut ready = db!("send", txn.open_table(READY))?;
-                    let mut seq = db!("send", meta.get(NEXT_SEQ))?.map_or(0, |v| v.value());
-                    for body in &bodies {
-                        let header = Header {
-                            sent_at_ms: now,
-                            visible_at_ms: now,
-                            receive_count: 0,
-                            generation: 0,
-                        };
-                        db!(
-                            "send",
-                            messages.insert(seq, header.encode(body.as_bytes()).as_slice())
-                        )?;
-                        db!("send", ready.insert((now, seq), ()))?;
-                        ids.push(seq.to_string());
-                        seq += 1;
-                    }
-                    db!("send", meta.insert(NEXT_SEQ, seq))?;
-                }
-                db!("send", txn.commit())?;
-                Ok(ids)
-            })
+            .writer
+            .write("send", |reply| Write::Send { bodies, reply })
             .await?;
         self.notify.notify_waiters();
         Ok(ids)
@@ -390,11 +295,24 @@ impl Queue for EmbeddedQueue {
         let max_receives = self.max_receives;
         loop {
             let notified = self.notify.notified();
-            let batch = self
-                .blocking("receive", move |db| {
-                    Self::try_receive(db, max, visibility, max_receives)
-                })
+            // Nothing due: answered from a read transaction. A change would wait for the
+            // writer's commit under way, and four receivers woken by every send (or their
+            // 50 ms polls) mostly find nothing.
+            let due = self
+                .blocking("receive", |db| Self::anything_due(db, now_ms()))
                 .await?;
+            let batch = if due {
+                self.writer
+                    .write("receive", |reply| Write::Receive {
+                        max,
+                        visibility,
+                        max_receives,
+                        reply,
+                    })
+                    .await?
+            } else {
+                Vec::new()
+            };
             let now = tokio::time::Instant::now();
             if !batch.is_empty() || now >= deadline {
                 return Ok(batch);
@@ -411,12 +329,7 @@ impl Queue for EmbeddedQueue {
                 detail: format!("{} handles, at most {}", handles.len(), crate::MAX_BATCH),
             });
         }
-        self.blocking("delete", move |db| {
-            Self::update_handles(db, "delete", &handles, |seq, _, _, t| {
-                db!("delete", t.messages.remove(seq)).map(drop)
-            })
-        })
-        .await
+        self.update("delete", &handles, Change::Delete).await
     }
 
     async fn change_visibility(
@@ -425,38 +338,19 @@ impl Queue for EmbeddedQueue {
         visibility: Duration,
     ) -> Result<(), QueueError> {
         crate::check_visibility("change_visibility", visibility)?;
-        self.blocking("change_visibility", move |db| {
-            let visible_at = now_ms().saturating_add(crate::millis(visibility));
-            Self::update_handles(
-                db,
-                "change_visibility",
-                &handles,
-                |seq, mut header, body, t| {
-                    header.visible_at_ms = visible_at;
-                    db!(
-                        "change_visibility",
-                        t.messages.insert(seq, header.encode(body).as_slice())
-                    )?;
-                    db!("change_visibility", t.ready.insert((visible_at, seq), ())).map(drop)
-                },
-            )
-        })
-        .await?;
+        let visible_at = now_ms().saturating_add(crate::millis(visibility));
+        self.update("change_visibility", &handles, Change::VisibleAt(visible_at))
+            .await?;
         self.notify.notify_waiters();
         Ok(())
     }
 
     async fn dead_letter(&self, message: &Received, reason: &str) -> Result<(), QueueError> {
-        let handles = vec![message.handle.clone()];
-        let reason = reason.to_owned();
-        self.blocking("dead_letter", move |db| {
-            Self::update_handles(db, "dead_letter", &handles, |seq, header, body, t| {
-                let letter = encode_dead(&header, &reason, body);
-                db!("dead_letter", t.dead.insert(seq, letter.as_slice()))?;
-                db!("dead_letter", t.messages.remove(seq)).map(drop)
-            })
-        })
-        .await
+        let change = Change::DeadLetter {
+            reason: reason.to_owned(),
+        };
+        self.update("dead_letter", std::slice::from_ref(&message.handle), change)
+            .await
     }
 
     async fn peek_dead_letters(&self, max: usize) -> Result<Vec<DeadLetter>, QueueError> {

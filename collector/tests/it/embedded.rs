@@ -375,6 +375,54 @@ fn a_bad_processing_config_is_refused_by_the_collector() {
     new(crate::fixture::processing()).expect("the test settings are valid");
 }
 
+/// Changes that wait for a commit under way share the next one (one fsync for many), and each
+/// is still its own: 40 concurrent sends and 10 concurrent deletes get distinct ids, every
+/// message is there, and the deleted ones are gone, after a reopen too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_changes_share_commits_and_each_is_made() {
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let config = EmbeddedQueueConfig {
+        path: dir.path().join("q.redb"),
+        max_receives: 5,
+    };
+    let queue = EmbeddedQueue::open(&config).unwrap();
+    let sends: Vec<_> = (0..40)
+        .map(|i| {
+            let queue = queue.clone();
+            tokio::spawn(async move { queue.send_batch(vec![format!("m{i}")]).await })
+        })
+        .collect();
+    let mut ids = std::collections::BTreeSet::new();
+    for send in sends {
+        ids.extend(send.await.unwrap().unwrap());
+    }
+    assert_eq!(ids.len(), 40, "every send got its own id");
+    let sent_in = queue.commits();
+    assert!(sent_in < 40, "40 concurrent sends took {sent_in} commits");
+    let hidden = Duration::from_secs(60);
+    let mut taken = Vec::new();
+    for _ in 0..4 {
+        taken.extend(queue.receive(10, Duration::ZERO, hidden).await.unwrap());
+    }
+    assert_eq!(taken.len(), 40);
+    let deletes: Vec<_> = taken
+        .chunks(4)
+        .map(|chunk| {
+            let queue = queue.clone();
+            let handles = chunk.iter().map(|m| m.handle.clone()).collect();
+            tokio::spawn(async move { queue.delete_batch(handles).await })
+        })
+        .collect();
+    for delete in deletes {
+        delete.await.unwrap().unwrap();
+    }
+    drop(queue);
+    let reopened = EmbeddedQueue::open(&config).expect("the last handle's drop closed the file");
+    let stats = reopened.stats().await.unwrap();
+    assert_eq!((stats.visible, stats.in_flight), (0, 0), "{stats:?}");
+}
+
 /// A receive that finds nothing due writes nothing (no commit, so no fsync): receivers woken by
 /// every send mostly find nothing, and each empty commit cost an fsync.
 #[tokio::test]
