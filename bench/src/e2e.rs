@@ -115,6 +115,11 @@ pub struct Step {
     /// milliseconds (bucket upper bound, `edgevote_edge_vote_seconds`): the ack latency less
     /// the network, the client's HTTP and the load generator's lateness.
     pub edge_vote_p99_ms: Option<f64>,
+    /// 99th percentile of a vote's time in group commit, hand-over to outcome, milliseconds
+    /// (bucket upper bound, `edgevote_edge_vote_commit_seconds`): per vote, where
+    /// `group_commit_p99_ms` is per message; what `edge_vote_p99_ms` has beyond it was spent
+    /// before group commit.
+    pub vote_commit_p99_ms: Option<f64>,
     /// Times an edge counted as overloaded and stretched its group-commit window
     /// (`edgevote_edge_group_commit_stretches_total`).
     pub window_stretches: f64,
@@ -411,6 +416,7 @@ impl Sent {
             queue_send_p99_ms: crate::scrape::p99_ms(&delta.queue_send),
             group_commit_p99_ms: crate::scrape::p99_ms(&delta.group_commit),
             edge_vote_p99_ms: crate::scrape::p99_ms(&delta.edge_vote),
+            vote_commit_p99_ms: crate::scrape::p99_ms(&delta.vote_commit),
             window_stretches: delta.window_stretches,
             drain_ms,
         }

@@ -47,6 +47,8 @@ pub struct Counters {
     pub group_commit: Buckets,
     /// The edges' vote request latency, head to answer (`edgevote_edge_vote_seconds`).
     pub edge_vote: Buckets,
+    /// The edges' per-vote time in group commit (`edgevote_edge_vote_commit_seconds`).
+    pub vote_commit: Buckets,
 }
 
 impl Counters {
@@ -64,6 +66,7 @@ impl Counters {
             queue_send: minus(&self.queue_send, &before.queue_send),
             group_commit: minus(&self.group_commit, &before.group_commit),
             edge_vote: minus(&self.edge_vote, &before.edge_vote),
+            vote_commit: minus(&self.vote_commit, &before.vote_commit),
         }
     }
 
@@ -146,6 +149,7 @@ pub async fn counters(stack: &StackInfo) -> Result<Counters, BenchError> {
     let mut queue_send = Buckets::default();
     let mut group_commit = Buckets::default();
     let mut edge_vote = Buckets::default();
+    let mut vote_commit = Buckets::default();
     for region in &stack.regions {
         for url in [&region.edge_url, &region.collector_url] {
             let text = metrics_text(url).await?;
@@ -160,6 +164,7 @@ pub async fn counters(stack: &StackInfo) -> Result<Counters, BenchError> {
             add(&mut queue_send, "edgevote_edge_queue_send_seconds");
             add(&mut group_commit, "edgevote_edge_group_commit_seconds");
             add(&mut edge_vote, "edgevote_edge_vote_seconds");
+            add(&mut vote_commit, "edgevote_edge_vote_commit_seconds");
         }
     }
     let get = |name: &str| all.get(name).copied().unwrap_or(0.0);
@@ -176,6 +181,7 @@ pub async fn counters(stack: &StackInfo) -> Result<Counters, BenchError> {
         queue_send,
         group_commit,
         edge_vote,
+        vote_commit,
     })
 }
 

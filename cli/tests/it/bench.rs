@@ -44,6 +44,7 @@ fn bench_quick_json_reports_every_stage() {
             "queue_send_p99_ms",
             "group_commit_p99_ms",
             "edge_vote_p99_ms",
+            "vote_commit_p99_ms",
         ] {
             assert!(
                 step[histogram].as_f64().unwrap() > 0.0,

@@ -72,6 +72,10 @@ pub struct Metrics {
     /// How long each group commit took from its first vote to its outcome: the longest any of
     /// its votes waited in group commit.
     pub group_commit_latency: LatencyHistogram,
+    /// How long each vote spent in group commit, from its hand-over to its outcome (window,
+    /// commit slot, sealing, queue send), whatever the outcome: per vote, so that the part of
+    /// [`Metrics::vote_latency`] before group commit can be told from the part in it.
+    pub vote_commit_latency: LatencyHistogram,
     /// Times the edge counted as overloaded and stretched its group-commit window.
     pub group_commit_stretches: AtomicU64,
     /// Group-commit windows that opened stretched (the edge overloaded and, under the backlog
@@ -165,6 +169,21 @@ counter_labels!(Discard {
 #[derive(Debug)]
 pub struct Counted<'m>(&'m AtomicU64);
 
+/// One vote in group commit: counted in [`Metrics::votes_in_group_commit`] and, when dropped
+/// (however it ends), its time there observed in [`Metrics::vote_commit_latency`].
+#[derive(Debug)]
+pub struct InGroupCommit<'m> {
+    _counted: Counted<'m>,
+    since: std::time::Instant,
+    latency: &'m LatencyHistogram,
+}
+
+impl Drop for InGroupCommit<'_> {
+    fn drop(&mut self) {
+        self.latency.observe(self.since.elapsed());
+    }
+}
+
 impl<'m> Counted<'m> {
     fn new(gauge: &'m AtomicU64) -> Self {
         gauge.fetch_add(1, Ordering::Relaxed);
@@ -184,9 +203,14 @@ impl Metrics {
         Counted::new(&self.votes_in_flight)
     }
 
-    /// Counts a vote in group commit until the guard is dropped.
-    pub fn commit_started(&self) -> Counted<'_> {
-        Counted::new(&self.votes_in_group_commit)
+    /// Counts a vote in group commit until the guard is dropped, and then observes how long
+    /// it was there.
+    pub fn commit_started(&self) -> InGroupCommit<'_> {
+        InGroupCommit {
+            _counted: Counted::new(&self.votes_in_group_commit),
+            since: std::time::Instant::now(),
+            latency: &self.vote_commit_latency,
+        }
     }
 
     /// The edge's backlog: vote requests in flight that have not reached group commit (they
@@ -473,6 +497,12 @@ impl Metrics {
             &mut out,
             "edgevote_edge_group_commit_seconds",
             "Time from a group commit's first vote to its outcome (window, commit slot, sealing, queue send): the longest wait of its votes before their receipts.",
+            &labels,
+        );
+        self.vote_commit_latency.render(
+            &mut out,
+            "edgevote_edge_vote_commit_seconds",
+            "Per vote, time from its hand-over to group commit to its outcome (window, commit slot, sealing, queue send), whatever the outcome: the part of edgevote_edge_vote_seconds spent in group commit.",
             &labels,
         );
         out
