@@ -109,8 +109,9 @@ pub struct GroupCommitConfig {
     /// in which most find less than half that backlog, or after a quarter second without
     /// commits (see `pace.rs`). Meanwhile a window is stretched only while the backlog is
     /// still at least half of this (checked as it opens and at each arrival), so voters do
-    /// not wait the long window once the load has fallen. 64 by default (measured on 2 cores: it stretches only past the knee, and
-    /// halves the messages per vote there); 0 turns this trigger off.
+    /// not wait the long window once the load has fallen. 64 by default (measured on 2
+    /// cores: it stretches only past the knee, and halves the messages per vote there); 0
+    /// turns this trigger off.
     pub overload_backlog_votes: u64,
     /// The other trigger, used when `overload_backlog_votes` is 0: a group commit *lags* by
     /// the time from its window's end to its outcome (the timer's lateness, the wait for a
