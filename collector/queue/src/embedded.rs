@@ -51,10 +51,6 @@ fn default_max_receives() -> u32 {
     5
 }
 
-mod writer;
-
-use writer::{Change, Write, Writer};
-
 /// The durable on-disk queue.
 #[derive(Clone)]
 pub struct EmbeddedQueue {
@@ -127,6 +123,11 @@ macro_rules! db {
         $e.map_err(|e| storage($stage)(e.into()))
     };
 }
+
+// Declared after `db!` so that the writer uses the same macro.
+mod writer;
+
+use writer::{Change, Write, Writer};
 
 impl EmbeddedQueue {
     /// Opens (or creates) the queue file.

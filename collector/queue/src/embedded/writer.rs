@@ -25,13 +25,6 @@ const MAX_WRITES_PER_COMMIT: usize = 64;
 /// Most changes waiting for the writer; beyond it callers wait for room.
 const WRITES_WAITING: usize = 1024;
 
-/// Converts any redb error type into [`QueueError`] for `stage`.
-macro_rules! db {
-    ($stage:expr, $e:expr) => {
-        $e.map_err(|e| storage($stage)(e.into()))
-    };
-}
-
 /// One change of the queue, with the caller waiting for its answer.
 pub(super) enum Write {
     /// Appends messages (visible at once); answers their ids.
