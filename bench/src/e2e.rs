@@ -65,6 +65,40 @@ pub struct Latency {
     pub max_ms: f64,
 }
 
+/// Per-vote 99th percentiles of the phases of group commit after the window, milliseconds
+/// (bucket upper bounds; `None` without observations or above 5 s).
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct CommitPhasesP99 {
+    /// Waiting for a commit slot.
+    pub slot: Option<f64>,
+    /// Sealing (token batch verification, envelope signature).
+    pub seal: Option<f64>,
+    /// Storing (queue send, or spill log).
+    pub store: Option<f64>,
+}
+
+impl CommitPhasesP99 {
+    /// The p99s of the phases' buckets, in [`crate::scrape::COMMIT_PHASES`] order.
+    fn of(phases: &[crate::scrape::Buckets; crate::scrape::COMMIT_PHASES.len()]) -> Self {
+        let [slot, seal, store] = phases;
+        CommitPhasesP99 {
+            slot: crate::scrape::p99_ms(slot),
+            seal: crate::scrape::p99_ms(seal),
+            store: crate::scrape::p99_ms(store),
+        }
+    }
+
+    /// `slot X, seal Y, store Z` with bucket bounds.
+    pub fn describe(&self) -> String {
+        format!(
+            "slot {}, seal {}, store {}",
+            crate::report::bucket_bound(self.slot),
+            crate::report::bucket_bound(self.seal),
+            crate::report::bucket_bound(self.store),
+        )
+    }
+}
+
 /// How late the load generator sent, milliseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
 pub struct SendLag {
@@ -120,6 +154,11 @@ pub struct Step {
     /// `group_commit_p99_ms` is per message; what `edge_vote_p99_ms` has beyond it was spent
     /// before group commit.
     pub vote_commit_p99_ms: Option<f64>,
+    /// 99th percentiles of a vote's time in group commit after its window closed, by phase
+    /// (waiting for a commit slot, sealing, storing), milliseconds (bucket upper bounds,
+    /// `edgevote_edge_vote_commit_phase_seconds`, observed per vote of each message): the
+    /// window itself is what `vote_commit_p99_ms` has beyond them.
+    pub commit_phase_p99_ms: CommitPhasesP99,
     /// Times an edge counted as overloaded and stretched its group-commit window
     /// (`edgevote_edge_group_commit_stretches_total`).
     pub window_stretches: f64,
@@ -417,6 +456,7 @@ impl Sent {
             group_commit_p99_ms: crate::scrape::p99_ms(&delta.group_commit),
             edge_vote_p99_ms: crate::scrape::p99_ms(&delta.edge_vote),
             vote_commit_p99_ms: crate::scrape::p99_ms(&delta.vote_commit),
+            commit_phase_p99_ms: CommitPhasesP99::of(&delta.commit_phases),
             window_stretches: delta.window_stretches,
             drain_ms,
         }

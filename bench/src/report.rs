@@ -277,7 +277,12 @@ fn targets(crypto: &CryptoLimit, e2e: &EndToEnd) -> Targets {
 /// A histogram quantile as the bucket bound it was read from: "<= 5 ms", or "-" when there is
 /// none (no observations, or above the last finite bound).
 pub(crate) fn bucket_bound(ms: Option<f64>) -> String {
-    ms.map_or_else(|| "-".to_owned(), |ms| format!("<= {ms} ms"))
+    // Rounded to 0.1 ms: a bound read back as seconds times 1000 (0.0075 s) can be off in
+    // its last bits.
+    ms.map_or_else(
+        || "-".to_owned(),
+        |ms| format!("<= {} ms", (ms * 10.0).round() / 10.0),
+    )
 }
 
 fn opt(value: Option<f64>, decimals: usize) -> String {
@@ -416,10 +421,11 @@ fn render_targets(out: &mut String, report: &Report) {
     let half = &report.e2e.half_load;
     let _ = writeln!(
         out,
-        "edges at half load (p99 ack {:.2} ms): vote p99 {} (head to answer; in group commit {}), queue send p99 {}, group commit p99 {} (first vote to outcome)",
+        "edges at half load (p99 ack {:.2} ms): vote p99 {} (head to answer; in group commit {}; after the window, per vote: {}), queue send p99 {}, group commit p99 {} (first vote to outcome)",
         half.latency.p99_ms,
         bucket_bound(half.edge_vote_p99_ms),
         bucket_bound(half.vote_commit_p99_ms),
+        half.commit_phase_p99_ms.describe(),
         bucket_bound(half.queue_send_p99_ms),
         bucket_bound(half.group_commit_p99_ms),
     );

@@ -140,7 +140,7 @@ async fn end_to_end(
             config.load.step_ms
         )),
         StepEvent::Done { index, step } => progress.note(&format!(
-            "    step {}: {} acked of {} at {:.0}/s, p99 {:.2} ms, {:.4} messages/vote, queue peak {:.0}, edges' p99: vote {} (in group commit {}), queue send {}, group commit {}, windows stretched {:.0}; sender late p99 {:.2} ms, max {:.2} ms",
+            "    step {}: {} acked of {} at {:.0}/s, p99 {:.2} ms, {:.4} messages/vote, queue peak {:.0}, edges' p99: vote {} (in group commit {}; after the window: {}), queue send {}, group commit {}, windows stretched {:.0}; sender late p99 {:.2} ms, max {:.2} ms",
             index + 1,
             step.acked,
             step.sent,
@@ -150,6 +150,7 @@ async fn end_to_end(
             step.peak_queue_depth,
             crate::report::bucket_bound(step.edge_vote_p99_ms),
             crate::report::bucket_bound(step.vote_commit_p99_ms),
+            step.commit_phase_p99_ms.describe(),
             crate::report::bucket_bound(step.queue_send_p99_ms),
             crate::report::bucket_bound(step.group_commit_p99_ms),
             step.window_stretches,

@@ -49,7 +49,14 @@ pub struct Counters {
     pub edge_vote: Buckets,
     /// The edges' per-vote time in group commit (`edgevote_edge_vote_commit_seconds`).
     pub vote_commit: Buckets,
+    /// The edges' per-vote time in group commit after the window closed, by phase (slot,
+    /// seal, store: `edgevote_edge_vote_commit_phase_seconds`).
+    pub commit_phases: [Buckets; COMMIT_PHASES.len()],
 }
+
+/// The `phase` labels of `edgevote_edge_vote_commit_phase_seconds`, in the order of
+/// [`Counters::commit_phases`].
+pub const COMMIT_PHASES: [&str; 3] = ["slot", "seal", "store"];
 
 impl Counters {
     /// What happened between `before` and `self`.
@@ -67,6 +74,9 @@ impl Counters {
             group_commit: minus(&self.group_commit, &before.group_commit),
             edge_vote: minus(&self.edge_vote, &before.edge_vote),
             vote_commit: minus(&self.vote_commit, &before.vote_commit),
+            commit_phases: std::array::from_fn(|i| {
+                minus(&self.commit_phases[i], &before.commit_phases[i])
+            }),
         }
     }
 
@@ -98,9 +108,18 @@ pub fn p99_ms(buckets: &Buckets) -> Option<f64> {
 /// The cumulative bucket counts of histogram `name` (its `_bucket` series) in a Prometheus
 /// text exposition, summed over every label but `le`; buckets it does not show stay 0.
 pub fn parse_buckets(text: &str, name: &str) -> Buckets {
+    parse_buckets_labelled(text, name, "")
+}
+
+/// [`parse_buckets`] of the series that carry `label` (`phase="slot"`; empty: every series).
+pub fn parse_buckets_labelled(text: &str, name: &str, label: &str) -> Buckets {
     let mut buckets = Buckets::default();
     let prefix = format!("{name}_bucket{{");
-    for line in text.lines().filter(|l| l.starts_with(&prefix)) {
+    let carries = |line: &str| label.is_empty() || line.split(['{', ',', '}']).any(|l| l == label);
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with(&prefix) && carries(l))
+    {
         let Some((series, value)) = line.rsplit_once(' ') else {
             continue;
         };
@@ -150,6 +169,7 @@ pub async fn counters(stack: &StackInfo) -> Result<Counters, BenchError> {
     let mut group_commit = Buckets::default();
     let mut edge_vote = Buckets::default();
     let mut vote_commit = Buckets::default();
+    let mut commit_phases = [Buckets::default(); COMMIT_PHASES.len()];
     for region in &stack.regions {
         for url in [&region.edge_url, &region.collector_url] {
             let text = metrics_text(url).await?;
@@ -165,6 +185,17 @@ pub async fn counters(stack: &StackInfo) -> Result<Counters, BenchError> {
             add(&mut group_commit, "edgevote_edge_group_commit_seconds");
             add(&mut edge_vote, "edgevote_edge_vote_seconds");
             add(&mut vote_commit, "edgevote_edge_vote_commit_seconds");
+            for (sum, phase) in commit_phases.iter_mut().zip(COMMIT_PHASES) {
+                let label = format!("phase=\"{phase}\"");
+                let phase_buckets = parse_buckets_labelled(
+                    &text,
+                    "edgevote_edge_vote_commit_phase_seconds",
+                    &label,
+                );
+                for (total, value) in sum.iter_mut().zip(phase_buckets) {
+                    *total += value;
+                }
+            }
         }
     }
     let get = |name: &str| all.get(name).copied().unwrap_or(0.0);
@@ -182,6 +213,7 @@ pub async fn counters(stack: &StackInfo) -> Result<Counters, BenchError> {
         group_commit,
         edge_vote,
         vote_commit,
+        commit_phases,
     })
 }
 
@@ -213,6 +245,23 @@ mod tests {
         assert_eq!(totals["b_seconds_count"], 2.5);
         assert_eq!(totals["c"], 1.0);
         assert_eq!(totals.len(), 3);
+    }
+
+    #[test]
+    fn labelled_buckets_take_only_the_series_with_that_label() {
+        let text = "h_seconds_bucket{region=\"r1\",phase=\"slot\",le=\"0.001\"} 5\n\
+                    h_seconds_bucket{region=\"r1\",phase=\"seal\",le=\"0.001\"} 7\n\
+                    h_seconds_bucket{region=\"r2\",phase=\"slot\",le=\"0.001\"} 1\n\
+                    h_seconds_bucket{region=\"r2\",phase=\"slotted\",le=\"0.001\"} 100\n";
+        assert_eq!(
+            parse_buckets_labelled(text, "h_seconds", "phase=\"slot\"")[1],
+            6.0
+        );
+        assert_eq!(
+            parse_buckets_labelled(text, "h_seconds", "phase=\"seal\"")[1],
+            7.0
+        );
+        assert_eq!(parse_buckets(text, "h_seconds")[1], 113.0);
     }
 
     #[test]

@@ -51,6 +51,13 @@ fn bench_quick_json_reports_every_stage() {
                 "{histogram}: {step}"
             );
         }
+        // Every vote went through each phase after its window, so each has a p99.
+        for phase in ["slot", "seal", "store"] {
+            assert!(
+                step["commit_phase_p99_ms"][phase].as_f64().unwrap() > 0.0,
+                "{phase}: {step}"
+            );
+        }
         let lag = &step["send_lag"];
         assert!(
             lag["max_ms"].as_f64().unwrap() >= lag["p99_ms"].as_f64().unwrap(),

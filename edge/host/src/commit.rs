@@ -27,7 +27,7 @@ use edgevote_shared::message;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::config::GroupCommitConfig;
-use crate::metrics::Metrics;
+use crate::metrics::{CommitPhase, Metrics};
 use crate::pace::{Observation, Pace, Shift};
 
 /// Commits in flight at once (one being written while the next batch fills).
@@ -208,6 +208,10 @@ async fn run(config: GroupCommitConfig, mut rx: mpsc::Receiver<Pending>, writer:
             break;
         };
         carry = next;
+        let slot_wait = closed.elapsed();
+        writer
+            .metrics
+            .observe_commit_phase(CommitPhase::Slot, slot_wait, batch.len());
         let writer = Arc::clone(&writer);
         tokio::spawn(async move {
             writer.write(batch).await;
@@ -335,9 +339,13 @@ impl Writer {
     }
 
     async fn write(&self, batch: PendingBatch) {
+        let batch_votes = batch.len();
+        let sealing = tokio::time::Instant::now();
         let Some(sealed) = self.seal(batch).await else {
             return;
         };
+        let metrics = &self.metrics;
+        metrics.observe_commit_phase(CommitPhase::Seal, sealing.elapsed(), batch_votes);
         let Sealed {
             lines,
             envelopes,
@@ -349,8 +357,10 @@ impl Writer {
         if lines.is_empty() {
             return;
         }
-        let vote_count = (envelopes.len() + votes.len()) as u64;
-        let outcome = self.store(&lines, vote_count).await;
+        let vote_count = envelopes.len() + votes.len();
+        let storing = tokio::time::Instant::now();
+        let outcome = self.store(&lines, vote_count as u64).await;
+        metrics.observe_commit_phase(CommitPhase::Store, storing.elapsed(), vote_count);
         for reply in envelopes {
             let _ = reply.send(outcome.clone());
         }

@@ -76,6 +76,11 @@ pub struct Metrics {
     /// commit slot, sealing, queue send), whatever the outcome: per vote, so that the part of
     /// [`Metrics::vote_latency`] before group commit can be told from the part in it.
     pub vote_commit_latency: LatencyHistogram,
+    /// Where votes waited in group commit after their window closed, by [`CommitPhase`]: each
+    /// message's wait observed once per vote it holds (the votes that joined it while it
+    /// waited for its slot waited less than that). The window itself is the rest of
+    /// [`Metrics::vote_commit_latency`].
+    pub vote_commit_phases: [LatencyHistogram; CommitPhase::COUNT],
     /// Times the edge counted as overloaded and stretched its group-commit window.
     pub group_commit_stretches: AtomicU64,
     /// Group-commit windows that opened stretched (the edge overloaded and, under the backlog
@@ -156,6 +161,36 @@ pub enum Discard {
     Deadline = 1,
     /// It served its quota of requests (a bound on slow leaks, not a fault).
     Quota = 2,
+}
+
+/// A part of a vote's time in group commit after its window closed
+/// ([`Metrics::vote_commit_phases`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitPhase {
+    /// Waiting for a commit slot (both in flight).
+    Slot = 0,
+    /// Sealing: the batch verification of handed tokens and the envelope's signature.
+    Seal = 1,
+    /// Storing: the queue send (or the spill log when the queue refused).
+    Store = 2,
+}
+
+counter_labels!(CommitPhase {
+    Slot => "slot",
+    Seal => "seal",
+    Store => "store",
+});
+
+impl Metrics {
+    /// Observes that the `votes` of one message waited `elapsed` in `phase`.
+    pub fn observe_commit_phase(
+        &self,
+        phase: CommitPhase,
+        elapsed: std::time::Duration,
+        votes: usize,
+    ) {
+        self.vote_commit_phases[phase as usize].observe_many(elapsed, votes as u64);
+    }
 }
 
 counter_labels!(Discard {
@@ -505,6 +540,16 @@ impl Metrics {
             "Per vote, time from its hand-over to group commit to its outcome (window, commit slot, sealing, queue send), whatever the outcome: the part of edgevote_edge_vote_seconds spent in group commit.",
             &labels,
         );
+        let name = "edgevote_edge_vote_commit_phase_seconds";
+        edgevote_shared::histogram::render_header(
+            &mut out,
+            name,
+            "Per vote, time its group commit spent after the window closed, by phase: waiting for a commit slot, sealing, storing (queue send or spill); observed once per vote of the message.",
+        );
+        for phase in CommitPhase::ALL {
+            let series_labels = format!("{labels},phase=\"{}\"", phase.label());
+            self.vote_commit_phases[phase as usize].render_series(&mut out, name, &series_labels);
+        }
         out
     }
 }
@@ -522,6 +567,12 @@ mod tests {
         for (i, discard) in Discard::ALL.iter().enumerate() {
             assert_eq!(*discard as usize, i, "{}", discard.label());
         }
-        assert_eq!((Stage::COUNT, Discard::COUNT), (3, 3));
+        for (i, phase) in CommitPhase::ALL.iter().enumerate() {
+            assert_eq!(*phase as usize, i, "{}", phase.label());
+        }
+        assert_eq!(
+            (Stage::COUNT, Discard::COUNT, CommitPhase::COUNT),
+            (3, 3, 3)
+        );
     }
 }

@@ -474,8 +474,8 @@ fn pace_period() -> Duration {
 }
 
 /// A slow queue shows in the edge's latency histograms: the send, the group commit that waited
-/// on it, the vote's time in group commit and the vote request that waited on that land above
-/// 100 ms, nothing below, and each counts once.
+/// on it, the vote's time in group commit (in its store phase) and the vote request that
+/// waited on that land above 100 ms, nothing below, and each counts once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_queue_send_shows_in_the_latency_histograms() {
     let d = Deployment::new();
@@ -504,6 +504,21 @@ async fn a_slow_queue_send_shows_in_the_latency_histograms() {
             "1",
             "{metrics}"
         );
+    }
+    // After the window the vote waited in the store phase (the send), not for a slot or in
+    // sealing; each phase counts the one vote once.
+    let phase = |phase: &str, le: &str| {
+        series(
+            &metrics,
+            "edgevote_edge_vote_commit_phase_seconds_bucket",
+            &format!("phase=\"{phase}\",le=\"{le}\""),
+        )
+    };
+    assert_eq!(phase("store", "0.1"), "0", "{metrics}");
+    assert_eq!(phase("store", "0.25"), "1", "{metrics}");
+    for quick in ["slot", "seal"] {
+        assert_eq!(phase(quick, "0.1"), "1", "{quick}: {metrics}");
+        assert_eq!(phase(quick, "+Inf"), "1", "{quick}: {metrics}");
     }
     edge.shutdown().await;
 }
