@@ -162,6 +162,10 @@ pub struct Step {
     /// Times an edge counted as overloaded and stretched its group-commit window
     /// (`edgevote_edge_group_commit_stretches_total`).
     pub window_stretches: f64,
+    /// Group-commit windows that opened stretched
+    /// (`edgevote_edge_group_commit_windows_stretched_total`): of `messages_per_vote`'s
+    /// messages, those that waited the long window.
+    pub stretched_windows: f64,
     /// Milliseconds from the last answer until the collectors had emptied the queues; `None`
     /// when they had not within the drain timeout.
     pub drain_ms: Option<u64>,
@@ -458,6 +462,7 @@ impl Sent {
             vote_commit_p99_ms: crate::scrape::p99_ms(&delta.vote_commit),
             commit_phase_p99_ms: CommitPhasesP99::of(&delta.commit_phases),
             window_stretches: delta.window_stretches,
+            stretched_windows: delta.stretched_windows,
             drain_ms,
         }
     }

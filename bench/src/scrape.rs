@@ -27,6 +27,9 @@ pub struct Counters {
     /// Times an edge stretched its group-commit window, overloaded
     /// (`edgevote_edge_group_commit_stretches_total`).
     pub window_stretches: f64,
+    /// Group-commit windows that opened stretched
+    /// (`edgevote_edge_group_commit_windows_stretched_total`): each is one queue message.
+    pub stretched_windows: f64,
     /// Queue messages the collectors received (`edgevote_collector_messages_received_total`).
     pub messages_received: f64,
     /// Ballots the collectors stored (`edgevote_collector_votes_stored_total`).
@@ -65,6 +68,7 @@ impl Counters {
             votes_committed: self.votes_committed - before.votes_committed,
             messages_sent: self.messages_sent - before.messages_sent,
             window_stretches: self.window_stretches - before.window_stretches,
+            stretched_windows: self.stretched_windows - before.stretched_windows,
             messages_received: self.messages_received - before.messages_received,
             votes_stored: self.votes_stored - before.votes_stored,
             votes_duplicate: self.votes_duplicate - before.votes_duplicate,
@@ -203,6 +207,7 @@ pub async fn counters(stack: &StackInfo) -> Result<Counters, BenchError> {
         votes_committed: get("edgevote_edge_votes_committed_total"),
         messages_sent: get("edgevote_edge_group_commits_total"),
         window_stretches: get("edgevote_edge_group_commit_stretches_total"),
+        stretched_windows: get("edgevote_edge_group_commit_windows_stretched_total"),
         messages_received: get("edgevote_collector_messages_received_total"),
         votes_stored: get("edgevote_collector_votes_stored_total"),
         votes_duplicate: get("edgevote_collector_votes_duplicate_total"),
