@@ -25,6 +25,10 @@ use crate::{BenchError, BoxError};
 
 /// Longest ack latency the histogram holds, microseconds (longer ones are clamped to it).
 const MAX_LATENCY_US: u64 = 120_000_000;
+/// The step at half the maximum rate sends this many times as long as a rising step: the
+/// p99 target is judged there, and a 99th percentile of a few thousand votes moves by tens of
+/// milliseconds between runs with one stall more or less.
+const HALF_LOAD_STEP_FACTOR: u64 = 3;
 /// How often the queue depth is sampled during a step.
 const DEPTH_SAMPLE_MS: u64 = 200;
 
@@ -211,7 +215,7 @@ pub struct EndToEnd {
 }
 
 /// The load at rising rates until the stack saturates (or `max_steps`), then a step at half
-/// the maximum rate reached. `on_step` hears of each step before it starts ("offered rate")
+/// the maximum rate reached, [`HALF_LOAD_STEP_FACTOR`] times as long. `on_step` hears of each step before it starts ("offered rate")
 /// and after it ends.
 pub async fn rising_load(
     target: &Target<'_>,
@@ -221,8 +225,13 @@ pub async fn rising_load(
     let mut steps = Vec::new();
     let mut rate = f64::from(config.start_rate.max(1));
     for index in 0..config.max_steps.max(1) {
-        on_step(StepEvent::Starting { index, rate });
-        let step = run_step(target, config, rate, index as u64).await?;
+        let step_ms = config.step_ms;
+        on_step(StepEvent::Starting {
+            index,
+            rate,
+            step_ms,
+        });
+        let step = run_step(target, config, rate, step_ms, index as u64).await?;
         on_step(StepEvent::Done { index, step: &step });
         let kept_up = step.kept_up(config);
         steps.push(step);
@@ -239,8 +248,13 @@ pub async fn rising_load(
         .unwrap_or((0, 0.0));
     let index = steps.len();
     let half = (max_rate / 2.0).max(1.0);
-    on_step(StepEvent::Starting { index, rate: half });
-    let half_load = run_step(target, config, half, index as u64).await?;
+    let half_step_ms = config.step_ms.saturating_mul(HALF_LOAD_STEP_FACTOR);
+    on_step(StepEvent::Starting {
+        index,
+        rate: half,
+        step_ms: half_step_ms,
+    });
+    let half_load = run_step(target, config, half, half_step_ms, index as u64).await?;
     on_step(StepEvent::Done {
         index,
         step: &half_load,
@@ -263,6 +277,8 @@ pub enum StepEvent<'a> {
         index: usize,
         /// Votes per second offered.
         rate: f64,
+        /// For how long, milliseconds.
+        step_ms: u64,
     },
     /// Step `index` ended.
     Done {
@@ -273,15 +289,16 @@ pub enum StepEvent<'a> {
     },
 }
 
-/// One step: `rate` votes/s for `config.step_ms`, then the wait for the queues to empty.
+/// One step: `rate` votes/s for `step_ms`, then the wait for the queues to empty.
 /// `run` makes this step's voters and nonces distinct from every other step's and run's.
 async fn run_step(
     target: &Target<'_>,
     config: &OpenLoopConfig,
     rate: f64,
+    step_ms: u64,
     run: u64,
 ) -> Result<Step, BenchError> {
-    let votes = ((rate * config.step_ms as f64 / 1000.0).ceil() as u64).max(1);
+    let votes = ((rate * step_ms as f64 / 1000.0).ceil() as u64).max(1);
     let bodies = ballots(target, votes, run)?;
     let before = counters(target.stack).await?;
     let watch = Stopwatch::start();

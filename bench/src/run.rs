@@ -134,10 +134,13 @@ async fn end_to_end(
 ) -> Result<(e2e::EndToEnd, String, usize), BenchError> {
     let on_step = |event: StepEvent<'_>| {
         match event {
-        StepEvent::Starting { index, rate } => progress.note(&format!(
-            "(d) step {}: {rate:.0} votes/s for {} ms (open loop) ...",
+        StepEvent::Starting {
+            index,
+            rate,
+            step_ms,
+        } => progress.note(&format!(
+            "(d) step {}: {rate:.0} votes/s for {step_ms} ms (open loop) ...",
             index + 1,
-            config.load.step_ms
         )),
         StepEvent::Done { index, step } => progress.note(&format!(
             "    step {}: {} acked of {} at {:.0}/s, p99 {:.2} ms, {:.4} messages/vote, queue peak {:.0}, edges' p99: vote {} (in group commit {}; after the window: {}), queue send {}, group commit {}, edges overloaded {:.0} times, {:.0} windows stretched; sender late p99 {:.2} ms, max {:.2} ms",
