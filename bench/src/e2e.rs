@@ -215,8 +215,8 @@ pub struct EndToEnd {
 }
 
 /// The load at rising rates until the stack saturates (or `max_steps`), then a step at half
-/// the maximum rate reached, [`HALF_LOAD_STEP_FACTOR`] times as long. `on_step` hears of each step before it starts ("offered rate")
-/// and after it ends.
+/// the maximum rate reached, [`HALF_LOAD_STEP_FACTOR`] times as long. `on_step` hears of each
+/// step before it starts ("offered rate") and after it ends.
 pub async fn rising_load(
     target: &Target<'_>,
     config: &OpenLoopConfig,

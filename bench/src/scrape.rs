@@ -180,25 +180,20 @@ pub async fn counters(stack: &StackInfo) -> Result<Counters, BenchError> {
             for (name, value) in parse_totals(&text) {
                 *all.entry(name).or_insert(0.0) += value;
             }
-            let add = |sum: &mut Buckets, name| {
-                for (total, value) in sum.iter_mut().zip(parse_buckets(&text, name)) {
+            // Adds the series of histogram `name` that carry `label` (empty: all of them).
+            let add = |sum: &mut Buckets, name, label: &str| {
+                let buckets = parse_buckets_labelled(&text, name, label);
+                for (total, value) in sum.iter_mut().zip(buckets) {
                     *total += value;
                 }
             };
-            add(&mut queue_send, "edgevote_edge_queue_send_seconds");
-            add(&mut group_commit, "edgevote_edge_group_commit_seconds");
-            add(&mut edge_vote, "edgevote_edge_vote_seconds");
-            add(&mut vote_commit, "edgevote_edge_vote_commit_seconds");
+            add(&mut queue_send, "edgevote_edge_queue_send_seconds", "");
+            add(&mut group_commit, "edgevote_edge_group_commit_seconds", "");
+            add(&mut edge_vote, "edgevote_edge_vote_seconds", "");
+            add(&mut vote_commit, "edgevote_edge_vote_commit_seconds", "");
             for (sum, phase) in commit_phases.iter_mut().zip(COMMIT_PHASES) {
                 let label = format!("phase=\"{phase}\"");
-                let phase_buckets = parse_buckets_labelled(
-                    &text,
-                    "edgevote_edge_vote_commit_phase_seconds",
-                    &label,
-                );
-                for (total, value) in sum.iter_mut().zip(phase_buckets) {
-                    *total += value;
-                }
+                add(sum, "edgevote_edge_vote_commit_phase_seconds", &label);
             }
         }
     }

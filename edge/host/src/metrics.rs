@@ -181,18 +181,6 @@ counter_labels!(CommitPhase {
     Store => "store",
 });
 
-impl Metrics {
-    /// Observes that the `votes` of one message waited `elapsed` in `phase`.
-    pub fn observe_commit_phase(
-        &self,
-        phase: CommitPhase,
-        elapsed: std::time::Duration,
-        votes: usize,
-    ) {
-        self.vote_commit_phases[phase as usize].observe_many(elapsed, votes as u64);
-    }
-}
-
 counter_labels!(Discard {
     Trap => "trap",
     Deadline => "deadline",
@@ -253,6 +241,16 @@ impl Metrics {
     pub fn vote_backlog(&self) -> u64 {
         let in_flight = self.votes_in_flight.load(Ordering::Relaxed);
         in_flight.saturating_sub(self.votes_in_group_commit.load(Ordering::Relaxed))
+    }
+
+    /// Observes that the `votes` of one message waited `elapsed` in `phase`.
+    pub fn observe_commit_phase(
+        &self,
+        phase: CommitPhase,
+        elapsed: std::time::Duration,
+        votes: usize,
+    ) {
+        self.vote_commit_phases[phase as usize].observe_many(elapsed, votes as u64);
     }
 
     /// Records the group-commit window in use from now on.
