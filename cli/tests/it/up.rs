@@ -15,6 +15,12 @@ fn up_then_load_reconciles_in_every_region() {
     // After the banner, so after the election was created: start_up may first wait for the
     // component's build (under the lock shared by parallel tests).
     let started = std::time::Instant::now();
+    let slots_at_start = descriptor_slots(up.id());
+    let wanted = open_files_soft_limit(up.id()).min(10_000 + 256);
+    assert!(
+        slots_at_start >= wanted,
+        "the edges grew the descriptor table for their connection cap at start: {slots_at_start} < {wanted}"
+    );
 
     let load = edgevote(
         dir.path(),
@@ -33,6 +39,11 @@ fn up_then_load_reconciles_in_every_region() {
         "{report}"
     );
     assert_eq!(report.matches("  OK").count(), 3, "{report}");
+    assert_eq!(
+        descriptor_slots(up.id()),
+        slots_at_start,
+        "the load's connections never made the kernel grow the descriptor table (a stall each time)"
+    );
 
     // The results page, rendered by headless Chromium, shows the final tally.
     let stack: serde_json::Value =
@@ -515,6 +526,26 @@ pub fn start_up(
     assert_eq!(banner.matches(" edge http://").count(), 3, "{banner}");
     std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
     up
+}
+
+/// The slots of a process's descriptor table (`FDSize:` in its `/proc` status).
+fn descriptor_slots(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find_map(|l| l.strip_prefix("FDSize:"));
+    line.expect("an FDSize line").trim().parse().unwrap()
+}
+
+/// A process's soft limit on open files (`/proc/<pid>/limits`).
+fn open_files_soft_limit(pid: u32) -> u64 {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find_map(|l| l.strip_prefix("Max open files"));
+    let soft = line
+        .expect("a Max open files line")
+        .split_whitespace()
+        .next();
+    soft.map_or(u64::MAX, |s| s.parse().unwrap_or(u64::MAX))
 }
 
 /// Stops `edgevote up` with SIGTERM and checks it exits cleanly.

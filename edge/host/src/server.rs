@@ -295,9 +295,17 @@ fn count_protocol_error(host: &EdgeHost, protocol: Protocol, error: &hyper::Erro
     }
 }
 
-/// Lets `max_connections` clients connect before `accept` runs out of files (see [`accept`]).
-fn raise_open_files_limit(max_connections: usize) {
+/// Lets `max_connections` clients connect before `accept` runs out of files, and grows the
+/// descriptor table for them now rather than under load (see [`accept`]).
+fn prepare_descriptors(listener: &tokio::net::TcpListener, max_connections: usize) {
     let wanted = max_connections as u64 + accept::RESERVED_FDS;
+    raise_open_files_limit(max_connections, wanted);
+    if let Err(e) = accept::reserve_descriptor_table(listener, wanted) {
+        tracing::warn!(stage = "accept", error = %e, "could not grow the descriptor table; it grows under load instead");
+    }
+}
+
+fn raise_open_files_limit(max_connections: usize, wanted: u64) {
     match accept::raise_open_files_limit(wanted) {
         Ok(soft) if soft < wanted => tracing::warn!(
             stage = "accept",
@@ -403,7 +411,7 @@ pub async fn serve(
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let protocols = Arc::new(Protocols::new(&host.http));
     tokio::pin!(shutdown);
-    raise_open_files_limit(host.http.max_connections);
+    prepare_descriptors(&listener, host.http.max_connections);
     let connections = Arc::new(Semaphore::new(host.http.max_connections));
     let mut backoff = accept::Backoff::default();
     loop {
