@@ -21,6 +21,7 @@ use tokio::time::Instant;
 
 use crate::cpu::Stopwatch;
 use crate::scrape::{Counters, counters};
+use crate::stalls::{Stalls, WindowedLatency};
 use crate::{BenchError, BoxError};
 
 /// Longest ack latency the histogram holds, microseconds (longer ones are clamped to it).
@@ -133,6 +134,9 @@ pub struct Step {
     /// milliseconds): it shares the CPU with the stack when that runs in this process, so a
     /// stall of the whole process shows here, one of the stack only in `latency`.
     pub send_lag: SendLag,
+    /// The step's stretches of slow answers: its [`crate::stalls::WINDOW_MS`] windows of
+    /// scheduled time whose median ack latency was high, and the worst one.
+    pub stalls: Stalls,
     /// CPU seconds of this process per acknowledged vote, from the first send until the
     /// collectors emptied the queues (the whole stack and the load generator), when the
     /// stack runs in this process.
@@ -403,8 +407,8 @@ impl Pool {
 
 /// How one vote ended.
 enum Answer {
-    /// 202, after this many microseconds from its scheduled time.
-    Acked(u64),
+    /// 202, after `latency_us` from its scheduled time, `scheduled_ms` after the step's start.
+    Acked { latency_us: u64, scheduled_ms: u64 },
     /// Another status than 202 or 503.
     Refused,
     /// 503, a transport error or no answer in time.
@@ -417,6 +421,8 @@ struct Sent {
     /// Microseconds from each vote's scheduled time to its send (the in-flight bound's wait
     /// included).
     lag: Histogram<u64>,
+    /// The ack latencies by window of scheduled time ([`crate::stalls`]).
+    windows: WindowedLatency,
     sent: u64,
     refused: u64,
     failed: u64,
@@ -426,9 +432,14 @@ struct Sent {
 impl Sent {
     fn record(&mut self, answer: Answer) {
         match answer {
-            Answer::Acked(us) => self
-                .histogram
-                .saturating_record(us.clamp(1, MAX_LATENCY_US)),
+            Answer::Acked {
+                latency_us,
+                scheduled_ms,
+            } => {
+                let latency_us = latency_us.clamp(1, MAX_LATENCY_US);
+                self.histogram.saturating_record(latency_us);
+                self.windows.record(scheduled_ms, latency_us);
+            }
             Answer::Refused => self.refused += 1,
             Answer::Failed => self.failed += 1,
         }
@@ -469,6 +480,7 @@ impl Sent {
             achieved_rate: acked as f64 / self.elapsed.as_secs_f64().max(1e-9),
             latency: self.latency(),
             send_lag: self.send_lag(),
+            stalls: self.windows.stalls(),
             cpu_secs_per_vote: cpu_secs.map(|cpu| cpu / acked.max(1) as f64),
             messages_per_vote: delta.messages_sent / delta.votes_committed.max(1.0),
             store_writes_per_vote: delta.store_writes / delta.votes_stored.max(1.0),
@@ -541,6 +553,7 @@ async fn send_from_here(
     let mut sent = Sent {
         histogram: histogram(),
         lag: histogram(),
+        windows: WindowedLatency::default(),
         sent: 0,
         refused: 0,
         failed: 0,
@@ -559,7 +572,10 @@ async fn send_from_here(
         let pool = Arc::clone(&pools[i % pools.len().max(1)]);
         tasks.spawn(async move {
             let answer = match tokio::time::timeout(timeout, pool.post(body)).await {
-                Ok(Ok(202)) => Answer::Acked(scheduled.elapsed().as_micros() as u64),
+                Ok(Ok(202)) => Answer::Acked {
+                    latency_us: scheduled.elapsed().as_micros() as u64,
+                    scheduled_ms: (scheduled - start).as_millis() as u64,
+                },
                 Ok(Ok(503)) | Ok(Err(_)) | Err(_) => Answer::Failed,
                 Ok(Ok(_)) => Answer::Refused,
             };

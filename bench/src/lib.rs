@@ -25,6 +25,7 @@ pub mod handler;
 pub mod report;
 pub mod run;
 pub mod scrape;
+pub mod stalls;
 
 use std::path::PathBuf;
 

@@ -62,6 +62,13 @@ fn bench_quick_json_reports_every_stage() {
                 "{phase}: {step}"
             );
         }
+        // The step's windows of scheduled time: the worst judged one has a median.
+        let stalls = &step["stalls"];
+        let judged = stalls["windows"].as_u64().unwrap();
+        assert!(stalls["slow_windows"].as_u64().unwrap() <= judged, "{step}");
+        if judged > 0 {
+            assert!(stalls["worst_median_ms"].as_f64().unwrap() > 0.0, "{step}");
+        }
         let lag = &step["send_lag"];
         assert!(
             lag["max_ms"].as_f64().unwrap() >= lag["p99_ms"].as_f64().unwrap(),
