@@ -92,7 +92,7 @@ mod tests {
     use super::*;
 
     /// A step of `seconds` at 200 votes/s (20 per window), every vote answered in `fast_us`
-    /// but those scheduled in `[stall_from_ms, stall_to_ms)`, answered in `slow_us`.
+    /// but those scheduled from `stall.0` (inclusive) to `stall.1` ms, answered in `slow_us`.
     fn step(seconds: u64, fast_us: u64, stall: (u64, u64), slow_us: u64) -> WindowedLatency {
         let mut windows = WindowedLatency::default();
         for vote in 0..seconds * 200 {
