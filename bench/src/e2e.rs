@@ -70,10 +70,13 @@ pub struct Latency {
     pub max_ms: f64,
 }
 
-/// Per-vote 99th percentiles of the phases of group commit after the window, milliseconds
-/// (bucket upper bounds; `None` without observations or above 5 s).
+/// Per-vote 99th percentiles of the phases of group commit past the window's deadline,
+/// milliseconds (bucket upper bounds; `None` without observations or above 5 s).
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
 pub struct CommitPhasesP99 {
+    /// The window closing after its deadline (the committer resumed late; tokio's timer has a
+    /// 1 ms resolution, so up to 1 ms is normal).
+    pub late: Option<f64>,
     /// Waiting for a commit slot.
     pub slot: Option<f64>,
     /// Sealing (token batch verification, envelope signature).
@@ -85,18 +88,20 @@ pub struct CommitPhasesP99 {
 impl CommitPhasesP99 {
     /// The p99s of the phases' buckets, in [`crate::scrape::COMMIT_PHASES`] order.
     fn of(phases: &[crate::scrape::Buckets; crate::scrape::COMMIT_PHASES.len()]) -> Self {
-        let [slot, seal, store] = phases;
+        let [late, slot, seal, store] = phases;
         CommitPhasesP99 {
+            late: crate::scrape::p99_ms(late),
             slot: crate::scrape::p99_ms(slot),
             seal: crate::scrape::p99_ms(seal),
             store: crate::scrape::p99_ms(store),
         }
     }
 
-    /// `slot X, seal Y, store Z` with bucket bounds.
+    /// `late W, slot X, seal Y, store Z` with bucket bounds.
     pub fn describe(&self) -> String {
         format!(
-            "slot {}, seal {}, store {}",
+            "late {}, slot {}, seal {}, store {}",
+            crate::report::bucket_bound(self.late),
             crate::report::bucket_bound(self.slot),
             crate::report::bucket_bound(self.seal),
             crate::report::bucket_bound(self.store),

@@ -421,7 +421,7 @@ fn render_targets(out: &mut String, report: &Report) {
     let half = &report.e2e.half_load;
     let _ = writeln!(
         out,
-        "edges at half load (p99 ack {:.2} ms): vote p99 {} (head to answer; in group commit {}; after the window, per vote: {}), queue send p99 {}, group commit p99 {} (first vote to outcome)",
+        "edges at half load (p99 ack {:.2} ms): vote p99 {} (head to answer; in group commit {}; past the window's deadline, per vote: {}), queue send p99 {}, group commit p99 {} (first vote to outcome)",
         half.latency.p99_ms,
         bucket_bound(half.edge_vote_p99_ms),
         bucket_bound(half.vote_commit_p99_ms),

@@ -143,7 +143,7 @@ async fn end_to_end(
             index + 1,
         )),
         StepEvent::Done { index, step } => progress.note(&format!(
-            "    step {}: {} acked of {} at {:.0}/s, p99 {:.2} ms, {:.4} messages/vote, queue peak {:.0}, edges' p99: vote {} (in group commit {}; after the window: {}), queue send {}, group commit {}, edges overloaded {:.0} times, {:.0} windows stretched; sender late p99 {:.2} ms, max {:.2} ms; {}",
+            "    step {}: {} acked of {} at {:.0}/s, p99 {:.2} ms, {:.4} messages/vote, queue peak {:.0}, edges' p99: vote {} (in group commit {}; past the window's deadline: {}), queue send {}, group commit {}, edges overloaded {:.0} times, {:.0} windows stretched; sender late p99 {:.2} ms, max {:.2} ms; {}",
             index + 1,
             step.acked,
             step.sent,

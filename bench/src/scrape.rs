@@ -52,14 +52,14 @@ pub struct Counters {
     pub edge_vote: Buckets,
     /// The edges' per-vote time in group commit (`edgevote_edge_vote_commit_seconds`).
     pub vote_commit: Buckets,
-    /// The edges' per-vote time in group commit after the window closed, by phase (slot,
-    /// seal, store: `edgevote_edge_vote_commit_phase_seconds`).
+    /// The edges' per-vote time in group commit past the window's deadline, by phase (late,
+    /// slot, seal, store: `edgevote_edge_vote_commit_phase_seconds`).
     pub commit_phases: [Buckets; COMMIT_PHASES.len()],
 }
 
 /// The `phase` labels of `edgevote_edge_vote_commit_phase_seconds`, in the order of
 /// [`Counters::commit_phases`].
-pub const COMMIT_PHASES: [&str; 3] = ["slot", "seal", "store"];
+pub const COMMIT_PHASES: [&str; 4] = ["late", "slot", "seal", "store"];
 
 impl Counters {
     /// What happened between `before` and `self`.

@@ -84,6 +84,9 @@ pub enum StartError {
     /// wasmtime could not load the component.
     #[error("loading the component: {0:#}")]
     Component(anyhow::Error),
+    /// The group-commit thread could not start.
+    #[error("starting group commit: {0}")]
+    Committer(std::io::Error),
 }
 
 /// A running edge host's shared state.
@@ -311,13 +314,14 @@ pub async fn start_with_queue(
         &metrics,
     )?);
     let spill = open_spill(config)?;
-    let (committer, _commit_task) = Committer::start(
+    let committer = Committer::start(
         config.group_commit.clone(),
         Arc::clone(&queue),
         spill.clone(),
         Arc::clone(&sealer),
         Arc::clone(&metrics),
-    );
+    )
+    .map_err(StartError::Committer)?;
     let prescreen = (config.sealing == SealingMode::Host).then(|| {
         Edge::with_sealing(
             elections.clone(),

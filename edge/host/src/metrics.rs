@@ -76,10 +76,10 @@ pub struct Metrics {
     /// commit slot, sealing, queue send), whatever the outcome: per vote, so that the part of
     /// [`Metrics::vote_latency`] before group commit can be told from the part in it.
     pub vote_commit_latency: LatencyHistogram,
-    /// Where votes waited in group commit after their window closed, by [`CommitPhase`]: each
-    /// message's wait observed once per vote it holds (the votes that joined it while it
-    /// waited for its slot waited less than that). The window itself is the rest of
-    /// [`Metrics::vote_commit_latency`].
+    /// Where votes waited in group commit past their window's deadline, by [`CommitPhase`]:
+    /// each message's wait observed once per vote it holds (the votes that joined it while it
+    /// waited for its slot waited less than that). The window itself, up to its deadline, is
+    /// the rest of [`Metrics::vote_commit_latency`].
     pub vote_commit_phases: [LatencyHistogram; CommitPhase::COUNT],
     /// Times the edge counted as overloaded and stretched its group-commit window.
     pub group_commit_stretches: AtomicU64,
@@ -163,7 +163,7 @@ pub enum Discard {
     Quota = 2,
 }
 
-/// A part of a vote's time in group commit after its window closed
+/// A part of a vote's time in group commit past its window's deadline
 /// ([`Metrics::vote_commit_phases`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CommitPhase {
@@ -173,12 +173,17 @@ pub enum CommitPhase {
     Seal = 1,
     /// Storing: the queue send (or the spill log when the queue refused).
     Store = 2,
+    /// How late the window closed after its deadline: the committer's task resumed late (its
+    /// runtime's workers were busy or blocked). Zero for a window closed by a full message or
+    /// a backlog gone, before its deadline.
+    Late = 3,
 }
 
 counter_labels!(CommitPhase {
     Slot => "slot",
     Seal => "seal",
     Store => "store",
+    Late => "late",
 });
 
 counter_labels!(Discard {
@@ -542,7 +547,7 @@ impl Metrics {
         edgevote_shared::histogram::render_header(
             &mut out,
             name,
-            "Per vote, time its group commit spent after the window closed, by phase: waiting for a commit slot, sealing, storing (queue send or spill); observed once per vote of the message.",
+            "Per vote, time its group commit spent past its window's deadline, by phase: the window closing late (the committer resumed late), waiting for a commit slot, sealing, storing (queue send or spill); observed once per vote of the message.",
         );
         for phase in CommitPhase::ALL {
             let series_labels = format!("{labels},phase=\"{}\"", phase.label());
@@ -570,7 +575,7 @@ mod tests {
         }
         assert_eq!(
             (Stage::COUNT, Discard::COUNT, CommitPhase::COUNT),
-            (3, 3, 3)
+            (3, 3, 4)
         );
     }
 }
