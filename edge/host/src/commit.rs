@@ -100,7 +100,7 @@ impl Committer {
     /// worker gets to it: under load its windows closed 10 to 35 ms late at p99 (the `late`
     /// phase of `edgevote_edge_vote_commit_phase_seconds`). Its own single-threaded runtime
     /// sleeps in the kernel until the deadline, and the sealing and sends it starts run there.
-    pub fn start(
+    pub async fn start(
         config: GroupCommitConfig,
         queue: Arc<dyn Queue>,
         spill: Option<Arc<EmbeddedQueue>>,
@@ -122,13 +122,27 @@ impl Committer {
             metrics,
             pace,
         };
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .thread_name("edgevote-commit")
-            .build()?;
+        // The runtime is built and dropped on its thread: dropping one inside the host's
+        // runtime (a failed spawn would) panics.
+        let (built, ready) = oneshot::channel();
         std::thread::Builder::new()
             .name("edgevote-commit".into())
-            .spawn(move || runtime.block_on(run(config, rx, Arc::new(writer))))?;
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .thread_name("edgevote-commit")
+                    .build();
+                match runtime {
+                    Ok(runtime) => {
+                        let _ = built.send(Ok(()));
+                        runtime.block_on(run(config, rx, Arc::new(writer)));
+                    }
+                    Err(e) => drop(built.send(Err(e))),
+                }
+            })?;
+        ready
+            .await
+            .map_err(|_| std::io::Error::other("the group-commit thread ended at start"))??;
         Ok(committer)
     }
 

@@ -321,6 +321,7 @@ pub async fn start_with_queue(
         Arc::clone(&sealer),
         Arc::clone(&metrics),
     )
+    .await
     .map_err(StartError::Committer)?;
     let prescreen = (config.sealing == SealingMode::Host).then(|| {
         Edge::with_sealing(
