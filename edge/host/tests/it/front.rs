@@ -526,7 +526,7 @@ async fn a_slow_queue_send_shows_in_the_latency_histograms() {
 /// Group commit keeps its own time: with a vote in its window and both of the host's runtime
 /// workers blocked for 300 ms (a burst of long component calls, a worker stuck in a page
 /// fault), the window still closes at its deadline and the message is made durable meanwhile
-/// (the `late` phase within 10 ms, the group commit within 50 ms), and the vote is answered
+/// (the `late` phase within 50 ms, the group commit within 250 ms), and the vote is answered
 /// once a worker is free. (On the host's runtime the window would close only when a
 /// worker got to its timer: about 300 ms late.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -567,23 +567,25 @@ async fn group_commit_closes_its_window_on_time_while_the_runtime_is_blocked() {
     }
     assert_eq!(vote.await.unwrap(), 202);
     let metrics = edge.host.metrics_text();
-    let late = |le: &str| {
+    assert_eq!(
         series(
             &metrics,
             "edgevote_edge_vote_commit_phase_seconds_bucket",
-            &format!("phase=\"late\",le=\"{le}\""),
-        )
-    };
-    assert_eq!(late("0.01"), "1", "the window closed late: {metrics}");
-    // From the window's opening to the durable send within 50 ms: while the workers slept.
-    let commit = |le: &str| {
+            "phase=\"late\",le=\"0.05\""
+        ),
+        "1",
+        "the window closed late: {metrics}"
+    );
+    // From the window's opening to the durable send within 250 ms: while the workers slept.
+    assert_eq!(
         series(
             &metrics,
             "edgevote_edge_group_commit_seconds_bucket",
-            &format!("le=\"{le}\""),
-        )
-    };
-    assert_eq!(commit("0.05"), "1", "not durable while blocked: {metrics}");
+            "le=\"0.25\""
+        ),
+        "1",
+        "not durable while blocked: {metrics}"
+    );
     edge.shutdown().await;
 }
 
