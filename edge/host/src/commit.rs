@@ -91,22 +91,15 @@ pub struct Committer {
 }
 
 impl Committer {
-    /// Starts group commit over `queue` (and `spill`, if enabled) on a thread of its own;
-    /// `sealer` verifies and seals host-sealed votes. The thread ends once every handle is
-    /// dropped and the commits under way are done.
-    ///
-    /// Why a thread: each window is a timer of a few milliseconds, and on the host's runtime,
-    /// whose workers run the components and the HTTP connections, a timer fires only when a
-    /// worker gets to it: under load its windows closed 10 to 35 ms late at p99 (the `late`
-    /// phase of `edgevote_edge_vote_commit_phase_seconds`). Its own single-threaded runtime
-    /// sleeps in the kernel until the deadline, and the sealing and sends it starts run there.
-    pub async fn start(
+    /// Starts the group-commit task over `queue` (and `spill`, if enabled); `sealer` verifies
+    /// and seals host-sealed votes.
+    pub fn start(
         config: GroupCommitConfig,
         queue: Arc<dyn Queue>,
         spill: Option<Arc<EmbeddedQueue>>,
         sealer: Arc<Sealer>,
         metrics: Arc<Metrics>,
-    ) -> std::io::Result<Self> {
+    ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(config.queue_capacity);
         let committer = Committer {
             tx,
@@ -122,28 +115,8 @@ impl Committer {
             metrics,
             pace,
         };
-        // The runtime is built and dropped on its thread: dropping one inside the host's
-        // runtime (a failed spawn would) panics.
-        let (built, ready) = oneshot::channel();
-        std::thread::Builder::new()
-            .name("edgevote-commit".into())
-            .spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .thread_name("edgevote-commit")
-                    .build();
-                match runtime {
-                    Ok(runtime) => {
-                        let _ = built.send(Ok(()));
-                        runtime.block_on(run(config, rx, Arc::new(writer)));
-                    }
-                    Err(e) => drop(built.send(Err(e))),
-                }
-            })?;
-        ready
-            .await
-            .map_err(|_| std::io::Error::other("the group-commit thread ended at start"))??;
-        Ok(committer)
+        let task = tokio::spawn(run(config, rx, Arc::new(writer)));
+        (committer, task)
     }
 
     /// Commits one envelope; returns once it is durable (or definitely not).

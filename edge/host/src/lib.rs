@@ -84,9 +84,6 @@ pub enum StartError {
     /// wasmtime could not load the component.
     #[error("loading the component: {0:#}")]
     Component(anyhow::Error),
-    /// The group-commit thread could not start.
-    #[error("starting group commit: {0}")]
-    Committer(std::io::Error),
 }
 
 /// A running edge host's shared state.
@@ -314,15 +311,13 @@ pub async fn start_with_queue(
         &metrics,
     )?);
     let spill = open_spill(config)?;
-    let committer = Committer::start(
+    let (committer, _commit_task) = Committer::start(
         config.group_commit.clone(),
         Arc::clone(&queue),
         spill.clone(),
         Arc::clone(&sealer),
         Arc::clone(&metrics),
-    )
-    .await
-    .map_err(StartError::Committer)?;
+    );
     let prescreen = (config.sealing == SealingMode::Host).then(|| {
         Edge::with_sealing(
             elections.clone(),
