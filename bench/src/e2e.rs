@@ -75,7 +75,7 @@ pub struct Latency {
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
 pub struct CommitPhasesP99 {
     /// The window closing after its deadline (the committer resumed late; tokio's timer has a
-    /// 1 ms resolution, so up to 1 ms is normal).
+    /// 1 ms resolution and epoll rounds its timeout up, so 1 to 2 ms is normal).
     pub late: Option<f64>,
     /// Waiting for a commit slot.
     pub slot: Option<f64>,
