@@ -16,7 +16,8 @@
 //!
 //! What each vote costs, by component:
 //! - **SQS** (standard queue): one `SendMessageBatch` per message (the edge host sends each group
-//!   commit as a batch of one entry; Spin and Workers send one `SendMessage` per vote), one
+//!   commit as a batch of one entry; Spin sends one `SendMessage` per vote, and so does a
+//!   Worker isolate without concurrent votes: the naive design's bound for Workers), one
 //!   `ReceiveMessage` per `messages_per_receive` messages and one `DeleteMessageBatch` per
 //!   receive. SQS bills every 64 KiB chunk of a request's payload as one request, so a receive of
 //!   ten 100 KiB messages is billed as 16 requests, not one.

@@ -1,23 +1,26 @@
 """CPU per vote of the Cloudflare Worker edge under workerd: a benchmark, not a test.
 
-    .venv/bin/python tests/worker/bench_worker.py [--votes N] [--json]
+    .venv/bin/python tests/worker/bench_worker.py [--votes N] [--concurrency C]
+        [--sqs-hold-ms MS] [--batch-max-votes N] [--json]
 
 One workerd process runs the built bundle (edge/worker/build/, `bash scripts/worker.sh`) as two
 workers that differ only in EDGEVOTE_CRYPTO: `webcrypto` (the default: Ed25519 through the
 platform's WebCrypto) and `wasm` (the same signatures in the bundle's own Wasm arithmetic).
-Their queue is a local stand-in that answers every SendMessage at once, so the figure is the
-Worker's own work. Votes of distinct voters (tokens signed here with the authority key) go to
-each worker in turn, one at a time, and the CPU time workerd spent (utime + stime from
+Their queue is a local stand-in that answers every SendMessage (after `--sqs-hold-ms`, as a
+real queue takes a while), so the figure is the Worker's own work. Votes of distinct voters
+(tokens signed here with the authority key) go to each worker in turn from `--concurrency`
+clients at once (one: one vote at a time), and the CPU time workerd spent (utime + stime from
 /proc/PID/stat) is divided by the votes; a read (GET of the election, no signature) gives
-the per-request floor. Prints each figure and the ratio webcrypto / wasm. Nothing is asserted:
-speed is for benchmarks.
+the per-request floor. With several clients, concurrent votes share SQS messages (the
+isolate's group commit, up to `--batch-max-votes` per message: EDGEVOTE_BATCH_MAX_VOTES; 1
+turns it off); the stand-in counts messages. Prints each figure and the ratio webcrypto /
+wasm. Nothing is asserted: speed is for benchmarks.
 """
 
 import argparse
-import http.server
+import concurrent.futures
 import json
 import os
-import secrets
 import shutil
 import subprocess
 import sys
@@ -32,22 +35,6 @@ import test_worker as t  # noqa: E402  (the fixtures' helpers: keys, config, HTT
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 # Votes measured right after an isolate starts.
 FIRST_VOTES = 50
-
-
-class InstantSqs(http.server.BaseHTTPRequestHandler):
-    """Answers every request as SQS answers an accepted SendMessage."""
-
-    def do_POST(self):
-        self.rfile.read(int(self.headers.get("content-length", "0")))
-        body = json.dumps({"MessageId": secrets.token_hex(8), "MD5OfMessageBody": ""}).encode()
-        self.send_response(200)
-        self.send_header("content-type", "application/x-amz-json-1.0")
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
 
 
 def cpu_secs(pid: int) -> float:
@@ -77,24 +64,27 @@ def world(d: pathlib.Path, cli: pathlib.Path) -> dict:
 
 
 def ballots(w: dict, count: int, tag: str) -> list:
-    now = int(time.time())
-    out = []
-    for i in range(count):
-        # The authority key was made a moment ago: tokens issued since (see world()).
-        claims = {"jti": f"{tag}-{i}", "sub": f"voter-{tag}-{i}", "aud": t.ELECTION,
-                  "iat": now - 1, "nbf": now - 1, "exp": now + 3600}
-        token = t.sign_jws(w["authority_seed"], w["authority_kid"], "edgevote-token+jwt", claims)
-        out.append({"election": t.ELECTION, "token": token, "choice": "yes",
-                    "nonce": t.b64e(secrets.token_bytes(16))})
-    return out
+    # The authority key was made a moment ago: tokens issued since (see world()).
+    return t.token_ballots(w["authority_seed"], w["authority_kid"], count, tag)
 
 
-def measure(pid: int, client: t.Http, requests) -> float:
-    """CPU microseconds workerd spent per request of `requests` (callables, run in order)."""
+def measure(pid: int, requests, concurrency: int = 1) -> float:
+    """CPU microseconds workerd spent per request of `requests` (callables), run by
+    `concurrency` clients at once, each in order."""
     before = cpu_secs(pid)
+    if concurrency <= 1:
+        for request in requests:
+            request()
+    else:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=concurrency) as pool:
+            for done in [pool.submit(run_all, requests[i::concurrency]) for i in range(concurrency)]:
+                done.result()
+    return (cpu_secs(pid) - before) * 1e6 / max(1, len(requests))
+
+
+def run_all(requests):
     for request in requests:
         request()
-    return (cpu_secs(pid) - before) * 1e6 / max(1, len(requests))
 
 
 def vote(client: t.Http, b: dict):
@@ -128,6 +118,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--votes", type=int, default=1000, help="votes per worker and round")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median kept)")
+    parser.add_argument("--concurrency", type=int, default=1, help="clients sending votes at once")
+    parser.add_argument("--sqs-hold-ms", type=int, default=0, help="how long the stand-in queue takes to answer")
+    parser.add_argument("--batch-max-votes", type=int, default=None,
+                        help="EDGEVOTE_BATCH_MAX_VOTES of both workers (default: the worker's own)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
     for name in t.BUNDLE:
@@ -142,15 +136,14 @@ def main() -> int:
         print(f"bench_worker: no edgevote CLI at {cli}: cargo build -p edgevote", file=sys.stderr)
         return 2
     d = pathlib.Path(tempfile.mkdtemp(prefix="edgevote-worker-bench-"))
-    sqs = http.server.ThreadingHTTPServer(("127.0.0.1", 0), InstantSqs)
-    threading.Thread(target=sqs.serve_forever, daemon=True).start()
+    sqs = t.StandInSqs(hold_secs=args.sqs_hold_ms / 1000)
     proc = None
     try:
         w = world(d, cli)
         time.sleep(2)  # tokens must be issued after the authority key's validity starts
         for name in t.BUNDLE:
             shutil.copy(t.BUILD / name, d / name)
-        queue = f"http://127.0.0.1:{sqs.server_address[1]}/{t.ACCOUNT}/edgevote-votes"
+        queue = sqs.queue_url()
         base = {
             "EDGEVOTE_KEYSET": w["keyset_text"],
             "EDGEVOTE_ELECTIONS": w["election"] + "\n",
@@ -161,6 +154,8 @@ def main() -> int:
             "AWS_ACCESS_KEY_ID": t.AWS_ENV["AWS_ACCESS_KEY_ID"],
             "AWS_SECRET_ACCESS_KEY": t.AWS_ENV["AWS_SECRET_ACCESS_KEY"],
         }
+        if args.batch_max_votes is not None:
+            base["EDGEVOTE_BATCH_MAX_VOTES"] = str(args.batch_max_votes)
         variants = {"webcrypto": {**base, "EDGEVOTE_CRYPTO": "webcrypto"},
                     "wasm": {**base, "EDGEVOTE_CRYPTO": "wasm"}}
         ports = {name: t.free_port() for name in variants}
@@ -185,21 +180,25 @@ def main() -> int:
                         return 1
                     time.sleep(0.2)
         print(f"bench_worker: {args.rounds} rounds of {args.votes} votes, forged votes and reads per worker ...", file=sys.stderr)
-        figures = {name: {"vote_us": [], "forged_us": [], "read_us": []} for name in variants}
+        figures = {name: {"vote_us": [], "forged_us": [], "read_us": [], "messages_per_vote": []}
+                   for name in variants}
         first_votes = {}
         # The first votes of a new isolate (config, key import, Wasm still in V8's baseline
         # tier): what a Worker pays after each eviction.
         for name, client in clients.items():
             first = [vote(client, b) for b in ballots(w, FIRST_VOTES, f"first-{name}")]
-            first_votes[name] = measure(proc.pid, client, first)
+            first_votes[name] = measure(proc.pid, first)
         for r in range(args.rounds):
             for name, client in clients.items():
                 fresh = ballots(w, 2 * args.votes, f"{name}-{r}")
                 votes = [vote(client, b) for b in fresh[: args.votes]]
-                figures[name]["vote_us"].append(measure(proc.pid, client, votes))
+                sqs.take()
+                figures[name]["vote_us"].append(measure(proc.pid, votes, args.concurrency))
+                figures[name]["messages_per_vote"].append(len(sqs.take()) / args.votes)
                 bad = [forged(client, b) for b in fresh[args.votes :]]
-                figures[name]["forged_us"].append(measure(proc.pid, client, bad))
-                figures[name]["read_us"].append(measure(proc.pid, client, [read(client)] * args.votes))
+                figures[name]["forged_us"].append(measure(proc.pid, bad, args.concurrency))
+                reads = [read(client)] * args.votes
+                figures[name]["read_us"].append(measure(proc.pid, reads, args.concurrency))
             print(f"bench_worker: round {r + 1}/{args.rounds} done", file=sys.stderr)
         median = lambda xs: sorted(xs)[len(xs) // 2]  # noqa: E731
         report = {name: {k: median(v) for k, v in f.items()} for name, f in figures.items()}
@@ -207,13 +206,18 @@ def main() -> int:
             report[name]["first_votes_us"] = us
         report["webcrypto_over_wasm"] = report["webcrypto"]["vote_us"] / report["wasm"]["vote_us"]
         report["votes"], report["rounds"] = args.votes, args.rounds
+        report["concurrency"], report["sqs_hold_ms"] = args.concurrency, args.sqs_hold_ms
+        report["batch_max_votes"] = args.batch_max_votes
         if args.json:
             print(json.dumps(report, indent=2))
         else:
-            print(f"Worker under workerd ({t.WORKERD.name}), {args.votes} votes x {args.rounds} rounds, CPU of workerd per request (median):")
+            batch = "the worker's default" if args.batch_max_votes is None else args.batch_max_votes
+            print(f"Worker under workerd ({t.WORKERD.name}), {args.votes} votes x {args.rounds} rounds, "
+                  f"{args.concurrency} clients at once, queue answering after {args.sqs_hold_ms} ms, "
+                  f"at most {batch} votes per message; CPU of workerd per request (median):")
             for name in variants:
                 f = report[name]
-                print(f"  {name:<10} vote {f['vote_us']:7.1f} us   first {FIRST_VOTES} votes of an isolate {f['first_votes_us']:7.1f} us   forged vote (verified, refused) {f['forged_us']:7.1f} us   read (no signature) {f['read_us']:6.1f} us")
+                print(f"  {name:<10} vote {f['vote_us']:7.1f} us   first {FIRST_VOTES} votes of an isolate {f['first_votes_us']:7.1f} us   forged vote (verified, refused) {f['forged_us']:7.1f} us   read (no signature) {f['read_us']:6.1f} us   messages/vote {f['messages_per_vote']:.3f}")
             print(f"  webcrypto / wasm, per vote: {report['webcrypto_over_wasm']:.2f}x")
         return 0
     finally:

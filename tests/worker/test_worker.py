@@ -1,7 +1,7 @@
 """The Cloudflare Worker edge (edge/worker) end to end, under workerd, against SQS on moto.
 
 The edgevote CLI makes the keys, the elections and the tokens. One workerd process runs the
-built bundle (edge/worker/build/, from `bash scripts/worker.sh`) as four workers, each on its
+built bundle (edge/worker/build/, from `bash scripts/worker.sh`) as several workers, each on its
 own 127.0.0.1 port and each configured through its environment bindings exactly as on
 Cloudflare:
 
@@ -9,7 +9,9 @@ Cloudflare:
 - `wasm`: the same, with EDGEVOTE_CRYPTO=wasm (Ed25519 in the bundle's own Wasm);
 - `down`: one queue on a closed port (no queue can take a vote);
 - `failover`: the closed port first, then moto's queue in eu-central-1;
-- `misconfigured`: EDGEVOTE_QUEUES missing.
+- `misconfigured`: EDGEVOTE_QUEUES missing;
+- `small`: as `edge`, with at most SMALL_BATCH votes per message (EDGEVOTE_BATCH_MAX_VOTES);
+- `slow`: one queue, a local stand-in that holds every SendMessage SLOW_SQS_HOLD_SECS.
 
 Every refusal is checked for its status and code and for leaving both queues empty.
 
@@ -18,15 +20,19 @@ command that provides it; nothing is skipped.
 """
 
 import base64
+import concurrent.futures
 import contextlib
 import http.client
+import http.server
 import json
 import os
 import pathlib
 import secrets
 import shutil
 import socket
+import struct
 import subprocess
+import threading
 import time
 
 import pytest
@@ -58,6 +64,10 @@ AWS_ENV = {
     "AWS_DEFAULT_REGION": REGION,
 }
 READY_TIMEOUT = 60
+# EDGEVOTE_BATCH_MAX_VOTES of the `small` worker.
+SMALL_BATCH = 3
+# How long the `slow` worker's queue holds each SendMessage.
+SLOW_SQS_HOLD_SECS = 0.6
 
 
 # ---------------------------------------------------------------------------------------------
@@ -93,6 +103,60 @@ def verify_ed25519(x: str, compact: str) -> None:
 
     header, payload, signature = compact.rsplit(".", 2)
     Ed25519PublicKey.from_public_bytes(b64d(x)).verify(b64d(signature), f"{header}.{payload}".encode())
+
+
+def token_ballots(seed: bytes, kid: str, count: int, tag: str, election=ELECTION) -> list:
+    """`count` ballots of distinct voters, their tokens signed here with the authority key
+    (`seed`, `kid`): as the CLI issues them, without a process per token."""
+    now = int(time.time())
+    out = []
+    for i in range(count):
+        claims = {"jti": f"{tag}-{i}", "sub": f"voter-{tag}-{i}", "aud": election,
+                  "iat": now - 1, "nbf": now - 1, "exp": now + 3600}
+        token = sign_jws(seed, kid, "edgevote-token+jwt", claims)
+        out.append({"election": election, "token": token, "choice": "yes",
+                    "nonce": b64e(secrets.token_bytes(16))})
+    return out
+
+
+class StandInSqs(http.server.ThreadingHTTPServer):
+    """A local stand-in for SQS on 127.0.0.1 that answers every SendMessage as SQS answers an
+    accepted one, after holding it `hold_secs`, and records each message body in order."""
+
+    daemon_threads = True
+
+    def __init__(self, hold_secs: float = 0.0):
+        super().__init__(("127.0.0.1", 0), _StandInHandler)
+        self.hold_secs = hold_secs
+        self.bodies = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    def queue_url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/{ACCOUNT}/edgevote-votes"
+
+    def take(self) -> list:
+        """The bodies received so far, forgotten here."""
+        with self.lock:
+            bodies, self.bodies = self.bodies, []
+        return bodies
+
+
+class _StandInHandler(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        request = json.loads(self.rfile.read(int(self.headers.get("content-length", "0"))))
+        time.sleep(self.server.hold_secs)
+        with self.server.lock:
+            self.server.bodies.append(request["MessageBody"])
+        body = json.dumps({"MessageId": secrets.token_hex(8), "MD5OfMessageBody": ""}).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/x-amz-json-1.0")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
 
 
 def free_port() -> int:
@@ -310,8 +374,18 @@ def drain_all(moto):
 
 
 @pytest.fixture(scope="module")
-def workers(bundle, world, moto, tmp_path_factory):
-    """One workerd process serving the bundle as four differently configured workers."""
+def slow_sqs():
+    """A stand-in SQS queue that holds every SendMessage for SLOW_SQS_HOLD_SECS."""
+    server = StandInSqs(hold_secs=SLOW_SQS_HOLD_SECS)
+    try:
+        yield server
+    finally:
+        server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def workers(bundle, world, moto, slow_sqs, tmp_path_factory):
+    """One workerd process serving the bundle as differently configured workers."""
     assert WORKERD.exists(), f"workerd is missing at {WORKERD}: run `bash scripts/worker.sh tools`"
     d = tmp_path_factory.mktemp("workerd")
     for name in BUNDLE:
@@ -336,11 +410,15 @@ def workers(bundle, world, moto, tmp_path_factory):
             "EDGEVOTE_QUEUES": f"{REGION}={closed}, {FAILOVER_REGION}={moto['queues'][FAILOVER_REGION][1]}",
         },
         "misconfigured": base,
+        "small": {**base, "EDGEVOTE_QUEUES": f"{REGION}={moto['queue_url']}",
+                  "EDGEVOTE_BATCH_MAX_VOTES": str(SMALL_BATCH)},
+        "slow": {**base, "EDGEVOTE_QUEUES": f"{REGION}={slow_sqs.queue_url()}"},
     }
     ports = {name: free_port() for name in variants}
     config = d / "config.capnp"
     config.write_text(workerd_config(variants, ports))
     log = d / "workerd.log"
+    print("WORKERD LOG", log)
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [str(WORKERD), "serve", str(config), "--verbose"],
@@ -572,3 +650,146 @@ def test_missing_variable_is_500_naming_it(workers):
         status, _, body = workers["misconfigured"].request("POST" if "votes" in path else "GET", path, b"{}")
         assert status == 500 and body["error"] == "edge_misconfigured", body
         assert body["detail"].startswith("EDGEVOTE_QUEUES"), body
+
+
+# ---------------------------------------------------------------------------------------------
+# group commit: the votes of concurrent requests share SQS messages
+
+
+def at_once(fn, items):
+    """`fn` of every item, each on its own thread, all started together; results in order."""
+    start = threading.Barrier(len(items))
+
+    def run_one(item):
+        start.wait()
+        return fn(item)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(items)) as pool:
+        return list(pool.map(run_one, items))
+
+
+def envelopes_of(world, bodies):
+    """Every envelope of the message bodies, each checked against the edge's key, with the
+    ballot it carries."""
+    out = []
+    for body in bodies:
+        for line in body.split("\n"):
+            verify_ed25519(world["edge"]["x"], line)
+            _, payload, _ = jws_parts(line)
+            assert len(payload["votes"]) == 1, payload
+            out.append(payload["votes"][0]["ballot"])
+    return out
+
+
+def assert_receipted(world, sent, answers, log):
+    """Every answer is 202 with a receipt signed by the edge key for its own vote."""
+    for ballot, (status, _, body) in zip(sent, answers):
+        assert status == 202, (status, body, log_tail(log))
+        verify_ed25519(world["edge"]["x"], body["receipt"])
+        _, claims, _ = jws_parts(body["receipt"])
+        assert claims["vote_id"] == body["vote_id"], claims
+
+
+def assert_each_once(sent, carried):
+    """The queue carries every sent ballot exactly once, and nothing else."""
+    key = lambda b: b["nonce"]  # noqa: E731  (nonces are random per ballot)
+    assert sorted(map(key, carried)) == sorted(map(key, sent)), "a vote is missing or carried twice"
+    by_nonce = {b["nonce"]: b for b in sent}
+    assert all(by_nonce[b["nonce"]] == b for b in carried), "a carried ballot differs from the sent one"
+
+
+@pytest.mark.parametrize("worker", ["edge", "wasm"])
+def test_concurrent_votes_share_messages_and_each_is_carried_once(worker, workers, world, moto):
+    drain_all(moto)
+    sent = token_ballots(world["authority_seed"], world["authority"]["kid"], 40, f"burst-{worker}")
+    answers = at_once(workers[worker].vote, sent)
+    assert_receipted(world, sent, answers, workers["log"])
+    messages = drain(moto)
+    assert_each_once(sent, envelopes_of(world, messages))
+    print("\nMESSAGES", worker, [m.count("\n")+1 for m in messages])
+    # Two calls in flight at most: votes arriving meanwhile wait and share the next message.
+    assert len(messages) < len(sent), f"{len(messages)} messages for {len(sent)} concurrent votes"
+
+
+def test_a_message_keeps_to_the_configured_vote_bound(workers, world, moto):
+    drain_all(moto)
+    sent = token_ballots(world["authority_seed"], world["authority"]["kid"], 30, "small")
+    answers = at_once(workers["small"].vote, sent)
+    assert_receipted(world, sent, answers, workers["log"])
+    messages = drain(moto)
+    assert max(len(m.split("\n")) for m in messages) <= SMALL_BATCH, [m.count("\n") for m in messages]
+    assert len(messages) >= len(sent) // SMALL_BATCH
+    assert_each_once(sent, envelopes_of(world, messages))
+
+
+def test_concurrent_votes_with_no_queue_all_get_503_and_no_receipt(workers, world, moto):
+    drain_all(moto)
+    sent = token_ballots(world["authority_seed"], world["authority"]["kid"], 20, "down")
+    for status, headers, body in at_once(workers["down"].vote, sent):
+        assert status == 503 and body["error"] == "queue_unavailable", (status, body)
+        assert "receipt" not in body and headers.get("retry-after") == "2", body
+    assert drain_all(moto) == []
+
+
+def hang_up_after(port: int, ballot: dict, seconds: float) -> None:
+    """Sends `ballot` as a vote and closes the connection after `seconds`, unanswered."""
+    body = json.dumps(ballot).encode()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(
+            f"POST /v1/elections/{ELECTION}/votes HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
+        )
+        time.sleep(seconds)
+        # Linger 0: the close resets the connection, as a client that vanishes does.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+# Who hangs up when, in SLOW_SQS_HOLD_SECS from the moment the group's votes are sent
+# (None: waits for its answer): the two votes holding both calls, the vote first in line, and
+# the three behind it.
+HANG_UPS = {
+    # before a call is free, so the wake-up "you send next" reaches a request that is gone
+    "first_in_line": {"holding": None, "first": 0.3},
+    # after their own message, while the message carrying the votes behind is being sent
+    "both_senders": {"holding": 1.5, "first": None},
+    # every vote ahead is gone before a call is free: no request of a finished message is left
+    # to send the next one, nor the one woken to
+    "everyone_ahead": {"holding": 0.5, "first": 0.3},
+}
+
+
+@pytest.mark.parametrize("case", sorted(HANG_UPS))
+def test_a_client_hanging_up_strands_no_other_vote(case, workers, world, slow_sqs):
+    """Two votes take both calls (the queue holds each SendMessage SLOW_SQS_HOLD_SECS); then
+    one vote waits first in line and three behind it. Some clients hang up (HANG_UPS): the
+    votes behind must be sent and receipted all the same, and every vote, answered or not,
+    carried exactly once."""
+    slow_sqs.take()
+    hold = SLOW_SQS_HOLD_SECS
+    port = workers["slow"].port
+    seed, kid = world["authority_seed"], world["authority"]["kid"]
+    groups = {name: token_ballots(seed, kid, n, f"{case}-{name}")
+              for name, n in (("holding", 2), ("first", 1), ("behind", 3))}
+    answered, gone = [], []
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        for name in ("holding", "first", "behind"):
+            hang_up = HANG_UPS[case].get(name)
+            for b in groups[name]:
+                if hang_up is None:
+                    answered.append((b, pool.submit(workers["slow"].vote, b)))
+                else:
+                    gone.append(pool.submit(hang_up_after, port, b, hold * hang_up))
+            time.sleep(hold * 0.2)
+        answers = [f.result(timeout=30) for _, f in answered]
+        for f in gone:
+            f.result(timeout=30)
+    assert_receipted(world, [b for b, _ in answered], answers, workers["log"])
+    # The votes whose clients hung up are in the queue too (a retry with the same nonce would
+    # be the same vote); wait for the last message to arrive.
+    expected = [b for name in groups for b in groups[name]]
+    deadline = time.monotonic() + 10
+    bodies = slow_sqs.take()
+    while len(envelopes_of(world, bodies)) < len(expected) and time.monotonic() < deadline:
+        time.sleep(0.1)
+        bodies += slow_sqs.take()
+    assert_each_once(expected, envelopes_of(world, bodies))

@@ -274,7 +274,8 @@ macro_rules! cost_inputs {
         worker_cpu_ms_per_vote: f64 = 0.5, "ms", between(0.0, 30_000.0), "estimate: token check + two Ed25519 signatures in Wasm, not measured";
         /// Bytes of one SendMessage response that leave AWS for a Worker.
         sqs_send_response_bytes: f64 = 400.0, "bytes", between(0.0, 1e6), "estimate: SQS JSON response + headers";
-        /// Edge of the naive design: `workers` (one message per vote, as Workers and Spin do) or
+        /// Edge of the naive design: `workers` (one message per vote, as Spin does and a Worker
+        /// isolate without concurrent votes) or
         /// `host` (the edge hosts with group commit off).
         naive_edge: $crate::NaiveEdge = $crate::NaiveEdge::Workers, "", Check::Any, "Workers: the one-message-per-vote edge with a public price";
     } };

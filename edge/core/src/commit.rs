@@ -20,6 +20,10 @@ use edgevote_shared::{QueueEnvelope, WireError, message};
 
 use crate::{Accepted, ENVELOPE_OVERHEAD_BYTES, Edge, HandedVote, Response, check_edge_key};
 
+/// Queue sends one edge has in flight at once: one being written while the next batch fills.
+/// The edge host's group commit and the Worker's (per isolate) both keep to it.
+pub const COMMITS_IN_FLIGHT: usize = 2;
+
 /// The bounds of one queue message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CommitBounds {

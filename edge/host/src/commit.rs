@@ -19,7 +19,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::sealer::Sealer;
-use edgevote_edge_core::commit::{Batch, Item, Sealed, VoteRefused};
+use edgevote_edge_core::commit::{Batch, COMMITS_IN_FLIGHT, Item, Sealed, VoteRefused};
 use edgevote_edge_core::{Accepted, Edge, HandedVote, Response};
 use edgevote_queue::Queue;
 use edgevote_queue::embedded::EmbeddedQueue;
@@ -30,8 +30,6 @@ use crate::config::GroupCommitConfig;
 use crate::metrics::{CommitPhase, Metrics};
 use crate::pace::{Observation, Pace, Shift};
 
-/// Commits in flight at once (one being written while the next batch fills).
-const COMMITS_IN_FLIGHT: usize = 2;
 // The message format's byte bound must fit in what the queue takes.
 const _: () = assert!(message::MAX_BYTES <= edgevote_queue::MAX_BODY_BYTES);
 /// Most handed votes sealed on the async thread (about 100 us of signature work at most):

@@ -11,6 +11,7 @@
 //! | `EDGEVOTE_QUEUES` | `region=queue_url` pairs, comma-separated, tried in order |
 //! | `EDGEVOTE_BUNDLE_SHA256` | optional: base64url SHA-256 of this bundle, named in receipts |
 //! | `EDGEVOTE_QUEUE_TIMEOUT_MS` | optional: how long one SQS call may take before the next queue is tried (default 3000) |
+//! | `EDGEVOTE_BATCH_MAX_VOTES` | optional: most votes of concurrent requests sent in one SQS message, 1..=256 (default 128; 1 turns group commit off: every vote is sent at once in its own message) |
 //! | `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` (secrets) | SQS credentials |
 //! | `AWS_SESSION_TOKEN` (secret) | optional: session token of temporary credentials |
 //! | `EDGEVOTE_CRYPTO` | optional: `webcrypto` (default): Ed25519 by the platform's WebCrypto, the edge key imported as a non-extractable key; `wasm`: the same signatures in the bundle's own Wasm arithmetic |
@@ -20,10 +21,13 @@
 
 use std::collections::BTreeSet;
 
+use edgevote_edge_core::commit::CommitBounds;
 use edgevote_edge_core::{Edge, PlatformKey, Sealing, ServedElection};
 use edgevote_edge_sqs::{AwsCredentials, QueueTarget, endpoint_of};
 use edgevote_shared::validate::check_id;
-use edgevote_shared::{Digest32, ElectionManifest, KeySet, Role, SigningIdentity, b64, verify};
+use edgevote_shared::{
+    Digest32, ElectionManifest, KeySet, Role, SigningIdentity, b64, message, verify,
+};
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
@@ -50,6 +54,9 @@ pub struct Config {
     pub credentials: AwsCredentials,
     /// Time one SQS call may take.
     pub queue_timeout_ms: u32,
+    /// Bounds of one SQS message: envelopes of concurrent votes share one (see
+    /// [`crate::group`]).
+    pub commit_bounds: CommitBounds,
     /// Who does the Ed25519 arithmetic.
     pub crypto: Crypto,
 }
@@ -159,24 +166,20 @@ impl Config {
             )),
             None => None,
         };
-        let queue_timeout_ms = match optional("EDGEVOTE_QUEUE_TIMEOUT_MS") {
-            Some(text) => text
-                .trim()
-                .parse::<u32>()
-                .ok()
-                .filter(|ms| QUEUE_TIMEOUT_RANGE_MS.contains(ms))
-                .ok_or_else(|| {
-                    bad(
-                        "EDGEVOTE_QUEUE_TIMEOUT_MS",
-                        format!(
-                            "{text:?} is not a number of milliseconds in {}..={}",
-                            QUEUE_TIMEOUT_RANGE_MS.start(),
-                            QUEUE_TIMEOUT_RANGE_MS.end()
-                        ),
-                    )
-                })?,
-            None => DEFAULT_QUEUE_TIMEOUT_MS,
-        };
+        let queue_timeout_ms = number_in(
+            "EDGEVOTE_QUEUE_TIMEOUT_MS",
+            optional("EDGEVOTE_QUEUE_TIMEOUT_MS"),
+            QUEUE_TIMEOUT_RANGE_MS,
+            "a number of milliseconds",
+        )?
+        .unwrap_or(DEFAULT_QUEUE_TIMEOUT_MS);
+        let batch_max_votes = number_in(
+            "EDGEVOTE_BATCH_MAX_VOTES",
+            optional("EDGEVOTE_BATCH_MAX_VOTES"),
+            1..=message::MAX_ENVELOPES as u32,
+            "a number of votes",
+        )?
+        .map_or(CommitBounds::default().max_votes, |votes| votes as usize);
         let (sealing, crypto) = match optional("EDGEVOTE_CRYPTO").as_deref().map(str::trim) {
             None | Some("webcrypto") => {
                 let key = PlatformEdgeKey {
@@ -203,8 +206,40 @@ impl Config {
             queues,
             credentials,
             queue_timeout_ms,
+            commit_bounds: CommitBounds {
+                max_votes: batch_max_votes,
+                ..CommitBounds::default()
+            },
             crypto,
         })
+    }
+}
+
+/// The optional number `text` of variable `var`, which must be `what` in `range`.
+fn number_in(
+    var: &'static str,
+    text: Option<String>,
+    range: std::ops::RangeInclusive<u32>,
+    what: &str,
+) -> Result<Option<u32>, ConfigError> {
+    let Some(text) = text else {
+        return Ok(None);
+    };
+    let number = text
+        .trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|n| range.contains(n));
+    match number {
+        Some(number) => Ok(Some(number)),
+        None => Err(bad(
+            var,
+            format!(
+                "{text:?} is not {what} in {}..={}",
+                range.start(),
+                range.end()
+            ),
+        )),
     }
 }
 
@@ -418,6 +453,7 @@ mod tests {
         assert_eq!(config.queues[1].region, "eu-central-1");
         assert_eq!(config.credentials.session_token, None);
         assert_eq!(config.queue_timeout_ms, DEFAULT_QUEUE_TIMEOUT_MS);
+        assert_eq!(config.commit_bounds, CommitBounds::default());
         assert_eq!(config.edge.max_body_bytes(), 4096);
     }
 
@@ -506,6 +542,9 @@ mod tests {
             ("AWS_SECRET_ACCESS_KEY", None),
             ("EDGEVOTE_BUNDLE_SHA256", Some("xyz")),
             ("EDGEVOTE_QUEUE_TIMEOUT_MS", Some("5")),
+            ("EDGEVOTE_BATCH_MAX_VOTES", Some("0")),
+            ("EDGEVOTE_BATCH_MAX_VOTES", Some("257")),
+            ("EDGEVOTE_BATCH_MAX_VOTES", Some("many")),
             ("EDGEVOTE_CRYPTO", Some("openssl")),
         ];
         for (var, value) in cases {
@@ -552,8 +591,11 @@ mod tests {
         vars.insert("AWS_SESSION_TOKEN", "tok".into());
         vars.insert("EDGEVOTE_BUNDLE_SHA256", b64::encode([5u8; 32]));
         vars.insert("EDGEVOTE_QUEUE_TIMEOUT_MS", "1500".into());
+        vars.insert("EDGEVOTE_BATCH_MAX_VOTES", " 1 ".into());
         let config = load(&vars).unwrap();
         assert_eq!(config.credentials.session_token.as_deref(), Some("tok"));
         assert_eq!(config.queue_timeout_ms, 1500);
+        assert_eq!(config.commit_bounds.max_votes, 1);
+        assert!(config.commit_bounds.check().is_ok());
     }
 }

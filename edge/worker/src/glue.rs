@@ -11,14 +11,23 @@ use edgevote_edge_core::{
 use edgevote_edge_sqs::{QueueTarget, read_answer, send_message};
 use futures_util::StreamExt;
 use futures_util::future::{Either, select};
+use worker::wasm_bindgen::JsValue;
+use worker::wasm_bindgen_futures::JsFuture;
 use worker::{
     AbortController, Context, Delay, Env, Fetch, Headers, Method, Request, RequestInit, Response,
     console_error, console_warn, event, js_sys,
 };
 
 use crate::config::{Config, Crypto, PlatformEdgeKey};
+use crate::group::{Flush, GroupCommit, JoinError};
 use crate::webcrypto::WebCrypto;
 use crate::{RETRY_AFTER_SECS, SendFailure, unavailable_detail};
+
+/// Longest pause of a waiting vote before it looks again whether a call is free (normally it
+/// is woken sooner: by its message's fate, or as the next to send).
+const RECHECK_MS: u64 = 50;
+/// Added to a vote's wait budget beyond the queue timeouts.
+const WAIT_SLACK_MS: u64 = 1000;
 
 thread_local! {
     /// The configuration of this isolate, once it loaded. A failure is not cached: it is
@@ -26,12 +35,100 @@ thread_local! {
     static CONFIG: OnceCell<Rc<Config>> = const { OnceCell::new() };
     /// The isolate's WebCrypto with the edge key imported, once a vote needed it.
     static WEBCRYPTO: RefCell<Option<Rc<WebCrypto>>> = const { RefCell::new(None) };
+    /// The isolate's group commit, once a vote needed it.
+    static GROUP: RefCell<Option<GroupCommit<Rc<Waiter>>>> = const { RefCell::new(None) };
+}
+
+/// A message's fate: its id, or why each queue did not take it.
+type Fate = Result<String, Vec<(String, SendFailure)>>;
+
+/// One vote waiting in group commit.
+#[derive(Default)]
+struct Waiter {
+    /// Its message's fate, once known.
+    fate: RefCell<Option<Fate>>,
+    /// Resolves the promise the vote's request waits on. The promise is made by that request,
+    /// so when another request's send resolves it, workerd runs the continuation in the
+    /// waiting request's own context.
+    wake: RefCell<Option<js_sys::Function>>,
+}
+
+impl Waiter {
+    /// A new promise to wait on, resolved by [`Waiter::wake`].
+    fn wake_promise(&self) -> js_sys::Promise {
+        js_sys::Promise::new(&mut |resolve, _reject| {
+            *self.wake.borrow_mut() = Some(resolve);
+        })
+    }
+
+    /// Resolves the promise the request waits on, if any.
+    fn wake(&self) {
+        let resolve = self.wake.borrow_mut().take();
+        if let Some(resolve) = resolve {
+            let _ = resolve.call0(&JsValue::UNDEFINED);
+        }
+    }
+}
+
+/// Why a vote is in no queue.
+#[derive(Debug)]
+enum Unsent {
+    /// Every queue failed (region and failure of each).
+    Queues(Vec<(String, SendFailure)>),
+    /// Too many votes wait in this isolate.
+    Busy,
+    /// No fate within the wait budget; `withdrawn`: the vote was still waiting, so it was sent
+    /// nowhere (otherwise its message may yet arrive, and a retry is the same vote).
+    NoAnswer {
+        /// Whether the vote left the line unsent.
+        withdrawn: bool,
+    },
+    /// The envelope alone is over the message bound.
+    TooLarge(usize),
+}
+
+impl Unsent {
+    /// The 503 detail: no queue URLs, account ids or SQS messages.
+    fn public(&self) -> String {
+        match self {
+            Unsent::Queues(failures) => unavailable_detail(failures),
+            Unsent::Busy => {
+                "edge busy: too many votes wait for the queue; retry later with the same nonce"
+                    .into()
+            }
+            Unsent::NoAnswer { .. } => {
+                "no queue answered in time; retry later with the same nonce".into()
+            }
+            Unsent::TooLarge(bytes) => format!("envelope of {bytes} bytes"),
+        }
+    }
+}
+
+impl std::fmt::Display for Unsent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unsent::Queues(failures) => {
+                let all: Vec<String> = failures.iter().map(|(r, e)| format!("{r}: {e}")).collect();
+                write!(f, "every queue failed ({})", all.join("; "))
+            }
+            Unsent::NoAnswer { withdrawn } => write!(
+                f,
+                "no fate within the wait budget ({})",
+                if *withdrawn {
+                    "withdrawn unsent"
+                } else {
+                    "its message may still arrive"
+                }
+            ),
+            other => f.write_str(&other.public()),
+        }
+    }
 }
 
 #[event(fetch)]
-async fn fetch(request: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
+async fn fetch(request: Request, env: Env, ctx: Context) -> worker::Result<Response> {
     let response = match config(&env) {
-        Ok(config) => serve(&config, request).await,
+        Ok(config) => serve(&config, &ctx, request).await,
         Err(e) => {
             console_error!("edgevote: edge misconfigured: {e}");
             CoreResponse::error(500, "edge_misconfigured", e)
@@ -54,7 +151,7 @@ fn config(env: &Env) -> Result<Rc<Config>, crate::config::ConfigError> {
     Ok(config)
 }
 
-async fn serve(config: &Config, mut request: Request) -> CoreResponse {
+async fn serve(config: &Rc<Config>, ctx: &Context, mut request: Request) -> CoreResponse {
     // The raw method: worker::Method maps methods it does not know to GET.
     let method = request.inner().method().to_ascii_uppercase();
     let path = match request.url() {
@@ -75,14 +172,14 @@ async fn serve(config: &Config, mut request: Request) -> CoreResponse {
     };
     match config.edge.handle(core_request, now) {
         Outcome::Respond(response) => response,
-        Outcome::Enqueue(accepted) => enqueue(config, &accepted, now).await,
+        Outcome::Enqueue(accepted) => enqueue(config, ctx, &accepted, now).await,
         Outcome::VerifyOnPlatform(vote) => {
             let Crypto::WebCrypto(key) = &config.crypto else {
                 return CoreResponse::error(500, "edge_misconfigured", "no platform crypto");
             };
             match platform_verify(key, &vote).await {
                 Ok(valid) => match config.edge.admit_on_platform(*vote, valid) {
-                    Ok(accepted) => enqueue(config, &accepted, now).await,
+                    Ok(accepted) => enqueue(config, ctx, &accepted, now).await,
                     Err(refusal) => refusal,
                 },
                 Err(e) => {
@@ -114,20 +211,102 @@ async fn read_body(request: &mut Request, limit: usize) -> Result<Vec<u8>, Strin
     Ok(body)
 }
 
-/// Seals the vote into its own envelope and offers it to each queue in turn; the receipt only
-/// after a queue took it.
-async fn enqueue(config: &Config, accepted: &Accepted, now: u64) -> CoreResponse {
+/// Seals the vote into its own envelope and commits it with the isolate's group commit; the
+/// receipt only after a queue took the message that carries it.
+async fn enqueue(
+    config: &Rc<Config>,
+    ctx: &Context,
+    accepted: &Accepted,
+    now: u64,
+) -> CoreResponse {
     let (batch_id, envelope) = match seal(config, accepted, now).await {
         Ok(sealed) => sealed,
         Err(e) => return CoreResponse::error(500, "envelope_sealing_failed", e),
     };
+    match group_commit(config, ctx, envelope).await {
+        Ok(_message_id) => receipt(config, accepted).await,
+        Err(unsent) => {
+            console_error!("edgevote: batch {batch_id} is in no queue: {unsent}; answering 503");
+            match unsent {
+                Unsent::TooLarge(bytes) => CoreResponse::error(
+                    500,
+                    "envelope_sealing_failed",
+                    format!("envelope of {bytes} bytes does not fit in a queue message"),
+                ),
+                unsent => CoreResponse::unavailable(RETRY_AFTER_SECS, unsent.public()),
+            }
+        }
+    }
+}
+
+/// Commits `envelope` with the isolate's group commit (see [`crate::group`]): joins the line,
+/// sends the next message itself whenever a call is free, and otherwise waits to be told its
+/// message's fate (or that a call is free). Bounded by [`wait_budget_ms`].
+async fn group_commit(
+    config: &Rc<Config>,
+    ctx: &Context,
+    envelope: String,
+) -> Result<String, Unsent> {
+    let waiter = Rc::new(Waiter::default());
+    with_group(config, |group| group.join(envelope, Rc::clone(&waiter))).map_err(|refused| {
+        match refused {
+            JoinError::Full => Unsent::Busy,
+            JoinError::TooLarge(bytes) => Unsent::TooLarge(bytes),
+        }
+    })?;
+    let deadline = now_ms().saturating_add(wait_budget_ms(config));
+    // Bounded: every pass waits until woken or RECHECK_MS, and the deadline ends the loop.
+    loop {
+        start_sends(config, ctx);
+        if let Some(fate) = waiter.fate.borrow_mut().take() {
+            return fate.map_err(Unsent::Queues);
+        }
+        let now = now_ms();
+        if now >= deadline {
+            let withdrawn = with_group(config, |group| group.withdraw(|w| Rc::ptr_eq(w, &waiter)));
+            return Err(Unsent::NoAnswer { withdrawn });
+        }
+        let woken = JsFuture::from(waiter.wake_promise());
+        let pause = Delay::from(Duration::from_millis((deadline - now).min(RECHECK_MS)));
+        let _ = select(woken, pause).await;
+        // Settles the promise if the pause ended the wait, so its callbacks are freed.
+        waiter.wake();
+    }
+}
+
+/// Starts a send for every message a free call can take, each as work of this request that
+/// outlives its response (`waitUntil`): a client that hangs up must not strand the others.
+fn start_sends(config: &Rc<Config>, ctx: &Context) {
+    // Bounded by COMMITS_IN_FLIGHT: `take` counts each message in flight.
+    while let Some(flush) = with_group(config, GroupCommit::take) {
+        ctx.wait_until(send_flush(Rc::clone(config), flush));
+    }
+}
+
+/// Sends one message, tells each of its requests the outcome, and wakes the next in line to
+/// send from its own request.
+async fn send_flush(config: Rc<Config>, flush: Flush<Rc<Waiter>>) {
+    let fate = send_to_queues(&config, &flush.body, flush.waiters.len()).await;
+    with_group(&config, GroupCommit::finished);
+    for waiter in &flush.waiters {
+        *waiter.fate.borrow_mut() = Some(fate.clone());
+        waiter.wake();
+    }
+    if let Some(next) = with_group(&config, |group| group.next_sender().cloned()) {
+        next.wake();
+    }
+}
+
+/// Offers `body` to each queue in turn: the message id of the first that took it, or why
+/// each did not.
+async fn send_to_queues(config: &Config, body: &str, votes: usize) -> Fate {
     let mut failures = Vec::new();
     for target in &config.queues {
-        match send(config, target, &envelope).await {
-            Ok(_message_id) => return receipt(config, accepted).await,
+        match send(config, target, body).await {
+            Ok(message_id) => return Ok(message_id),
             Err(failure) => {
                 console_warn!(
-                    "edgevote: queue {} ({}) did not take batch {batch_id}: {failure}",
+                    "edgevote: queue {} ({}) did not take a message of {votes} votes: {failure}",
                     target.region,
                     target.queue_url
                 );
@@ -135,8 +314,21 @@ async fn enqueue(config: &Config, accepted: &Accepted, now: u64) -> CoreResponse
             }
         }
     }
-    console_error!("edgevote: no queue took batch {batch_id}; answering 503");
-    CoreResponse::unavailable(RETRY_AFTER_SECS, unavailable_detail(&failures))
+    Err(failures)
+}
+
+/// How long a vote waits for its message's fate at most: its message may queue behind
+/// others, each of which may try every queue until its timeout.
+fn wait_budget_ms(config: &Config) -> u64 {
+    let one_message = config.queues.len() as u64 * u64::from(config.queue_timeout_ms);
+    2 * one_message + WAIT_SLACK_MS
+}
+
+fn with_group<T>(config: &Config, f: impl FnOnce(&mut GroupCommit<Rc<Waiter>>) -> T) -> T {
+    GROUP.with(|cell| {
+        let mut group = cell.borrow_mut();
+        f(group.get_or_insert_with(|| GroupCommit::new(config.commit_bounds)))
+    })
 }
 
 /// The isolate's WebCrypto, importing the edge key on first use.
@@ -210,14 +402,10 @@ async fn receipt(config: &Config, accepted: &Accepted) -> CoreResponse {
     }
 }
 
-/// One signed `SendMessage` over `fetch`, aborted after the queue timeout.
-async fn send(
-    config: &Config,
-    target: &QueueTarget,
-    envelope: &str,
-) -> Result<String, SendFailure> {
+/// One signed `SendMessage` of `body` over `fetch`, aborted after the queue timeout.
+async fn send(config: &Config, target: &QueueTarget, body: &str) -> Result<String, SendFailure> {
     let signing_time = UNIX_EPOCH + Duration::from_millis(now_ms());
-    let signed = send_message(target, &config.credentials, envelope, signing_time)
+    let signed = send_message(target, &config.credentials, body, signing_time)
         .map_err(|e| SendFailure::Request(e.to_string()))?;
     let request = build_request(&signed).map_err(|e| SendFailure::Request(e.to_string()))?;
     let controller = AbortController::default();

@@ -3,11 +3,12 @@
 //! All vote logic is in `edgevote-edge-core`; this adapter reads the configuration from the
 //! worker's environment (see [`config`]), converts requests and responses, has the platform's
 //! WebCrypto do the Ed25519 work (the core's platform sealing; `EDGEVOTE_CRYPTO=wasm` keeps it
-//! in the bundle's Wasm instead), and sends each
-//! accepted vote to SQS as a one-vote signed envelope with a SigV4-signed `SendMessage`
-//! (`edgevote-edge-sqs`) over the Workers `fetch`, trying the configured queues in order. The
-//! receipt is signed and returned only after a queue said yes; when none did, the answer is 503
-//! with `Retry-After` and no receipt.
+//! in the bundle's Wasm instead), and seals each accepted vote into a one-vote signed envelope.
+//! The envelopes of votes one isolate serves at the same time share an SQS message
+//! ([`group`]), sent with a SigV4-signed `SendMessage` (`edgevote-edge-sqs`) over the Workers
+//! `fetch`, trying the configured queues in order. Each vote's receipt is signed and returned
+//! only after a queue took its message; when none did, the answer is 503 with `Retry-After`
+//! and no receipt.
 //!
 //! The configuration is parsed and the manifests verified on the first request of an isolate
 //! and kept for the isolate's life (Cloudflare starts a new isolate when the variables change).
@@ -15,6 +16,7 @@
 //! `Date.now()`.
 
 pub mod config;
+pub mod group;
 
 #[cfg(target_arch = "wasm32")]
 mod glue;
