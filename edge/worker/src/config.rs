@@ -10,7 +10,7 @@
 //! | `EDGEVOTE_REGION` | region written into receipts and envelopes |
 //! | `EDGEVOTE_QUEUES` | `region=queue_url` pairs, comma-separated, tried in order |
 //! | `EDGEVOTE_BUNDLE_SHA256` | optional: base64url SHA-256 of this bundle, named in receipts |
-//! | `EDGEVOTE_QUEUE_TIMEOUT_MS` | optional: how long one SQS call may take before the next queue is tried (default 3000) |
+//! | `EDGEVOTE_QUEUE_TIMEOUT_MS` | optional: how long one SQS call may take before the next queue is tried (default 3000; times the number of queues at most 25000) |
 //! | `EDGEVOTE_BATCH_MAX_VOTES` | optional: most votes of concurrent requests sent in one SQS message, 1..=256 (default 128; 1 turns group commit off: every vote is sent at once in its own message) |
 //! | `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` (secrets) | SQS credentials |
 //! | `AWS_SESSION_TOKEN` (secret) | optional: session token of temporary credentials |
@@ -38,6 +38,10 @@ pub const MAX_EDGE_ID_LEN: usize = 64 - 1 - BATCH_VOTE_ID_CHARS;
 pub const DEFAULT_QUEUE_TIMEOUT_MS: u32 = 3000;
 /// Bounds of `EDGEVOTE_QUEUE_TIMEOUT_MS`.
 const QUEUE_TIMEOUT_RANGE_MS: std::ops::RangeInclusive<u32> = 100..=30_000;
+/// Longest one message's calls may take, over every queue (queues x
+/// `EDGEVOTE_QUEUE_TIMEOUT_MS`): a message is sent as `waitUntil` work of a request, which
+/// Workers end 30 s after the request's response.
+pub const MAX_SEND_MS: u64 = 25_000;
 /// Longest private JWK we parse.
 const MAX_EDGE_KEY_BYTES: usize = 4096;
 
@@ -173,6 +177,15 @@ impl Config {
             "a number of milliseconds",
         )?
         .unwrap_or(DEFAULT_QUEUE_TIMEOUT_MS);
+        if queues.len() as u64 * u64::from(queue_timeout_ms) > MAX_SEND_MS {
+            return Err(bad(
+                "EDGEVOTE_QUEUE_TIMEOUT_MS",
+                format!(
+                    "{queue_timeout_ms} ms for each of {} queues is over {MAX_SEND_MS} ms: a message's calls must end within the Workers limit on work after a response (waitUntil)",
+                    queues.len()
+                ),
+            ));
+        }
         let batch_max_votes = number_in(
             "EDGEVOTE_BATCH_MAX_VOTES",
             optional("EDGEVOTE_BATCH_MAX_VOTES"),
@@ -542,6 +555,7 @@ mod tests {
             ("AWS_SECRET_ACCESS_KEY", None),
             ("EDGEVOTE_BUNDLE_SHA256", Some("xyz")),
             ("EDGEVOTE_QUEUE_TIMEOUT_MS", Some("5")),
+            ("EDGEVOTE_QUEUE_TIMEOUT_MS", Some("20000")), // two queues: 40 s
             ("EDGEVOTE_BATCH_MAX_VOTES", Some("0")),
             ("EDGEVOTE_BATCH_MAX_VOTES", Some("257")),
             ("EDGEVOTE_BATCH_MAX_VOTES", Some("many")),
@@ -583,6 +597,20 @@ mod tests {
         mismatched.insert("EDGEVOTE_EDGE_KEY", wrong_x.to_string());
         let err = load(&mismatched).unwrap_err();
         assert!(err.reason.contains("does not match"), "{err}");
+    }
+
+    #[test]
+    fn a_message_s_calls_must_fit_the_wait_until_limit() {
+        let mut vars = vars(); // two queues
+        vars.insert("EDGEVOTE_QUEUE_TIMEOUT_MS", (MAX_SEND_MS / 2).to_string());
+        assert!(load(&vars).is_ok());
+        vars.insert(
+            "EDGEVOTE_QUEUE_TIMEOUT_MS",
+            (MAX_SEND_MS / 2 + 1).to_string(),
+        );
+        let err = load(&vars).unwrap_err();
+        assert_eq!(err.var, "EDGEVOTE_QUEUE_TIMEOUT_MS", "{err}");
+        assert!(err.reason.contains("2 queues"), "{err}");
     }
 
     #[test]

@@ -29,7 +29,7 @@ use crate::{RETRY_AFTER_SECS, SendFailure, unavailable_detail};
 /// work is a promise that another request resolves ("the script will never generate a
 /// response"; measured: 6 of the 7 group-commit tests fail without the timer).
 const RECHECK_MS: u64 = 50;
-/// Added to a vote's wait budget beyond the queue timeouts.
+/// Added to a call's budget beyond the queue timeouts.
 const WAIT_SLACK_MS: u64 = 1000;
 
 thread_local! {
@@ -280,8 +280,16 @@ async fn group_commit(
 /// Starts a send for every message a free call can take, each as work of this request that
 /// outlives its response (`waitUntil`): a client that hangs up must not strand the others.
 fn start_sends(config: &Rc<Config>, ctx: &Context) {
+    let now = now_ms();
+    let lost = with_group(config, |group| group.forget_lost(now));
+    if lost > 0 {
+        console_warn!(
+            "edgevote: {lost} SendMessage call(s) gave no outcome within {} ms (their work was cancelled); their votes get 503 and their calls are free again",
+            call_budget_ms(config)
+        );
+    }
     // Bounded by COMMITS_IN_FLIGHT: `take` counts each message in flight.
-    while let Some(flush) = with_group(config, GroupCommit::take) {
+    while let Some(flush) = with_group(config, |group| group.take(now)) {
         ctx.wait_until(send_flush(Rc::clone(config), flush));
     }
 }
@@ -290,12 +298,13 @@ fn start_sends(config: &Rc<Config>, ctx: &Context) {
 /// send from its own request.
 async fn send_flush(config: Rc<Config>, flush: Flush<Rc<Waiter>>) {
     let fate = send_to_queues(&config, &flush.body, flush.waiters.len()).await;
-    with_group(&config, GroupCommit::finished);
+    with_group(&config, |group| group.finished(flush.call));
     for waiter in &flush.waiters {
         *waiter.fate.borrow_mut() = Some(fate.clone());
         waiter.wake();
     }
-    if let Some(next) = with_group(&config, |group| group.next_sender().cloned()) {
+    let now = now_ms();
+    if let Some(next) = with_group(&config, |group| group.next_sender(now).cloned()) {
         next.wake();
     }
 }
@@ -320,17 +329,23 @@ async fn send_to_queues(config: &Config, body: &str, votes: usize) -> Fate {
     Err(failures)
 }
 
+/// Longest a `SendMessage` call can take: every queue until its timeout, and a second more.
+/// One that has not finished by then was cancelled (its request's `waitUntil` work ended).
+fn call_budget_ms(config: &Config) -> u64 {
+    config.queues.len() as u64 * u64::from(config.queue_timeout_ms) + WAIT_SLACK_MS
+}
+
 /// How long a vote waits for its message's fate at most: its message may queue behind
-/// others, each of which may try every queue until its timeout.
+/// another, and each may take the whole call budget.
 fn wait_budget_ms(config: &Config) -> u64 {
-    let one_message = config.queues.len() as u64 * u64::from(config.queue_timeout_ms);
-    2 * one_message + WAIT_SLACK_MS
+    2 * call_budget_ms(config)
 }
 
 fn with_group<T>(config: &Config, f: impl FnOnce(&mut GroupCommit<Rc<Waiter>>) -> T) -> T {
     GROUP.with(|cell| {
         let mut group = cell.borrow_mut();
-        f(group.get_or_insert_with(|| GroupCommit::new(config.commit_bounds)))
+        f(group
+            .get_or_insert_with(|| GroupCommit::new(config.commit_bounds, call_budget_ms(config))))
     })
 }
 

@@ -29,12 +29,29 @@ pub const MAX_WAITING: usize = 8 * message::MAX_ENVELOPES;
 pub struct GroupCommit<W> {
     bounds: CommitBounds,
     waiting: VecDeque<(String, W)>,
-    in_flight: usize,
+    /// Calls taken and not finished, with when each started.
+    in_flight: Vec<Call>,
+    /// Longest a call can take (every queue until its timeout); one older is lost.
+    call_budget_ms: u64,
+    next_call: u64,
 }
+
+/// One `SendMessage` call in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Call {
+    id: CallId,
+    started_ms: u64,
+}
+
+/// Names a call taken with [`GroupCommit::take`], for [`GroupCommit::finished`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallId(u64);
 
 /// One message to send: its body and who waits on it, in order.
 #[derive(Debug)]
 pub struct Flush<W> {
+    /// The call, to report finished.
+    pub call: CallId,
     /// The message body: the envelopes, one per line ([`message::encode`]).
     pub body: String,
     /// The requests whose envelope is in the body.
@@ -51,13 +68,16 @@ pub enum JoinError {
 }
 
 impl<W> GroupCommit<W> {
-    /// An empty line packing messages within `bounds` (checked by the configuration).
-    pub fn new(bounds: CommitBounds) -> Self {
+    /// An empty line packing messages within `bounds` (checked by the configuration), whose
+    /// calls take at most `call_budget_ms`.
+    pub fn new(bounds: CommitBounds, call_budget_ms: u64) -> Self {
         debug_assert!(bounds.check().is_ok(), "bounds are checked with the config");
         GroupCommit {
             bounds,
             waiting: VecDeque::new(),
-            in_flight: 0,
+            in_flight: Vec::new(),
+            call_budget_ms,
+            next_call: 0,
         }
     }
 
@@ -73,10 +93,11 @@ impl<W> GroupCommit<W> {
         Ok(())
     }
 
-    /// When a call is free and envelopes wait: the next message (the oldest envelopes that fit
-    /// the bounds), counted in flight until [`GroupCommit::finished`].
-    pub fn take(&mut self) -> Option<Flush<W>> {
-        if !self.call_free() || self.waiting.is_empty() {
+    /// When a call is free at `now_ms` and envelopes wait: the next message (the oldest
+    /// envelopes that fit the bounds), counted in flight until [`GroupCommit::finished`] or
+    /// until it is older than the call budget.
+    pub fn take(&mut self, now_ms: u64) -> Option<Flush<W>> {
+        if !self.call_free(now_ms) || self.waiting.is_empty() {
             return None;
         }
         let mut lines = Vec::new();
@@ -95,18 +116,38 @@ impl<W> GroupCommit<W> {
             lines.push(line);
             waiters.push(waiter);
         }
-        self.in_flight += 1;
+        let call = CallId(self.next_call);
+        self.next_call += 1;
+        self.in_flight.push(Call {
+            id: call,
+            started_ms: now_ms,
+        });
         // Cannot fail: one line or more, no line breaks in a compact JWS, bounds within the
         // message format's (checked by the configuration).
         let body = lines.join("\n");
         debug_assert!(message::encode(&lines).is_ok_and(|encoded| encoded == body));
-        Some(Flush { body, waiters })
+        Some(Flush {
+            call,
+            body,
+            waiters,
+        })
     }
 
-    /// A call taken with [`GroupCommit::take`] is over (whatever its outcome).
-    pub fn finished(&mut self) {
-        debug_assert!(self.in_flight > 0, "finished without a call in flight");
-        self.in_flight = self.in_flight.saturating_sub(1);
+    /// A call taken with [`GroupCommit::take`] is over (whatever its outcome). A call already
+    /// forgotten as lost changes nothing.
+    pub fn finished(&mut self, call: CallId) {
+        self.in_flight.retain(|c| c.id != call);
+    }
+
+    /// Forgets the calls older than the call budget at `now_ms`: their work was cancelled (the
+    /// platform ends a request's `waitUntil` work after a while), and counting them would
+    /// block the line for good. Returns how many.
+    pub fn forget_lost(&mut self, now_ms: u64) -> usize {
+        let before = self.in_flight.len();
+        let budget = self.call_budget_ms;
+        self.in_flight
+            .retain(|c| now_ms.saturating_sub(c.started_ms) <= budget);
+        before - self.in_flight.len()
     }
 
     /// Takes the first waiting envelope whose waiter `is` out of the line (a request that gave
@@ -118,19 +159,20 @@ impl<W> GroupCommit<W> {
         }
     }
 
-    /// Whoever should send next: the oldest waiter, when a call is free.
-    pub fn next_sender(&self) -> Option<&W> {
-        if !self.call_free() {
+    /// Whoever should send next at `now_ms`: the oldest waiter, when a call is free.
+    pub fn next_sender(&mut self, now_ms: u64) -> Option<&W> {
+        if !self.call_free(now_ms) {
             return None;
         }
         self.waiting.front().map(|(_, waiter)| waiter)
     }
 
-    /// Whether a call may start: fewer than [`COMMITS_IN_FLIGHT`] run, or group commit is off
-    /// (one vote per message: every vote is sent at once, as many calls as votes, which the
-    /// platform's own bound on concurrent requests bounds).
-    fn call_free(&self) -> bool {
-        self.bounds.max_votes == 1 || self.in_flight < COMMITS_IN_FLIGHT
+    /// Whether a call may start at `now_ms`: fewer than [`COMMITS_IN_FLIGHT`] run (lost ones
+    /// forgotten), or group commit is off (one vote per message: every vote is sent at once,
+    /// as many calls as votes, which the platform's own bound on concurrent requests bounds).
+    fn call_free(&mut self, now_ms: u64) -> bool {
+        self.forget_lost(now_ms);
+        self.bounds.max_votes == 1 || self.in_flight.len() < COMMITS_IN_FLIGHT
     }
 
     /// Envelopes waiting.
@@ -138,9 +180,9 @@ impl<W> GroupCommit<W> {
         self.waiting.len()
     }
 
-    /// Calls in flight.
+    /// Calls in flight (lost ones included until forgotten).
     pub fn in_flight(&self) -> usize {
-        self.in_flight
+        self.in_flight.len()
     }
 }
 
@@ -148,11 +190,17 @@ impl<W> GroupCommit<W> {
 mod tests {
     use super::*;
 
+    /// The call budget of the tests' lines, ms.
+    const BUDGET: u64 = 1_000;
+
     fn group(max_votes: usize, max_message_bytes: usize) -> GroupCommit<u32> {
-        GroupCommit::new(CommitBounds {
-            max_votes,
-            max_message_bytes,
-        })
+        GroupCommit::new(
+            CommitBounds {
+                max_votes,
+                max_message_bytes,
+            },
+            BUDGET,
+        )
     }
 
     fn line(byte: char, len: usize) -> String {
@@ -163,27 +211,28 @@ mod tests {
     fn a_lone_envelope_is_sent_at_once_and_alone() {
         let mut g = group(128, 8192);
         g.join("a".into(), 1).unwrap();
-        let flush = g.take().expect("a call is free");
+        let flush = g.take(0).expect("a call is free");
         assert_eq!((flush.body.as_str(), flush.waiters), ("a", vec![1]));
         assert_eq!((g.waiting(), g.in_flight()), (0, 1));
-        assert!(g.take().is_none(), "nothing waits");
+        assert!(g.take(0).is_none(), "nothing waits");
     }
 
     #[test]
     fn arrivals_during_busy_calls_share_the_next_message_in_order() {
         let mut g = group(128, 8192);
+        let mut calls = Vec::new();
         for i in 0..COMMITS_IN_FLIGHT as u32 {
             g.join(format!("e{i}"), i).unwrap();
-            assert!(g.take().is_some());
+            calls.push(g.take(0).expect("a call is free").call);
         }
         for i in 10..15 {
             g.join(format!("e{i}"), i).unwrap();
         }
-        assert!(g.take().is_none(), "every call is busy");
-        assert!(g.next_sender().is_none());
-        g.finished();
-        assert_eq!(g.next_sender(), Some(&10));
-        let flush = g.take().expect("a call was freed");
+        assert!(g.take(0).is_none(), "every call is busy");
+        assert!(g.next_sender(0).is_none());
+        g.finished(calls[0]);
+        assert_eq!(g.next_sender(0), Some(&10));
+        let flush = g.take(0).expect("a call was freed");
         assert_eq!(flush.body, "e10\ne11\ne12\ne13\ne14");
         assert_eq!(flush.waiters, vec![10, 11, 12, 13, 14]);
         assert_eq!(message::split(&flush.body).unwrap().len(), 5);
@@ -196,8 +245,8 @@ mod tests {
             g.join(format!("e{i}"), i).unwrap();
         }
         let sizes: Vec<usize> = std::iter::from_fn(|| {
-            let flush = g.take()?;
-            g.finished();
+            let flush = g.take(0)?;
+            g.finished(flush.call);
             Some(flush.waiters.len())
         })
         .collect();
@@ -211,11 +260,11 @@ mod tests {
         for (i, byte) in ['a', 'b', 'c'].into_iter().enumerate() {
             g.join(line(byte, 2000), i as u32).unwrap();
         }
-        let first = g.take().unwrap();
+        let first = g.take(0).unwrap();
         // Two lines and a separator: 4001 bytes, over 4096 with a third.
         assert_eq!(first.waiters, vec![0, 1]);
         assert_eq!(first.body.len(), 4001);
-        let second = g.take().unwrap();
+        let second = g.take(0).unwrap();
         assert_eq!(second.waiters, vec![2]);
     }
 
@@ -244,7 +293,7 @@ mod tests {
         }
         assert!(g.withdraw(|w| *w == 1));
         assert!(!g.withdraw(|w| *w == 1), "already out of the line");
-        let flush = g.take().unwrap();
+        let flush = g.take(0).unwrap();
         assert_eq!(flush.body, "e0\ne2");
         assert!(
             !g.withdraw(|w| *w == 0),
@@ -257,7 +306,7 @@ mod tests {
         let mut g = group(1, 8192);
         for i in 0..COMMITS_IN_FLIGHT as u32 + 3 {
             g.join(format!("e{i}"), i).unwrap();
-            let flush = g.take().expect("no bound on calls without group commit");
+            let flush = g.take(0).expect("no bound on calls without group commit");
             assert_eq!(flush.waiters, vec![i]);
         }
         assert_eq!(g.in_flight(), COMMITS_IN_FLIGHT + 3);
@@ -269,12 +318,39 @@ mod tests {
         for i in 0..COMMITS_IN_FLIGHT as u32 + 3 {
             g.join(format!("e{i}"), i).unwrap();
         }
-        for _ in 0..COMMITS_IN_FLIGHT {
-            assert!(g.take().is_some());
-        }
+        let calls: Vec<CallId> = (0..COMMITS_IN_FLIGHT)
+            .map(|_| g.take(0).expect("a call is free").call)
+            .collect();
         assert_eq!(g.in_flight(), COMMITS_IN_FLIGHT);
-        assert!(g.take().is_none());
-        g.finished();
-        assert!(g.take().is_some());
+        assert!(g.take(0).is_none());
+        g.finished(calls[1]);
+        g.finished(calls[1]);
+        assert_eq!(g.in_flight(), COMMITS_IN_FLIGHT - 1, "a call finishes once");
+        assert!(g.take(0).is_some());
+    }
+
+    #[test]
+    fn a_call_older_than_its_budget_is_forgotten_as_lost() {
+        let mut g = group(2, 8192);
+        for i in 0..COMMITS_IN_FLIGHT as u32 * 2 + 2 {
+            g.join(format!("e{i}"), i).unwrap();
+        }
+        let lost: Vec<CallId> = (0..COMMITS_IN_FLIGHT)
+            .map(|_| g.take(100).expect("a call is free").call)
+            .collect();
+        assert!(
+            g.take(100 + BUDGET).is_none(),
+            "within the budget a call counts"
+        );
+        assert!(g.next_sender(100 + BUDGET).is_none());
+        // Their work was cancelled: past the budget the line moves on without them.
+        assert_eq!(g.next_sender(101 + BUDGET), Some(&4));
+        let flush = g.take(101 + BUDGET).expect("lost calls are forgotten");
+        assert_eq!(flush.waiters, vec![4, 5]);
+        assert_eq!(g.in_flight(), 1);
+        // A lost call that reports after all frees nothing else.
+        g.finished(lost[0]);
+        assert_eq!(g.in_flight(), 1);
+        assert_eq!(g.forget_lost(102 + 2 * BUDGET), 1);
     }
 }
