@@ -11,7 +11,8 @@ Cloudflare:
 - `failover`: the closed port first, then moto's queue in eu-central-1;
 - `misconfigured`: EDGEVOTE_QUEUES missing;
 - `small`: as `edge`, with at most SMALL_BATCH votes per message (EDGEVOTE_BATCH_MAX_VOTES);
-- `slow`: one queue, a local stand-in that holds every SendMessage SLOW_SQS_HOLD_SECS.
+- `slow`: one queue, a local stand-in that holds every SendMessage SLOW_SQS_HOLD_SECS;
+- `counted`: as `edge`, on a moto queue of its own that an `edgevote collector run` drains.
 
 Every refusal is checked for its status and code and for leaving both queues empty.
 
@@ -348,7 +349,13 @@ def moto(tmp_path_factory):
             url = sqs.create_queue(QueueName="edgevote-votes")["QueueUrl"]
             assert url.startswith(endpoint), url
             queues[region] = (sqs, url)
-        yield {"endpoint": endpoint, "queues": queues, "queue_url": queues[REGION][1], "log": log}
+        # A queue of its own for the test that runs a collector on it (the other tests drain
+        # theirs themselves), and its dead-letter queue.
+        sqs = queues[REGION][0]
+        counted = {name: sqs.create_queue(QueueName=name)["QueueUrl"]
+                   for name in ("edgevote-counted", "edgevote-counted-dlq")}
+        yield {"endpoint": endpoint, "queues": queues, "queue_url": queues[REGION][1], "log": log,
+               "counted": counted}
     finally:
         stop(proc)
 
@@ -413,6 +420,7 @@ def workers(bundle, world, moto, slow_sqs, tmp_path_factory):
         "small": {**base, "EDGEVOTE_QUEUES": f"{REGION}={moto['queue_url']}",
                   "EDGEVOTE_BATCH_MAX_VOTES": str(SMALL_BATCH)},
         "slow": {**base, "EDGEVOTE_QUEUES": f"{REGION}={slow_sqs.queue_url()}"},
+        "counted": {**base, "EDGEVOTE_QUEUES": f"{REGION}={moto['counted']['edgevote-counted']}"},
     }
     ports = {name: free_port() for name in variants}
     config = d / "config.capnp"
@@ -793,3 +801,75 @@ def test_a_client_hanging_up_strands_no_other_vote(case, workers, world, slow_sq
         time.sleep(0.1)
         bodies += slow_sqs.take()
     assert_each_once(expected, envelopes_of(world, bodies))
+
+
+@pytest.fixture(scope="module")
+def collector(world, moto, tmp_path_factory):
+    """`edgevote collector run` draining the `counted` worker's queue on moto into an embedded
+    store, with its HTTP server on a free port."""
+    d = tmp_path_factory.mktemp("collector")
+    port = free_port()
+    counted = moto["counted"]
+    (d / "collector.toml").write_text(f"""region = "{REGION}"
+keyset_path = "{world['keyset_path']}"
+election_paths = ["{world['dir'] / 'election.jws'}"]
+listen_addr = "127.0.0.1:{port}"
+
+[queue]
+backend = "sqs"
+queue_url = "{counted['edgevote-counted']}"
+dead_letter_queue_url = "{counted['edgevote-counted-dlq']}"
+region = "{REGION}"
+endpoint_url = "{moto['endpoint']}"
+
+[store]
+backend = "embedded"
+path = "{d / 'store.redb'}"
+""")
+    log = d / "collector.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([str(BIN), "collector", "run", "--config", str(d / "collector.toml")],
+                                cwd=d, stdout=out, stderr=subprocess.STDOUT,
+                                env={**os.environ, **AWS_ENV})
+    try:
+        client = Http(port)
+        deadline = time.monotonic() + READY_TIMEOUT
+        while True:
+            assert proc.poll() is None, f"the collector exited ({proc.returncode}):\n{log_tail(log)}"
+            with contextlib.suppress(OSError):
+                if client.request("GET", "/healthz", timeout=5)[0] == 200:
+                    break
+            assert time.monotonic() < deadline, f"the collector did not answer on {port}:\n{log_tail(log)}"
+            time.sleep(0.2)
+        yield {"http": client, "log": log}
+    finally:
+        stop(proc)
+
+
+def test_concurrent_votes_through_a_collector_are_each_counted_once(workers, world, collector):
+    """The promise end to end: 30 voters at once, and one more voter whose client sends the
+    same ballot five times at once (a retry storm), through the Worker's shared messages, the
+    queue and a real collector: every receipt's vote is stored for its voter, and the final
+    tally counts 31 ballots, the repeated one once."""
+    seed, kid = world["authority_seed"], world["authority"]["kid"]
+    sent = token_ballots(seed, kid, 30, "counted")
+    repeated = token_ballots(seed, kid, 1, "counted-repeat")[0]
+    ballots = sent + [repeated] * 5
+    answers = at_once(workers["counted"].vote, ballots)
+    assert_receipted(world, ballots, answers, workers["log"])
+    assert len({body["vote_id"] for _, _, body in answers[30:]}) == 1, "a retry is the same vote"
+    http = collector["http"]
+    deadline = time.monotonic() + 60
+    while True:
+        status, _, tally = http.request("GET", f"/v1/results/{ELECTION}/final")
+        if status == 200 and tally["ballots"] >= len(sent) + 1:
+            break
+        assert time.monotonic() < deadline, (status, tally, log_tail(collector["log"]))
+        time.sleep(0.5)
+    assert (tally["ballots"], tally["voters"], tally["counts"]) == (31, 31, {"yes": 31}), tally
+    for ballot, (_, _, body) in zip(ballots, answers):
+        voter = jws_parts(ballot["token"])[1]["sub"]
+        status, _, found = http.request(
+            "GET", f"/v1/elections/{ELECTION}/votes/{body['vote_id']}?voter={voter}")
+        assert status == 200, (status, found)
+        assert (found["stored"], found["counted"], found["vote_id"]) == (True, True, body["vote_id"]), found
