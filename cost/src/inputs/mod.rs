@@ -271,7 +271,7 @@ macro_rules! cost_inputs {
         /// Bytes CloudFront sends back per vote (receipt and headers).
         response_bytes_per_vote: f64 = 1_000.0, "bytes", between(0.0, 1e6), "estimate: 202 with receipt + HTTP headers";
         /// CPU milliseconds of one vote on Cloudflare Workers.
-        worker_cpu_ms_per_vote: f64 = 0.5, "ms", between(0.0, 30_000.0), "estimate: token check + two Ed25519 signatures in Wasm, not measured";
+        worker_cpu_ms_per_vote: f64 = 1.5, "ms", between(0.0, 30_000.0), "measured: edge/worker under workerd, one vote at a time, 2 shared cores (edge/worker/README.md); 0.8 with 64 votes at once";
         /// Bytes of one SendMessage response that leave AWS for a Worker.
         sqs_send_response_bytes: f64 = 400.0, "bytes", between(0.0, 1e6), "estimate: SQS JSON response + headers";
         /// Edge of the naive design: `workers` (one message per vote, as Spin does and a Worker
