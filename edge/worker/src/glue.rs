@@ -284,7 +284,7 @@ fn start_sends(config: &Rc<Config>, ctx: &Context) {
     let lost = with_group(config, |group| group.forget_lost(now));
     if lost > 0 {
         console_warn!(
-            "edgevote: {lost} SendMessage call(s) gave no outcome within {} ms (their work was cancelled); their votes get 503 and their calls are free again",
+            "edgevote: {lost} SendMessage call(s) gave no outcome within {} ms (their work was cancelled); their places are free again, and their votes get 503 when their wait ends",
             call_budget_ms(config)
         );
     }
