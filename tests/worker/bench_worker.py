@@ -25,7 +25,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import pathlib
 
@@ -73,8 +72,7 @@ def measure(pid: int, requests, concurrency: int = 1) -> float:
     `concurrency` clients at once, each in order."""
     before = cpu_secs(pid)
     if concurrency <= 1:
-        for request in requests:
-            request()
+        run_all(requests)
     else:
         with concurrent.futures.ThreadPoolExecutor(max_workers=concurrency) as pool:
             for done in [pool.submit(run_all, requests[i::concurrency]) for i in range(concurrency)]:

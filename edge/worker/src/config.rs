@@ -177,7 +177,7 @@ impl Config {
             "a number of milliseconds",
         )?
         .unwrap_or(DEFAULT_QUEUE_TIMEOUT_MS);
-        if queues.len() as u64 * u64::from(queue_timeout_ms) > MAX_SEND_MS {
+        if send_ms(queues.len(), queue_timeout_ms) > MAX_SEND_MS {
             return Err(bad(
                 "EDGEVOTE_QUEUE_TIMEOUT_MS",
                 format!(
@@ -226,6 +226,17 @@ impl Config {
             crypto,
         })
     }
+}
+
+impl Config {
+    /// Longest the calls of one message take: every queue tried until its timeout.
+    pub fn message_send_ms(&self) -> u64 {
+        send_ms(self.queues.len(), self.queue_timeout_ms)
+    }
+}
+
+fn send_ms(queues: usize, queue_timeout_ms: u32) -> u64 {
+    queues as u64 * u64::from(queue_timeout_ms)
 }
 
 /// The optional number `text` of variable `var`, which must be `what` in `range`.

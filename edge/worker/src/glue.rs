@@ -332,7 +332,7 @@ async fn send_to_queues(config: &Config, body: &str, votes: usize) -> Fate {
 /// Longest a `SendMessage` call can take: every queue until its timeout, and a second more.
 /// One that has not finished by then was cancelled (its request's `waitUntil` work ended).
 fn call_budget_ms(config: &Config) -> u64 {
-    config.queues.len() as u64 * u64::from(config.queue_timeout_ms) + WAIT_SLACK_MS
+    config.message_send_ms() + WAIT_SLACK_MS
 }
 
 /// How long a vote waits for its message's fate at most: its message may queue behind

@@ -102,17 +102,23 @@ impl<W> GroupCommit<W> {
         }
         let mut lines = Vec::new();
         let mut waiters = Vec::new();
-        let mut lengths = Vec::new();
+        let mut bytes = 0;
         while let Some((line, _)) = self.waiting.front() {
-            lengths.push(line.len());
-            let fits = lines.len() < self.bounds.max_votes
-                && message::encoded_len(lengths.iter().copied()) <= self.bounds.max_message_bytes;
+            // The body with this line too: the lines so far, a separator and this one.
+            let grown = if lines.is_empty() {
+                line.len()
+            } else {
+                message::encoded_len([bytes, line.len()])
+            };
+            let fits =
+                lines.len() < self.bounds.max_votes && grown <= self.bounds.max_message_bytes;
             if !fits && !lines.is_empty() {
                 break;
             }
             let Some((line, waiter)) = self.waiting.pop_front() else {
                 break;
             };
+            bytes = grown;
             lines.push(line);
             waiters.push(waiter);
         }
@@ -125,6 +131,7 @@ impl<W> GroupCommit<W> {
         // Cannot fail: one line or more, no line breaks in a compact JWS, bounds within the
         // message format's (checked by the configuration).
         let body = lines.join("\n");
+        debug_assert_eq!(body.len(), bytes);
         debug_assert!(message::encode(&lines).is_ok_and(|encoded| encoded == body));
         Some(Flush {
             call,
