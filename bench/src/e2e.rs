@@ -109,6 +109,37 @@ impl CommitPhasesP99 {
     }
 }
 
+/// Group-commit windows of a step by why they closed, summed over the edges.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct WindowCloses {
+    /// Their time was up.
+    pub window: f64,
+    /// The message was full (votes or bytes).
+    pub full: f64,
+    /// A stretched window found the backlog gone at an arrival.
+    pub backlog_fell: f64,
+}
+
+impl WindowCloses {
+    /// The counts, in [`crate::scrape::WINDOW_CLOSES`] order.
+    fn of(closes: &[f64; crate::scrape::WINDOW_CLOSES.len()]) -> Self {
+        let [window, full, backlog_fell] = *closes;
+        WindowCloses {
+            window,
+            full,
+            backlog_fell,
+        }
+    }
+
+    /// `windows closed: W by time, F full, B backlog fell`.
+    pub fn describe(&self) -> String {
+        format!(
+            "windows closed: {:.0} by time, {:.0} full, {:.0} backlog fell",
+            self.window, self.full, self.backlog_fell
+        )
+    }
+}
+
 /// How late the load generator sent, milliseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
 pub struct SendLag {
@@ -179,6 +210,9 @@ pub struct Step {
     /// (`edgevote_edge_group_commit_windows_stretched_total`): of `messages_per_vote`'s
     /// messages, those that waited the long window.
     pub stretched_windows: f64,
+    /// Group-commit windows by why they closed (`edgevote_edge_group_commit_closes_total`):
+    /// what set the votes per message.
+    pub window_closes: WindowCloses,
     /// Milliseconds from the last answer until the collectors had emptied the queues; `None`
     /// when they had not within the drain timeout.
     pub drain_ms: Option<u64>,
@@ -497,6 +531,7 @@ impl Sent {
             commit_phase_p99_ms: CommitPhasesP99::of(&delta.commit_phases),
             window_stretches: delta.window_stretches,
             stretched_windows: delta.stretched_windows,
+            window_closes: WindowCloses::of(&delta.window_closes),
             drain_ms,
         }
     }

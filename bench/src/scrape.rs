@@ -30,6 +30,9 @@ pub struct Counters {
     /// Group-commit windows that opened stretched
     /// (`edgevote_edge_group_commit_windows_stretched_total`): each is one queue message.
     pub stretched_windows: f64,
+    /// Group-commit windows by why they closed, in the order of [`WINDOW_CLOSES`]
+    /// (`edgevote_edge_group_commit_closes_total`).
+    pub window_closes: [f64; WINDOW_CLOSES.len()],
     /// Queue messages the collectors received (`edgevote_collector_messages_received_total`).
     pub messages_received: f64,
     /// Ballots the collectors stored (`edgevote_collector_votes_stored_total`).
@@ -61,6 +64,10 @@ pub struct Counters {
 /// [`Counters::commit_phases`].
 pub const COMMIT_PHASES: [&str; 4] = ["late", "slot", "seal", "store"];
 
+/// The `reason` labels of `edgevote_edge_group_commit_closes_total`, in the order of
+/// [`Counters::window_closes`].
+pub const WINDOW_CLOSES: [&str; 3] = ["window", "full", "backlog_fell"];
+
 impl Counters {
     /// What happened between `before` and `self`.
     pub fn since(&self, before: &Counters) -> Counters {
@@ -69,6 +76,7 @@ impl Counters {
             messages_sent: self.messages_sent - before.messages_sent,
             window_stretches: self.window_stretches - before.window_stretches,
             stretched_windows: self.stretched_windows - before.stretched_windows,
+            window_closes: std::array::from_fn(|i| self.window_closes[i] - before.window_closes[i]),
             messages_received: self.messages_received - before.messages_received,
             votes_stored: self.votes_stored - before.votes_stored,
             votes_duplicate: self.votes_duplicate - before.votes_duplicate,
@@ -166,6 +174,15 @@ pub fn parse_totals(text: &str) -> BTreeMap<String, f64> {
     totals
 }
 
+/// The sum of counter `name`'s series that carry `label` (e.g. `reason="full"`).
+pub fn parse_total_labelled(text: &str, name: &str, label: &str) -> f64 {
+    let prefix = format!("{name}{{");
+    text.lines()
+        .filter(|l| l.starts_with(&prefix) && l.split(['{', ',', '}']).any(|part| part == label))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
+}
+
 /// The counters of every region of `stack` now.
 pub async fn counters(stack: &StackInfo) -> Result<Counters, BenchError> {
     let mut all = BTreeMap::new();
@@ -174,6 +191,7 @@ pub async fn counters(stack: &StackInfo) -> Result<Counters, BenchError> {
     let mut edge_vote = Buckets::default();
     let mut vote_commit = Buckets::default();
     let mut commit_phases = [Buckets::default(); COMMIT_PHASES.len()];
+    let mut window_closes = [0.0; WINDOW_CLOSES.len()];
     for region in &stack.regions {
         for url in [&region.edge_url, &region.collector_url] {
             let text = metrics_text(url).await?;
@@ -195,6 +213,11 @@ pub async fn counters(stack: &StackInfo) -> Result<Counters, BenchError> {
                 let label = format!("phase=\"{phase}\"");
                 add(sum, "edgevote_edge_vote_commit_phase_seconds", &label);
             }
+            for (sum, reason) in window_closes.iter_mut().zip(WINDOW_CLOSES) {
+                let label = format!("reason=\"{reason}\"");
+                *sum +=
+                    parse_total_labelled(&text, "edgevote_edge_group_commit_closes_total", &label);
+            }
         }
     }
     let get = |name: &str| all.get(name).copied().unwrap_or(0.0);
@@ -203,6 +226,7 @@ pub async fn counters(stack: &StackInfo) -> Result<Counters, BenchError> {
         messages_sent: get("edgevote_edge_group_commits_total"),
         window_stretches: get("edgevote_edge_group_commit_stretches_total"),
         stretched_windows: get("edgevote_edge_group_commit_windows_stretched_total"),
+        window_closes,
         messages_received: get("edgevote_collector_messages_received_total"),
         votes_stored: get("edgevote_collector_votes_stored_total"),
         votes_duplicate: get("edgevote_collector_votes_duplicate_total"),

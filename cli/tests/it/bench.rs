@@ -55,6 +55,13 @@ fn bench_quick_json_reports_every_stage() {
         for counter in ["window_stretches", "stretched_windows"] {
             assert!(step[counter].as_f64().unwrap() >= 0.0, "{counter}: {step}");
         }
+        // Read back from the edges' close counters: a step that sent messages closed windows.
+        let closes = &step["window_closes"];
+        let closed: f64 = ["window", "full", "backlog_fell"]
+            .iter()
+            .map(|reason| closes[reason].as_f64().unwrap())
+            .sum();
+        assert!(closed >= 1.0, "{step}");
         // Every vote went through each phase past its window's deadline (`late` observes a
         // zero for a window closed early), so each has a p99.
         for phase in ["late", "slot", "seal", "store"] {

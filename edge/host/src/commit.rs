@@ -27,7 +27,7 @@ use edgevote_shared::message;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::config::GroupCommitConfig;
-use crate::metrics::{CommitPhase, Metrics};
+use crate::metrics::{CommitClose, CommitPhase, Metrics};
 use crate::pace::{Observation, Pace, Shift};
 
 // The message format's byte bound must fit in what the queue takes.
@@ -199,8 +199,11 @@ async fn run(config: GroupCommitConfig, mut rx: mpsc::Receiver<Pending>, writer:
         // A stretched window closes once an arrival finds the backlog gone: the load fell,
         // and its votes would wait for nothing.
         let keep_open = || !stretched || writer.pace.backlog_lasts(writer.metrics.vote_backlog());
-        let (mut batch, next, late) = fill(first, &mut rx, &config, window, &keep_open).await;
+        let (mut batch, next, late, why) = fill(first, &mut rx, &config, window, &keep_open).await;
         let closed = tokio::time::Instant::now();
+        if let Some(why) = why {
+            writer.metrics.count_commit_close(why);
+        }
         writer
             .metrics
             .observe_commit_phase(CommitPhase::Late, late, batch.len());
@@ -233,15 +236,15 @@ type PendingBatch = Batch<EnvelopeReply, VoteReply>;
 
 /// Collects items after `first` until a bound is hit, `window` is over or, after an arrival,
 /// `keep_open` says no; returns the batch, the item that did not fit if any (it starts the
-/// next batch), and how late the window's timer fired (a starved task sees it late: part of
-/// the lag [`Pace`] watches).
+/// next batch), how late the window's timer fired (a starved task sees it late: part of the
+/// lag [`Pace`] watches) and why the window closed (`None`: shutdown).
 async fn fill(
     first: Pending,
     rx: &mut mpsc::Receiver<Pending>,
     config: &GroupCommitConfig,
     window: Duration,
     keep_open: &(dyn Fn() -> bool + Sync),
-) -> (PendingBatch, Option<Pending>, Duration) {
+) -> (PendingBatch, Option<Pending>, Duration, Option<CommitClose>) {
     let deadline = tokio::time::Instant::now() + window;
     let mut batch = Batch::new(config.bounds());
     // The first item is always taken (see `Batch::offer`).
@@ -252,24 +255,32 @@ async fn fill(
         let next = match rx.try_recv() {
             Ok(next) => next,
             // No waiting configured: do not even arm a timer (its 1 ms tick would be the wait).
-            Err(_) if window.is_zero() => break,
+            Err(_) if window.is_zero() => {
+                return (batch, None, Duration::ZERO, Some(CommitClose::Window));
+            }
             Err(_) => match tokio::time::timeout_at(deadline, rx.recv()).await {
                 Ok(Some(next)) => next,
-                Ok(None) => break, // shutdown: write what is here
+                // Shutdown: write what is here.
+                Ok(None) => return (batch, None, Duration::ZERO, None),
                 Err(_) => {
                     let late = tokio::time::Instant::now().saturating_duration_since(deadline);
-                    return (batch, None, late);
+                    return (batch, None, late, Some(CommitClose::Window));
                 }
             },
         };
         if let Err(carried) = batch.offer(next) {
-            return (batch, Some(carried), Duration::ZERO);
+            return (
+                batch,
+                Some(carried),
+                Duration::ZERO,
+                Some(CommitClose::Full),
+            );
         }
         if !keep_open() {
-            break;
+            return (batch, None, Duration::ZERO, Some(CommitClose::BacklogFell));
         }
     }
-    (batch, None, Duration::ZERO)
+    (batch, None, Duration::ZERO, Some(CommitClose::Full))
 }
 
 /// Waits for a commit slot, and meanwhile keeps adding arrivals to the closed batch (it waits
@@ -594,21 +605,45 @@ mod tests {
         let config = GroupCommitConfig::default();
         let (first, mut rx) = arrivals(3);
         let minute = Duration::from_secs(60);
-        let (batch, carried, late) = fill(first, &mut rx, &config, minute, &|| false).await;
+        let (batch, carried, late, why) = fill(first, &mut rx, &config, minute, &|| false).await;
         assert_eq!(
-            (batch.len(), carried.is_none(), late),
-            (2, true, Duration::ZERO)
+            (batch.len(), carried.is_none(), late, why),
+            (2, true, Duration::ZERO, Some(CommitClose::BacklogFell))
         );
         assert_eq!(rx.len(), 2, "the other arrivals wait for the next batch");
     }
 
-    /// A window that may stay open takes every arrival until the channel closes.
+    /// A window that may stay open takes every arrival until the channel closes (a shutdown:
+    /// no close reason counted).
     #[tokio::test]
     async fn a_window_that_may_stay_open_takes_every_arrival() {
         let config = GroupCommitConfig::default();
         let (first, mut rx) = arrivals(3);
         let minute = Duration::from_secs(60);
-        let (batch, carried, _) = fill(first, &mut rx, &config, minute, &|| true).await;
-        assert_eq!((batch.len(), carried.is_none()), (4, true));
+        let (batch, carried, _, why) = fill(first, &mut rx, &config, minute, &|| true).await;
+        assert_eq!((batch.len(), carried.is_none(), why), (4, true, None));
+    }
+
+    /// A window closes full at its vote bound, carrying the arrival that did not fit, and
+    /// closes by time when nothing more arrives before its deadline.
+    #[tokio::test]
+    async fn a_window_closes_full_at_its_bound_or_by_time() {
+        let config = GroupCommitConfig {
+            max_votes: 2,
+            ..GroupCommitConfig::default()
+        };
+        let (first, mut rx) = arrivals(3);
+        let minute = Duration::from_secs(60);
+        let (batch, carried, _, why) = fill(first, &mut rx, &config, minute, &|| true).await;
+        assert_eq!((batch.len(), why), (2, Some(CommitClose::Full)));
+        assert!(
+            carried.is_none(),
+            "a batch at its bound stops before taking another"
+        );
+        let (tx, mut rx) = mpsc::channel(1);
+        let brief = Duration::from_millis(5);
+        let (batch, _, _, why) = fill(envelope(0), &mut rx, &config, brief, &|| true).await;
+        assert_eq!((batch.len(), why), (1, Some(CommitClose::Window)));
+        drop(tx);
     }
 }

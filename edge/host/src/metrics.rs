@@ -89,6 +89,9 @@ pub struct Metrics {
     /// The group-commit window now, microseconds (`max_wait_ms`, or `max_wait_overloaded_ms`
     /// while overloaded).
     pub group_commit_window_us: AtomicU64,
+    /// Group-commit windows by why they closed ([`CommitClose`]): what sets the votes per
+    /// message (a message may still take votes while it waits for its commit slot).
+    pub group_commit_closes: [AtomicU64; CommitClose::COUNT],
 }
 
 /// Who answered (or refused) a request: what separates a client's mistake from a failure of
@@ -179,6 +182,24 @@ pub enum CommitPhase {
     Late = 3,
 }
 
+/// Why a group-commit window closed ([`Metrics::group_commit_closes`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitClose {
+    /// Its time was up (`max_wait_ms`, or `max_wait_overloaded_ms` when it opened stretched).
+    Window = 0,
+    /// The message was full (`max_votes` or `max_message_bytes`).
+    Full = 1,
+    /// It opened stretched and an arrival found the backlog below half the trigger (the load
+    /// fell).
+    BacklogFell = 2,
+}
+
+counter_labels!(CommitClose {
+    Window => "window",
+    Full => "full",
+    BacklogFell => "backlog_fell",
+});
+
 counter_labels!(CommitPhase {
     Slot => "slot",
     Seal => "seal",
@@ -246,6 +267,16 @@ impl Metrics {
     pub fn vote_backlog(&self) -> u64 {
         let in_flight = self.votes_in_flight.load(Ordering::Relaxed);
         in_flight.saturating_sub(self.votes_in_group_commit.load(Ordering::Relaxed))
+    }
+
+    /// Counts a group-commit window closed for `why`.
+    pub fn count_commit_close(&self, why: CommitClose) {
+        self.group_commit_closes[why as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Group-commit windows closed for `why` so far.
+    pub fn commit_closes(&self, why: CommitClose) -> u64 {
+        self.group_commit_closes[why as usize].load(Ordering::Relaxed)
     }
 
     /// Observes that the `votes` of one message waited `elapsed` in `phase`.
@@ -326,6 +357,15 @@ impl Metrics {
                 help: "Server errors (5xx answers), by who answered them. Each one is a fault of the edge or its queue: alert on these.",
                 label: "stage",
                 values: stages(&self.server_errors, &[Stage::Host, Stage::Component]),
+            },
+            Family {
+                name: "edgevote_edge_group_commit_closes_total",
+                help: "Group-commit windows by why they closed: window (its time was up), full (max_votes or max_message_bytes reached), backlog_fell (a stretched window whose backlog fell below half the trigger). A closed message still takes votes while it waits for a commit slot.",
+                label: "reason",
+                values: CommitClose::ALL
+                    .iter()
+                    .map(|c| (c.label(), self.commit_closes(*c)))
+                    .collect(),
             },
             Family {
                 name: "edgevote_edge_instances_discarded_total",
@@ -573,9 +613,17 @@ mod tests {
         for (i, phase) in CommitPhase::ALL.iter().enumerate() {
             assert_eq!(*phase as usize, i, "{}", phase.label());
         }
+        for (i, close) in CommitClose::ALL.iter().enumerate() {
+            assert_eq!(*close as usize, i, "{}", close.label());
+        }
         assert_eq!(
-            (Stage::COUNT, Discard::COUNT, CommitPhase::COUNT),
-            (3, 3, 4)
+            (
+                Stage::COUNT,
+                Discard::COUNT,
+                CommitPhase::COUNT,
+                CommitClose::COUNT
+            ),
+            (3, 3, 4, 3)
         );
     }
 }

@@ -198,6 +198,11 @@ async fn group_commit_cut_by_size_answers_every_vote_without_waiting_for_more() 
             >= 2,
         "the size bound must have cut the batch"
     );
+    use edgevote_edge_host::metrics::CommitClose;
+    assert!(
+        edge.host.metrics.commit_closes(CommitClose::Full) >= 1,
+        "a window cut by the size bound counts as closed full"
+    );
     edge.shutdown().await;
 }
 
@@ -514,6 +519,12 @@ async fn a_slow_queue_send_shows_in_the_latency_histograms() {
             &format!("phase=\"{phase}\",le=\"{le}\""),
         )
     };
+    // Its one window closed when its time was up, and that is the only close counted.
+    for (reason, count) in [("window", "1"), ("full", "0"), ("backlog_fell", "0")] {
+        let label = format!("reason=\"{reason}\"");
+        let closes = series(&metrics, "edgevote_edge_group_commit_closes_total", &label);
+        assert_eq!(closes, count, "{reason}: {metrics}");
+    }
     assert_eq!(phase("store", "0.1"), "0", "{metrics}");
     assert_eq!(phase("store", "0.25"), "1", "{metrics}");
     for quick in ["late", "slot", "seal"] {

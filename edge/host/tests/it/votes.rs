@@ -104,6 +104,17 @@ async fn concurrent_votes(d: &Deployment, edge: &Running, count: u8) -> Vec<Stri
     let metric = |m: &std::sync::atomic::AtomicU64| m.load(Ordering::Relaxed);
     let commits = metric(&edge.host.metrics.group_commits);
     assert_eq!(metric(&edge.host.metrics.votes_committed), u64::from(count));
+    // Every message's window closed once, for one reason.
+    use edgevote_edge_host::metrics::CommitClose;
+    let closes: u64 = [
+        CommitClose::Window,
+        CommitClose::Full,
+        CommitClose::BacklogFell,
+    ]
+    .into_iter()
+    .map(|why| edge.host.metrics.commit_closes(why))
+    .sum();
+    assert_eq!(closes, commits, "windows closed against messages written");
     assert!(
         commits < u64::from(count),
         "group commit packed votes: {commits} messages for {count} votes"
