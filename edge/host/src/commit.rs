@@ -624,8 +624,8 @@ mod tests {
         assert_eq!((batch.len(), carried.is_none(), why), (4, true, None));
     }
 
-    /// A window closes full at its vote bound, carrying the arrival that did not fit, and
-    /// closes by time when nothing more arrives before its deadline.
+    /// A window closes full at its vote bound (the arrivals behind it wait for the next batch),
+    /// and by time when nothing more arrives before its deadline.
     #[tokio::test]
     async fn a_window_closes_full_at_its_bound_or_by_time() {
         let config = GroupCommitConfig {
