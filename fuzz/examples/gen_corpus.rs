@@ -149,6 +149,12 @@ fn json_seeds() -> Seeds {
             "seed-small-limit".into(),
             prefixed(1, r#"{"just":"over sixteen bytes"}"#),
         ),
+        (
+            // A duplicate key whose first value nests deepest: the text nests 3 levels, the
+            // parsed `Value` (last key wins) only 1.
+            "seed-duplicate-key-deeper-first".into(),
+            prefixed(0xff, r#"{"a":{"b":{"c":1}},"a":2}"#),
+        ),
     ])
 }
 
