@@ -123,15 +123,24 @@ pub fn parse_buckets(text: &str, name: &str) -> Buckets {
     parse_buckets_labelled(text, name, "")
 }
 
+/// The lines of `text` whose series name is `series` and that carry `label` (`phase="slot"`;
+/// empty: every series of it).
+fn series_lines<'a>(
+    text: &'a str,
+    series: &str,
+    label: &'a str,
+) -> impl Iterator<Item = &'a str> + 'a {
+    let prefix = format!("{series}{{");
+    text.lines().filter(move |line| {
+        line.starts_with(&prefix)
+            && (label.is_empty() || line.split(['{', ',', '}']).any(|part| part == label))
+    })
+}
+
 /// [`parse_buckets`] of the series that carry `label` (`phase="slot"`; empty: every series).
 pub fn parse_buckets_labelled(text: &str, name: &str, label: &str) -> Buckets {
     let mut buckets = Buckets::default();
-    let prefix = format!("{name}_bucket{{");
-    let carries = |line: &str| label.is_empty() || line.split(['{', ',', '}']).any(|l| l == label);
-    for line in text
-        .lines()
-        .filter(|l| l.starts_with(&prefix) && carries(l))
-    {
+    for line in series_lines(text, &format!("{name}_bucket"), label) {
         let Some((series, value)) = line.rsplit_once(' ') else {
             continue;
         };
@@ -176,10 +185,8 @@ pub fn parse_totals(text: &str) -> BTreeMap<String, f64> {
 
 /// The sum of counter `name`'s series that carry `label` (e.g. `reason="full"`).
 pub fn parse_total_labelled(text: &str, name: &str, label: &str) -> f64 {
-    let prefix = format!("{name}{{");
-    text.lines()
-        .filter(|l| l.starts_with(&prefix) && l.split(['{', ',', '}']).any(|part| part == label))
-        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+    series_lines(text, name, label)
+        .filter_map(|line| line.rsplit_once(' ')?.1.parse::<f64>().ok())
         .sum()
 }
 
@@ -269,6 +276,22 @@ mod tests {
         assert_eq!(totals["b_seconds_count"], 2.5);
         assert_eq!(totals["c"], 1.0);
         assert_eq!(totals.len(), 3);
+    }
+
+    #[test]
+    fn labelled_totals_sum_only_the_series_with_that_label() {
+        let text = "c_total{region=\"r1\",reason=\"full\"} 3\n\
+                    c_total{region=\"r2\",reason=\"full\"} 4\n\
+                    c_total{region=\"r1\",reason=\"fullest\"} 100\n\
+                    c_total_other{region=\"r1\",reason=\"full\"} 100\n";
+        assert_eq!(
+            parse_total_labelled(text, "c_total", "reason=\"full\""),
+            7.0
+        );
+        assert_eq!(
+            parse_total_labelled(text, "c_total", "reason=\"none\""),
+            0.0
+        );
     }
 
     #[test]

@@ -226,9 +226,7 @@ impl Config {
             crypto,
         })
     }
-}
 
-impl Config {
     /// Longest the calls of one message take: every queue tried until its timeout.
     pub fn message_send_ms(&self) -> u64 {
         send_ms(self.queues.len(), self.queue_timeout_ms)
