@@ -77,6 +77,9 @@ pub fn sign<T: Document>(identity: &SigningIdentity, doc: &T) -> Result<String, 
     unsigned.finish(&signature.to_bytes())
 }
 
+/// Characters of an Ed25519 signature (64 bytes) in unpadded base64url.
+const SIGNATURE_B64_CHARS: usize = 86;
+
 /// A document ready to be signed by Ed25519 held outside this code (a platform's WebCrypto
 /// key, which never enters Wasm): [`sign_external`] checks it exactly as [`sign`] does and
 /// builds the signing input, [`ExternalSignature::finish`] appends the platform's signature.
@@ -104,6 +107,11 @@ pub fn sign_external<T: Document>(
     let mut signing_input = b64::encode(json::to_vec(&header));
     signing_input.push('.');
     signing_input.push_str(&b64::encode(json::to_vec(doc)));
+    // The signature's encoding has a fixed length, so a document too large for its JWS is
+    // refused here, before anyone spends a signature on it (the host's and the Worker's group
+    // commit then split the envelope).
+    let signed_len = signing_input.len() + 1 + SIGNATURE_B64_CHARS;
+    json::check_len(T::NAME, signed_len, T::MAX_JWS_BYTES)?;
     Ok(ExternalSignature {
         signing_input,
         name: T::NAME,

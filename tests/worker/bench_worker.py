@@ -178,7 +178,8 @@ def main() -> int:
                         return 1
                     time.sleep(0.2)
         print(f"bench_worker: {args.rounds} rounds of {args.votes} votes, forged votes and reads per worker ...", file=sys.stderr)
-        figures = {name: {"vote_us": [], "forged_us": [], "read_us": [], "messages_per_vote": []}
+        figures = {name: {"vote_us": [], "forged_us": [], "read_us": [], "messages_per_vote": [],
+                          "envelopes_per_vote": [], "queue_bytes_per_vote": []}
                    for name in variants}
         first_votes = {}
         # The first votes of a new isolate (config, key import, Wasm still in V8's baseline
@@ -192,7 +193,13 @@ def main() -> int:
                 votes = [vote(client, b) for b in fresh[: args.votes]]
                 sqs.take()
                 figures[name]["vote_us"].append(measure(proc.pid, votes, args.concurrency))
-                figures[name]["messages_per_vote"].append(len(sqs.take()) / args.votes)
+                bodies = sqs.take()
+                figures[name]["messages_per_vote"].append(len(bodies) / args.votes)
+                # Each envelope is one edge signature a collector verifies.
+                envelopes = sum(body.count("\n") + 1 for body in bodies)
+                figures[name]["envelopes_per_vote"].append(envelopes / args.votes)
+                queue_bytes = sum(len(body) for body in bodies)
+                figures[name]["queue_bytes_per_vote"].append(queue_bytes / args.votes)
                 bad = [forged(client, b) for b in fresh[args.votes :]]
                 figures[name]["forged_us"].append(measure(proc.pid, bad, args.concurrency))
                 reads = [read(client)] * args.votes
@@ -215,7 +222,7 @@ def main() -> int:
                   f"at most {batch} votes per message; CPU of workerd per request (median):")
             for name in variants:
                 f = report[name]
-                print(f"  {name:<10} vote {f['vote_us']:7.1f} us   first {FIRST_VOTES} votes of an isolate {f['first_votes_us']:7.1f} us   forged vote (verified, refused) {f['forged_us']:7.1f} us   read (no signature) {f['read_us']:6.1f} us   messages/vote {f['messages_per_vote']:.3f}")
+                print(f"  {name:<10} vote {f['vote_us']:7.1f} us   first {FIRST_VOTES} votes of an isolate {f['first_votes_us']:7.1f} us   forged vote (verified, refused) {f['forged_us']:7.1f} us   read (no signature) {f['read_us']:6.1f} us   messages/vote {f['messages_per_vote']:.3f}   envelopes/vote {f['envelopes_per_vote']:.3f}   queue bytes/vote {f['queue_bytes_per_vote']:.0f}")
             print(f"  webcrypto / wasm, per vote: {report['webcrypto_over_wasm']:.2f}x")
         return 0
     finally:

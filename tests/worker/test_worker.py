@@ -23,6 +23,7 @@ command that provides it; nothing is skipped.
 import base64
 import concurrent.futures
 import contextlib
+import hashlib
 import http.client
 import http.server
 import json
@@ -546,7 +547,7 @@ def test_valid_vote_is_enqueued_then_receipted(worker, workers, world, moto):
     assert header == {"alg": "EdDSA", "kid": world["edge"]["kid"], "typ": "edgevote-envelope+jws"}
     verify_ed25519(world["edge"]["x"], envelope)
     assert payload["v"] == 1
-    assert payload["batch_id"] == f"{EDGE_ID}.{body['vote_id'][:22]}"
+    assert payload["batch_id"] == batch_id_of([body["vote_id"]])
     assert (payload["edge"], payload["region"]) == (EDGE_ID, REGION)
     assert len(payload["votes"]) == 1
     assert payload["votes"][0]["ballot"] == sent
@@ -568,7 +569,7 @@ def test_failover_to_the_next_queue(workers, world, moto):
     messages = drain(moto, FAILOVER_REGION)
     assert len(messages) == 1, messages
     _, envelope, _ = jws_parts(messages[0])
-    assert envelope["batch_id"] == f"{EDGE_ID}.{body['vote_id'][:22]}"
+    assert envelope["batch_id"] == batch_id_of([body["vote_id"]])
 
 
 def expired_token(world):
@@ -676,17 +677,30 @@ def at_once(fn, items):
         return list(pool.map(run_one, items))
 
 
+def batch_id_of(vote_ids):
+    """The batch id of an envelope of these votes: the edge id and 22 characters of the SHA-256
+    of their vote ids, in order (what the edge core's group sealing names a batch)."""
+    digest = hashlib.sha256(b"".join(b64d(v) for v in vote_ids)).digest()
+    return f"{EDGE_ID}.{b64e(digest)[:22]}"
+
+
 def envelopes_of(world, bodies):
-    """Every envelope of the message bodies, each checked against the edge's key, with the
-    ballot it carries."""
+    """The ballots of every envelope of the message bodies, each envelope checked against the
+    edge's key and its batch id against its edge."""
     out = []
     for body in bodies:
         for line in body.split("\n"):
             verify_ed25519(world["edge"]["x"], line)
             _, payload, _ = jws_parts(line)
-            assert len(payload["votes"]) == 1, payload
-            out.append(payload["votes"][0]["ballot"])
+            assert payload["batch_id"].startswith(f"{EDGE_ID}."), payload["batch_id"]
+            assert payload["votes"], payload
+            out.extend(vote["ballot"] for vote in payload["votes"])
     return out
+
+
+def votes_per_message(bodies):
+    """How many votes each message body carries, over all its envelopes."""
+    return [sum(len(jws_parts(line)[1]["votes"]) for line in body.split("\n")) for body in bodies]
 
 
 def assert_receipted(world, sent, answers, log):
@@ -714,9 +728,31 @@ def test_concurrent_votes_share_messages_and_each_is_carried_once(worker, worker
     assert_receipted(world, sent, answers, workers["log"])
     messages = drain(moto)
     assert_each_once(sent, envelopes_of(world, messages))
-    print("\nMESSAGES", worker, [m.count("\n")+1 for m in messages])
-    # Two calls in flight at most: votes arriving meanwhile wait and share the next message.
+    print("\nVOTES PER MESSAGE", worker, votes_per_message(messages))
+    # Two calls in flight at most: votes arriving meanwhile wait and share the next message,
+    # sealed into one envelope under one signature (40 votes are far within its bounds).
     assert len(messages) < len(sent), f"{len(messages)} messages for {len(sent)} concurrent votes"
+    assert all("\n" not in m for m in messages), "a message of few votes holds one envelope"
+
+
+@pytest.mark.parametrize("worker", ["edge", "wasm"])
+def test_forged_votes_among_concurrent_ones_are_refused_and_sealed_with_none(worker, workers, world, moto):
+    """The votes of a message share one envelope signature: a forged vote sent with them must
+    be refused and ride along in no envelope, and must cost the genuine ones nothing."""
+    drain_all(moto)
+    kid = world["authority"]["kid"]
+    genuine = token_ballots(world["authority_seed"], kid, 30, f"mixed-{worker}")
+    # Tokens under the authority's kid, signed by keys that are not its own.
+    forged = token_ballots(secrets.token_bytes(32), kid, 10, f"mixed-forged-{worker}")
+    sent = [b for pair in zip(genuine[:10], forged) for b in pair] + genuine[10:]
+    answers = at_once(workers[worker].vote, sent)
+    forged_nonces = {b["nonce"] for b in forged}
+    for ballot, answer in zip(sent, answers):
+        if ballot["nonce"] in forged_nonces:
+            assert_refused(answer, 401, "bad_signature")
+    assert_receipted(world, genuine, [a for b, a in zip(sent, answers) if b["nonce"] not in forged_nonces],
+                     workers["log"])
+    assert_each_once(genuine, envelopes_of(world, drain(moto)))
 
 
 def test_a_message_keeps_to_the_configured_vote_bound(workers, world, moto):
@@ -725,7 +761,7 @@ def test_a_message_keeps_to_the_configured_vote_bound(workers, world, moto):
     answers = at_once(workers["small"].vote, sent)
     assert_receipted(world, sent, answers, workers["log"])
     messages = drain(moto)
-    assert max(len(m.split("\n")) for m in messages) <= SMALL_BATCH, [m.count("\n") for m in messages]
+    assert max(votes_per_message(messages)) <= SMALL_BATCH, votes_per_message(messages)
     assert len(messages) >= len(sent) // SMALL_BATCH
     assert_each_once(sent, envelopes_of(world, messages))
 

@@ -16,8 +16,9 @@
 //! envelope is durable. With [`Sealing::Platform`] the platform
 //! holds the key and does the Ed25519 arithmetic (WebCrypto on Workers): the edge answers
 //! [`Outcome::VerifyOnPlatform`] with the token's signature to check, takes the verdict
-//! ([`Edge::admit_on_platform`]), and prepares the envelope and the receipt for the platform to
-//! sign ([`Edge::envelope_to_sign`], [`Edge::receipt_to_sign`]).
+//! ([`Edge::admit_on_platform`]), and prepares the envelopes of a group of votes (one signature
+//! per envelope) and each receipt for the platform to sign ([`Edge::envelopes_to_sign`],
+//! [`Edge::receipt_to_sign`]).
 
 pub mod commit;
 pub mod page;
@@ -218,14 +219,19 @@ impl HandedVote {
     /// Bytes this vote adds to an envelope, an upper bound (base64url of its JSON, plus a
     /// comma): what group commit packs by.
     pub fn envelope_bytes(&self) -> usize {
-        let ballot = self.checked.ballot();
-        let json = ballot.token.len()
-            + ballot.choice.len()
-            + ballot.election.len()
-            + ballot.nonce.len()
-            + VOTE_JSON_OVERHEAD_BYTES;
-        json.div_ceil(3) * 4
+        envelope_vote_bytes(self.checked.ballot())
     }
+}
+
+/// Bytes a vote of `ballot` adds to an envelope, an upper bound: base64url of its JSON, plus a
+/// comma.
+fn envelope_vote_bytes(ballot: &Ballot) -> usize {
+    let json = ballot.token.len()
+        + ballot.choice.len()
+        + ballot.election.len()
+        + ballot.nonce.len()
+        + VOTE_JSON_OVERHEAD_BYTES;
+    json.div_ceil(3) * 4
 }
 
 /// JSON around one envelope vote's strings: member names, quotes, the timestamp (generous).
@@ -406,19 +412,6 @@ impl Edge {
         }
     }
 
-    /// Platform sealing: the envelope holding only `accepted`, for the platform to sign; its
-    /// batch id and what to sign.
-    pub fn envelope_to_sign(
-        &self,
-        accepted: &Accepted,
-        now_ms: u64,
-    ) -> Result<(String, ExternalSignature), WireError> {
-        let key = self.platform_key()?;
-        let batch_id = self.single_batch_id(accepted);
-        let envelope = self.envelope(&batch_id, vec![accepted.vote.clone()], now_ms);
-        Ok((batch_id, sign_external(&key.kid, Role::Edge, &envelope)?))
-    }
-
     /// Platform sealing: the receipt of a vote that is now durable, for the platform to sign.
     pub fn receipt_to_sign(&self, accepted: &Accepted) -> Result<PlatformReceipt, WireError> {
         let key = self.platform_key()?;
@@ -522,35 +515,61 @@ impl Edge {
         format!("{edge}.{}", &digest[..SINGLE_BATCH_VOTE_ID_CHARS])
     }
 
-    /// Host sealing: seals accepted votes into as few envelopes as the envelope bounds allow
-    /// (one, unless the votes exceed [`MAX_ENVELOPE_VOTES`] or its byte limit: then halves).
-    /// A batch id is the edge id and a digest of the batch's vote ids, so the same votes
-    /// sealed again keep their id.
+    /// Host sealing (and the Worker's group commit under local sealing): seals accepted votes
+    /// into as few envelopes as the envelope bounds allow (one, unless the votes exceed
+    /// [`MAX_ENVELOPE_VOTES`] or its byte limit: then halves). A batch id is the edge id and a
+    /// digest of the batch's vote ids, so the same votes sealed again keep their id.
     pub fn seal_batch(&self, accepted: &[Accepted], now_ms: u64) -> Result<Vec<String>, WireError> {
-        let mut envelopes = Vec::new();
-        self.seal_into(accepted, now_ms, &mut envelopes)?;
-        Ok(envelopes)
+        let signer = self.signer()?;
+        self.split_into_envelopes(accepted, now_ms, &|envelope| sign(signer, envelope))
     }
 
-    fn seal_into(
+    /// Platform sealing: [`Edge::seal_batch`]'s envelopes, each with what the platform must
+    /// sign (one signature per envelope instead of one per vote).
+    pub fn envelopes_to_sign(
         &self,
         accepted: &[Accepted],
         now_ms: u64,
-        envelopes: &mut Vec<String>,
+    ) -> Result<Vec<ExternalSignature>, WireError> {
+        let key = self.platform_key()?;
+        self.split_into_envelopes(accepted, now_ms, &|envelope| {
+            sign_external(&key.kid, Role::Edge, envelope)
+        })
+    }
+
+    /// The envelopes of `accepted` as `seal` makes each (signed, or ready to sign), halving
+    /// the votes until each envelope fits its bounds.
+    fn split_into_envelopes<S>(
+        &self,
+        accepted: &[Accepted],
+        now_ms: u64,
+        seal: &dyn Fn(&QueueEnvelope) -> Result<S, WireError>,
+    ) -> Result<Vec<S>, WireError> {
+        let mut envelopes = Vec::new();
+        self.seal_into(accepted, now_ms, seal, &mut envelopes)?;
+        Ok(envelopes)
+    }
+
+    fn seal_into<S>(
+        &self,
+        accepted: &[Accepted],
+        now_ms: u64,
+        seal: &dyn Fn(&QueueEnvelope) -> Result<S, WireError>,
+        envelopes: &mut Vec<S>,
     ) -> Result<(), WireError> {
         if accepted.is_empty() {
             return Ok(());
         }
-        let halves = |envelopes: &mut Vec<String>| {
+        let halves = |envelopes: &mut Vec<S>| {
             let (first, second) = accepted.split_at(accepted.len() / 2);
-            self.seal_into(first, now_ms, envelopes)?;
-            self.seal_into(second, now_ms, envelopes)
+            self.seal_into(first, now_ms, seal, envelopes)?;
+            self.seal_into(second, now_ms, seal, envelopes)
         };
         if accepted.len() > MAX_ENVELOPE_VOTES {
             return halves(envelopes);
         }
         let votes = accepted.iter().map(|a| a.vote.clone()).collect();
-        match self.seal(&self.batch_id_of(accepted), votes, now_ms) {
+        match seal(&self.envelope(&self.batch_id_of(accepted), votes, now_ms)) {
             Ok(envelope) => {
                 envelopes.push(envelope);
                 Ok(())
@@ -601,6 +620,12 @@ impl Edge {
 }
 
 impl Accepted {
+    /// Bytes this vote adds to an envelope, an upper bound (as [`HandedVote::envelope_bytes`]):
+    /// what the Worker's group commit packs by.
+    pub fn envelope_bytes(&self) -> usize {
+        envelope_vote_bytes(&self.vote.ballot)
+    }
+
     fn new(admitted: AdmittedBallot, received_at_ms: u64) -> Self {
         Accepted {
             vote: EnvelopeVote {

@@ -9,6 +9,7 @@ use edgevote_edge_core::{
     Accepted, Outcome, PlatformVote, Request as CoreRequest, Response as CoreResponse,
 };
 use edgevote_edge_sqs::{QueueTarget, read_answer, send_message};
+use edgevote_shared::message;
 use futures_util::StreamExt;
 use futures_util::future::{Either, select};
 use worker::wasm_bindgen::JsValue;
@@ -39,11 +40,14 @@ thread_local! {
     /// The isolate's WebCrypto with the edge key imported, once a vote needed it.
     static WEBCRYPTO: RefCell<Option<Rc<WebCrypto>>> = const { RefCell::new(None) };
     /// The isolate's group commit, once a vote needed it.
-    static GROUP: RefCell<Option<GroupCommit<Rc<Waiter>>>> = const { RefCell::new(None) };
+    static GROUP: RefCell<Option<Group>> = const { RefCell::new(None) };
 }
 
-/// A message's fate: its id, or why each queue did not take it.
-type Fate = Result<String, Vec<(String, SendFailure)>>;
+/// The isolate's line of verified votes waiting to be sealed and sent.
+type Group = GroupCommit<Accepted, Rc<Waiter>>;
+
+/// A message's fate: its id, or why it is in no queue.
+type Fate = Result<String, Unsent>;
 
 /// One vote waiting in group commit.
 #[derive(Default)]
@@ -74,7 +78,7 @@ impl Waiter {
 }
 
 /// Why a vote is in no queue.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Unsent {
     /// Every queue failed (region and failure of each).
     Queues(Vec<(String, SendFailure)>),
@@ -86,8 +90,11 @@ enum Unsent {
         /// Whether the vote left the line unsent.
         withdrawn: bool,
     },
-    /// The envelope alone is over the message bound.
+    /// An envelope of the vote alone would be over the message bound.
     TooLarge(usize),
+    /// Its message could not be sealed (the envelope refused, or the platform's signature
+    /// failed); nothing was sent.
+    Sealing(String),
 }
 
 impl Unsent {
@@ -103,6 +110,7 @@ impl Unsent {
                 "no queue answered in time; retry later with the same nonce".into()
             }
             Unsent::TooLarge(bytes) => format!("envelope of {bytes} bytes"),
+            Unsent::Sealing(detail) => format!("sealing failed: {detail}"),
         }
     }
 }
@@ -175,14 +183,14 @@ async fn serve(config: &Rc<Config>, ctx: &Context, mut request: Request) -> Core
     };
     match config.edge.handle(core_request, now) {
         Outcome::Respond(response) => response,
-        Outcome::Enqueue(accepted) => enqueue(config, ctx, &accepted, now).await,
+        Outcome::Enqueue(accepted) => enqueue(config, ctx, &accepted).await,
         Outcome::VerifyOnPlatform(vote) => {
             let Crypto::WebCrypto(key) = &config.crypto else {
                 return CoreResponse::error(500, "edge_misconfigured", "no platform crypto");
             };
             match platform_verify(key, &vote).await {
                 Ok(valid) => match config.edge.admit_on_platform(*vote, valid) {
-                    Ok(accepted) => enqueue(config, ctx, &accepted, now).await,
+                    Ok(accepted) => enqueue(config, ctx, &accepted).await,
                     Err(refusal) => refusal,
                 },
                 Err(e) => {
@@ -214,55 +222,48 @@ async fn read_body(request: &mut Request, limit: usize) -> Result<Vec<u8>, Strin
     Ok(body)
 }
 
-/// Seals the vote into its own envelope and commits it with the isolate's group commit; the
-/// receipt only after a queue took the message that carries it.
-async fn enqueue(
-    config: &Rc<Config>,
-    ctx: &Context,
-    accepted: &Accepted,
-    now: u64,
-) -> CoreResponse {
-    let (batch_id, envelope) = match seal(config, accepted, now).await {
-        Ok(sealed) => sealed,
-        Err(e) => return CoreResponse::error(500, "envelope_sealing_failed", e),
+/// Commits the vote with the isolate's group commit, which seals it with the votes it shares a
+/// message with; the receipt only after a queue took that message.
+async fn enqueue(config: &Rc<Config>, ctx: &Context, accepted: &Accepted) -> CoreResponse {
+    let Err(unsent) = group_commit(config, ctx, accepted).await else {
+        return receipt(config, accepted).await;
     };
-    match group_commit(config, ctx, envelope).await {
-        Ok(_message_id) => receipt(config, accepted).await,
-        Err(unsent) => {
-            console_error!("edgevote: batch {batch_id} is in no queue: {unsent}; answering 503");
-            match unsent {
-                Unsent::TooLarge(bytes) => CoreResponse::error(
-                    500,
-                    "envelope_sealing_failed",
-                    format!("envelope of {bytes} bytes does not fit in a queue message"),
-                ),
-                unsent => CoreResponse::unavailable(RETRY_AFTER_SECS, unsent.public()),
-            }
-        }
+    let vote_id = accepted.admitted.vote_id.to_b64();
+    console_error!("edgevote: vote {vote_id} is in no queue: {unsent}; answering with an error");
+    match unsent {
+        Unsent::TooLarge(bytes) => CoreResponse::error(
+            500,
+            "envelope_sealing_failed",
+            format!("envelope of {bytes} bytes does not fit in a queue message"),
+        ),
+        Unsent::Sealing(detail) => CoreResponse::error(500, "envelope_sealing_failed", detail),
+        unsent => CoreResponse::unavailable(RETRY_AFTER_SECS, unsent.public()),
     }
 }
 
-/// Commits `envelope` with the isolate's group commit (see [`crate::group`]): joins the line,
-/// sends the next message itself whenever a call is free, and otherwise waits to be told its
-/// message's fate (or that a call is free). Bounded by [`wait_budget_ms`].
+/// Commits `accepted` with the isolate's group commit (see [`crate::group`]): joins the line,
+/// seals and sends the next message itself whenever a call is free, and otherwise waits to be
+/// told its message's fate (or that a call is free). Bounded by [`wait_budget_ms`].
 async fn group_commit(
     config: &Rc<Config>,
     ctx: &Context,
-    envelope: String,
+    accepted: &Accepted,
 ) -> Result<String, Unsent> {
     let waiter = Rc::new(Waiter::default());
-    with_group(config, |group| group.join(envelope, Rc::clone(&waiter))).map_err(|refused| {
-        match refused {
-            JoinError::Full => Unsent::Busy,
-            JoinError::TooLarge(bytes) => Unsent::TooLarge(bytes),
-        }
+    let bytes = accepted.envelope_bytes();
+    with_group(config, |group| {
+        group.join(accepted.clone(), bytes, Rc::clone(&waiter))
+    })
+    .map_err(|refused| match refused {
+        JoinError::Full => Unsent::Busy,
+        JoinError::TooLarge(bytes) => Unsent::TooLarge(bytes),
     })?;
     let deadline = now_ms().saturating_add(wait_budget_ms(config));
     // Bounded: every pass waits until woken or RECHECK_MS, and the deadline ends the loop.
     loop {
         start_sends(config, ctx);
         if let Some(fate) = waiter.fate.borrow_mut().take() {
-            return fate.map_err(Unsent::Queues);
+            return fate;
         }
         let now = now_ms();
         if now >= deadline {
@@ -294,10 +295,21 @@ fn start_sends(config: &Rc<Config>, ctx: &Context) {
     }
 }
 
-/// Sends one message, tells each of its requests the outcome, and wakes the next in line to
-/// send from its own request.
-async fn send_flush(config: Rc<Config>, flush: Flush<Rc<Waiter>>) {
-    let fate = send_to_queues(&config, &flush.body, flush.waiters.len()).await;
+/// Seals and sends one message, tells each of its requests the outcome, and wakes the next in
+/// line to send from its own request.
+async fn send_flush(config: Rc<Config>, flush: Flush<Accepted, Rc<Waiter>>) {
+    let fate = match seal_message(&config, &flush.votes).await {
+        Ok(body) => send_to_queues(&config, &body, flush.votes.len())
+            .await
+            .map_err(Unsent::Queues),
+        Err(detail) => {
+            console_error!(
+                "edgevote: a message of {} votes could not be sealed: {detail}",
+                flush.votes.len()
+            );
+            Err(Unsent::Sealing(detail))
+        }
+    };
     with_group(&config, |group| group.finished(flush.call));
     for waiter in &flush.waiters {
         *waiter.fate.borrow_mut() = Some(fate.clone());
@@ -311,7 +323,11 @@ async fn send_flush(config: Rc<Config>, flush: Flush<Rc<Waiter>>) {
 
 /// Offers `body` to each queue in turn: the message id of the first that took it, or why
 /// each did not.
-async fn send_to_queues(config: &Config, body: &str, votes: usize) -> Fate {
+async fn send_to_queues(
+    config: &Config,
+    body: &str,
+    votes: usize,
+) -> Result<String, Vec<(String, SendFailure)>> {
     let mut failures = Vec::new();
     for target in &config.queues {
         match send(config, target, body).await {
@@ -341,7 +357,7 @@ fn wait_budget_ms(config: &Config) -> u64 {
     2 * call_budget_ms(config)
 }
 
-fn with_group<T>(config: &Config, f: impl FnOnce(&mut GroupCommit<Rc<Waiter>>) -> T) -> T {
+fn with_group<T>(config: &Config, f: impl FnOnce(&mut Group) -> T) -> T {
     GROUP.with(|cell| {
         let mut group = cell.borrow_mut();
         f(group
@@ -384,23 +400,29 @@ async fn platform_sign(key: &PlatformEdgeKey, message: &[u8]) -> Result<[u8; 64]
     Ok(signature)
 }
 
-/// The envelope of `accepted` alone, signed by the edge key: its batch id and compact JWS.
-async fn seal(config: &Config, accepted: &Accepted, now: u64) -> Result<(String, String), String> {
-    match &config.crypto {
+/// The message of `votes`: their envelope (more than one only if a single one would be over
+/// its bounds), each signed by the edge key once.
+async fn seal_message(config: &Config, votes: &[Accepted]) -> Result<String, String> {
+    let now = now_ms();
+    let envelopes = match &config.crypto {
         Crypto::Wasm => config
             .edge
-            .seal_single(accepted, now)
-            .map_err(|e| e.to_string()),
+            .seal_batch(votes, now)
+            .map_err(|e| e.to_string())?,
         Crypto::WebCrypto(key) => {
-            let (batch_id, unsigned) = config
+            let unsigned = config
                 .edge
-                .envelope_to_sign(accepted, now)
+                .envelopes_to_sign(votes, now)
                 .map_err(|e| e.to_string())?;
-            let signature = platform_sign(key, unsigned.message()).await?;
-            let envelope = unsigned.finish(&signature).map_err(|e| e.to_string())?;
-            Ok((batch_id, envelope))
+            let mut envelopes = Vec::with_capacity(unsigned.len());
+            for envelope in unsigned {
+                let signature = platform_sign(key, envelope.message()).await?;
+                envelopes.push(envelope.finish(&signature).map_err(|e| e.to_string())?);
+            }
+            envelopes
         }
-    }
+    };
+    message::encode(&envelopes).map_err(|e| e.to_string())
 }
 
 /// `202` with the signed receipt of `accepted`, now durable.

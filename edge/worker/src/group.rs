@@ -1,39 +1,53 @@
-//! Group commit inside one isolate: the votes of concurrent requests share one SQS message.
+//! Group commit inside one isolate: the votes of concurrent requests share one SQS message and
+//! one envelope signature.
 //!
-//! Each request seals its own one-vote envelope (as without group commit) and joins the
-//! isolate's line. At most [`COMMITS_IN_FLIGHT`] `SendMessage` calls run at once; a request
-//! that finds one free takes the oldest waiting envelopes (its own among them, bounded by
-//! [`CommitBounds`]) and sends them as one message, while requests that arrive meanwhile wait
-//! for the next. A lone vote is therefore sent at once, as before; under concurrent load each
-//! call carries every vote that arrived during the previous one. Every request learns its
-//! message's fate and signs its receipt only once a queue took the message.
+//! Each request verifies its vote and joins the isolate's line with it. At most
+//! [`COMMITS_IN_FLIGHT`] `SendMessage` calls run at once; a request that finds one free takes
+//! the oldest waiting votes (its own among them, bounded by [`CommitBounds`] and the envelope's
+//! byte bound), seals them into one envelope signed by the edge key, and sends it as one
+//! message, while requests that arrive meanwhile wait for the next. A lone vote is therefore
+//! sealed and sent at once, as before; under concurrent load each call carries every vote that
+//! arrived during the previous one, under one signature instead of one per vote (the edge host
+//! seals its group commits the same way). Every request learns its message's fate and signs its
+//! receipt only once a queue took the message.
 //!
-//! This module is the pure state (no I/O, no time), so it is tested on the host; the Workers
-//! glue drives it (see `glue.rs`).
+//! This module is the pure state (no I/O, no time, no signatures), so it is tested on the host;
+//! the Workers glue drives it and seals what [`GroupCommit::take`] hands it (see `glue.rs`).
 //!
 //! With one vote per message (`EDGEVOTE_BATCH_MAX_VOTES=1`) group commit is off: every vote is
-//! sent at once in its own call, as many at a time as there are votes.
+//! sealed and sent at once in its own call, as many at a time as there are votes.
 
 use std::collections::VecDeque;
 
+use edgevote_edge_core::ENVELOPE_OVERHEAD_BYTES;
 pub use edgevote_edge_core::commit::{COMMITS_IN_FLIGHT, CommitBounds};
+use edgevote_shared::envelope::MAX_ENVELOPE_JWS_BYTES;
 use edgevote_shared::message;
 
-/// Most envelopes waiting in one isolate; a vote past it is answered 503 at once (the
-/// isolate is far behind its queue, and holding more would only hold more memory).
+/// Most votes waiting in one isolate; a vote past it is answered 503 at once (the isolate is
+/// far behind its queue, and holding more would only hold more memory).
 pub const MAX_WAITING: usize = 8 * message::MAX_ENVELOPES;
 
-/// The isolate's line of envelopes waiting for a `SendMessage`, each with the handle `W` its
+/// The isolate's line of votes `T` waiting for a `SendMessage`, each with the handle `W` its
 /// request waits on.
 #[derive(Debug)]
-pub struct GroupCommit<W> {
+pub struct GroupCommit<T, W> {
     bounds: CommitBounds,
-    waiting: VecDeque<(String, W)>,
+    waiting: VecDeque<Waiting<T, W>>,
     /// Calls taken and not finished, with when each started.
     in_flight: Vec<Call>,
     /// Longest a call can take (every queue until its timeout); one older is lost.
     call_budget_ms: u64,
     next_call: u64,
+}
+
+/// One vote in the line.
+#[derive(Debug)]
+struct Waiting<T, W> {
+    vote: T,
+    /// What the vote adds to an envelope, an upper bound.
+    bytes: usize,
+    waiter: W,
 }
 
 /// One `SendMessage` call in flight.
@@ -47,27 +61,27 @@ struct Call {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CallId(u64);
 
-/// One message to send: its body and who waits on it, in order.
+/// One message to seal and send: its votes and who waits on each, in order.
 #[derive(Debug)]
-pub struct Flush<W> {
+pub struct Flush<T, W> {
     /// The call, to report finished.
     pub call: CallId,
-    /// The message body: the envelopes, one per line ([`message::encode`]).
-    pub body: String,
-    /// The requests whose envelope is in the body.
+    /// The votes, oldest first; one envelope holds them all within the bounds.
+    pub votes: Vec<T>,
+    /// The request of each vote, in the same order.
     pub waiters: Vec<W>,
 }
 
-/// Why an envelope could not join the line.
+/// Why a vote could not join the line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JoinError {
-    /// [`MAX_WAITING`] envelopes already wait.
+    /// [`MAX_WAITING`] votes already wait.
     Full,
-    /// The envelope alone is larger than a message may be.
+    /// An envelope of this vote alone would be larger than a message may be (its bytes).
     TooLarge(usize),
 }
 
-impl<W> GroupCommit<W> {
+impl<T, W> GroupCommit<T, W> {
     /// An empty line packing messages within `bounds` (checked by the configuration), whose
     /// calls take at most `call_budget_ms`.
     pub fn new(bounds: CommitBounds, call_budget_ms: u64) -> Self {
@@ -81,46 +95,48 @@ impl<W> GroupCommit<W> {
         }
     }
 
-    /// Puts `envelope` at the end of the line.
-    pub fn join(&mut self, envelope: String, waiter: W) -> Result<(), JoinError> {
-        if envelope.len() > self.bounds.max_message_bytes {
-            return Err(JoinError::TooLarge(envelope.len()));
+    /// Puts `vote`, which adds at most `bytes` to an envelope, at the end of the line.
+    pub fn join(&mut self, vote: T, bytes: usize, waiter: W) -> Result<(), JoinError> {
+        let alone = ENVELOPE_OVERHEAD_BYTES + bytes;
+        if alone > self.max_envelope_bytes() {
+            return Err(JoinError::TooLarge(alone));
         }
         if self.waiting.len() >= MAX_WAITING {
             return Err(JoinError::Full);
         }
-        self.waiting.push_back((envelope, waiter));
+        self.waiting.push_back(Waiting {
+            vote,
+            bytes,
+            waiter,
+        });
         Ok(())
     }
 
-    /// When a call is free at `now_ms` and envelopes wait: the next message (the oldest
-    /// envelopes that fit the bounds), counted in flight until [`GroupCommit::finished`] or
+    /// When a call is free at `now_ms` and votes wait: the next message (the oldest votes
+    /// whose envelope fits the bounds), counted in flight until [`GroupCommit::finished`] or
     /// until it is older than the call budget.
-    pub fn take(&mut self, now_ms: u64) -> Option<Flush<W>> {
+    pub fn take(&mut self, now_ms: u64) -> Option<Flush<T, W>> {
         if !self.call_free(now_ms) || self.waiting.is_empty() {
             return None;
         }
-        let mut lines = Vec::new();
+        let max_bytes = self.max_envelope_bytes();
+        let mut votes = Vec::new();
         let mut waiters = Vec::new();
-        let mut bytes = 0;
-        while let Some((line, _)) = self.waiting.front() {
-            // The body with this line too: the lines so far, a separator and this one.
-            let grown = if lines.is_empty() {
-                line.len()
-            } else {
-                message::encoded_len([bytes, line.len()])
-            };
-            let fits =
-                lines.len() < self.bounds.max_votes && grown <= self.bounds.max_message_bytes;
-            if !fits && !lines.is_empty() {
+        // The envelope's bytes so far: its JWS overhead, each vote and a comma between two.
+        let mut bytes = ENVELOPE_OVERHEAD_BYTES;
+        while let Some(next) = self.waiting.front() {
+            let grown = bytes + usize::from(!votes.is_empty()) + next.bytes;
+            let fits = votes.len() < self.bounds.max_votes && grown <= max_bytes;
+            // The first vote always fits: `join` refused any that would not alone.
+            if !fits && !votes.is_empty() {
                 break;
             }
-            let Some((line, waiter)) = self.waiting.pop_front() else {
+            let Some(taken) = self.waiting.pop_front() else {
                 break;
             };
             bytes = grown;
-            lines.push(line);
-            waiters.push(waiter);
+            votes.push(taken.vote);
+            waiters.push(taken.waiter);
         }
         let call = CallId(self.next_call);
         self.next_call += 1;
@@ -128,16 +144,16 @@ impl<W> GroupCommit<W> {
             id: call,
             started_ms: now_ms,
         });
-        // Cannot fail: one line or more, no line breaks in a compact JWS, bounds within the
-        // message format's (checked by the configuration).
-        let body = lines.join("\n");
-        debug_assert_eq!(body.len(), bytes);
-        debug_assert!(message::encode(&lines).is_ok_and(|encoded| encoded == body));
         Some(Flush {
             call,
-            body,
+            votes,
             waiters,
         })
+    }
+
+    /// The most bytes one envelope may take: within the message bound and the envelope's own.
+    fn max_envelope_bytes(&self) -> usize {
+        self.bounds.max_message_bytes.min(MAX_ENVELOPE_JWS_BYTES)
     }
 
     /// A call taken with [`GroupCommit::take`] is over (whatever its outcome). A call already
@@ -157,10 +173,10 @@ impl<W> GroupCommit<W> {
         before - self.in_flight.len()
     }
 
-    /// Takes the first waiting envelope whose waiter `is` out of the line (a request that gave
-    /// up waiting); whether it was still waiting (not in any message).
+    /// Takes the first waiting vote whose waiter `is` out of the line (a request that gave up
+    /// waiting); whether it was still waiting (not in any message).
     pub fn withdraw(&mut self, is: impl Fn(&W) -> bool) -> bool {
-        match self.waiting.iter().position(|(_, waiter)| is(waiter)) {
+        match self.waiting.iter().position(|w| is(&w.waiter)) {
             Some(index) => self.waiting.remove(index).is_some(),
             None => false,
         }
@@ -171,7 +187,7 @@ impl<W> GroupCommit<W> {
         if !self.call_free(now_ms) {
             return None;
         }
-        self.waiting.front().map(|(_, waiter)| waiter)
+        self.waiting.front().map(|w| &w.waiter)
     }
 
     /// Whether a call may start at `now_ms`: fewer than [`COMMITS_IN_FLIGHT`] run (lost ones
@@ -182,7 +198,7 @@ impl<W> GroupCommit<W> {
         self.bounds.max_votes == 1 || self.in_flight.len() < COMMITS_IN_FLIGHT
     }
 
-    /// Envelopes waiting.
+    /// Votes waiting.
     pub fn waiting(&self) -> usize {
         self.waiting.len()
     }
@@ -199,8 +215,11 @@ mod tests {
 
     /// The call budget of the tests' lines, ms.
     const BUDGET: u64 = 1_000;
+    /// What one test vote adds to an envelope.
+    const VOTE_BYTES: usize = 700;
 
-    fn group(max_votes: usize, max_message_bytes: usize) -> GroupCommit<u32> {
+    /// A line whose votes are named by their waiter's number.
+    fn group(max_votes: usize, max_message_bytes: usize) -> GroupCommit<String, u32> {
         GroupCommit::new(
             CommitBounds {
                 max_votes,
@@ -210,16 +229,20 @@ mod tests {
         )
     }
 
-    fn line(byte: char, len: usize) -> String {
-        std::iter::repeat_n(byte, len).collect()
+    /// Vote `i` of `VOTE_BYTES` joins, waited on by `i`.
+    fn join(g: &mut GroupCommit<String, u32>, i: u32) -> Result<(), JoinError> {
+        g.join(format!("v{i}"), VOTE_BYTES, i)
     }
 
     #[test]
-    fn a_lone_envelope_is_sent_at_once_and_alone() {
+    fn a_lone_vote_is_sent_at_once_and_alone() {
         let mut g = group(128, 8192);
-        g.join("a".into(), 1).unwrap();
+        join(&mut g, 1).unwrap();
         let flush = g.take(0).expect("a call is free");
-        assert_eq!((flush.body.as_str(), flush.waiters), ("a", vec![1]));
+        assert_eq!(
+            (flush.votes, flush.waiters),
+            (vec!["v1".to_owned()], vec![1])
+        );
         assert_eq!((g.waiting(), g.in_flight()), (0, 1));
         assert!(g.take(0).is_none(), "nothing waits");
     }
@@ -229,32 +252,31 @@ mod tests {
         let mut g = group(128, 8192);
         let mut calls = Vec::new();
         for i in 0..COMMITS_IN_FLIGHT as u32 {
-            g.join(format!("e{i}"), i).unwrap();
+            join(&mut g, i).unwrap();
             calls.push(g.take(0).expect("a call is free").call);
         }
         for i in 10..15 {
-            g.join(format!("e{i}"), i).unwrap();
+            join(&mut g, i).unwrap();
         }
         assert!(g.take(0).is_none(), "every call is busy");
         assert!(g.next_sender(0).is_none());
         g.finished(calls[0]);
         assert_eq!(g.next_sender(0), Some(&10));
         let flush = g.take(0).expect("a call was freed");
-        assert_eq!(flush.body, "e10\ne11\ne12\ne13\ne14");
+        assert_eq!(flush.votes, ["v10", "v11", "v12", "v13", "v14"]);
         assert_eq!(flush.waiters, vec![10, 11, 12, 13, 14]);
-        assert_eq!(message::split(&flush.body).unwrap().len(), 5);
     }
 
     #[test]
     fn a_message_keeps_to_the_vote_bound() {
         let mut g = group(3, 8192);
         for i in 0..7 {
-            g.join(format!("e{i}"), i).unwrap();
+            join(&mut g, i).unwrap();
         }
         let sizes: Vec<usize> = std::iter::from_fn(|| {
             let flush = g.take(0)?;
             g.finished(flush.call);
-            Some(flush.waiters.len())
+            Some(flush.votes.len())
         })
         .collect();
         assert_eq!(sizes, vec![3, 3, 1]);
@@ -264,44 +286,60 @@ mod tests {
     #[test]
     fn a_message_keeps_to_the_byte_bound() {
         let mut g = group(128, 4096);
-        for (i, byte) in ['a', 'b', 'c'].into_iter().enumerate() {
-            g.join(line(byte, 2000), i as u32).unwrap();
+        for i in 0..5 {
+            g.join(format!("v{i}"), 1000, i).unwrap();
         }
+        // The envelope's overhead and three votes with two commas: 1024 + 3000 + 2 = 4026
+        // bytes; a fourth would make 5027, over 4096.
         let first = g.take(0).unwrap();
-        // Two lines and a separator: 4001 bytes, over 4096 with a third.
-        assert_eq!(first.waiters, vec![0, 1]);
-        assert_eq!(first.body.len(), 4001);
+        assert_eq!(first.waiters, vec![0, 1, 2]);
         let second = g.take(0).unwrap();
-        assert_eq!(second.waiters, vec![2]);
+        assert_eq!(second.waiters, vec![3, 4]);
     }
 
     #[test]
-    fn an_envelope_larger_than_a_message_is_refused_and_nothing_changes() {
+    fn the_envelope_bound_applies_under_a_larger_message_bound() {
+        let mut g = group(256, message::MAX_BYTES);
+        let bytes = MAX_ENVELOPE_JWS_BYTES / 4;
+        for i in 0..4 {
+            g.join(format!("v{i}"), bytes, i).unwrap();
+        }
+        assert_eq!(g.take(0).unwrap().waiters, vec![0, 1, 2]);
+        assert_eq!(g.take(0).unwrap().waiters, vec![3]);
+    }
+
+    #[test]
+    fn a_vote_too_large_for_any_message_is_refused_and_nothing_changes() {
         let mut g = group(128, 4096);
-        assert_eq!(g.join(line('x', 4097), 1), Err(JoinError::TooLarge(4097)));
+        let bytes = 4096 - ENVELOPE_OVERHEAD_BYTES + 1;
+        assert_eq!(
+            g.join("big".into(), bytes, 1),
+            Err(JoinError::TooLarge(4097))
+        );
         assert_eq!(g.waiting(), 0);
+        g.join("fits".into(), bytes - 1, 2).unwrap();
     }
 
     #[test]
     fn the_line_is_bounded() {
         let mut g = group(128, 8192);
         for i in 0..MAX_WAITING as u32 {
-            g.join("e".into(), i).unwrap();
+            join(&mut g, i).unwrap();
         }
-        assert_eq!(g.join("e".into(), 0), Err(JoinError::Full));
+        assert_eq!(join(&mut g, 0), Err(JoinError::Full));
         assert_eq!(g.waiting(), MAX_WAITING);
     }
 
     #[test]
-    fn a_withdrawn_envelope_is_in_no_message() {
+    fn a_withdrawn_vote_is_in_no_message() {
         let mut g = group(128, 8192);
         for i in 0..3 {
-            g.join(format!("e{i}"), i).unwrap();
+            join(&mut g, i).unwrap();
         }
         assert!(g.withdraw(|w| *w == 1));
         assert!(!g.withdraw(|w| *w == 1), "already out of the line");
         let flush = g.take(0).unwrap();
-        assert_eq!(flush.body, "e0\ne2");
+        assert_eq!(flush.votes, ["v0", "v2"]);
         assert!(
             !g.withdraw(|w| *w == 0),
             "in a message: too late to withdraw"
@@ -312,7 +350,7 @@ mod tests {
     fn with_one_vote_per_message_every_vote_is_sent_at_once() {
         let mut g = group(1, 8192);
         for i in 0..COMMITS_IN_FLIGHT as u32 + 3 {
-            g.join(format!("e{i}"), i).unwrap();
+            join(&mut g, i).unwrap();
             let flush = g.take(0).expect("no bound on calls without group commit");
             assert_eq!(flush.waiters, vec![i]);
         }
@@ -323,7 +361,7 @@ mod tests {
     fn calls_in_flight_are_bounded_and_freed() {
         let mut g = group(2, 8192);
         for i in 0..COMMITS_IN_FLIGHT as u32 + 3 {
-            g.join(format!("e{i}"), i).unwrap();
+            join(&mut g, i).unwrap();
         }
         let calls: Vec<CallId> = (0..COMMITS_IN_FLIGHT)
             .map(|_| g.take(0).expect("a call is free").call)
@@ -340,7 +378,7 @@ mod tests {
     fn a_call_older_than_its_budget_is_forgotten_as_lost() {
         let mut g = group(2, 8192);
         for i in 0..COMMITS_IN_FLIGHT as u32 * 2 + 2 {
-            g.join(format!("e{i}"), i).unwrap();
+            join(&mut g, i).unwrap();
         }
         let lost: Vec<CallId> = (0..COMMITS_IN_FLIGHT)
             .map(|_| g.take(100).expect("a call is free").call)

@@ -3,8 +3,8 @@
 //! All vote logic is in `edgevote-edge-core`; this adapter reads the configuration from the
 //! worker's environment (see [`config`]), converts requests and responses, has the platform's
 //! WebCrypto do the Ed25519 work (the core's platform sealing; `EDGEVOTE_CRYPTO=wasm` keeps it
-//! in the bundle's Wasm instead), and seals each accepted vote into a one-vote signed envelope.
-//! The envelopes of votes one isolate serves at the same time share an SQS message
+//! in the bundle's Wasm instead). The accepted votes one isolate serves at the same time are
+//! sealed together into one envelope, signed once by the edge key, and share an SQS message
 //! ([`group`]), sent with a SigV4-signed `SendMessage` (`edgevote-edge-sqs`) over the Workers
 //! `fetch`, trying the configured queues in order. Each vote's receipt is signed and returned
 //! only after a queue took its message; when none did, the answer is 503 with `Retry-After`

@@ -3,11 +3,15 @@
 //! accept exactly what `verify` accepts, whatever a lax platform says.
 
 use edgevote_shared::admission::check;
+use edgevote_shared::envelope::{MAX_ENVELOPE_JWS_BYTES, MAX_ENVELOPE_VOTES};
 use edgevote_shared::forgery::{with_non_canonical_s, with_signature, with_small_order_signature};
 use edgevote_shared::jws::{
     ExternalCheck, is_small_order_encoding, sign_external, verify_external,
 };
-use edgevote_shared::{Receipt, Role, VoteToken, WireError, b64, sign, verify};
+use edgevote_shared::token::MAX_TOKEN_BYTES;
+use edgevote_shared::{
+    EnvelopeVote, QueueEnvelope, Receipt, Role, VoteToken, WireError, b64, sign, verify,
+};
 
 use crate::common::{EDGE_ID, NOW, REGION, authority, ballot, edge, keyset, manifest, token};
 
@@ -34,14 +38,50 @@ fn an_external_signature_is_the_jws_sign_makes() {
     let doc = receipt();
     let unsigned = sign_external(identity.kid(), identity.role(), &doc).unwrap();
     let signature = identity.sign_message(unsigned.message());
+    let signing_input_len = unsigned.message().len();
     let compact = unsigned.finish(&signature).unwrap();
     assert_eq!(compact, sign(&identity, &doc).unwrap());
+    // What `sign_external` counts the signature as before it exists: 86 characters and a dot.
+    assert_eq!(compact.len(), signing_input_len + 1 + 86);
     assert_eq!(verify::<Receipt>(&compact, &keyset()).unwrap().doc, doc);
     // The same refusals as sign: a key of the wrong role.
     assert!(matches!(
         sign_external(authority().kid(), Role::Authority, &doc),
         Err(WireError::KeyRoleMismatch { .. })
     ));
+}
+
+#[test]
+fn a_document_too_large_for_its_jws_is_refused_before_anything_is_signed() {
+    let identity = edge();
+    // Every field valid (256 votes, tokens of the largest size a ballot may carry), the
+    // whole over the envelope's byte bound.
+    let mut big = ballot("yes");
+    big.token = "t".repeat(MAX_TOKEN_BYTES);
+    let vote = EnvelopeVote {
+        ballot: big,
+        received_at_ms: NOW * 1000,
+    };
+    let envelope = QueueEnvelope {
+        v: 1,
+        batch_id: "edge-1.big".into(),
+        edge: EDGE_ID.into(),
+        region: REGION.into(),
+        created_at_ms: NOW * 1000,
+        votes: vec![vote; MAX_ENVELOPE_VOTES],
+    };
+    let refused = sign_external(identity.kid(), identity.role(), &envelope).unwrap_err();
+    assert!(
+        matches!(refused, WireError::TooLarge { max, .. } if max == MAX_ENVELOPE_JWS_BYTES),
+        "{refused:?}"
+    );
+    // `sign` refuses it the same way; halving the votes (as group commit does) twice, it fits.
+    assert_eq!(sign(&identity, &envelope).unwrap_err(), refused);
+    let quarter = QueueEnvelope {
+        votes: envelope.votes[..MAX_ENVELOPE_VOTES / 4].to_vec(),
+        ..envelope.clone()
+    };
+    assert!(sign_external(identity.kid(), identity.role(), &quarter).is_ok());
 }
 
 #[test]

@@ -3,21 +3,13 @@
 
 use edgevote_edge_core::commit::{Batch, CommitBounds, Item, MIN_MESSAGE_BYTES, VoteRefused};
 use edgevote_edge_core::{Accepted, Edge, HandedVote};
-use edgevote_shared::{QueueEnvelope, Role, SigningIdentity, VoteToken, message, sign, verify};
+use edgevote_shared::{QueueEnvelope, Role, SigningIdentity, message, verify};
 
-use super::{NOW, NOW_MS, authority, body, edge, edge_key, keys, served};
+use super::{NOW, NOW_MS, authority, body, edge, edge_key, keys, served, voter_token};
 
 /// A handed vote of voter `n`, its token signed by `signer`.
 fn handed(host: &Edge, n: u32, signer: &SigningIdentity) -> HandedVote {
-    let claims = VoteToken {
-        jti: format!("t{n}"),
-        sub: format!("v{n}"),
-        aud: "open".into(),
-        iat: 0,
-        nbf: 0,
-        exp: NOW + 100,
-    };
-    let ballot = body("open", &sign(signer, &claims).unwrap(), "yes");
+    let ballot = body("open", &voter_token(n, signer), "yes");
     host.check_handed("open", &ballot, NOW_MS).unwrap()
 }
 

@@ -3,7 +3,9 @@
 // Test helpers panic on failure by design.
 #![allow(clippy::unwrap_used)]
 
-use edgevote_edge_core::{Edge, Outcome, Request, Response, Sealing, ServedElection};
+use edgevote_edge_core::{
+    ENVELOPE_OVERHEAD_BYTES, Edge, Outcome, Request, Response, Sealing, ServedElection,
+};
 use edgevote_shared::{
     ElectionManifest, ElectionOption, KeySet, Limits, Policy, QueueEnvelope, Receipt, Role,
     SigningIdentity, VoteToken, b64, sign, verify,
@@ -403,13 +405,17 @@ fn platform_sealing_accepts_what_local_sealing_accepts_and_signs_on_the_platform
         (&expected.admitted, &expected.vote)
     );
     // The platform signs what the edge prepares; the documents verify with the key set.
-    let (batch_id, unsigned) = platform.envelope_to_sign(&accepted, NOW_MS).unwrap();
+    let unsigned = platform
+        .envelopes_to_sign(&[*accepted.clone()], NOW_MS)
+        .unwrap();
+    let [unsigned] = <[_; 1]>::try_from(unsigned).expect("one vote, one envelope");
     let signature = edge_key().sign_message(unsigned.message());
     let envelope = unsigned.finish(&signature).unwrap();
     let sealed = verify::<QueueEnvelope>(&envelope, &keys()).unwrap().doc;
+    assert_eq!(sealed.votes, vec![expected.vote.clone()]);
     assert_eq!(
-        (sealed.batch_id, sealed.votes),
-        (batch_id, vec![expected.vote.clone()])
+        vec![envelope],
+        local.seal_batch(&[*expected.clone()], NOW_MS).unwrap()
     );
     let receipt = platform.receipt_to_sign(&accepted).unwrap();
     let signature = edge_key().sign_message(receipt.message());
@@ -467,31 +473,40 @@ fn a_platform_that_says_yes_to_anything_still_admits_no_forgery_it_is_not_asked_
     assert!(!asked.get());
 }
 
+/// Voter `voter`'s token for the open election (id `t{voter}`), signed by `signer`.
+fn voter_token(voter: u32, signer: &SigningIdentity) -> String {
+    let claims = VoteToken {
+        jti: format!("t{voter}"),
+        sub: format!("v{voter}"),
+        aud: "open".into(),
+        iat: 0,
+        nbf: 0,
+        exp: NOW + 100,
+    };
+    sign(signer, &claims).unwrap()
+}
+
+/// The body of a vote for "yes" by voter `voter` (a token of its own).
+fn voter_body(voter: u8) -> Vec<u8> {
+    body("open", &voter_token(voter.into(), &authority()), "yes")
+}
+
+/// A vote request with `body` for the open election.
+fn vote_request(body: &[u8]) -> Case {
+    case(
+        "POST",
+        "/v1/elections/open/votes",
+        Some("application/json"),
+        body,
+    )
+}
+
 #[test]
 fn host_sealing_accepts_what_local_sealing_accepts_and_seals_batches() {
     let (local, component, host) = (edge(), keyless_edge(), edge());
-    let vote = |voter: u8| {
-        let claims = VoteToken {
-            jti: format!("t{voter}"),
-            sub: format!("v{voter}"),
-            aud: "open".into(),
-            iat: 0,
-            nbf: 0,
-            exp: NOW + 100,
-        };
-        body("open", &sign(&authority(), &claims).unwrap(), "yes")
-    };
-    let request = |body: &[u8]| {
-        case(
-            "POST",
-            "/v1/elections/open/votes",
-            Some("application/json"),
-            body,
-        )
-    };
     let mut handed = Vec::new();
     for voter in 0..=255u8 {
-        let case = request(&vote(voter));
+        let case = vote_request(&voter_body(voter));
         let Outcome::Enqueue(expected) = local.handle(case.request(), NOW_MS) else {
             panic!("local sealing refused voter {voter}");
         };
@@ -504,7 +519,7 @@ fn host_sealing_accepts_what_local_sealing_accepts_and_seals_batches() {
     // One more voter, a forged token among them: the batch fails, only the culprit is refused.
     let stranger = SigningIdentity::from_seed(&[7; 32], Role::Authority);
     let forged = body("open", &token("open", NOW + 100, &stranger), "yes");
-    let Outcome::HandToHost(h) = component.handle(request(&forged).request(), NOW_MS) else {
+    let Outcome::HandToHost(h) = component.handle(vote_request(&forged).request(), NOW_MS) else {
         panic!("the keyless edge cannot see a signature and should hand it over");
     };
     let mut votes: Vec<_> = handed.iter().map(|(v, _)| v.clone()).collect();
@@ -554,6 +569,54 @@ fn host_sealing_accepts_what_local_sealing_accepts_and_seals_batches() {
     assert_eq!(receipt.vote_id, accepted[0].admitted.vote_id);
     assert_eq!(component.receipt_response(&accepted[0]).status, 500);
     assert!(component.seal_batch(&accepted, NOW_MS).is_err());
+}
+
+#[test]
+fn platform_sealing_seals_a_batch_under_one_signature_as_local_sealing_does() {
+    let (local, platform) = (edge(), platform_edge());
+    let accepted: Vec<_> = (0..=255u8)
+        .map(|voter| {
+            let case = vote_request(&voter_body(voter));
+            match through_platform(&platform, case.request(), platform_verdict) {
+                Outcome::Enqueue(accepted) => *accepted,
+                _ => panic!("platform sealing refused voter {voter}"),
+            }
+        })
+        .collect();
+    let signatures = std::cell::Cell::new(0);
+    let sign_on_platform = |votes: &[_]| -> Vec<String> {
+        let unsigned = platform.envelopes_to_sign(votes, NOW_MS).unwrap();
+        unsigned
+            .into_iter()
+            .map(|envelope| {
+                signatures.set(signatures.get() + 1);
+                let signature = edge_key().sign_message(envelope.message());
+                envelope.finish(&signature).unwrap()
+            })
+            .collect()
+    };
+    // 256 votes, one signature: the very envelope local sealing makes of them.
+    let one = sign_on_platform(&accepted);
+    assert_eq!(signatures.get(), 1);
+    assert_eq!(one, local.seal_batch(&accepted, NOW_MS).unwrap());
+    let sealed = verify::<QueueEnvelope>(&one[0], &keys()).unwrap().doc;
+    let votes: Vec<_> = accepted.iter().map(|a| a.vote.clone()).collect();
+    assert_eq!(sealed.votes, votes);
+    // 257 votes: over the envelope's vote bound, two envelopes, every vote once.
+    let mut more = accepted.clone();
+    more.push(accepted[0].clone());
+    let two = sign_on_platform(&more);
+    assert_eq!(two, local.seal_batch(&more, NOW_MS).unwrap());
+    assert_eq!(signatures.get(), 3);
+    // The estimate group commit packs by bounds what each vote takes in the envelope.
+    let estimated = ENVELOPE_OVERHEAD_BYTES
+        + accepted
+            .iter()
+            .map(|a| a.envelope_bytes() + 1)
+            .sum::<usize>();
+    assert!(one[0].len() <= estimated, "{} > {estimated}", one[0].len());
+    // An edge whose platform holds no key prepares nothing to sign.
+    assert!(local.envelopes_to_sign(&accepted, NOW_MS).is_err());
 }
 
 #[test]
@@ -613,21 +676,10 @@ fn read_routes() {
 #[test]
 fn one_forged_token_in_a_group_commit_of_256_refuses_only_itself() {
     let host = edge();
-    let token_of = |voter: usize| {
-        let claims = VoteToken {
-            jti: format!("t{voter}"),
-            sub: format!("v{voter}"),
-            aud: "open".into(),
-            iat: 0,
-            nbf: 0,
-            exp: NOW + 100,
-        };
-        sign(&authority(), &claims).unwrap()
-    };
     for culprit in [0, 100, 255] {
         let votes: Vec<_> = (0..256)
             .map(|voter| {
-                let mut token = token_of(voter);
+                let mut token = voter_token(voter, &authority());
                 if voter == culprit {
                     let parts: Vec<&str> = token.split('.').collect();
                     let claims = json!({"jti": "forged", "sub": "mallory", "aud": "open",
@@ -646,7 +698,7 @@ fn one_forged_token_in_a_group_commit_of_256_refuses_only_itself() {
         let results = host.verify_handed(votes);
         assert_eq!(results.len(), 256);
         for (voter, result) in results.iter().enumerate() {
-            if voter == culprit {
+            if voter as u32 == culprit {
                 let refusal = result.as_ref().unwrap_err();
                 assert_eq!(refusal.error_code().as_deref(), Some("bad_signature"));
             } else {
