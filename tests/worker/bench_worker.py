@@ -13,8 +13,9 @@ clients at once (one: one vote at a time), and the CPU time workerd spent (utime
 /proc/PID/stat) is divided by the votes; a read (GET of the election, no signature) gives
 the per-request floor. With several clients, concurrent votes share SQS messages (the
 isolate's group commit, up to `--batch-max-votes` per message: EDGEVOTE_BATCH_MAX_VOTES; 1
-turns it off); the stand-in counts messages. Prints each figure and the ratio webcrypto /
-wasm. Nothing is asserted: speed is for benchmarks.
+turns it off); the stand-in counts messages, envelopes (the edge signatures a collector
+verifies) and queue bytes per vote. Prints each figure and the ratio webcrypto / wasm. Nothing
+is asserted: speed is for benchmarks.
 """
 
 import argparse
