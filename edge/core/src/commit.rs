@@ -98,35 +98,49 @@ impl<E, V> Item<E, V> {
     }
 }
 
-/// Bytes a batch's items take: the whole message, and the host's envelope alone.
-#[derive(Debug, Default, Clone, Copy)]
-struct Size {
+/// Bytes a batch's items take: the whole message, and the host's envelope alone. The one
+/// account of how items add up against [`CommitBounds`]: the edge host's [`Batch`] keeps it,
+/// and so does the Worker's group commit, whose votes all go into one envelope.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct MessageSize {
     message: usize,
     host_envelope: usize,
 }
 
-impl Size {
+impl MessageSize {
+    /// The size with a vote added that takes at most `bytes` of the envelope holding the
+    /// message's votes (the first vote opens that envelope and pays its JWS overhead).
+    pub fn with_vote(self, bytes: usize) -> MessageSize {
+        self.plus(bytes, true)
+    }
+
+    /// The message body's bytes, an upper bound.
+    pub fn message_bytes(self) -> usize {
+        self.message
+    }
+
     /// The size with an item of `bytes` added (`vote`: a handed vote, into the host envelope).
-    fn plus(self, bytes: usize, vote: bool) -> Size {
+    fn plus(self, bytes: usize, vote: bool) -> MessageSize {
         let separator = usize::from(self.message > 0);
         match (vote, self.host_envelope) {
-            (false, _) => Size {
+            (false, _) => MessageSize {
                 message: self.message + separator + bytes,
                 ..self
             },
             // The first handed vote opens the host's envelope: its JWS overhead is paid once.
-            (true, 0) => Size {
+            (true, 0) => MessageSize {
                 message: self.message + separator + ENVELOPE_OVERHEAD_BYTES + bytes,
                 host_envelope: ENVELOPE_OVERHEAD_BYTES + bytes,
             },
-            (true, _) => Size {
+            (true, _) => MessageSize {
                 message: self.message + 1 + bytes,
                 host_envelope: self.host_envelope + 1 + bytes,
             },
         }
     }
 
-    fn fits(self, bounds: &CommitBounds) -> bool {
+    /// Whether the message and its envelope are within `bounds` and the envelope's own limit.
+    pub fn fits(self, bounds: &CommitBounds) -> bool {
         self.message <= bounds.max_message_bytes && self.host_envelope <= MAX_ENVELOPE_JWS_BYTES
     }
 }
@@ -136,7 +150,7 @@ impl Size {
 pub struct Batch<E, V> {
     bounds: CommitBounds,
     items: Vec<Item<E, V>>,
-    size: Size,
+    size: MessageSize,
 }
 
 impl<E, V> Batch<E, V> {
@@ -146,7 +160,7 @@ impl<E, V> Batch<E, V> {
         Batch {
             bounds,
             items: Vec::new(),
-            size: Size::default(),
+            size: MessageSize::default(),
         }
     }
 

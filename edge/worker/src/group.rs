@@ -19,9 +19,8 @@
 
 use std::collections::VecDeque;
 
-use edgevote_edge_core::ENVELOPE_OVERHEAD_BYTES;
+use edgevote_edge_core::commit::MessageSize;
 pub use edgevote_edge_core::commit::{COMMITS_IN_FLIGHT, CommitBounds};
-use edgevote_shared::envelope::MAX_ENVELOPE_JWS_BYTES;
 use edgevote_shared::message;
 
 /// Most votes waiting in one isolate; a vote past it is answered 503 at once (the isolate is
@@ -97,9 +96,9 @@ impl<T, W> GroupCommit<T, W> {
 
     /// Puts `vote`, which adds at most `bytes` to an envelope, at the end of the line.
     pub fn join(&mut self, vote: T, bytes: usize, waiter: W) -> Result<(), JoinError> {
-        let alone = ENVELOPE_OVERHEAD_BYTES + bytes;
-        if alone > self.max_envelope_bytes() {
-            return Err(JoinError::TooLarge(alone));
+        let alone = MessageSize::default().with_vote(bytes);
+        if !alone.fits(&self.bounds) {
+            return Err(JoinError::TooLarge(alone.message_bytes()));
         }
         if self.waiting.len() >= MAX_WAITING {
             return Err(JoinError::Full);
@@ -119,14 +118,13 @@ impl<T, W> GroupCommit<T, W> {
         if !self.call_free(now_ms) || self.waiting.is_empty() {
             return None;
         }
-        let max_bytes = self.max_envelope_bytes();
         let mut votes = Vec::new();
         let mut waiters = Vec::new();
-        // The envelope's bytes so far: its JWS overhead, each vote and a comma between two.
-        let mut bytes = ENVELOPE_OVERHEAD_BYTES;
+        // The edge core's account of a message's bytes, as the edge host's group commit keeps it.
+        let mut size = MessageSize::default();
         while let Some(next) = self.waiting.front() {
-            let grown = bytes + usize::from(!votes.is_empty()) + next.bytes;
-            let fits = votes.len() < self.bounds.max_votes && grown <= max_bytes;
+            let grown = size.with_vote(next.bytes);
+            let fits = votes.len() < self.bounds.max_votes && grown.fits(&self.bounds);
             // The first vote always fits: `join` refused any that would not alone.
             if !fits && !votes.is_empty() {
                 break;
@@ -134,7 +132,7 @@ impl<T, W> GroupCommit<T, W> {
             let Some(taken) = self.waiting.pop_front() else {
                 break;
             };
-            bytes = grown;
+            size = grown;
             votes.push(taken.vote);
             waiters.push(taken.waiter);
         }
@@ -149,11 +147,6 @@ impl<T, W> GroupCommit<T, W> {
             votes,
             waiters,
         })
-    }
-
-    /// The most bytes one envelope may take: within the message bound and the envelope's own.
-    fn max_envelope_bytes(&self) -> usize {
-        self.bounds.max_message_bytes.min(MAX_ENVELOPE_JWS_BYTES)
     }
 
     /// A call taken with [`GroupCommit::take`] is over (whatever its outcome). A call already
@@ -212,6 +205,8 @@ impl<T, W> GroupCommit<T, W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use edgevote_edge_core::ENVELOPE_OVERHEAD_BYTES;
+    use edgevote_shared::envelope::MAX_ENVELOPE_JWS_BYTES;
 
     /// The call budget of the tests' lines, ms.
     const BUDGET: u64 = 1_000;
