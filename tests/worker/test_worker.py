@@ -471,10 +471,14 @@ const {name}Worker :Workerd.Worker = (
 """)
         services.append(f'(name = "{name}", worker = .{name}Worker)')
         sockets.append(f'(name = "{name}", address = "127.0.0.1:{ports[name]}", http = (), service = "{name}")')
+    # EDGEVOTE_WORKERD_V8_FLAGS (space-separated), for profiling: e.g. "--perf-basic-prof" makes
+    # V8 write /tmp/perf-PID.map, so `perf report` names JavaScript and Wasm functions.
+    v8_flags = os.environ.get("EDGEVOTE_WORKERD_V8_FLAGS", "").split()
+    flags = f"v8Flags = [{', '.join(capnp_text(f) for f in v8_flags)}],\n  " if v8_flags else ""
     return f"""using Workerd = import "/workerd/workerd.capnp";
 
 const config :Workerd.Config = (
-  services = [
+  {flags}services = [
     {", ".join(services)},
     # Outbound fetch may reach the local network (moto on 127.0.0.1).
     (name = "internet", network = (allow = ["public", "private", "local"])),

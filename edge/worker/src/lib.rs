@@ -81,9 +81,35 @@ pub fn unavailable_detail(failures: &[(String, SendFailure)]) -> String {
     )
 }
 
+/// The length a `Content-Length` value declares: one or more ASCII digits (RFC 9110 section
+/// 8.6), nothing else; `None` for any other value or one past `usize`.
+pub fn declared_content_length(value: &str) -> Option<usize> {
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    value.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_declared_length_is_digits_and_nothing_else() {
+        assert_eq!(declared_content_length("0"), Some(0));
+        assert_eq!(declared_content_length("412"), Some(412));
+        assert_eq!(declared_content_length("000412"), Some(412));
+        for refused in [
+            "", " 412", "412 ", "+412", "-1", "4 12", "0x10", "412,412", "١٢",
+        ] {
+            assert_eq!(declared_content_length(refused), None, "{refused:?}");
+        }
+        assert_eq!(
+            declared_content_length(&usize::MAX.to_string()),
+            Some(usize::MAX)
+        );
+        assert_eq!(declared_content_length("99999999999999999999999"), None);
+    }
 
     #[test]
     fn the_public_detail_leaves_out_what_sqs_said() {
