@@ -123,13 +123,16 @@ def token_ballots(seed: bytes, kid: str, count: int, tag: str, election=ELECTION
 
 class StandInSqs(http.server.ThreadingHTTPServer):
     """A local stand-in for SQS on 127.0.0.1 that answers every SendMessage as SQS answers an
-    accepted one, after holding it `hold_secs`, and records each message body in order."""
+    accepted one, after holding it `hold_secs`, and records each message body in order.
+    `answer` shapes the answer (ANSWERS): of a declared length as SQS sends it, or in chunks
+    without one, or padded past what an edge reads."""
 
     daemon_threads = True
 
     def __init__(self, hold_secs: float = 0.0):
         super().__init__(("127.0.0.1", 0), _StandInHandler)
         self.hold_secs = hold_secs
+        self.answer = "sized"
         self.bodies = []
         self.lock = threading.Lock()
         threading.Thread(target=self.serve_forever, daemon=True).start()
@@ -144,18 +147,46 @@ class StandInSqs(http.server.ThreadingHTTPServer):
         return bodies
 
 
+# The edges read at most this much of a SendMessage answer (edgevote_edge_sqs::MAX_ANSWER_BYTES).
+MAX_ANSWER_BYTES = 16 * 1024
+
+# answer shape: (padding bytes in the answer, sent in chunks without a declared length)
+ANSWERS = {
+    "sized": (0, False),
+    "chunked": (0, True),
+    "oversized": (MAX_ANSWER_BYTES, False),
+    "oversized_chunked": (MAX_ANSWER_BYTES, True),
+}
+
+
 class _StandInHandler(http.server.BaseHTTPRequestHandler):
+    # HTTP/1.1 for chunked answers; each answer closes its connection.
+    protocol_version = "HTTP/1.1"
+
     def do_POST(self):
         request = json.loads(self.rfile.read(int(self.headers.get("content-length", "0"))))
         time.sleep(self.server.hold_secs)
         with self.server.lock:
             self.server.bodies.append(request["MessageBody"])
-        body = json.dumps({"MessageId": secrets.token_hex(8), "MD5OfMessageBody": ""}).encode()
+        padding, chunked = ANSWERS[self.server.answer]
+        # A genuine answer, whatever its padding: only its size may make an edge refuse it.
+        body = json.dumps({"MessageId": secrets.token_hex(8), "MD5OfMessageBody": "",
+                           "Padding": "x" * padding}).encode()
         self.send_response(200)
         self.send_header("content-type", "application/x-amz-json-1.0")
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        self.send_header("connection", "close")
+        if chunked:
+            self.send_header("transfer-encoding", "chunked")
+            self.end_headers()
+            for start in range(0, len(body), 40):
+                piece = body[start:start + 40]
+                self.wfile.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+            self.wfile.write(b"0\r\n\r\n")
+        else:
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        self.close_connection = True
 
     def log_message(self, *args):
         pass
@@ -197,13 +228,17 @@ class Http:
     def __init__(self, port: int):
         self.port = port
 
-    def request(self, method, path, body=None, content_type="application/json", timeout=30):
+    def request(self, method, path, body=None, content_type="application/json", timeout=30, chunked=False):
+        """`chunked`: the body goes in pieces of 50 bytes with no declared length."""
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         headers = {}
         if content_type is not None:
             headers["Content-Type"] = content_type
+        if chunked:
+            whole = body
+            body = (whole[i:i + 50] for i in range(0, len(whole), 50))
         try:
-            conn.request(method, path, body=body, headers=headers)
+            conn.request(method, path, body=body, headers=headers, encode_chunked=chunked)
             response = conn.getresponse()
             raw = response.read()
             headers = {k.lower(): v for k, v in response.getheaders()}
@@ -215,9 +250,9 @@ class Http:
             data = raw
         return response.status, headers, data
 
-    def vote(self, ballot, election=ELECTION, content_type="application/json"):
+    def vote(self, ballot, election=ELECTION, content_type="application/json", chunked=False):
         body = ballot if isinstance(ballot, bytes) else json.dumps(ballot).encode()
-        return self.request("POST", f"/v1/elections/{election}/votes", body, content_type)
+        return self.request("POST", f"/v1/elections/{election}/votes", body, content_type, chunked=chunked)
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -392,7 +427,17 @@ def slow_sqs():
 
 
 @pytest.fixture(scope="module")
-def workers(bundle, world, moto, slow_sqs, tmp_path_factory):
+def odd_sqs():
+    """A stand-in SQS queue whose answers a test shapes (`answer`, see ANSWERS)."""
+    server = StandInSqs()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def workers(bundle, world, moto, slow_sqs, odd_sqs, tmp_path_factory):
     """One workerd process serving the bundle as differently configured workers."""
     assert WORKERD.exists(), f"workerd is missing at {WORKERD}: run `bash scripts/worker.sh tools`"
     d = tmp_path_factory.mktemp("workerd")
@@ -421,6 +466,7 @@ def workers(bundle, world, moto, slow_sqs, tmp_path_factory):
         "small": {**base, "EDGEVOTE_QUEUES": f"{REGION}={moto['queue_url']}",
                   "EDGEVOTE_BATCH_MAX_VOTES": str(SMALL_BATCH)},
         "slow": {**base, "EDGEVOTE_QUEUES": f"{REGION}={slow_sqs.queue_url()}"},
+        "odd": {**base, "EDGEVOTE_QUEUES": f"{REGION}={odd_sqs.queue_url()}"},
         "counted": {**base, "EDGEVOTE_QUEUES": f"{REGION}={moto['counted']['edgevote-counted']}"},
     }
     ports = {name: free_port() for name in variants}
@@ -645,6 +691,42 @@ def test_rejection_enqueues_nothing(case, worker, workers, world, moto):
     )
     assert_refused(answer, status, code)
     assert drain_all(moto) == [], f"{case}: a refused ballot reached a queue"
+
+
+@pytest.mark.parametrize("worker", ["edge", "wasm"])
+def test_a_ballot_sent_in_chunks_without_a_length_is_read_whole_and_bounded(worker, workers, world, moto):
+    """A body with no declared length is streamed, up to one byte over the largest ballot:
+    a ballot in 50-byte chunks is enqueued and receipted, an over-large one refused 413 with
+    nothing enqueued."""
+    drain_all(moto)
+    b = ballot(world, voter="voter-chunked")
+    assert_receipted(world, [b], [workers[worker].vote(b, chunked=True)], workers["log"])
+    assert_each_once([b], envelopes_of(world, drain_all(moto)))
+    padded = json.dumps(ballot(world) | {"pad": "x" * 8192}).encode()
+    assert_refused(workers[worker].vote(padded, chunked=True), 413, "too_large")
+    assert drain_all(moto) == []
+
+
+@pytest.mark.parametrize("answer", sorted(ANSWERS))
+def test_a_queue_answer_is_read_within_its_bound(answer, workers, world, odd_sqs):
+    """The queue's SendMessage answer, of a declared length or in chunks, is read up to
+    MAX_ANSWER_BYTES: within it the vote is receipted; past it (a genuine answer padded) the
+    answer is refused unread and the vote gets 503 without a receipt (its message did reach
+    the queue: a retry with the same nonce is the same vote)."""
+    odd_sqs.take()
+    odd_sqs.answer = answer
+    try:
+        b = ballot(world, voter=f"voter-answer-{answer}")
+        status, headers, body = workers["odd"].vote(b)
+    finally:
+        odd_sqs.answer = "sized"
+    if ANSWERS[answer][0] == 0:
+        assert_receipted(world, [b], [(status, headers, body)], workers["log"])
+    else:
+        assert status == 503 and body["error"] == "queue_unavailable", (status, body)
+        assert "receipt" not in body and headers.get("retry-after") == "2", body
+        assert f"{REGION}: refused (HTTP 200)" in body["detail"], body
+    assert_each_once([b], envelopes_of(world, odd_sqs.take()))
 
 
 def test_no_queue_reachable_is_503_without_receipt(workers, world, moto):

@@ -17,6 +17,9 @@ use serde::{Deserialize, Serialize};
 pub const SEND_MESSAGE_TARGET: &str = "AmazonSQS.SendMessage";
 /// The content type of the SQS JSON protocol.
 pub const CONTENT_TYPE: &str = "application/x-amz-json-1.0";
+/// Most bytes of a `SendMessage` answer an edge reads (a real one is a few hundred bytes);
+/// an answer past it is refused unread.
+pub const MAX_ANSWER_BYTES: usize = 16 * 1024;
 
 /// Where to send: a queue URL and its region.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,15 +8,16 @@ use std::time::{Duration, UNIX_EPOCH};
 use edgevote_edge_core::{
     Accepted, Outcome, PlatformVote, Request as CoreRequest, Response as CoreResponse,
 };
-use edgevote_edge_sqs::{QueueTarget, read_answer, send_message};
+use edgevote_edge_sqs::{MAX_ANSWER_BYTES, QueueTarget, read_answer, send_message};
 use edgevote_shared::message;
 use futures_util::StreamExt;
 use futures_util::future::{Either, select};
-use worker::wasm_bindgen::JsValue;
+use worker::wasm_bindgen::{JsCast, JsValue};
 use worker::wasm_bindgen_futures::JsFuture;
+use worker::web_sys::{self, ReadableStream};
 use worker::{
-    AbortController, Context, Delay, Env, Fetch, Headers, Method, Request, RequestInit, Response,
-    console_error, console_warn, event, js_sys,
+    AbortController, ByteStream, Context, Delay, Env, Fetch, Headers, Method, Request, RequestInit,
+    Response, ResponseBody, console_error, console_warn, event, js_sys,
 };
 
 use crate::config::{Config, Crypto, PlatformEdgeKey};
@@ -166,7 +167,7 @@ fn config(env: &Env) -> Result<Rc<Config>, crate::config::ConfigError> {
     Ok(config)
 }
 
-async fn serve(config: &Rc<Config>, ctx: &Context, mut request: Request) -> CoreResponse {
+async fn serve(config: &Rc<Config>, ctx: &Context, request: Request) -> CoreResponse {
     // The raw method: worker::Method maps methods it does not know to GET.
     let method = request.inner().method().to_ascii_uppercase();
     let path = match request.url() {
@@ -174,7 +175,7 @@ async fn serve(config: &Rc<Config>, ctx: &Context, mut request: Request) -> Core
         Err(e) => return CoreResponse::error(400, "bad_request", e),
     };
     let content_type = request.headers().get("content-type").ok().flatten();
-    let body = match read_body(&mut request, config.edge.max_body_bytes() + 1).await {
+    let body = match read_body(&request, config.edge.max_body_bytes() + 1).await {
         Ok(body) => body,
         Err(detail) => return CoreResponse::error(400, "unreadable_body", detail),
     };
@@ -212,30 +213,55 @@ async fn serve(config: &Rc<Config>, ctx: &Context, mut request: Request) -> Core
 
 /// Reads at most `limit` bytes of the body: one byte over the largest ballot is enough for the
 /// core to refuse it, and the rest is never buffered.
-async fn read_body(request: &mut Request, limit: usize) -> Result<Vec<u8>, String> {
-    if request.inner().body().is_none() {
+async fn read_body(request: &Request, limit: usize) -> Result<Vec<u8>, String> {
+    let declared = declared_length(request.headers());
+    read_bounded(request.inner().body(), declared, limit, |_| {
+        request.inner().array_buffer()
+    })
+    .await
+}
+
+/// Reads at most `limit` bytes of a body (`None`: there is none). One of a declared length
+/// within the limit is read whole in one call (`read_whole`: its owner's `arrayBuffer()`): the
+/// runtime ends a body at its declared length, and a stream costs a reader and a promise per
+/// chunk (6.5% of workerd's CPU per vote, by perf). Any other body is streamed until the limit.
+async fn read_bounded(
+    body: Option<ReadableStream>,
+    declared: Option<usize>,
+    limit: usize,
+    read_whole: impl FnOnce(&ReadableStream) -> Result<js_sys::Promise, JsValue>,
+) -> Result<Vec<u8>, String> {
+    let Some(stream) = body else {
         return Ok(Vec::new());
+    };
+    if declared.is_some_and(|length| length <= limit) {
+        let whole = read_whole(&stream).map_err(js_text)?;
+        let bytes = JsFuture::from(whole).await.map_err(js_text)?;
+        return Ok(js_sys::Uint8Array::new(&bytes).to_vec());
     }
-    // A body of a declared length within the limit is read whole in one call: the runtime ends
-    // the body at its declared length, and a stream costs a reader and a promise per chunk
-    // (6.5% of workerd's CPU per vote, by perf). Any other body is streamed up to the limit.
-    if declared_length(request).is_some_and(|length| length <= limit) {
-        return request.bytes().await.map_err(|e| e.to_string());
-    }
-    let mut stream = request.stream().map_err(|e| e.to_string())?;
-    let mut body = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        if edgevote_edge_core::append_bounded(&mut body, chunk, limit)? {
+    let mut chunks = ByteStream::from(stream);
+    let mut read = Vec::new();
+    while let Some(chunk) = chunks.next().await {
+        if edgevote_edge_core::append_bounded(&mut read, chunk, limit)? {
             break;
         }
     }
-    Ok(body)
+    Ok(read)
 }
 
-/// The body's length as its `Content-Length` header declares it, if it does.
-fn declared_length(request: &Request) -> Option<usize> {
-    let value = request.headers().get("content-length").ok().flatten()?;
+/// The length a `Content-Length` header declares, if it does.
+fn declared_length(headers: &Headers) -> Option<usize> {
+    let value = headers.get("content-length").ok().flatten()?;
     crate::declared_content_length(&value)
+}
+
+/// The text of a JS error, for a failure's detail.
+pub(crate) fn js_text(value: JsValue) -> String {
+    value
+        .dyn_ref::<js_sys::Error>()
+        .map(|e| String::from(e.message()))
+        .or_else(|| value.as_string())
+        .unwrap_or_else(|| format!("{value:?}"))
 }
 
 /// Commits the vote with the isolate's group commit, which seals it with the votes it shares a
@@ -477,15 +503,27 @@ async fn send(config: &Config, target: &QueueTarget, body: &str) -> Result<Strin
     let signal = controller.signal();
     let fetch = Fetch::Request(request);
     let call = async {
-        let mut response = fetch
+        let response = fetch
             .send_with_signal(&signal)
             .await
             .map_err(|e| SendFailure::Unreachable(e.to_string()))?;
         let status = response.status_code();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| SendFailure::Unreachable(e.to_string()))?;
+        let declared = declared_length(response.headers());
+        let stream = match response.into_parts().1 {
+            ResponseBody::Stream(stream) => Some(stream),
+            ResponseBody::Body(_) | ResponseBody::Empty => None,
+        };
+        let body = read_bounded(stream, declared, MAX_ANSWER_BYTES + 1, |stream| {
+            web_sys::Response::new_with_opt_readable_stream(Some(stream))?.array_buffer()
+        })
+        .await
+        .map_err(SendFailure::Unreachable)?;
+        if body.len() > MAX_ANSWER_BYTES {
+            return Err(SendFailure::Refused {
+                status,
+                detail: format!("an answer of over {MAX_ANSWER_BYTES} bytes, left unread"),
+            });
+        }
         read_answer(status, &body).map_err(|e| SendFailure::Refused {
             status,
             detail: e.to_string(),

@@ -34,14 +34,7 @@ impl std::fmt::Display for CryptoError {
 }
 
 fn js_error(stage: &str) -> impl Fn(JsValue) -> CryptoError + '_ {
-    move |value| {
-        let text = value
-            .dyn_ref::<js_sys::Error>()
-            .map(|e| String::from(e.message()))
-            .or_else(|| value.as_string())
-            .unwrap_or_else(|| format!("{value:?}"));
-        CryptoError(format!("{stage}: {text}"))
-    }
+    move |value| CryptoError(format!("{stage}: {}", crate::glue::js_text(value)))
 }
 
 fn set(object: &Object, key: &str, value: &JsValue) -> Result<(), CryptoError> {
