@@ -568,6 +568,11 @@ def test_reads(workers, world):
     assert {k["kid"] for k in body["keys"]} == {k["kid"] for k in world["keyset"]["keys"]}
     status, _, body = workers["edge"].request("GET", f"/v1/elections/{ELECTION}")
     assert status == 200 and body["signed"] == world["elections"][0], body
+    # The route is the URL's path: the query and fragment are not part of it, and a
+    # percent-encoded letter is not that letter.
+    status, _, body = workers["edge"].request("GET", f"/v1/elections/{ELECTION}?v=1#top")
+    assert status == 200 and body["signed"] == world["elections"][0], body
+    assert_refused(workers["edge"].request("GET", f"/v1/%65lections/{ELECTION}"), 404, "not_found")
     assert_refused(workers["edge"].request("GET", "/nowhere"), 404, "not_found")
     assert_refused(workers["edge"].request("DELETE", f"/v1/elections/{ELECTION}/votes"), 405,
                    "method_not_allowed")

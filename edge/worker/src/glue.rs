@@ -170,10 +170,9 @@ fn config(env: &Env) -> Result<Rc<Config>, crate::config::ConfigError> {
 async fn serve(config: &Rc<Config>, ctx: &Context, request: Request) -> CoreResponse {
     // The raw method: worker::Method maps methods it does not know to GET.
     let method = request.inner().method().to_ascii_uppercase();
-    let path = match request.url() {
-        Ok(url) => url.path().to_owned(),
-        Err(e) => return CoreResponse::error(400, "bad_request", e),
-    };
+    // The path workers-rs cut from the runtime's serialized URL when it wrapped the request
+    // (`request.url()` would parse the whole URL again: 1% of workerd's CPU per vote).
+    let path = request.path();
     let content_type = request.headers().get("content-type").ok().flatten();
     let body = match read_body(&request, config.edge.max_body_bytes() + 1).await {
         Ok(body) => body,
