@@ -12,6 +12,11 @@
 //! | `EDGEVOTE_QUEUES` | `region=queue_url` pairs, comma-separated, tried in order |
 //! | `EDGEVOTE_BUNDLE_SHA256` | optional: base64url SHA-256 of this bundle, named in receipts |
 //! | `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN` | SQS credentials (secrets) |
+//! | `EDGEVOTE_QUEUE_AUTH` | optional: `sigv4` (the default) or `none` (see below) |
+//!
+//! With `EDGEVOTE_QUEUE_AUTH=none` (set only by `edgevote edge`, which takes the component's
+//! `SendMessage` into its own group commit, never on Spin: a real queue refuses the call) the
+//! component signs no SQS call, and the AWS credentials must be absent.
 //!
 //! With `EDGEVOTE_SEALING=host` (set only by `edgevote edge`, never on Spin) the component holds
 //! no key and sends no SQS call: it hands each checked ballot to its host, which verifies,
@@ -39,8 +44,8 @@ pub enum Delivery {
     Sqs {
         /// Queues in the order they are tried.
         queues: Vec<QueueTarget>,
-        /// SQS credentials.
-        credentials: AwsCredentials,
+        /// SQS credentials; `None`: calls go unsigned (`EDGEVOTE_QUEUE_AUTH=none`).
+        credentials: Option<AwsCredentials>,
     },
     /// The host seals: checked ballots go to its sealer (host sealing).
     Host,
@@ -52,6 +57,13 @@ const LOCAL_SEALING_VARS: [&str; 4] = [
     "EDGEVOTE_QUEUES",
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
+];
+
+/// The credential variables, which `EDGEVOTE_QUEUE_AUTH=none` leaves out.
+const CREDENTIAL_VARS: [&str; 3] = [
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
 ];
 
 /// The edge of this instance, or why the configuration is unusable.
@@ -105,11 +117,7 @@ fn sealing() -> Result<(Sealing, Delivery), String> {
             Sealing::Local(Box::new(edge_key(&var("EDGEVOTE_EDGE_KEY")?)?)),
             Delivery::Sqs {
                 queues: queues(&var("EDGEVOTE_QUEUES")?)?,
-                credentials: AwsCredentials {
-                    access_key_id: var("AWS_ACCESS_KEY_ID")?,
-                    secret_access_key: var("AWS_SECRET_ACCESS_KEY")?,
-                    session_token: std::env::var("AWS_SESSION_TOKEN").ok(),
-                },
+                credentials: credentials()?,
             },
         )),
         Ok("host") => match LOCAL_SEALING_VARS
@@ -123,6 +131,29 @@ fn sealing() -> Result<(Sealing, Delivery), String> {
         },
         Ok(other) => Err(format!(
             "EDGEVOTE_SEALING is {other:?}; expected \"component\" or \"host\""
+        )),
+    }
+}
+
+/// The SQS credentials, or none under `EDGEVOTE_QUEUE_AUTH=none`.
+fn credentials() -> Result<Option<AwsCredentials>, String> {
+    match std::env::var("EDGEVOTE_QUEUE_AUTH").as_deref() {
+        Err(_) | Ok("sigv4") => Ok(Some(AwsCredentials {
+            access_key_id: var("AWS_ACCESS_KEY_ID")?,
+            secret_access_key: var("AWS_SECRET_ACCESS_KEY")?,
+            session_token: std::env::var("AWS_SESSION_TOKEN").ok(),
+        })),
+        Ok("none") => match CREDENTIAL_VARS
+            .iter()
+            .find(|name| std::env::var(name).is_ok())
+        {
+            Some(name) => Err(format!(
+                "{name} is set, but EDGEVOTE_QUEUE_AUTH=none: calls go unsigned"
+            )),
+            None => Ok(None),
+        },
+        Ok(other) => Err(format!(
+            "EDGEVOTE_QUEUE_AUTH is {other:?}; expected \"sigv4\" or \"none\""
         )),
     }
 }

@@ -495,7 +495,7 @@ async fn receipt(config: &Config, accepted: &Accepted) -> CoreResponse {
 /// One signed `SendMessage` of `body` over `fetch`, aborted after the queue timeout.
 async fn send(config: &Config, target: &QueueTarget, body: &str) -> Result<String, SendFailure> {
     let signing_time = UNIX_EPOCH + Duration::from_millis(now_ms());
-    let signed = send_message(target, &config.credentials, body, signing_time)
+    let signed = send_message(target, Some(&config.credentials), body, signing_time)
         .map_err(|e| SendFailure::Request(e.to_string()))?;
     let request = build_request(&signed).map_err(|e| SendFailure::Request(e.to_string()))?;
     let controller = AbortController::default();
@@ -538,7 +538,7 @@ async fn send(config: &Config, target: &QueueTarget, body: &str) -> Result<Strin
     }
 }
 
-fn build_request(signed: &edgevote_edge_sqs::SignedRequest) -> worker::Result<Request> {
+fn build_request(signed: &edgevote_edge_sqs::SendRequest) -> worker::Result<Request> {
     let headers = Headers::new();
     for (name, value) in &signed.headers {
         // The runtime sets Host from the URL (the same authority that was signed).
