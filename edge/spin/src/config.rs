@@ -59,13 +59,6 @@ const LOCAL_SEALING_VARS: [&str; 4] = [
     "AWS_SECRET_ACCESS_KEY",
 ];
 
-/// The credential variables, which `EDGEVOTE_QUEUE_AUTH=none` leaves out.
-const CREDENTIAL_VARS: [&str; 3] = [
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-];
-
 /// The edge of this instance, or why the configuration is unusable.
 pub fn edge() -> Result<&'static EdgeConfig, String> {
     static CONFIG: OnceLock<Result<EdgeConfig, String>> = OnceLock::new();
@@ -137,25 +130,7 @@ fn sealing() -> Result<(Sealing, Delivery), String> {
 
 /// The SQS credentials, or none under `EDGEVOTE_QUEUE_AUTH=none`.
 fn credentials() -> Result<Option<AwsCredentials>, String> {
-    match std::env::var("EDGEVOTE_QUEUE_AUTH").as_deref() {
-        Err(_) | Ok("sigv4") => Ok(Some(AwsCredentials {
-            access_key_id: var("AWS_ACCESS_KEY_ID")?,
-            secret_access_key: var("AWS_SECRET_ACCESS_KEY")?,
-            session_token: std::env::var("AWS_SESSION_TOKEN").ok(),
-        })),
-        Ok("none") => match CREDENTIAL_VARS
-            .iter()
-            .find(|name| std::env::var(name).is_ok())
-        {
-            Some(name) => Err(format!(
-                "{name} is set, but EDGEVOTE_QUEUE_AUTH=none: calls go unsigned"
-            )),
-            None => Ok(None),
-        },
-        Ok(other) => Err(format!(
-            "EDGEVOTE_QUEUE_AUTH is {other:?}; expected \"sigv4\" or \"none\""
-        )),
-    }
+    edgevote_edge_sqs::credentials_from(|name| std::env::var(name).ok())
 }
 
 #[derive(Deserialize)]

@@ -49,6 +49,41 @@ impl std::fmt::Debug for AwsCredentials {
     }
 }
 
+/// The credential variables, which `EDGEVOTE_QUEUE_AUTH=none` leaves out.
+const CREDENTIAL_VARS: [&str; 3] = [
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+];
+
+/// The credentials a component's configuration names (`var` reads a variable): by
+/// `EDGEVOTE_QUEUE_AUTH`, `sigv4` (the default) needs `AWS_ACCESS_KEY_ID` and
+/// `AWS_SECRET_ACCESS_KEY` (`AWS_SESSION_TOKEN` optional); `none` (calls go unsigned, which
+/// only the edge host's interception accepts) needs all three absent, so that no credential
+/// sits in a sandbox that does not use it. The error names the variable.
+pub fn credentials_from(
+    var: impl Fn(&str) -> Option<String>,
+) -> Result<Option<AwsCredentials>, String> {
+    let required =
+        |name: &str| var(name).ok_or_else(|| format!("environment variable {name} is not set"));
+    match var("EDGEVOTE_QUEUE_AUTH").as_deref() {
+        None | Some("sigv4") => Ok(Some(AwsCredentials {
+            access_key_id: required("AWS_ACCESS_KEY_ID")?,
+            secret_access_key: required("AWS_SECRET_ACCESS_KEY")?,
+            session_token: var("AWS_SESSION_TOKEN"),
+        })),
+        Some("none") => match CREDENTIAL_VARS.iter().find(|name| var(name).is_some()) {
+            Some(name) => Err(format!(
+                "{name} is set, but EDGEVOTE_QUEUE_AUTH=none: calls go unsigned"
+            )),
+            None => Ok(None),
+        },
+        Some(other) => Err(format!(
+            "EDGEVOTE_QUEUE_AUTH is {other:?}; expected \"sigv4\" or \"none\""
+        )),
+    }
+}
+
 /// A request ready to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SendRequest {
@@ -262,5 +297,41 @@ mod tests {
         let names: Vec<&str> = unsigned.headers.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(names, ["host", "content-type", "x-amz-target"]);
         assert!(request.headers.starts_with(&unsigned.headers));
+    }
+
+    fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        }
+    }
+
+    #[test]
+    fn credentials_are_required_unless_calls_go_unsigned_and_then_refused() {
+        let both = [("AWS_ACCESS_KEY_ID", "AK"), ("AWS_SECRET_ACCESS_KEY", "SK")];
+        let signed = credentials_from(vars(&both)).unwrap().unwrap();
+        assert_eq!(
+            (signed.access_key_id.as_str(), signed.session_token),
+            ("AK", None)
+        );
+        let explicit = [both[0], both[1], ("EDGEVOTE_QUEUE_AUTH", "sigv4")];
+        assert!(credentials_from(vars(&explicit)).unwrap().is_some());
+        let missing = credentials_from(vars(&both[..1])).unwrap_err();
+        assert!(missing.contains("AWS_SECRET_ACCESS_KEY"), "{missing}");
+
+        let none = ("EDGEVOTE_QUEUE_AUTH", "none");
+        assert!(credentials_from(vars(&[none])).unwrap().is_none());
+        for name in CREDENTIAL_VARS {
+            let refused = credentials_from(vars(&[none, (name, "x")])).unwrap_err();
+            assert!(refused.starts_with(name), "{refused}");
+        }
+        let unknown = credentials_from(vars(&[("EDGEVOTE_QUEUE_AUTH", "off")])).unwrap_err();
+        assert!(unknown.contains("\"off\""), "{unknown}");
     }
 }
