@@ -23,6 +23,7 @@ command that provides it; nothing is skipped.
 import base64
 import concurrent.futures
 import contextlib
+import gzip
 import hashlib
 import http.client
 import http.server
@@ -150,12 +151,16 @@ class StandInSqs(http.server.ThreadingHTTPServer):
 # The edges read at most this much of a SendMessage answer (edgevote_edge_sqs::MAX_ANSWER_BYTES).
 MAX_ANSWER_BYTES = 16 * 1024
 
-# answer shape: (padding bytes in the answer, sent in chunks without a declared length)
+# answer shape: (padding bytes in the answer, sent in chunks without a declared length,
+# gzip-compressed with its compressed length declared)
 ANSWERS = {
-    "sized": (0, False),
-    "chunked": (0, True),
-    "oversized": (MAX_ANSWER_BYTES, False),
-    "oversized_chunked": (MAX_ANSWER_BYTES, True),
+    "sized": (0, False, False),
+    "chunked": (0, True, False),
+    "gzip": (0, False, True),
+    "oversized": (MAX_ANSWER_BYTES, False, False),
+    "oversized_chunked": (MAX_ANSWER_BYTES, True, False),
+    # A few hundred bytes on the wire that decode past the bound.
+    "oversized_gzip": (MAX_ANSWER_BYTES, False, True),
 }
 
 
@@ -168,13 +173,16 @@ class _StandInHandler(http.server.BaseHTTPRequestHandler):
         time.sleep(self.server.hold_secs)
         with self.server.lock:
             self.server.bodies.append(request["MessageBody"])
-        padding, chunked = ANSWERS[self.server.answer]
+        padding, chunked, compressed = ANSWERS[self.server.answer]
         # A genuine answer, whatever its padding: only its size may make an edge refuse it.
         body = json.dumps({"MessageId": secrets.token_hex(8), "MD5OfMessageBody": "",
                            "Padding": "x" * padding}).encode()
         self.send_response(200)
         self.send_header("content-type", "application/x-amz-json-1.0")
         self.send_header("connection", "close")
+        if compressed:
+            body = gzip.compress(body)
+            self.send_header("content-encoding", "gzip")
         if chunked:
             self.send_header("transfer-encoding", "chunked")
             self.end_headers()
@@ -714,10 +722,10 @@ def test_a_ballot_sent_in_chunks_without_a_length_is_read_whole_and_bounded(work
 
 @pytest.mark.parametrize("answer", sorted(ANSWERS))
 def test_a_queue_answer_is_read_within_its_bound(answer, workers, world, odd_sqs):
-    """The queue's SendMessage answer, of a declared length or in chunks, is read up to
-    MAX_ANSWER_BYTES: within it the vote is receipted; past it (a genuine answer padded) the
-    answer is refused unread and the vote gets 503 without a receipt (its message did reach
-    the queue: a retry with the same nonce is the same vote)."""
+    """The queue's SendMessage answer, of a declared length, in chunks or compressed, is read
+    up to MAX_ANSWER_BYTES (decoded): within it the vote is receipted; past it (a genuine
+    answer padded) the answer is refused unread and the vote gets 503 without a receipt (its
+    message did reach the queue: a retry with the same nonce is the same vote)."""
     odd_sqs.take()
     odd_sqs.answer = answer
     try:

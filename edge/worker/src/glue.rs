@@ -254,6 +254,15 @@ fn declared_length(headers: &Headers) -> Option<usize> {
     crate::declared_content_length(&value)
 }
 
+/// Whether a `Content-Encoding` other than `identity` applies to the body.
+fn is_encoded(headers: &Headers) -> bool {
+    headers
+        .get("content-encoding")
+        .ok()
+        .flatten()
+        .is_some_and(|coding| !coding.trim().eq_ignore_ascii_case("identity"))
+}
+
 /// The text of a JS error, for a failure's detail.
 pub(crate) fn js_text(value: JsValue) -> String {
     value
@@ -507,7 +516,10 @@ async fn send(config: &Config, target: &QueueTarget, body: &str) -> Result<Strin
             .await
             .map_err(|e| SendFailure::Unreachable(e.to_string()))?;
         let status = response.status_code();
-        let declared = declared_length(response.headers());
+        // The runtime decodes a compressed answer as it reads it, past its declared length:
+        // such an answer is streamed, and so bounded as it decodes.
+        let declared =
+            declared_length(response.headers()).filter(|_| !is_encoded(response.headers()));
         let stream = match response.into_parts().1 {
             ResponseBody::Stream(stream) => Some(stream),
             ResponseBody::Body(_) | ResponseBody::Empty => None,
