@@ -103,6 +103,7 @@ pub struct GroupCommitConfig {
     /// The edge's backlog, in votes, at or above which a group commit finds the edge behind:
     /// vote requests received and not yet in group commit (waiting for a connection task, an
     /// instance, the component or the host's checks). When most commits of a quarter second
+    /// (or eight in a row over at least 100 ms, see `pace.rs`)
     /// find it behind, the edge counts as overloaded and the window stretches to
     /// `max_wait_overloaded_ms` (its voters already wait longer, and fewer, fuller messages
     /// spend less of its CPU and fewer queue requests); it comes back after a quarter second

@@ -5,7 +5,8 @@
 //! saturated, or the queue is slow), its voters already wait far longer than the window, and
 //! each message's fixed cost (the queue send here; a receive, a store write, a log append and a
 //! delete downstream) is what the overloaded edge can least afford. So when most commits of a
-//! period find the edge *behind*, the window stretches to `max_wait_overloaded_ms` and each
+//! period find the edge *behind* (under the backlog trigger, also as soon as a run of
+//! [`FAST_ENTRY_COMMITS`] commits spanning [`FAST_ENTRY_SPAN`] does), the window stretches to `max_wait_overloaded_ms` and each
 //! message carries more votes; it comes back after a period in which most commits found it
 //! less than half as far behind. Behind means one of (config picks which):
 //! - `overload_backlog_votes`: the edge's *backlog* was at least that many votes when the
@@ -38,6 +39,19 @@ use crate::config::GroupCommitConfig;
 pub const PERIOD: Duration = Duration::from_millis(250);
 /// Fewest commits a period needs to decide anything (a near-idle edge keeps its state).
 const MIN_COMMITS_PER_PERIOD: u32 = 4;
+/// Under the backlog trigger, commits in a row that find the edge behind, spanning at least
+/// [`FAST_ENTRY_SPAN`], that make it overloaded at once, before its period ends: when a load
+/// beyond the edge's cores arrives, every commit finds the backlog growing, and waiting out
+/// the period (up to two, as the first still holds the quick commits from before the load)
+/// sent about half of a saturated 2-second step's messages at the short window (measured
+/// on 2 cores: 20 to 30 of each edge's 53 to 62; overloaded after 0.55 to 0.6 s, now 0.3 to
+/// 0.45 s). A stall of a coping edge does not last that many commits (its backlog drains
+/// within a few), and the backlog gate ([`Pace::batch_window`]) keeps its windows short
+/// once the backlog is gone anyway. The lag trigger has no such gate, so it keeps to periods.
+pub const FAST_ENTRY_COMMITS: u32 = 8;
+/// Shortest time the run of [`FAST_ENTRY_COMMITS`] must span: commits finishing together
+/// after a stall are one event, not a sustained backlog.
+pub const FAST_ENTRY_SPAN: Duration = Duration::from_millis(100);
 
 /// The window group commit waits for more votes, by how far behind its recent commits found
 /// the edge.
@@ -79,6 +93,10 @@ struct State {
     commits: u32,
     /// Commits of this period that found the edge behind (see [`Trigger`]).
     behind: u32,
+    /// The commits in a row, up to now, that found a coping edge behind, and when the first
+    /// of them finished (see [`FAST_ENTRY_COMMITS`]).
+    behind_in_a_row: u32,
+    run_start: Option<Instant>,
 }
 
 /// A change of the edge's state that a period of commits caused.
@@ -176,15 +194,20 @@ impl Pace {
         state.last_commit = Some(now);
         let start = *state.period_start.get_or_insert(now);
         state.commits += 1;
-        state.behind += u32::from(self.is_behind(seen, state.overloaded));
-        if now.saturating_duration_since(start) < PERIOD || state.commits < MIN_COMMITS_PER_PERIOD {
+        let behind_now = self.is_behind(seen, state.overloaded);
+        state.behind += u32::from(behind_now);
+        let run_overloads = self.count_run(&mut state, behind_now, now);
+        let period_over = now.saturating_duration_since(start) >= PERIOD
+            && state.commits >= MIN_COMMITS_PER_PERIOD;
+        if !period_over && !run_overloads {
             return None;
         }
         let (commits, behind) = (state.commits, state.behind);
         state.period_start = Some(now);
         state.commits = 0;
         state.behind = 0;
-        let most_behind = behind * 2 > commits;
+        state.behind_in_a_row = 0;
+        let most_behind = run_overloads || behind * 2 > commits;
         let shift = match (state.overloaded, most_behind) {
             (false, true) => Shift::Overloaded { behind, commits },
             (true, false) => Shift::Recovered { behind, commits },
@@ -192,6 +215,24 @@ impl Pace {
         };
         state.overloaded = !state.overloaded;
         Some(shift)
+    }
+
+    /// Counts a commit of a coping edge into the run of those that found it behind; whether
+    /// the run now makes the edge overloaded (backlog trigger only: see
+    /// [`FAST_ENTRY_COMMITS`]).
+    fn count_run(&self, state: &mut State, behind_now: bool, now: Instant) -> bool {
+        if state.overloaded || !behind_now || !matches!(self.trigger, Trigger::BacklogVotes(_)) {
+            state.behind_in_a_row = 0;
+            return false;
+        }
+        if state.behind_in_a_row == 0 {
+            state.run_start = Some(now);
+        }
+        state.behind_in_a_row = state.behind_in_a_row.saturating_add(1);
+        let span = state
+            .run_start
+            .map_or(Duration::ZERO, |first| now.saturating_duration_since(first));
+        state.behind_in_a_row >= FAST_ENTRY_COMMITS && span >= FAST_ENTRY_SPAN
     }
 
     /// Whether `seen` finds the edge behind: at the trigger, or at half of it while overloaded
@@ -222,6 +263,8 @@ impl State {
             period_start: Some(now),
             commits: 0,
             behind: 0,
+            behind_in_a_row: 0,
+            run_start: None,
         }
     }
 
@@ -403,12 +446,69 @@ mod tests {
         assert_eq!(pace.window(clock.0), ms(50));
         // Half the trigger or more keeps it stretched (no flapping).
         assert!(clock.feed(&pace, backlog(64), ms(20), 100).is_empty());
+        // The period that decides may still hold a few of those commits.
         let shifts = clock.feed(&pace, backlog(63), ms(20), 20);
         assert!(
-            matches!(shifts.as_slice(), [Shift::Recovered { behind: 0, .. }]),
+            matches!(shifts.as_slice(), [Shift::Recovered { behind, commits }] if behind * 2 <= *commits),
             "{shifts:?}"
         );
         assert_eq!(pace.window(clock.0), ms(2));
+    }
+
+    /// A load beyond the edge's cores: every commit finds the backlog at the trigger. The edge
+    /// is overloaded after [`FAST_ENTRY_COMMITS`] of them spanning [`FAST_ENTRY_SPAN`], not at
+    /// the end of a period that began with quick commits.
+    #[test]
+    fn a_sustained_backlog_overloads_the_edge_before_its_period_ends() {
+        let (pace, mut clock) = (pace_on_backlog(64), clock());
+        // The period's first commits came before the load: quick, no backlog.
+        assert!(clock.feed(&pace, backlog(0), ms(5), 10).is_empty());
+        let every = FAST_ENTRY_SPAN / (FAST_ENTRY_COMMITS - 2);
+        let shifts = clock.feed(&pace, backlog(200), every, FAST_ENTRY_COMMITS - 1);
+        assert!(shifts.is_empty(), "{shifts:?}");
+        let shifts = clock.feed(&pace, backlog(200), every, 1);
+        assert!(
+            matches!(shifts.as_slice(), [Shift::Overloaded { behind, commits }]
+                if *behind == FAST_ENTRY_COMMITS && *commits == 10 + FAST_ENTRY_COMMITS),
+            "{shifts:?}"
+        );
+        assert_eq!(pace.window(clock.0), ms(50));
+    }
+
+    /// A commit that finds no backlog breaks the run (here the quick commits are twice as many
+    /// as the others, so no period decides either); a run of the lag trigger decides nothing
+    /// before its period ends.
+    #[test]
+    fn only_an_unbroken_run_of_the_backlog_trigger_overloads_the_edge_early() {
+        let every = FAST_ENTRY_SPAN / (FAST_ENTRY_COMMITS - 2);
+        let (backlogged, mut clock) = (pace_on_backlog(64), clock());
+        for _ in 0..20 {
+            let shifts = clock.feed(&backlogged, backlog(200), every, FAST_ENTRY_COMMITS - 1);
+            assert!(shifts.is_empty(), "{shifts:?}");
+            let quick = clock.feed(&backlogged, backlog(0), every, 2 * FAST_ENTRY_COMMITS);
+            assert!(quick.is_empty(), "{quick:?}");
+        }
+        let (lagging, mut clock) = (pace(2, 50, 20), clock);
+        assert!(clock.feed(&lagging, lag(3), ms(5), 10).is_empty());
+        assert!(
+            clock
+                .feed(&lagging, lag(60), every, FAST_ENTRY_COMMITS + 2)
+                .is_empty()
+        );
+    }
+
+    /// Commits that finish together after a stall (each finding its backlog) are one event:
+    /// a run shorter than [`FAST_ENTRY_SPAN`] does not overload the edge.
+    #[test]
+    fn commits_bunched_after_a_stall_do_not_overload_the_edge() {
+        let (pace, mut clock) = (pace_on_backlog(64), clock());
+        for _ in 0..20 {
+            assert!(clock.feed(&pace, backlog(0), ms(5), 30).is_empty());
+            let bunched = clock.feed(&pace, backlog(300), ms(1), 3 * FAST_ENTRY_COMMITS);
+            assert!(bunched.is_empty(), "{bunched:?}");
+            assert!(clock.feed(&pace, backlog(0), ms(5), 60).is_empty());
+        }
+        assert!(!pace.is_overloaded(clock.0));
     }
 
     /// The load falls from overload to half: the backlog empties at once, and the very next
