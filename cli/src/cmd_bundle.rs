@@ -271,7 +271,7 @@ fn admin(
 pub enum Variant {
     /// Plain wasm32-wasip2: Spin, `wasmtime serve`, our host.
     Portable,
-    /// Built with the wide-arithmetic proposal and 64-bit field arithmetic: our host only.
+    /// Built with the wide-arithmetic proposal, 64-bit field arithmetic and SIMD: our host only.
     Wide,
 }
 
