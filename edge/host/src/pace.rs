@@ -6,9 +6,10 @@
 //! each message's fixed cost (the queue send here; a receive, a store write, a log append and a
 //! delete downstream) is what the overloaded edge can least afford. So when most commits of a
 //! period find the edge *behind* (under the backlog trigger, also as soon as a run of
-//! [`FAST_ENTRY_COMMITS`] commits spanning [`FAST_ENTRY_SPAN`] does), the window stretches to `max_wait_overloaded_ms` and each
-//! message carries more votes; it comes back after a period in which most commits found it
-//! less than half as far behind. Behind means one of (config picks which):
+//! [`FAST_ENTRY_COMMITS`] commits spanning [`FAST_ENTRY_SPAN`] does), the window stretches to
+//! `max_wait_overloaded_ms` and each message carries more votes; it comes back after a period
+//! in which most commits found it less than half as far behind. Behind means one of (config
+//! picks which):
 //! - `overload_backlog_votes`: the edge's *backlog* was at least that many votes when the
 //!   commit finished: vote requests received and not yet in group commit, i.e. waiting for a
 //!   connection task, an instance, the component or the host's checks, which is where votes
@@ -104,9 +105,10 @@ struct State {
 pub enum Shift {
     /// The edge fell behind: the window is stretched from now on.
     Overloaded {
-        /// Commits of the deciding period that found the edge behind.
+        /// Commits of the deciding period (or run, see [`FAST_ENTRY_COMMITS`]) that found the
+        /// edge behind.
         behind: u32,
-        /// All commits of the deciding period.
+        /// All commits of the deciding period or run.
         commits: u32,
     },
     /// The edge caught up: the window is back to `max_wait_ms`.
@@ -202,7 +204,12 @@ impl Pace {
         if !period_over && !run_overloads {
             return None;
         }
-        let (commits, behind) = (state.commits, state.behind);
+        // A run decides on its own commits, every one of them behind.
+        let (commits, behind) = if run_overloads {
+            (state.behind_in_a_row, state.behind_in_a_row)
+        } else {
+            (state.commits, state.behind)
+        };
         state.period_start = Some(now);
         state.commits = 0;
         state.behind = 0;
@@ -469,7 +476,7 @@ mod tests {
         let shifts = clock.feed(&pace, backlog(200), every, 1);
         assert!(
             matches!(shifts.as_slice(), [Shift::Overloaded { behind, commits }]
-                if *behind == FAST_ENTRY_COMMITS && *commits == 10 + FAST_ENTRY_COMMITS),
+                if *behind == FAST_ENTRY_COMMITS && *commits == FAST_ENTRY_COMMITS),
             "{shifts:?}"
         );
         assert_eq!(pace.window(clock.0), ms(50));
