@@ -94,10 +94,9 @@ struct State {
     commits: u32,
     /// Commits of this period that found the edge behind (see [`Trigger`]).
     behind: u32,
-    /// The commits in a row, up to now, that found a coping edge behind, and when the first
-    /// of them finished (see [`FAST_ENTRY_COMMITS`]).
-    behind_in_a_row: u32,
-    run_start: Option<Instant>,
+    /// The run, up to now, of commits in a row that found a coping edge behind: when the
+    /// first of them finished and how many (see [`FAST_ENTRY_COMMITS`]).
+    run: Option<(Instant, u32)>,
 }
 
 /// A change of the edge's state that a period of commits caused.
@@ -205,15 +204,14 @@ impl Pace {
             return None;
         }
         // A run decides on its own commits, every one of them behind.
-        let (commits, behind) = if run_overloads {
-            (state.behind_in_a_row, state.behind_in_a_row)
-        } else {
-            (state.commits, state.behind)
+        let (commits, behind) = match (run_overloads, state.run) {
+            (true, Some((_, run))) => (run, run),
+            _ => (state.commits, state.behind),
         };
         state.period_start = Some(now);
         state.commits = 0;
         state.behind = 0;
-        state.behind_in_a_row = 0;
+        state.run = None;
         let most_behind = run_overloads || behind * 2 > commits;
         let shift = match (state.overloaded, most_behind) {
             (false, true) => Shift::Overloaded { behind, commits },
@@ -229,17 +227,13 @@ impl Pace {
     /// [`FAST_ENTRY_COMMITS`]).
     fn count_run(&self, state: &mut State, behind_now: bool, now: Instant) -> bool {
         if state.overloaded || !behind_now || !matches!(self.trigger, Trigger::BacklogVotes(_)) {
-            state.behind_in_a_row = 0;
+            state.run = None;
             return false;
         }
-        if state.behind_in_a_row == 0 {
-            state.run_start = Some(now);
-        }
-        state.behind_in_a_row = state.behind_in_a_row.saturating_add(1);
-        let span = state
-            .run_start
-            .map_or(Duration::ZERO, |first| now.saturating_duration_since(first));
-        state.behind_in_a_row >= FAST_ENTRY_COMMITS && span >= FAST_ENTRY_SPAN
+        let (first, count) = state.run.unwrap_or((now, 0));
+        let count = count.saturating_add(1);
+        state.run = Some((first, count));
+        count >= FAST_ENTRY_COMMITS && now.saturating_duration_since(first) >= FAST_ENTRY_SPAN
     }
 
     /// Whether `seen` finds the edge behind: at the trigger, or at half of it while overloaded
@@ -270,8 +264,7 @@ impl State {
             period_start: Some(now),
             commits: 0,
             behind: 0,
-            behind_in_a_row: 0,
-            run_start: None,
+            run: None,
         }
     }
 
