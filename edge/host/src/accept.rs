@@ -103,7 +103,7 @@ impl Default for Backoff {
 
 impl Backoff {
     /// How long to pause after `error`: nothing for an error of one connection, otherwise the
-    /// current pause, which then doubles (up to [`MAX_PAUSE`]).
+    /// current pause, which then doubles (up to `MAX_PAUSE`, one second).
     pub fn after(&mut self, error: &io::Error) -> Option<Duration> {
         if is_per_connection(error) {
             return None;

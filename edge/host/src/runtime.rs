@@ -324,7 +324,8 @@ impl EdgeHooks {
 /// later request, keeping the component's parsed configuration (key set, manifests). Guest
 /// memory therefore carries from one voter's request to the next; why that is acceptable, and
 /// what bounds it, is in ARCHITECTURE.md ("Instance reuse"). An instance that trapped, ran past
-/// its deadline or served [`MAX_REQUESTS_PER_INSTANCE`] requests is dropped, never reused.
+/// its deadline or served `MAX_REQUESTS_PER_INSTANCE` (10,000) requests is dropped, never
+/// reused.
 pub struct EdgeRuntime {
     pre: ProxyPre<HostState>,
     env: Arc<Vec<(String, String)>>,

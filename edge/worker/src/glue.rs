@@ -256,11 +256,8 @@ fn declared_length(headers: &Headers) -> Option<usize> {
 
 /// Whether a `Content-Encoding` other than `identity` applies to the body.
 fn is_encoded(headers: &Headers) -> bool {
-    headers
-        .get("content-encoding")
-        .ok()
-        .flatten()
-        .is_some_and(|coding| !coding.trim().eq_ignore_ascii_case("identity"))
+    let coding = headers.get("content-encoding").ok().flatten();
+    crate::is_encoded_coding(coding.as_deref())
 }
 
 /// The text of a JS error, for a failure's detail.

@@ -90,9 +90,26 @@ pub fn declared_content_length(value: &str) -> Option<usize> {
     value.parse().ok()
 }
 
+/// Whether a `Content-Encoding` value (`None`: no header) says the body is encoded: anything
+/// but `identity` (any case, surrounding spaces ignored) counts, an empty or unknown value
+/// included, so a body whose decoded length nobody declared is read as a stream.
+pub fn is_encoded_coding(value: Option<&str>) -> bool {
+    value.is_some_and(|coding| !coding.trim().eq_ignore_ascii_case("identity"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_identity_or_no_coding_leaves_a_body_as_declared() {
+        for plain in [None, Some("identity"), Some("IDENTITY"), Some(" identity ")] {
+            assert!(!is_encoded_coding(plain), "{plain:?}");
+        }
+        for encoded in ["gzip", "br", "", "identity, gzip", "x-identity", "deflate"] {
+            assert!(is_encoded_coding(Some(encoded)), "{encoded:?}");
+        }
+    }
 
     #[test]
     fn a_declared_length_is_digits_and_nothing_else() {
