@@ -9,7 +9,8 @@
 //! Every change (send, receive, delete, visibility, dead letter) is applied by one writer
 //! thread (`writer.rs`), which commits the changes that waited together in one redb
 //! transaction with `Durability::Immediate` (one fsync) and answers each only then, so a
-//! send that returned `Ok` survives a crash. A receipt handle is `seq.generation`: each
+//! send that returned `Ok` survives a crash. A send commits at once; a receive or a delete may
+//! wait a few milliseconds for a send to share its commit (`writer.rs`). A receipt handle is `seq.generation`: each
 //! receive bumps the generation, so a consumer whose visibility ran out cannot delete a message
 //! someone else now holds.
 
