@@ -50,6 +50,11 @@ pub struct Metrics {
     pub dead_letter_depth: AtomicU64,
     /// Age of the oldest queued message, milliseconds.
     pub queue_oldest_age_ms: AtomicU64,
+    /// Durable commits of the queue's own writer (embedded queue: each one fsync), when the
+    /// queue reports them ([`Self::queue_commits_known`]).
+    pub queue_commits: AtomicU64,
+    /// Whether the queue reports its commits (an SQS queue does not).
+    pub queue_commits_known: std::sync::atomic::AtomicBool,
     dead_lettered: Mutex<BTreeMap<&'static str, u64>>,
     store_latency: LatencyHistogram,
     /// Replication into this region's store, when this process runs it (the local stack; on
@@ -216,6 +221,16 @@ impl Metrics {
                 "gauge",
                 &label,
                 value.load(Ordering::Relaxed) as f64 / divisor,
+            );
+        }
+        if self.queue_commits_known.load(Ordering::Relaxed) {
+            metric(
+                &mut out,
+                "edgevote_collector_queue_commits_total",
+                "Durable commits of the embedded queue (each one fsync; about one per message while edges send).",
+                "counter",
+                &label,
+                self.queue_commits.load(Ordering::Relaxed) as f64,
             );
         }
         self.render_latency(&mut out, &label);

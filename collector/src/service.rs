@@ -543,6 +543,10 @@ impl Collector {
                     .store(stats.dead_letters, Ordering::Relaxed);
                 m.queue_oldest_age_ms
                     .store(stats.oldest_age_ms, Ordering::Relaxed);
+                if let Some(commits) = stats.commits {
+                    m.queue_commits.store(commits, Ordering::Relaxed);
+                    m.queue_commits_known.store(true, Ordering::Relaxed);
+                }
             }
             Err(e) => tracing::warn!(stage = "stats", error = %e, "queue stats failed"),
         }

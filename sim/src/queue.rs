@@ -281,6 +281,7 @@ impl Queue for SimQueue {
                 .map(|m| now.saturating_sub(m.sent_at_ms))
                 .max()
                 .unwrap_or(0),
+            commits: None,
         })
     }
 }

@@ -569,6 +569,7 @@ impl Queue for SqsQueue {
             in_flight: *main.get(1).expect(one_per_name),
             dead_letters: *dead.first().expect(one_per_name),
             oldest_age_ms: 0,
+            commits: None,
         })
     }
 }

@@ -371,7 +371,8 @@ impl Queue for EmbeddedQueue {
     }
 
     async fn stats(&self) -> Result<QueueStats, QueueError> {
-        self.blocking("stats", |db| {
+        let commits = Some(self.writer.commits());
+        self.blocking("stats", move |db| {
             let now = now_ms();
             let txn = db!("stats", db.begin_read())?;
             let messages = db!("stats", txn.open_table(MESSAGES))?;
@@ -391,6 +392,7 @@ impl Queue for EmbeddedQueue {
                 in_flight: total.saturating_sub(visible),
                 dead_letters: db!("stats", dead.len())?,
                 oldest_age_ms,
+                commits,
             })
         })
         .await

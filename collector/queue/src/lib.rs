@@ -63,6 +63,9 @@ pub struct QueueStats {
     pub dead_letters: u64,
     /// Age of the oldest message, in milliseconds (0 when empty).
     pub oldest_age_ms: u64,
+    /// Durable commits the queue's own writer has made since this process opened it (the
+    /// embedded queue: each one fsync); `None` for a service that does not say (SQS).
+    pub commits: Option<u64>,
 }
 
 /// Why a queue call failed. The stage names the call.

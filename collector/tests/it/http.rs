@@ -170,6 +170,13 @@ async fn metrics_health_and_results() {
     ] {
         assert!(metrics.contains(needle), "missing {needle} in\n{metrics}");
     }
+    // The embedded queue reports its commits: the send, receives and deletes made some.
+    let commits = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("edgevote_collector_queue_commits_total{region=\"r1\"} "))
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no queue commits in\n{metrics}"));
+    assert!(commits >= 2.0, "{commits} commits");
     assert_eq!(get(addr, "/healthz").await.0, 200);
     let (status, live) = get(addr, "/v1/results/first-wins").await;
     assert_eq!(status, 200);
