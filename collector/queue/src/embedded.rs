@@ -10,9 +10,9 @@
 //! thread (`writer.rs`), which commits the changes that waited together in one redb
 //! transaction with `Durability::Immediate` (one fsync) and answers each only then, so a
 //! send that returned `Ok` survives a crash. A send commits at once; a receive or a delete may
-//! wait a few milliseconds for a send to share its commit (`writer.rs`). A receipt handle is `seq.generation`: each
-//! receive bumps the generation, so a consumer whose visibility ran out cannot delete a message
-//! someone else now holds.
+//! wait a few milliseconds for a send to share its commit (`writer.rs`). A receipt handle is
+//! `seq.generation`: each receive bumps the generation, so a consumer whose visibility ran out
+//! cannot delete a message someone else now holds.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
