@@ -222,21 +222,14 @@ impl Drop for Writer {
 /// `defer_max`. Bounded: each pass takes a change off the channel or commits.
 fn write_loop(db: &Database, mut rx: mpsc::Receiver<Write>, counts: &Counts, defer_max: Duration) {
     let clock = (!defer_max.is_zero()).then(deferral_clock).flatten();
-    let Some(clock) = clock else {
-        // Without a timer nothing may wait: every group commits as it comes.
-        while let Some(first) = rx.blocking_recv() {
-            let mut group = vec![first];
-            take_waiting(&mut rx, &mut group);
-            commit_group(db, group, &counts.commits);
-        }
-        return;
-    };
+    // Without a timer nothing may wait: with no deferral every group commits as it comes, and
+    // nothing is ever held (so the clock below is never wanted).
+    let defer_max = clock.as_ref().map_or(Duration::ZERO, |_| defer_max);
     let mut held = Held::default();
     let mut last_send: Option<Instant> = None;
     loop {
-        let next = match held.since {
-            None => rx.blocking_recv(),
-            Some(first) => {
+        let next = match (held.since, &clock) {
+            (Some(first), Some(clock)) => {
                 let left = defer_max.saturating_sub(first.elapsed());
                 // The timer is made inside the runtime: it needs the runtime's clock.
                 let waited = clock.block_on(async { tokio::time::timeout(left, rx.recv()).await });
@@ -249,6 +242,7 @@ fn write_loop(db: &Database, mut rx: mpsc::Receiver<Write>, counts: &Counts, def
                     }
                 }
             }
+            _ => rx.blocking_recv(),
         };
         let Some(next) = next else {
             // Every handle is gone: what is held is still committed and answered.
