@@ -106,6 +106,8 @@ pub struct GroupCommitConfig {
     pub max_wait_ms: u64,
     /// The same wait while the edge is overloaded (see `overload_backlog_votes` and
     /// `overload_lag_ms`), milliseconds; one not longer than `max_wait_ms` turns stretching off.
+    /// 75 by default: measured on 2 cores in 20-second saturating steps, 0.0095 to 0.0096 queue
+    /// messages per vote against 0.0102 to 0.0132 at 50, at the same rate (README, Performance).
     pub max_wait_overloaded_ms: u64,
     /// The edge's backlog, in votes, at or above which a group commit finds the edge behind:
     /// vote requests received and not yet in group commit (waiting for a connection task, an
@@ -138,7 +140,7 @@ impl Default for GroupCommitConfig {
             max_votes: CommitBounds::default().max_votes,
             max_message_bytes: CommitBounds::default().max_message_bytes,
             max_wait_ms: 2,
-            max_wait_overloaded_ms: 50,
+            max_wait_overloaded_ms: 75,
             overload_backlog_votes: 64,
             overload_lag_ms: 0,
             queue_capacity: 4096,

@@ -498,7 +498,7 @@ path = "q.redb"
         assert_eq!(defaults.overload_backlog_votes, 64);
         assert_eq!(
             defaults.stretched_wait(),
-            Some(std::time::Duration::from_millis(50))
+            Some(std::time::Duration::from_millis(75))
         );
         let off = HostConfig::parse(&text("overload_backlog_votes = 0"))
             .expect("in bounds")
