@@ -136,10 +136,11 @@ async fn end_to_end(
         match event {
         StepEvent::Starting {
             index,
+            what,
             rate,
             step_ms,
         } => progress.note(&format!(
-            "(d) step {}: {rate:.0} votes/s for {step_ms} ms (open loop) ...",
+            "(d) step {} ({what}): {rate:.0} votes/s for {step_ms} ms (open loop) ...",
             index + 1,
         )),
         StepEvent::Done { index, step } => progress.note(&format!(

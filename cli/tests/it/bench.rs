@@ -35,7 +35,11 @@ fn bench_quick_json_reports_every_stage() {
     assert!(wide_rate.as_f64().unwrap() > 0.0, "{report}");
     let steps = report["e2e"]["steps"].as_array().unwrap();
     assert!(!steps.is_empty());
-    for step in steps.iter().chain([&report["e2e"]["half_load"]]) {
+    let judged = [
+        &report["e2e"]["full_load_held"],
+        &report["e2e"]["half_load"],
+    ];
+    for step in steps.iter().chain(judged) {
         assert!(step["acked"].as_u64().unwrap() > 0, "{step}");
         assert!(step["latency"]["p99_ms"].as_f64().unwrap() > 0.0, "{step}");
         assert!(step["messages_per_vote"].as_f64().unwrap() > 0.0, "{step}");
@@ -83,10 +87,23 @@ fn bench_quick_json_reports_every_stage() {
             "{step}"
         );
     }
-    // (a), (b), three (c) (host sealing, component sealing, the wide build), every rising step
-    // and the half-load step.
+    // (a), (b), three (c) (host sealing, component sealing, the wide build), every rising step,
+    // the step held at full load and the half-load step.
     let rows = report["rows"].as_array().unwrap();
-    assert_eq!(rows.len(), 5 + steps.len() + 1, "{report}");
+    assert_eq!(rows.len(), 5 + steps.len() + 2, "{report}");
+    let full = &steps[report["e2e"]["full_load"].as_u64().unwrap() as usize];
+    let held = &report["e2e"]["full_load_held"];
+    assert_eq!(held["offered_rate"], full["offered_rate"], "{report}");
+    // Messages per vote at full load are judged on the held step, the rising one shown beside.
+    let targets = &report["targets"];
+    assert_eq!(
+        targets["messages_per_vote_at_full_load"],
+        held["messages_per_vote"]
+    );
+    assert_eq!(
+        targets["messages_per_vote_at_full_load_rising"],
+        full["messages_per_vote"]
+    );
     assert_eq!(rows[0]["votes_per_sec_ratio"], 1.0);
     assert!(report["targets"]["met"].is_boolean());
     // (e): --quick holds 200 connections to one `edgevote edge run`, each with a vote.
@@ -95,10 +112,9 @@ fn bench_quick_json_reports_every_stage() {
     assert_eq!(held["held_open"], 200, "{held}");
     assert_eq!(held["answered_again"], 200, "{held}");
     assert!(held["rss_peak_bytes"].as_u64().unwrap() >= held["rss_start_bytes"].as_u64().unwrap());
-    assert!(
-        stderr.contains("(d) step 1"),
-        "progress on stderr: {stderr}"
-    );
+    for progress in ["(d) step 1 (rising)", "(full load held)", "(half of max)"] {
+        assert!(stderr.contains(progress), "progress on stderr: {stderr}");
+    }
 }
 
 #[test]
