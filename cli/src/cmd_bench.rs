@@ -43,7 +43,8 @@ pub struct BenchArgs {
     /// Most rising steps (the load stops earlier once the stack saturates).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=50))]
     pub max_steps: Option<u32>,
-    /// Seconds each end-to-end step sends for.
+    /// Seconds each rising end-to-end step sends for (the step held at full load and the one
+    /// at half of the maximum rate send three times as long).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=600))]
     pub step_secs: Option<u64>,
     /// Votes per round of the handler measurements.
