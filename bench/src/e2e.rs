@@ -212,6 +212,9 @@ pub struct Step {
     /// (`edgevote_edge_group_commit_windows_stretched_total`): of `messages_per_vote`'s
     /// messages, those that waited the long window.
     pub stretched_windows: f64,
+    /// Group commits that committed alone (`edgevote_edge_group_commits_alone_total`): the
+    /// batch before had waited 5 ms or more for a commit slot.
+    pub commits_alone: f64,
     /// Group-commit windows by why they closed (`edgevote_edge_group_commit_closes_total`):
     /// what set the votes per message.
     pub window_closes: WindowCloses,
@@ -547,6 +550,7 @@ impl Sent {
             commit_phase_p99_ms: CommitPhasesP99::of(&delta.commit_phases),
             window_stretches: delta.window_stretches,
             stretched_windows: delta.stretched_windows,
+            commits_alone: delta.commits_alone,
             window_closes: WindowCloses::of(&delta.window_closes),
             drain_ms,
         }

@@ -144,7 +144,7 @@ async fn end_to_end(
             index + 1,
         )),
         StepEvent::Done { index, step } => progress.note(&format!(
-            "    step {}: {} acked of {} at {:.0}/s, p99 {:.2} ms, {:.4} messages/vote, queue peak {:.0}, edges' p99: vote {} (in group commit {}; past the window's deadline: {}), queue send {}, group commit {}, edges overloaded {:.0} times, {:.0} windows stretched, {}; sender late p99 {:.2} ms, max {:.2} ms; {}",
+            "    step {}: {} acked of {} at {:.0}/s, p99 {:.2} ms, {:.4} messages/vote, queue peak {:.0}, edges' p99: vote {} (in group commit {}; past the window's deadline: {}), queue send {}, group commit {}, edges overloaded {:.0} times, {:.0} windows stretched, {:.0} commits alone, {}; sender late p99 {:.2} ms, max {:.2} ms; {}",
             index + 1,
             step.acked,
             step.sent,
@@ -159,6 +159,7 @@ async fn end_to_end(
             crate::report::bucket_bound(step.group_commit_p99_ms),
             step.window_stretches,
             step.stretched_windows,
+            step.commits_alone,
             step.window_closes.describe(),
             step.send_lag.p99_ms,
             step.send_lag.max_ms,

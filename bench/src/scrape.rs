@@ -30,6 +30,9 @@ pub struct Counters {
     /// Group-commit windows that opened stretched
     /// (`edgevote_edge_group_commit_windows_stretched_total`): each is one queue message.
     pub stretched_windows: f64,
+    /// Group commits that committed alone, the batch before having waited for a slot
+    /// (`edgevote_edge_group_commits_alone_total`).
+    pub commits_alone: f64,
     /// Group-commit windows by why they closed, in the order of [`WINDOW_CLOSES`]
     /// (`edgevote_edge_group_commit_closes_total`).
     pub window_closes: [f64; WINDOW_CLOSES.len()],
@@ -76,6 +79,7 @@ impl Counters {
             messages_sent: self.messages_sent - before.messages_sent,
             window_stretches: self.window_stretches - before.window_stretches,
             stretched_windows: self.stretched_windows - before.stretched_windows,
+            commits_alone: self.commits_alone - before.commits_alone,
             window_closes: std::array::from_fn(|i| self.window_closes[i] - before.window_closes[i]),
             messages_received: self.messages_received - before.messages_received,
             votes_stored: self.votes_stored - before.votes_stored,
@@ -233,6 +237,7 @@ pub async fn counters(stack: &StackInfo) -> Result<Counters, BenchError> {
         messages_sent: get("edgevote_edge_group_commits_total"),
         window_stretches: get("edgevote_edge_group_commit_stretches_total"),
         stretched_windows: get("edgevote_edge_group_commit_windows_stretched_total"),
+        commits_alone: get("edgevote_edge_group_commits_alone_total"),
         window_closes,
         messages_received: get("edgevote_collector_messages_received_total"),
         votes_stored: get("edgevote_collector_votes_stored_total"),

@@ -56,7 +56,7 @@ fn bench_quick_json_reports_every_stage() {
             );
         }
         // Read back from the edges' counters (none need be stretched at these sizes).
-        for counter in ["window_stretches", "stretched_windows"] {
+        for counter in ["window_stretches", "stretched_windows", "commits_alone"] {
             assert!(step[counter].as_f64().unwrap() >= 0.0, "{counter}: {step}");
         }
         // Read back from the edges' close counters: a step that sent messages closed windows.

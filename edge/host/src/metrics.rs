@@ -86,6 +86,9 @@ pub struct Metrics {
     /// Group-commit windows that opened stretched (the edge overloaded and, under the backlog
     /// trigger, its backlog still at least half the trigger).
     pub group_commit_stretched_windows: AtomicU64,
+    /// Group commits that committed alone (waited until no other commit was in flight, and
+    /// held every commit slot) because the batch before waited 5 ms or more for its slot.
+    pub group_commits_alone: AtomicU64,
     /// The group-commit window now, microseconds (`max_wait_ms`, or `max_wait_overloaded_ms`
     /// while overloaded).
     pub group_commit_window_us: AtomicU64,
@@ -452,6 +455,11 @@ impl Metrics {
                 "edgevote_edge_group_commit_windows_stretched_total",
                 "Group-commit windows that opened stretched to max_wait_overloaded_ms (the edge overloaded and, under the backlog trigger, its backlog still at least half of it).",
                 &self.group_commit_stretched_windows,
+            ),
+            (
+                "edgevote_edge_group_commits_alone_total",
+                "Group commits that waited until no other commit was in flight and held every commit slot, because the batch before had waited 5 ms or more for a slot (the edge past its saturation knee).",
+                &self.group_commits_alone,
             ),
             (
                 "edgevote_edge_votes_spilled_total",
