@@ -171,16 +171,26 @@ pub fn collector_with(
     .unwrap()
 }
 
-/// Runs `collector` until its queue has nothing visible or in flight (or `limit` passes).
+/// Consecutive reads of an empty queue that [`drain`] takes as settled. One is not enough on
+/// SQS: its counts are approximate and read one attribute at a time (moto reads "visible" and
+/// "in flight" at two instants, so a deferred message whose visibility ends between them is in
+/// neither, and a drain that stopped there left it unprocessed).
+const EMPTY_READS: u32 = 3;
+
+/// Runs `collector` until its queue has read as holding nothing visible or in flight
+/// [`EMPTY_READS`] times in a row, 300 ms apart (or `limit` passes).
 pub async fn drain(collector: &Arc<Collector>, limit: Duration) {
     let queue = Arc::clone(&collector.queue);
     let done = async move {
         let deadline = tokio::time::Instant::now() + limit;
+        let mut empty_reads = 0;
         // Bounded wait: the queue must settle within `limit`.
         while tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(300)).await;
             let stats = queue.stats().await.unwrap();
-            if stats.visible == 0 && stats.in_flight == 0 {
+            let empty = stats.visible == 0 && stats.in_flight == 0;
+            empty_reads = if empty { empty_reads + 1 } else { 0 };
+            if empty_reads == EMPTY_READS {
                 return;
             }
         }

@@ -229,6 +229,8 @@ pub struct SwitchableQueue {
     sends_open: tokio::sync::watch::Sender<bool>,
     /// How long each send takes at least, milliseconds ([`SwitchableQueue::slow_sends`]).
     send_delay_ms: AtomicU64,
+    /// Sends now waiting for [`SwitchableQueue::release_sends`].
+    sends_held: AtomicU64,
 }
 
 impl SwitchableQueue {
@@ -242,6 +244,7 @@ impl SwitchableQueue {
             down: AtomicBool::new(false),
             sends_open: tokio::sync::watch::Sender::new(true),
             send_delay_ms: AtomicU64::new(0),
+            sends_held: AtomicU64::new(0),
         })
     }
 
@@ -259,6 +262,22 @@ impl SwitchableQueue {
     /// Lets held and later sends through.
     pub fn release_sends(&self) {
         self.sends_open.send_replace(true);
+    }
+
+    /// How many sends [`SwitchableQueue::hold_sends`] holds now.
+    pub fn sends_held(&self) -> u64 {
+        self.sends_held.load(Ordering::SeqCst)
+    }
+
+    /// Waits (bounded: 10 s) until `count` sends are held by [`SwitchableQueue::hold_sends`].
+    pub async fn until_sends_held(&self, count: u64) {
+        for _ in 0..1_000 {
+            if self.sends_held() == count {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("{count} sends never held at once");
     }
 
     fn check(&self) -> Result<(), QueueError> {
@@ -307,8 +326,10 @@ impl SwitchableQueue {
 impl Queue for SwitchableQueue {
     async fn send_batch(&self, bodies: Vec<String>) -> Result<Vec<String>, QueueError> {
         let mut open = self.sends_open.subscribe();
+        self.sends_held.fetch_add(1, Ordering::SeqCst);
         // The sender lives in `self`, so the wait ends only by a release.
         let _ = open.wait_for(|open| *open).await;
+        self.sends_held.fetch_sub(1, Ordering::SeqCst);
         let delay = self.send_delay_ms.load(Ordering::SeqCst);
         if delay > 0 {
             tokio::time::sleep(Duration::from_millis(delay)).await;

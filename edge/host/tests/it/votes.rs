@@ -3,7 +3,7 @@
 use std::sync::atomic::Ordering;
 
 use edgevote_edge_host::SealingMode;
-use edgevote_shared::{QueueEnvelope, Receipt, VoteToken, decode_unverified, verify};
+use edgevote_shared::{Digest32, QueueEnvelope, Receipt, VoteToken, decode_unverified, verify};
 
 use crate::fixture::{Deployment, Running, now_secs};
 use crate::http::{ballot, request, vote};
@@ -281,4 +281,128 @@ async fn a_forged_token_among_concurrent_votes_is_refused_alone() {
     assert_eq!(refusals, 1);
     assert_eq!(edge.queue.votes().await.len(), 15);
     edge.shutdown().await;
+}
+
+/// How long a batch is left waiting for a commit slot in the test below: well past the 5 ms
+/// after which the next batch commits alone.
+const SLOT_WAIT: std::time::Duration = std::time::Duration::from_millis(30);
+
+/// Past its saturation knee the edge commits a batch alone (after one waited 5 ms or more for
+/// a commit slot): it waits for every commit in flight, taking arrivals in, and holds every
+/// slot while it writes. Someone who can make the region's queue slow and then refuse must not
+/// get a receipt for a vote that is not in the queue, nor a vote in it twice: every 202's vote is
+/// queued once, and no 503's vote is queued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_alone_under_a_slow_then_failing_queue_answer_only_durable_votes() {
+    let d = Deployment::new();
+    let edge = Running::start(&d, false).await;
+    let alone = || {
+        edge.host
+            .metrics
+            .group_commits_alone
+            .load(Ordering::Relaxed)
+    };
+    let mut answers = Vec::new();
+    edge.queue.hold_sends();
+    // Two commits hold both slots; the next batch waits for one, taking in its arrivals.
+    let first = spawn_votes(&d, &edge, "a", 1);
+    edge.queue.until_sends_held(1).await;
+    let second = spawn_votes(&d, &edge, "b", 1);
+    edge.queue.until_sends_held(2).await;
+    let waiting = spawn_votes(&d, &edge, "c", 4);
+    until_in_group_commit(&edge, 6).await;
+    tokio::time::sleep(SLOT_WAIT).await;
+    assert_eq!(alone(), 0, "no batch got its slot late yet");
+    edge.queue.release_sends();
+    for votes in [first, second, waiting] {
+        answers.extend(votes.join_all().await);
+    }
+    // That batch waited: the next one commits alone. Hold it in its send, every slot its own.
+    edge.queue.hold_sends();
+    let lone = spawn_votes(&d, &edge, "d", 2);
+    edge.queue.until_sends_held(1).await;
+    assert_eq!(alone(), 1, "the batch after a late slot commits alone");
+    // Arrivals wait behind it (nothing starts beside it); then the queue refuses both.
+    let behind = spawn_votes(&d, &edge, "e", 3);
+    until_in_group_commit(&edge, 5).await;
+    tokio::time::sleep(SLOT_WAIT).await;
+    assert_eq!(
+        edge.queue.sends_held(),
+        1,
+        "nothing commits beside a batch alone"
+    );
+    edge.queue.down.store(true, Ordering::SeqCst);
+    edge.queue.release_sends();
+    let mut refused_answers = Vec::new();
+    for votes in [lone, behind] {
+        refused_answers.extend(votes.join_all().await);
+    }
+    assert!(
+        refused_answers.iter().all(|(_, reply)| reply.status == 503),
+        "a refused message answers every vote in it 503"
+    );
+    // The batch behind waited for its slot, so the next commits alone too, on a queue back up.
+    edge.queue.down.store(false, Ordering::SeqCst);
+    answers.extend(spawn_votes(&d, &edge, "f", 2).join_all().await);
+    assert_eq!(alone(), 2);
+    let acknowledged: std::collections::BTreeSet<Digest32> = answers
+        .iter()
+        .map(|(vote_id, reply)| {
+            assert_eq!(reply.status, 202, "{}", reply.body);
+            let receipt = reply.json()["receipt"].as_str().unwrap().to_owned();
+            let receipt = verify::<Receipt>(&receipt, &d.keyset()).unwrap().doc;
+            assert_eq!(&receipt.vote_id, vote_id, "the receipt names the vote sent");
+            receipt.vote_id
+        })
+        .collect();
+    let queued: Vec<Digest32> = edge
+        .queue
+        .votes()
+        .await
+        .iter()
+        .map(|v| {
+            let jti = decode_unverified::<VoteToken>(&v.ballot.token).unwrap().jti;
+            v.ballot.vote_id(&jti)
+        })
+        .collect();
+    assert_eq!(queued.len(), acknowledged.len(), "every queued vote once");
+    let queued: std::collections::BTreeSet<Digest32> = queued.into_iter().collect();
+    assert_eq!(
+        queued, acknowledged,
+        "queued exactly the acknowledged votes"
+    );
+    edge.shutdown().await;
+}
+
+/// `count` votes of new voters `{prefix}{i}`, sent at once; each answer with its vote id.
+fn spawn_votes(
+    d: &Deployment,
+    edge: &Running,
+    prefix: &str,
+    count: u8,
+) -> tokio::task::JoinSet<(Digest32, crate::http::Reply)> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..count {
+        let token = d.token("open", &format!("{prefix}{i}"), now_secs() + 3600);
+        let jti = decode_unverified::<VoteToken>(&token).unwrap().jti;
+        let body = ballot("open", &token, "yes", i);
+        let vote_id = serde_json::from_slice::<edgevote_shared::Ballot>(&body)
+            .unwrap()
+            .vote_id(&jti);
+        let addr = edge.addr;
+        tasks.spawn(async move { (vote_id, vote(addr, "open", &body).await) });
+    }
+    tasks
+}
+
+/// Waits (bounded: 10 s) until `count` votes are in the host's group commit.
+async fn until_in_group_commit(edge: &Running, count: u64) {
+    let gauge = &edge.host.metrics.votes_in_group_commit;
+    for _ in 0..1_000 {
+        if gauge.load(Ordering::Relaxed) == count {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("{count} votes never in group commit at once");
 }
