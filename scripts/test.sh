@@ -7,11 +7,22 @@ export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 # Every step below (the simulation binary, the wasm components) reads ./target: a caller's
 # CARGO_TARGET_DIR would send the builds elsewhere and fail later steps.
 export CARGO_TARGET_DIR="$PWD/target"
+# Every step builds once from a clean tree: incremental caches (a gigabyte or more of the
+# target directory) would only cost disk and time.
+export CARGO_INCREMENTAL=0
 started=$(date +%s)
 step() { printf '\n==> %s (%ss)\n' "$*" "$(( $(date +%s) - started ))"; }
 # The trust figures (simulation, fuzzing, hostile inputs) are gathered here and repeated at the end.
 figures=target/ci-figures.txt
 mkdir -p target && : > "$figures"
+
+# Free disk, printed first, so that the log of a run that dies of a full disk shows what it had.
+free_mib=$(df -Pm . | awk 'NR == 2 { print $4 }')
+echo "disk: ${free_mib} MiB free at the start"
+if (( free_mib < 2048 )); then
+    echo "test.sh: only ${free_mib} MiB free on $(df -P . | awk 'NR == 2 { print $6 }'); free some disk first" >&2
+    exit 1
+fi
 
 step "bootstrap"
 bash scripts/bootstrap.sh all
@@ -76,6 +87,7 @@ bash scripts/worker.sh check    # fmt --check, clippy wasm32 -D warnings, unit t
 EDGEVOTE_BIN="$PWD/target/debug/edgevote" .venv/bin/python -m pytest -q tests/worker
 
 step "figures of this run"
+echo "disk: target/ holds $(du -sm target | cut -f1) MiB at the end" >> "$figures"
 cat "$figures"
 
 step "all tests passed"
