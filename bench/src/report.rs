@@ -67,6 +67,9 @@ pub struct Settings {
     pub group_commit_overload_backlog_votes: u64,
     /// Group commit: the lag that counts as behind, milliseconds (0: this trigger is off).
     pub group_commit_overload_lag_ms: u64,
+    /// Group commit: after a message waited this long for a commit slot, milliseconds, the
+    /// next one commits alone (`edgevote_edge_host::commit::SLOT_PRESSURE`).
+    pub group_commit_alone_after_slot_wait_ms: u64,
     /// The component measured.
     pub component: String,
 }
@@ -364,7 +367,7 @@ pub fn render_text(report: &Report) -> String {
     );
     let _ = writeln!(
         out,
-        "settings: stack {}, {} regions, {} sealing, verify_tokens={}, group commit <= {} votes / {} ms ({}), component {}",
+        "settings: stack {}, {} regions, {} sealing, verify_tokens={}, group commit <= {} votes / {} ms ({}; alone after a {} ms wait for a slot), component {}",
         s.stack,
         s.regions,
         s.sealing,
@@ -372,6 +375,7 @@ pub fn render_text(report: &Report) -> String {
         s.group_commit_max_votes,
         s.group_commit_max_wait_ms,
         stretching(s),
+        s.group_commit_alone_after_slot_wait_ms,
         s.component
     );
     let _ = writeln!(

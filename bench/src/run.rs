@@ -118,6 +118,10 @@ pub fn run(config: &BenchConfig, progress: &dyn Progress) -> Result<Report, Benc
             .map(|wait| u64::try_from(wait.as_millis()).unwrap_or(u64::MAX)),
         group_commit_overload_backlog_votes: group_commit.overload_backlog_votes,
         group_commit_overload_lag_ms: group_commit.overload_lag_ms,
+        group_commit_alone_after_slot_wait_ms: u64::try_from(
+            edgevote_edge_host::commit::SLOT_PRESSURE.as_millis(),
+        )
+        .unwrap_or(u64::MAX),
         component: config.component.display().to_string(),
     };
     let date = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();

@@ -28,6 +28,12 @@ fn bench_quick_json_reports_every_stage() {
     assert_eq!(report["settings"]["sealing"], "host", "{report}");
     assert_eq!(report["settings"]["verify_tokens"], true);
     assert_eq!(report["settings"]["regions"], 2);
+    // The settings line names the edge host's own alone rule.
+    let alone_after_ms = edgevote_edge_host::commit::SLOT_PRESSURE.as_millis() as u64;
+    assert_eq!(
+        report["settings"]["group_commit_alone_after_slot_wait_ms"], alone_after_ms,
+        "{report}"
+    );
     assert!(report["crypto"]["votes_per_sec"].as_f64().unwrap() > 0.0);
     assert!(report["handler"]["native"]["median"].as_f64().unwrap() > 0.0);
     // The wide-arithmetic build ran under component sealing and answered every vote.

@@ -40,8 +40,9 @@ const INLINE_SEAL_MAX_VOTES: usize = 4;
 const FORWARD_RETRY: Duration = Duration::from_millis(500);
 /// A batch that waited this long for a commit slot makes the next one commit alone (see
 /// [`CommitSlots`]). Between the regimes it separates: at half load a batch waits at most
-/// 0.5 ms (p99), just past the saturation knee 20 to 35 ms.
-const SLOT_PRESSURE: Duration = Duration::from_millis(5);
+/// 0.5 ms (p99), just past the saturation knee 20 to 35 ms. 2 ms measured no better at the
+/// knee (README, Performance, nineteenth round).
+pub const SLOT_PRESSURE: Duration = Duration::from_millis(5);
 
 /// Why a vote could not be made durable.
 #[derive(Debug, Clone, thiserror::Error)]
