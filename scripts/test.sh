@@ -7,8 +7,8 @@ export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 # Every step below (the simulation binary, the wasm components) reads ./target: a caller's
 # CARGO_TARGET_DIR would send the builds elsewhere and fail later steps.
 export CARGO_TARGET_DIR="$PWD/target"
-# Every step builds once from a clean tree: incremental caches (a gigabyte or more of the
-# target directory) would only cost disk and time.
+# CI builds from a clean tree, where incremental caches (a gigabyte or more of target/) are
+# written and never read; a local re-run rebuilds a changed crate whole instead.
 export CARGO_INCREMENTAL=0
 started=$(date +%s)
 step() { printf '\n==> %s (%ss)\n' "$*" "$(( $(date +%s) - started ))"; }
