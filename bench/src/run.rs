@@ -113,21 +113,23 @@ pub fn run(config: &BenchConfig, progress: &dyn Progress) -> Result<Report, Benc
         verify_tokens: ProcessingConfig::default().verify_tokens,
         group_commit_max_votes: group_commit.max_votes,
         group_commit_max_wait_ms: group_commit.max_wait_ms,
-        group_commit_stretched_wait_ms: group_commit
-            .stretched_wait()
-            .map(|wait| u64::try_from(wait.as_millis()).unwrap_or(u64::MAX)),
+        group_commit_stretched_wait_ms: group_commit.stretched_wait().map(whole_millis),
         group_commit_overload_backlog_votes: group_commit.overload_backlog_votes,
         group_commit_overload_lag_ms: group_commit.overload_lag_ms,
-        group_commit_alone_after_slot_wait_ms: u64::try_from(
-            edgevote_edge_host::commit::SLOT_PRESSURE.as_millis(),
-        )
-        .unwrap_or(u64::MAX),
+        group_commit_alone_after_slot_wait_ms: whole_millis(
+            edgevote_edge_host::commit::SLOT_PRESSURE,
+        ),
         component: config.component.display().to_string(),
     };
     let date = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     let mut report = Report::new(date, machine, settings, crypto, handler, e2e);
     report.connections = connections;
     Ok(report)
+}
+
+/// A setting's duration in whole milliseconds, as the report prints it.
+fn whole_millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// (d): the load through the stack at `config.up`, or through one started here and stopped

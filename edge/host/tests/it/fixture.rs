@@ -221,6 +221,36 @@ fn raw_sign<T: serde::Serialize>(signer: &SigningIdentity, doc: &T) -> String {
     format!("{input}.{}", edgevote_shared::b64::encode(signature))
 }
 
+/// Waits (bounded: 10 s, looking every 10 ms) until `done` holds; panics naming `what`.
+pub async fn until(what: &str, done: impl Fn() -> bool) {
+    for _ in 0..1_000 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("never came: {what}");
+}
+
+/// The vote ids of the votes in these queue envelopes, in order (a vote queued twice is here
+/// twice).
+pub fn vote_ids_in(envelopes: &[String]) -> Vec<Digest32> {
+    envelopes
+        .iter()
+        .flat_map(|e| {
+            edgevote_shared::decode_unverified::<edgevote_shared::QueueEnvelope>(e)
+                .unwrap()
+                .votes
+        })
+        .map(|v| {
+            let jti = edgevote_shared::decode_unverified::<VoteToken>(&v.ballot.token)
+                .unwrap()
+                .jti;
+            v.ballot.vote_id(&jti)
+        })
+        .collect()
+}
+
 /// An embedded queue that can be switched off, to stand in for an unreachable region queue.
 pub struct SwitchableQueue {
     pub inner: EmbeddedQueue,
@@ -271,13 +301,10 @@ impl SwitchableQueue {
 
     /// Waits (bounded: 10 s) until `count` sends are held by [`SwitchableQueue::hold_sends`].
     pub async fn until_sends_held(&self, count: u64) {
-        for _ in 0..1_000 {
-            if self.sends_held() == count {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("{count} sends never held at once");
+        until(&format!("{count} sends held at once"), || {
+            self.sends_held() == count
+        })
+        .await;
     }
 
     fn check(&self) -> Result<(), QueueError> {

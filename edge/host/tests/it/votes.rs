@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use edgevote_edge_host::SealingMode;
 use edgevote_shared::{Digest32, QueueEnvelope, Receipt, VoteToken, decode_unverified, verify};
 
-use crate::fixture::{Deployment, Running, now_secs};
+use crate::fixture::{Deployment, Running, now_secs, until, vote_ids_in};
 use crate::http::{ballot, request, vote};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -120,14 +120,7 @@ async fn concurrent_votes(d: &Deployment, edge: &Running, count: u8) -> Vec<Stri
         "group commit packed votes: {commits} messages for {count} votes"
     );
     let envelopes = edge.queue.envelopes().await;
-    let queued: Vec<_> = envelopes
-        .iter()
-        .flat_map(|e| decode_unverified::<QueueEnvelope>(e).unwrap().votes)
-        .map(|v| {
-            let jti = decode_unverified::<VoteToken>(&v.ballot.token).unwrap().jti;
-            v.ballot.vote_id(&jti)
-        })
-        .collect();
+    let queued = vote_ids_in(&envelopes);
     assert_eq!(queued.len(), usize::from(count), "every vote queued once");
     let queued: std::collections::BTreeSet<_> = queued.into_iter().collect();
     assert_eq!(queued, receipts, "every receipt's vote is queued");
@@ -355,16 +348,7 @@ async fn commits_alone_under_a_slow_then_failing_queue_answer_only_durable_votes
             receipt.vote_id
         })
         .collect();
-    let queued: Vec<Digest32> = edge
-        .queue
-        .votes()
-        .await
-        .iter()
-        .map(|v| {
-            let jti = decode_unverified::<VoteToken>(&v.ballot.token).unwrap().jti;
-            v.ballot.vote_id(&jti)
-        })
-        .collect();
+    let queued = vote_ids_in(&edge.queue.envelopes().await);
     assert_eq!(queued.len(), acknowledged.len(), "every queued vote once");
     let queued: std::collections::BTreeSet<Digest32> = queued.into_iter().collect();
     assert_eq!(
@@ -398,11 +382,8 @@ fn spawn_votes(
 /// Waits (bounded: 10 s) until `count` votes are in the host's group commit.
 async fn until_in_group_commit(edge: &Running, count: u64) {
     let gauge = &edge.host.metrics.votes_in_group_commit;
-    for _ in 0..1_000 {
-        if gauge.load(Ordering::Relaxed) == count {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    panic!("{count} votes never in group commit at once");
+    until(&format!("{count} votes in group commit at once"), || {
+        gauge.load(Ordering::Relaxed) == count
+    })
+    .await;
 }
